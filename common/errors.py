@@ -1,0 +1,41 @@
+"""One exception type for user errors, caught once at each CLI's top.
+
+A user error is reported as a single line ``error: ...`` on stderr with a
+non-zero exit status, never as a traceback. The message names the file, what was
+expected and what was found.
+"""
+import functools
+import sys
+
+
+class UserError(Exception):
+    """A problem with the user's input or environment, not a bug."""
+
+    exit_code = 2
+
+
+def fail(msg):
+    raise UserError(msg)
+
+
+def cli(main):
+    """Decorate a ``main(argv=None)`` so user errors become one line and exit 2."""
+
+    @functools.wraps(main)
+    def wrapper(argv=None):
+        try:
+            rc = main(argv)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return e.exit_code
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            return 130
+        return 0 if rc is None else rc
+
+    return wrapper
+
+
+def run(main):
+    """``if __name__ == '__main__': run(main)``"""
+    sys.exit(main())

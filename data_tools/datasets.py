@@ -1,0 +1,140 @@
+"""Loaders for the two datasets, used by every stage.
+
+CIFAR-10 in the official python layout (``cifar-10-batches-py/``; any number of
+images per batch), returned as uint8 NHWC. Binarized MNIST as Larochelle's ``.amat``
+text or as MATLAB ``.mat`` (key ``X``), returned as uint8 [N, 784] in {0, 1}.
+Every problem is a one-line UserError naming the file.
+"""
+import os
+import pickle
+
+import numpy as np
+
+from common.errors import UserError
+
+CIFAR_DIR = "cifar-10-batches-py"
+CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+CIFAR_TEST = ["test_batch"]
+MNIST_DIR = "binarized_mnist"
+MNIST_SPLITS = ("train", "valid", "test")
+DATASETS = ("cifar10", "binarized_mnist")
+
+
+def default_data_dir():
+    return os.environ.get("DATA_DIR", "data")
+
+
+def _cifar_root(data_dir):
+    """Accept DATA_DIR or the cifar-10-batches-py folder itself."""
+    data_dir = os.fspath(data_dir)
+    for root in (os.path.join(data_dir, CIFAR_DIR), data_dir):
+        if os.path.isfile(os.path.join(root, CIFAR_TEST[0])) or os.path.isfile(
+            os.path.join(root, CIFAR_TRAIN[0])
+        ):
+            return root
+    raise UserError(
+        f"{os.path.join(data_dir, CIFAR_DIR)}: no CIFAR-10 python batches found "
+        "(expected data_batch_1..5 and test_batch; run "
+        f"'python data_tools/fetch_data.py --data-dir {data_dir}')"
+    )
+
+
+def read_cifar_batch(path):
+    """One official pickle batch -> (uint8 [N,32,32,3] NHWC, int64 labels [N])."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: file not found (expected a CIFAR-10 python batch)")
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+    except Exception as e:  # truncated, not a pickle, ...
+        raise UserError(f"{path}: not a readable CIFAR-10 pickle batch ({type(e).__name__}: {e})") from None
+    if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
+        keys = sorted(d)[:5] if isinstance(d, dict) else type(d).__name__
+        raise UserError(f"{path}: expected a dict with b'data' and b'labels', found {keys}")
+    data = np.asarray(d[b"data"])
+    labels = np.asarray(d[b"labels"], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise UserError(f"{path}: b'data' must be uint8 [N, 3072], found {data.dtype} {list(data.shape)}")
+    if labels.shape != (data.shape[0],):
+        raise UserError(f"{path}: {data.shape[0]} images but {labels.size} labels")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels
+
+
+def load_cifar10(data_dir=None, split="train"):
+    """(uint8 NHWC images, labels) for split 'train' or 'test'."""
+    if split not in ("train", "test"):
+        raise UserError(f"CIFAR-10 split must be 'train' or 'test', got {split!r}")
+    root = _cifar_root(data_dir or default_data_dir())
+    names = CIFAR_TRAIN if split == "train" else CIFAR_TEST
+    parts = [read_cifar_batch(os.path.join(root, n)) for n in names]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _read_amat(path):
+    rows = []
+    with open(path, "r") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            vals = line.split()
+            if len(vals) != 784:
+                raise UserError(f"{path}:{lineno}: expected 784 values per row, found {len(vals)}")
+            rows.append(vals)
+    try:
+        return np.asarray(rows, dtype=np.float64)
+    except ValueError as e:
+        raise UserError(f"{path}: non-numeric value ({e})") from None
+
+
+def _read_mat(path):
+    import scipy.io
+
+    try:
+        m = scipy.io.loadmat(path)
+    except Exception as e:
+        raise UserError(f"{path}: not a readable MATLAB file ({type(e).__name__}: {e})") from None
+    if "X" not in m:
+        keys = [k for k in m if not k.startswith("__")]
+        raise UserError(f"{path}: expected key 'X' in the .mat file, found {keys}")
+    return np.asarray(m["X"])
+
+
+def read_mnist_file(path):
+    """One binarized MNIST file (.amat text, or .mat even when named .amat) -> uint8 [N,784]."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: file not found (expected binarized MNIST .amat or .mat)")
+    with open(path, "rb") as f:
+        is_mat = f.read(6) == b"MATLAB"
+    x = _read_mat(path) if is_mat else _read_amat(path)
+    if x.ndim != 2 or x.shape[1] != 784:
+        raise UserError(f"{path}: expected [N, 784] pixels, found {list(x.shape)}")
+    bad = ~np.isin(x, (0, 1))
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise UserError(f"{path}: row {r + 1} pixel {c}: expected 0 or 1, found {x[r, c]!r}")
+    return x.astype(np.uint8)
+
+
+def load_binarized_mnist(data_dir=None, split="train"):
+    """uint8 [N, 784] in {0,1} for split 'train', 'valid' or 'test'."""
+    if split not in MNIST_SPLITS:
+        raise UserError(f"binarized MNIST split must be one of {MNIST_SPLITS}, got {split!r}")
+    data_dir = os.fspath(data_dir or default_data_dir())
+    for root in (os.path.join(data_dir, MNIST_DIR), data_dir):
+        for ext in (".mat", ".amat"):
+            p = os.path.join(root, f"binarized_mnist_{split}{ext}")
+            if os.path.isfile(p):
+                return read_mnist_file(p)
+    raise UserError(
+        f"{os.path.join(data_dir, MNIST_DIR)}: no binarized_mnist_{split}.mat or .amat found "
+        f"(run 'python data_tools/fetch_data.py --data-dir {data_dir}')"
+    )
+
+
+def load(dataset, split, data_dir=None):
+    """Images of a dataset split as uint8: CIFAR-10 [N,32,32,3], MNIST [N,784]."""
+    if dataset == "cifar10":
+        return load_cifar10(data_dir, split)[0]
+    if dataset == "binarized_mnist":
+        return load_binarized_mnist(data_dir, split)
+    raise UserError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")

@@ -1,0 +1,187 @@
+"""Build a model's inference graph from a checkpoint, run it, freeze it.
+
+One code path serves freeze (graph -> .pb + signature) and the checkpoint runner
+backend (verify's golden outputs): ``Restored`` is the checkpoint, live in a session,
+with the signature of the graph it would freeze to.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import models
+from common.errors import UserError
+from common.tfcompat import session_config, tf
+from freeze.signature import Signature, Tensor
+from train import runinfo
+
+RANDOM_OPS = {
+    "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal",
+    "RandomShuffle", "Multinomial", "RandomGamma", "RandomPoisson", "RandomPoissonV2",
+    "StatelessRandomUniform", "StatelessRandomNormal", "StatelessRandomUniformV2",
+    "StatelessRandomNormalV2", "StatelessTruncatedNormal", "RandomCrop",
+}
+VARIABLE_OPS = {"Variable", "VariableV2", "VarHandleOp", "ReadVariableOp", "Assign",
+                "AssignVariableOp", "AssignAdd", "AssignSub"}
+TRAINING_OPS = {"ApplyAdam", "ResourceApplyAdam", "SaveV2", "RestoreV2", "CheckNumerics"}
+
+
+def _tensor_meta(io):
+    t = io.tensor
+    shape = t.shape.as_list()
+    if any(d is None for d in shape):
+        raise UserError(f"graph tensor {t.name} has a dynamic shape {shape}; the offline model "
+                        "needs static shapes")
+    return Tensor(t.op.name, t.name, shape, t.dtype.base_dtype.name, io.layout, io.meaning)
+
+
+class Restored:
+    """A checkpoint restored into its inference graph, ready to run."""
+
+    def __init__(self, ckpt_or_dir, batch, graph="forward", device="cpu", **opts):
+        self.ckpt, self.info = runinfo.resolve(ckpt_or_dir)
+        self.kind = self.info["model"]
+        self.module = models.module(self.kind)
+        if graph not in self.module.GRAPHS:
+            raise UserError(f"model {self.kind!r} has no graph {graph!r}; "
+                            f"graphs are {list(self.module.GRAPHS)}")
+        self.batch, self.graph_name, self.opts = int(batch), graph, opts
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            inputs, outputs = self.module.inference_graph(self.info["config"], self.batch, graph, **opts)
+            self.input_tensors = [io.tensor for io in inputs]
+            self.output_tensors = [io.tensor for io in outputs]
+            self.signature = Signature(
+                self.kind, graph, self.batch, [_tensor_meta(io) for io in inputs],
+                [_tensor_meta(io) for io in outputs], config=dict(self.info["config"], **opts),
+                checkpoint={"path": os.path.abspath(self.ckpt), "step": self.info["checkpoint_step"]},
+                precision_mode="force_fp32")
+            saver = tf.train.Saver(tf.global_variables())
+            self.sess = tf.Session(graph=self.graph, config=session_config(device))
+            try:
+                saver.restore(self.sess, self.ckpt)
+            except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
+                self.sess.close()
+                first = str(e.message).splitlines()[0]
+                raise UserError(f"{self.ckpt}: checkpoint does not match the model rebuilt from "
+                                f"{self.info['_path']} ({first})") from None
+
+    def run(self, feed):
+        """{input name: array} -> list of output arrays in signature order."""
+        fd = {t: feed[m.name] for t, m in zip(self.input_tensors, self.signature.inputs)}
+        return self.sess.run(self.output_tensors, fd)
+
+    def example_feed(self, rng):
+        return self.module.example_feed(self.info["config"], self.batch, self.graph_name, rng,
+                                        **self.opts)
+
+    def frozen_graph_def(self):
+        gd = tf.graph_util.convert_variables_to_constants(
+            self.sess, self.graph.as_graph_def(), [m.op for m in self.signature.outputs])
+        return tf.graph_util.extract_sub_graph(gd, [m.op for m in self.signature.outputs])
+
+    def close(self):
+        self.sess.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# --- checks on a frozen graph --------------------------------------------------
+
+def graph_op_types(graph_def):
+    return {n.op for n in graph_def.node}
+
+
+def check_static(graph_def, signature):
+    """No variables, no random ops, no training-only ops; every signature tensor present."""
+    ops = graph_op_types(graph_def)
+    for what, bad in (("variable", VARIABLE_OPS), ("random", RANDOM_OPS), ("training-only", TRAINING_OPS)):
+        found = sorted(ops & bad)
+        if found:
+            raise UserError(f"frozen graph still has {what} ops {found}")
+    names = {n.name for n in graph_def.node}
+    for t in signature.inputs + signature.outputs:
+        if t.op not in names:
+            raise UserError(f"frozen graph has no node {t.op!r} (tensor {t.name!r})")
+
+
+def run_graph_def(graph_def, signature, feed):
+    g = tf.Graph()
+    with g.as_default():
+        tf.import_graph_def(graph_def, name="")
+    with tf.Session(graph=g, config=session_config("cpu")) as s:
+        return s.run([t.tensor for t in signature.outputs],
+                     {t.tensor: feed[t.name] for t in signature.inputs})
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-6))) if a.size else 0.0
+
+
+def check_batch_independent(graph_def, signature, feed, other_feed, tol=1e-5):
+    """Row 0's outputs do not change when every other row of the batch changes.
+    (Every input and output has the batch as its first dimension.)"""
+    if signature.batch < 2:
+        return {"batch_independent": "not checked (batch 1)"}
+    mixed = {}
+    for t in signature.inputs:
+        m = np.array(other_feed[t.name], copy=True)
+        m[:1] = feed[t.name][:1]
+        mixed[t.name] = m
+    a = run_graph_def(graph_def, signature, feed)
+    b = run_graph_def(graph_def, signature, mixed)
+    worst = max(rel_err(y[:1], x[:1]) for x, y in zip(a, b))
+    if worst > tol:
+        raise UserError(f"frozen graph is batch-coupled: row 0's outputs moved by {worst:.3g} "
+                        "(relative) when its batch-mates changed")
+    return {"batch_independent": True, "batch_coupling_max_rel": worst}
+
+
+def check_fresh_process(pb_path, signature):
+    """The .pb loads and imports in a new Python process."""
+    code = ("import sys; from common.tfcompat import tf;"
+            "gd = tf.GraphDef(); gd.ParseFromString(open(sys.argv[1], 'rb').read());"
+            "g = tf.Graph();\nwith g.as_default(): tf.import_graph_def(gd, name='')\n"
+            "[g.get_tensor_by_name(n) for n in sys.argv[2:]]")
+    names = [t.tensor for t in signature.inputs + signature.outputs]
+    r = subprocess.run([sys.executable, "-c", code, pb_path, *names], capture_output=True, text=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if r.returncode != 0:
+        tail = (r.stderr.strip().splitlines() or ["?"])[-1]
+        raise UserError(f"{pb_path}: frozen graph does not load in a fresh process ({tail})")
+    return {"loads_in_fresh_process": True}
+
+
+def freeze(restored, out_dir, stem, seed=0, tol=1e-5):
+    """Freeze, check, and write ``out_dir/stem.pb`` + ``out_dir/stem.json``. Returns the Signature."""
+    from common import fsio
+
+    gd = restored.frozen_graph_def()
+    sig = restored.signature.copy()
+    check_static(gd, sig)
+    rng = np.random.RandomState(seed)
+    feed = restored.example_feed(rng)
+    ref = restored.run(feed)
+    got = run_graph_def(gd, sig, feed)
+    worst = max(rel_err(g, r) for g, r in zip(got, ref))
+    if not worst <= tol:
+        raise UserError(f"frozen graph differs from the checkpoint by {worst:.3g} (relative) > {tol}")
+    checks = {"no_variables": True, "no_random_ops": True, "frozen_vs_checkpoint_max_rel": worst,
+              "check_seed": seed, "op_count": len(gd.node)}
+    checks.update(check_batch_independent(gd, sig, feed, restored.example_feed(rng), tol))
+    os.makedirs(out_dir, exist_ok=True)
+    pb = os.path.join(out_dir, stem + ".pb")
+    with fsio.atomic_path(pb) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(gd.SerializeToString())
+        checks.update(check_fresh_process(tmp, sig))
+    sig.checks = checks
+    sig.artifact = {"file": os.path.basename(pb), "kind": "pb", "bytes": os.path.getsize(pb)}
+    sig.save(os.path.join(out_dir, stem + ".json"))
+    return sig

@@ -1,0 +1,190 @@
+"""The signature: one JSON file written by freeze, read by every later stage.
+
+It travels beside each model artifact with the same stem: ``realnvp.pb`` and
+``realnvp.json``; ``realnvp.fp16.onnx`` and ``realnvp.fp16.json``; ``realnvp.om`` and
+``realnvp.json``. convert derives ATC's --input_shape and --out_nodes from it; img2bin
+derives shapes and dtypes; the runner checks every input file against it; verify
+knows what each output means and which tolerances apply.
+
+    {
+      "format": "ascend-road-signature/1",
+      "model": "realnvp" | "rebar",
+      "graph": "forward" | "sample" | ...,
+      "batch": 16,
+      "config": {...},                      # hyperparameters the graph was built from
+      "checkpoint": {"path": "...", "step": 1234},
+      "precision_mode": "force_fp32",       # ATC mode the artifact was built (or emulated) with
+      "inputs":  [{"name": "x", "tensor": "x:0", "shape": [16,32,32,3], "dtype": "float32",
+                   "layout": "NHWC", "meaning": "..."}, ...],
+      "outputs": [{"name": "z", "tensor": "z:0", ...}, ...],
+      "checks": {...},                      # what freeze verified (frozen vs checkpoint, ...)
+      "artifact": {"file": "realnvp.pb", "kind": "pb", ...}
+    }
+
+Input order is the order of the model's inputs (msame's --input order); output order is
+ATC's --out_nodes order and so msame's ``_output_<i>`` index.
+"""
+import copy
+import json
+import os
+
+import numpy as np
+
+from common import fsio
+from common.errors import UserError
+
+FORMAT = "ascend-road-signature/1"
+DTYPES = ("float32", "float16", "int32", "int64", "uint8", "int8", "uint32", "bool")
+FP32_MODES = ("force_fp32", "must_keep_origin_dtype")
+FP16_MODES = ("force_fp16", "allow_fp32_to_fp16", "allow_mix_precision")
+PRECISION_MODES = FP32_MODES + FP16_MODES
+
+
+class Tensor:
+    """One input or output of the offline model."""
+
+    def __init__(self, name, tensor, shape, dtype="float32", layout="ND", meaning=""):
+        if dtype not in DTYPES:
+            raise UserError(f"tensor {name!r}: dtype {dtype!r} not one of {DTYPES}")
+        if any((not isinstance(d, int)) or d <= 0 for d in shape):
+            raise UserError(f"tensor {name!r}: shape must be static positive ints, got {shape}")
+        self.name, self.tensor, self.shape = name, tensor, [int(d) for d in shape]
+        self.dtype, self.layout, self.meaning = dtype, layout, meaning
+
+    @property
+    def op(self):
+        """Graph op name (tensor name without ':0'), as ATC's --input_shape wants it."""
+        return self.tensor.split(":")[0]
+
+    @property
+    def np_dtype(self):
+        return np.dtype(self.dtype)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape))
+
+    @property
+    def nbytes(self):
+        return self.size * self.np_dtype.itemsize
+
+    def to_dict(self):
+        return dict(name=self.name, tensor=self.tensor, shape=self.shape, dtype=self.dtype,
+                    layout=self.layout, meaning=self.meaning)
+
+    @classmethod
+    def from_dict(cls, d, where="signature"):
+        try:
+            return cls(d["name"], d["tensor"], list(d["shape"]), d.get("dtype", "float32"),
+                       d.get("layout", "ND"), d.get("meaning", ""))
+        except KeyError as e:
+            raise UserError(f"{where}: tensor entry missing key {e}") from None
+
+    def __repr__(self):
+        return f"Tensor({self.name!r}, {self.tensor!r}, {self.shape}, {self.dtype})"
+
+
+class Signature:
+    def __init__(self, model, graph, batch, inputs, outputs, config=None, checkpoint=None,
+                 precision_mode="force_fp32", checks=None, artifact=None, path=None):
+        self.model, self.graph, self.batch = model, graph, int(batch)
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        self.config = dict(config or {})
+        self.checkpoint = dict(checkpoint or {})
+        self.precision_mode = precision_mode
+        self.checks = dict(checks or {})
+        self.artifact = dict(artifact or {})
+        self.path = path  # where it was loaded from, for error messages
+
+    # --- lookup -------------------------------------------------------------
+    def input(self, name):
+        return self._find(self.inputs, name, "input")
+
+    def output(self, name):
+        return self._find(self.outputs, name, "output")
+
+    def _find(self, items, name, what):
+        for t in items:
+            if t.name == name or t.tensor == name or t.op == name:
+                return t
+        raise UserError(f"{self.path or 'signature'}: no {what} named {name!r}; "
+                        f"{what}s are {[t.name for t in items]}")
+
+    @property
+    def is_fp16(self):
+        return self.precision_mode in FP16_MODES
+
+    # --- ATC -----------------------------------------------------------------
+    def atc_input_shape(self):
+        return ";".join(f"{t.op}:{','.join(map(str, t.shape))}" for t in self.inputs)
+
+    def atc_out_nodes(self):
+        return ";".join(t.tensor for t in self.outputs)
+
+    # --- io ------------------------------------------------------------------
+    def to_dict(self):
+        return {
+            "format": FORMAT, "model": self.model, "graph": self.graph, "batch": self.batch,
+            "config": self.config, "checkpoint": self.checkpoint,
+            "precision_mode": self.precision_mode,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "checks": self.checks, "artifact": self.artifact,
+        }
+
+    def save(self, path):
+        fsio.write_json(path, self.to_dict())
+        self.path = os.fspath(path)
+
+    def copy(self, **changes):
+        s = Signature.from_dict(copy.deepcopy(self.to_dict()), self.path)
+        for k, v in changes.items():
+            setattr(s, k, v)
+        return s
+
+    @classmethod
+    def from_dict(cls, d, path=None):
+        where = path or "signature"
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            found = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise UserError(f"{where}: not a signature (expected format {FORMAT!r}, found {found!r})")
+        try:
+            return cls(d["model"], d["graph"], d["batch"],
+                       [Tensor.from_dict(t, where) for t in d["inputs"]],
+                       [Tensor.from_dict(t, where) for t in d["outputs"]],
+                       d.get("config"), d.get("checkpoint"), d.get("precision_mode", "force_fp32"),
+                       d.get("checks"), d.get("artifact"), path)
+        except KeyError as e:
+            raise UserError(f"{where}: signature missing key {e}") from None
+
+    @classmethod
+    def load(cls, path):
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: signature file not found (freeze writes it beside the .pb)")
+        try:
+            with open(path) as f:
+                d = json.load(f)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_dict(d, path)
+
+
+def path_beside(model_path):
+    """The signature path for a model artifact: same folder, same stem, .json."""
+    root, _ = os.path.splitext(os.fspath(model_path))
+    return root + ".json"
+
+
+def find_beside(model_path):
+    """Load the signature beside a model (``x.fp16.onnx`` -> ``x.fp16.json``, else ``x.json``)."""
+    p = path_beside(model_path)
+    candidates = [p]
+    base = os.path.basename(p)
+    if base.count(".") > 1:  # realnvp.fp16.json -> realnvp.json
+        candidates.append(os.path.join(os.path.dirname(p), base.split(".")[0] + ".json"))
+    for c in candidates:
+        if os.path.isfile(c):
+            return Signature.load(c)
+    raise UserError(f"{model_path}: no signature beside it (expected {p}; freeze writes it)")
