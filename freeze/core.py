@@ -37,7 +37,16 @@ def _tensor_meta(io):
 
 
 class Restored:
-    """A checkpoint restored into its inference graph, ready to run."""
+    """A checkpoint restored into its inference graph, ready to run.
+
+    ``Restored.from_signature(sig)`` rebuilds the graph a signature describes (the
+    checkpoint runner backend: golden outputs from the checkpoint itself)."""
+
+    @classmethod
+    def from_signature(cls, sig, device="cpu"):
+        if not sig.checkpoint.get("path"):
+            raise UserError(f"{sig.path}: signature records no checkpoint path")
+        return cls(sig.checkpoint["path"], sig.batch, sig.graph, device=device, **sig.options)
 
     def __init__(self, ckpt_or_dir, batch, graph="forward", device="cpu", **opts):
         self.ckpt, self.info = runinfo.resolve(ckpt_or_dir)
@@ -54,7 +63,7 @@ class Restored:
             self.output_tensors = [io.tensor for io in outputs]
             self.signature = Signature(
                 self.kind, graph, self.batch, [_tensor_meta(io) for io in inputs],
-                [_tensor_meta(io) for io in outputs], config=dict(self.info["config"], **opts),
+                [_tensor_meta(io) for io in outputs], config=self.info["config"], options=opts,
                 checkpoint={"path": os.path.abspath(self.ckpt), "step": self.info["checkpoint_step"]},
                 precision_mode="force_fp32")
             saver = tf.train.Saver(tf.global_variables())

@@ -17,6 +17,7 @@ knows what each output means and which tolerances apply.
       "inputs":  [{"name": "x", "tensor": "x:0", "shape": [16,32,32,3], "dtype": "float32",
                    "layout": "NHWC", "meaning": "..."}, ...],
       "outputs": [{"name": "z", "tensor": "z:0", ...}, ...],
+      "options": {"samples": 100},          # graph options beyond config (inference_graph **opts)
       "checks": {...},                      # what freeze verified (frozen vs checkpoint, ...)
       "artifact": {"file": "realnvp.pb", "kind": "pb", ...}
     }
@@ -86,7 +87,7 @@ class Tensor:
 
 class Signature:
     def __init__(self, model, graph, batch, inputs, outputs, config=None, checkpoint=None,
-                 precision_mode="force_fp32", checks=None, artifact=None, path=None):
+                 precision_mode="force_fp32", checks=None, artifact=None, options=None, path=None):
         self.model, self.graph, self.batch = model, graph, int(batch)
         self.inputs = list(inputs)
         self.outputs = list(outputs)
@@ -95,6 +96,7 @@ class Signature:
         self.precision_mode = precision_mode
         self.checks = dict(checks or {})
         self.artifact = dict(artifact or {})
+        self.options = dict(options or {})  # graph options beyond config (e.g. samples K)
         self.path = path  # where it was loaded from, for error messages
 
     # --- lookup -------------------------------------------------------------
@@ -130,7 +132,7 @@ class Signature:
             "precision_mode": self.precision_mode,
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
-            "checks": self.checks, "artifact": self.artifact,
+            "checks": self.checks, "artifact": self.artifact, "options": self.options,
         }
 
     def save(self, path):
@@ -154,7 +156,7 @@ class Signature:
                        [Tensor.from_dict(t, where) for t in d["inputs"]],
                        [Tensor.from_dict(t, where) for t in d["outputs"]],
                        d.get("config"), d.get("checkpoint"), d.get("precision_mode", "force_fp32"),
-                       d.get("checks"), d.get("artifact"), path)
+                       d.get("checks"), d.get("artifact"), d.get("options"), path)
         except KeyError as e:
             raise UserError(f"{where}: signature missing key {e}") from None
 
