@@ -111,7 +111,7 @@ def read_mnist_file(path):
     bad = ~np.isin(x, (0, 1))
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise UserError(f"{path}: row {r + 1} pixel {c}: expected 0 or 1, found {x[r, c]!r}")
+        raise UserError(f"{path}: row {r + 1} pixel {c}: expected 0 or 1, found {x[r, c]:g}")
     return x.astype(np.uint8)
 
 

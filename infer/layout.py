@@ -75,8 +75,11 @@ def _g6(v):
     return "%g" % v
 
 
-def write_output(path, array, fmt="BIN"):
-    """Write one output file atomically, BIN (raw bytes) or TXT (msame's text)."""
+def write_output(path, array, fmt=None):
+    """Write one output file atomically, BIN (raw bytes) or TXT (msame's text); the
+    format follows the file extension unless given."""
+    if fmt is None:
+        fmt = "TXT" if os.fspath(path).endswith(".txt") else "BIN"
     if fmt == "TXT":
         fsio.write_text(path, format_txt(array))
     else:
@@ -93,7 +96,7 @@ def read_output(path, tensor=None):
                 a = np.array(f.read().split(), dtype=np.float64)
         except ValueError as e:
             raise UserError(f"{path}: not msame TXT output ({e})") from None
-        a = a.astype(np.float32) if tensor is None else a.astype(np.float32)
+        a = a.astype(np.float32)
         n = a.size
         what = "values"
     else:
