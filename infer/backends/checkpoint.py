@@ -1,0 +1,31 @@
+"""The checkpoint itself, rebuilt into its inference graph: golden outputs."""
+import os
+
+from infer.runner import Runner
+
+
+class CheckpointRunner(Runner):
+    backend = "checkpoint"
+
+    def __init__(self, model, signature, device="cpu"):
+        super().__init__(model, signature)
+        self.device = device
+
+    def activate_impl(self):
+        from freeze.core import Restored
+
+        sig = self.signature
+        if self.model and os.path.exists(self.model) or os.path.exists(self.model + ".index"):
+            self.restored = Restored(self.model, sig.batch, sig.graph, device=self.device, **sig.options)
+        else:
+            self.restored = Restored.from_signature(sig, device=self.device)
+
+    def deactivate_impl(self):
+        self.restored.close()
+
+    def infer_impl(self, feed):
+        return self.restored.run(feed)
+
+
+def make(model, signature, device="cpu"):
+    return CheckpointRunner(model, signature, device)

@@ -1,0 +1,62 @@
+"""A real .om through the real msame (on an Ascend host): each infer() writes the feed
+as .bin files, runs msame in file mode and reads its outputs back."""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+
+from common.errors import UserError
+from infer import layout
+from infer.runner import Runner
+
+TIME_RE = re.compile(r"Inference time: ([0-9.eE+-]+) ?ms")
+
+
+class MsameRunner(Runner):
+    backend = "om"
+
+    def __init__(self, model, signature, device_id=0, msame=None):
+        super().__init__(model, signature)
+        self.device_id, self.msame = device_id, msame
+
+    def activate_impl(self):
+        self.msame = self.msame or shutil.which("msame")
+        if not self.msame:
+            raise UserError(f"{self.model}: the om backend needs Ascend's msame on PATH (not found); "
+                            "run the .onnx or .pb instead, or source the CANN set_env.sh")
+        self.tmp = tempfile.mkdtemp(prefix="msame_")
+
+    def deactivate_impl(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def infer_impl(self, feed):
+        files = []
+        for t in self.signature.inputs:
+            p = os.path.join(self.tmp, f"{t.name}.bin")
+            np.ascontiguousarray(feed[t.name]).tofile(p)
+            files.append(p)
+        out = tempfile.mkdtemp(dir=self.tmp)
+        cmd = [self.msame, "--model", self.model, "--input", ",".join(files), "--output", out,
+               "--outfmt", "BIN", "--device", str(self.device_id)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        # msame's exit code is unreliable: success is its last line plus the output files
+        if "Execute sample success" not in r.stdout:
+            err = [ln for ln in r.stdout.splitlines() if ln.startswith("[ERROR]")] or ["no output"]
+            raise UserError(f"{self.model}: msame failed (exit {r.returncode}): {err[0]}")
+        found = layout.collect_outputs(out).get(layout.stem_of(self.model), {})
+        m = TIME_RE.findall(r.stdout)
+        self.device_time = float(m[-1]) / 1e3 if m else None
+        res = [layout.read_output(found[i], t) if i in found else None
+               for i, t in enumerate(self.signature.outputs)]
+        if any(a is None for a in res):
+            raise UserError(f"{self.model}: msame wrote {sorted(found)} outputs, the signature has "
+                            f"{len(self.signature.outputs)}")
+        shutil.rmtree(out, ignore_errors=True)
+        return res
+
+
+def make(model, signature, device="cpu"):
+    return MsameRunner(model, signature, int(device) if str(device).isdigit() else 0)

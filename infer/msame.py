@@ -1,0 +1,132 @@
+"""msame, on any host: same flags, same output layout, same console lines.
+
+Replace ``msame`` with ``python infer/msame.py`` and nothing else changes. The model may
+be an .om (run by the real msame when it is on PATH), or, with no NPU, the portable
+.onnx (ONNX Runtime), the frozen .pb (TensorFlow) or the checkpoint itself.
+
+Differences from msame, on purpose:
+  * every input file is checked against the model's signature (count of inputs, size =
+    shape x dtype) before anything runs; an error names the file, expected and found size;
+  * output files are written atomically, never partially; --resume reuses the newest run
+    folder and skips inputs whose outputs all exist;
+  * the exit status is non-zero (2) on any error; msame exits 0 on most errors.
+"""
+import argparse
+import os
+import sys
+
+if __package__ in (None, ""):  # python infer/msame.py: the repo root, not infer/, first
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from common.errors import UserError, cli, run  # noqa: E402
+
+EXAMPLE = """example:
+  python infer/msame.py --model out/realnvp.onnx --input bins/x,bins/u --output out/msame --outfmt TXT
+  python infer/msame.py --model out/realnvp.pb --input x.bin,u.bin --output out/msame --loop 10"""
+MEANINGLESS = ("profiler", "dump", "dymBatch", "dymHW", "dymDims", "dymShape", "outputSize")
+ACL_DTYPE = {"float32": 0, "float16": 1, "int8": 2, "int32": 3, "uint8": 4, "uint32": 8,
+             "int64": 9, "bool": 12}
+ACL_FORMAT = {"NCHW": 0, "NHWC": 1}
+
+
+def parser():
+    ap = argparse.ArgumentParser(prog="msame.py", description=__doc__, epilog=EXAMPLE,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="MODEL.om | MODEL.onnx | MODEL.pb | checkpoint")
+    ap.add_argument("--input", default="", help="comma-separated folders (folder mode) or .bin files, "
+                    "one per model input in signature order; none: all-zero inputs")
+    ap.add_argument("--output", required=True, help="folder; outputs go to OUTPUT/<timestamp>/")
+    ap.add_argument("--outfmt", default="BIN", help="TXT (exactly) for text, anything else BIN")
+    ap.add_argument("--loop", default="1", help="runs per input in file mode, 1..100")
+    ap.add_argument("--device", default="0", help="NPU id 0..255 (om backend)")
+    ap.add_argument("--debug", default="false", help="'true' prints the model description")
+    for name in MEANINGLESS:
+        ap.add_argument(f"--{name}", default=None, help=argparse.SUPPRESS)
+    g = ap.add_argument_group("extensions (not in msame)")
+    g.add_argument("--backend", choices=["onnxruntime", "tf", "checkpoint", "om"],
+                   help="default from the model's extension")
+    g.add_argument("--signature", help="MODEL.json (default: beside the model)")
+    g.add_argument("--resume", action="store_true", help="reuse the newest run folder, skip done inputs")
+    g.add_argument("--run-device", default="cpu", choices=["cpu", "gpu", "npu"],
+                   help="where tf/checkpoint/onnxruntime backends run (default cpu)")
+    return ap
+
+
+def _loop(v):
+    digits = ""
+    for c in str(v):  # msame's str2num: leading digits only
+        if not c.isdigit():
+            break
+        digits += c
+    n = int(digits or 0)
+    if not 1 <= n <= 100:
+        raise UserError(f"--loop must be in 1 to 100, got {v!r}")
+    return n
+
+
+def describe(sig):
+    print("[DEBUG] start print model description")
+    print(f"[DEBUG] NumInputs: {len(sig.inputs)}")
+    print(f"[DEBUG] NumOutputs: {len(sig.outputs)}")
+    for kind, ts in (("input", sig.inputs), ("output", sig.outputs)):
+        for i, t in enumerate(ts):
+            print(f"[DEBUG] the size of {i} {kind}: {t.nbytes}")
+            print(f"[DEBUG] the dims of {i} {kind}:")
+            print(" ".join(map(str, t.shape)))
+            print(f"[DEBUG] the name of {i} {kind}: {t.tensor}")
+            print(f"[DEBUG] the Format of {i} {kind}: {ACL_FORMAT.get(t.layout, 2)}")
+            print(f"[DEBUG] the DataType of {i} {kind}: {ACL_DTYPE.get(t.dtype, -1)}")
+
+
+@cli
+def main(argv=None):
+    a = parser().parse_args(argv)
+    try:
+        return _main(a)
+    except UserError as e:
+        print(f"[ERROR] {e}")  # msame logs on stdout; `error:` also goes to stderr, exit 2
+        print("[ERROR] Execute sample failed")
+        raise
+
+
+def _main(a):
+    from infer.runner import open_runner, run_inputs
+
+    for name in MEANINGLESS:
+        if getattr(a, name) is not None:
+            print(f"[WARN] --{name} is accepted but has no effect here (static-shape models, no NPU)")
+    loop = _loop(a.loop)
+    if not (a.device.isdigit() and 0 <= int(a.device) <= 255):
+        raise UserError(f"--device must be an integer 0..255, got {a.device!r}")
+    inputs = [s.strip() for s in a.input.split(",") if s.strip()]
+    if inputs and not all(".bin" in os.path.basename(i) for i in inputs) and not all(
+            os.path.isdir(i) for i in inputs):
+        bad = next(i for i in inputs if not os.path.isdir(i) and ".bin" not in os.path.basename(i))
+        raise UserError(f"{bad}: input parameter must be folder or file ending in '.bin'")
+    device = a.device if a.backend == "om" or a.model.endswith(".om") else a.run_device
+    runner = open_runner(a.model, a.signature, a.backend, device)
+    print("[INFO] acl init success")
+    print(f"[INFO] open device {a.device} success")
+    print("[INFO] create context success")
+    print("[INFO] create stream success")
+    print("[INFO] get run mode success")
+    with runner:
+        print(f"[INFO] load model {a.model} success")
+        print("[INFO] create model description success")
+        if a.debug == "true":
+            describe(runner.signature)
+        print("[INFO] get input dynamic gear count success")
+        run_inputs(runner, inputs, a.output, fmt=a.outfmt, resume=a.resume, loop=loop,
+                   progress=True, log=lambda s: print(s, flush=False))
+        if not inputs or ".bin" in os.path.basename(inputs[0]):
+            print("[INFO] destroy model input success")
+    print("[INFO] unload model success, model Id is 1")
+    print(f"[INFO] pid: {os.getpid()} Execute sample success")
+    print("[INFO] end to destroy stream")
+    print("[INFO] end to destroy context")
+    print(f"[INFO] end to reset device is {a.device}")
+    print("[INFO] end to finalize acl")
+
+
+if __name__ == "__main__":
+    run(main)

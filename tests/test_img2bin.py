@@ -1,0 +1,124 @@
+"""img2bin: Ascend image mode (naming, letterbox, mean/coef, layouts, dtypes, txt, errors)
+and dataset mode on the real CIFAR-10 and MNIST test sets."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from data_tools import binfiles, datasets, img2bin
+from freeze.signature import Signature, Tensor
+
+
+def _img(path, h, w, seed=0):
+    img = np.random.RandomState(seed).randint(0, 256, (h, w, 3)).astype(np.uint8)
+    cv2.imwrite(str(path), img)
+    return img
+
+
+def test_letterbox_mean_coef_layout(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    img = _img(src / "b.png", 10, 20)  # wide: 20x10 -> 8x4 + 2 rows padding top and bottom
+    out = tmp_path / "out"
+    rc = img2bin.main(["-i", str(src), "-w", "8", "-h", "8", "-f", "RGB", "-a", "NCHW", "-t", "float32",
+                       "-m", "[1,2,3]", "-c", "[0.5,2,1]", "-o", str(out)])
+    assert rc == 0
+    a = np.fromfile(out / "b.bin", np.float32).reshape(3, 8, 8)
+    small = cv2.resize(img, (8, 4), interpolation=cv2.INTER_LINEAR)[..., ::-1].astype(np.float32)
+    want = (small - [1, 2, 3]) * np.float32([0.5, 2, 1])
+    np.testing.assert_array_equal(a[:, 2:6, :], want.transpose(2, 0, 1))
+    np.testing.assert_array_equal(a[0, :2], (0 - 1) * 0.5)  # zero padding, then mean and coef
+
+
+def test_gray_stays_hw_and_uint8_nhwc_and_yuv(tmp_path):
+    img = _img(tmp_path / "g.jpg", 8, 8)
+    g = img2bin.convert_image(tmp_path / "g.jpg", 8, 8, "GRAY", "NCHW", "uint8")
+    assert g.shape == (8, 8) and g.dtype == np.uint8
+    c = img2bin.convert_image(tmp_path / "g.jpg", 8, 8, "BGR", "NHWC", "int32")
+    assert c.shape == (8, 8, 3) and c.dtype == np.int32
+    np.testing.assert_array_equal(c, cv2.imread(str(tmp_path / "g.jpg")).astype(np.int32))
+    y = img2bin.convert_image(tmp_path / "g.jpg", 8, 8, "YUV")
+    assert y.shape == (12, 8) and y.dtype == np.uint8
+    assert img.shape == (8, 8, 3)
+
+
+def test_sorted_txt_and_collision(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for n in ("c.png", "a.jpg"):
+        _img(src / n, 4, 4)
+    (src / "t.txt").write_text("[baseconf]\ninput_node=[1, 2, 3, 4]\nshape=[1, 4]\n")
+    assert [os.path.basename(f) for f in img2bin.list_inputs(str(src))] == ["a.jpg", "c.png", "t.txt"]
+    out = tmp_path / "out"
+    assert img2bin.main(["-i", str(src), "-w", "4", "-h", "4", "-t", "uint32", "-o", str(out)]) == 0
+    np.testing.assert_array_equal(np.fromfile(out / "t.bin", np.uint32), [1, 2, 3, 4])
+    assert os.path.getsize(out / "a.bin") == 4 * 4 * 3 * 4
+    _img(src / "a.png", 4, 4)  # a.jpg + a.png would both write a.bin
+    assert img2bin.main(["-i", str(src), "-w", "4", "-h", "4", "-t", "uint8", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "a.png" in err and "a.jpg" in err and "error: " in err
+
+
+@pytest.mark.parametrize("args,words", [
+    (["-i", "nope.jpg", "-w", "4", "-h", "4", "-t", "uint8"], ["nope.jpg", "does not exist"]),
+    (["-i", "{src}", "-w", "0", "-h", "4", "-t", "uint8"], ["greater than 0"]),
+    (["-i", "{src}", "-w", "4", "-h", "4"], ["-t required"]),
+    (["-i", "{src}", "-w", "4", "-h", "4", "-t", "uint8", "-m", "[1]"], ["-m", "3 value"]),
+])
+def test_errors_exit_nonzero(tmp_path, capsys, args, words):
+    _img(tmp_path / "a.jpg", 4, 4)
+    rc = img2bin.main([a.replace("{src}", str(tmp_path / "a.jpg")) for a in args] + ["-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and all(w in err for w in words), err
+
+
+def _sig(path, batch, x_shape, u_shape):
+    s = Signature("m", "forward", batch, [Tensor("x", "x:0", [batch] + x_shape, layout="NHWC"),
+                                          Tensor("u", "u:0", [batch] + u_shape)],
+                  [Tensor("z", "z:0", [batch])])
+    s.save(path)
+    return str(path)
+
+
+def test_dataset_mode_real_cifar(tmp_path, cifar_dir):
+    sig = _sig(tmp_path / "m.json", 16, [32, 32, 3], [32, 32, 3])
+    out = tmp_path / "bins"
+    assert img2bin.main(["--dataset", "cifar10", "--split", "test", "--signature", sig, "-o", str(out),
+                         "--data-dir", cifar_dir, "--seed", "3"]) == 0
+    m = binfiles.Manifest.load(out)
+    images = datasets.load("cifar10", "test", cifar_dir)
+    n = len(images)
+    assert m.n_images == n and len(m.files) == -(-n // 16)
+    last = m.files[-1]
+    assert last["n_real"] == n % 16 and last["n_pad"] == 16 - n % 16  # 1017 = 63*16 + 9
+    assert sum(f["n_real"] for f in m.files) == n
+    t = Signature.load(sig).inputs
+    x = binfiles.read_bin(out / "x" / f"{last['stem']}.bin", t[0])
+    np.testing.assert_array_equal(x[:last["n_real"]], (images[last["first"]:].astype(np.float32) - 127.5) / 127.5)
+    np.testing.assert_array_equal(x[last["n_real"]:], np.broadcast_to(x[last["n_real"] - 1], x[last["n_real"]:].shape))
+    u = binfiles.read_bin(out / "u" / f"{m.files[0]['stem']}.bin", t[1])
+    assert u.min() > 0 and u.max() < 1 and 0.45 < u.mean() < 0.55
+    # existing results are not overwritten without --force
+    assert img2bin.main(["--dataset", "cifar10", "--signature", sig, "-o", str(out), "--data-dir", cifar_dir]) == 2
+
+
+def test_dataset_mode_real_mnist_noise_independent_of_batch(tmp_path, mnist_dir):
+    outs = {}
+    for b in (4, 7):
+        sig = _sig(tmp_path / f"m{b}.json", b, [784], [2, 400])
+        outs[b] = tmp_path / f"bins{b}"
+        assert img2bin.main(["--dataset", "binarized_mnist", "--signature", sig, "-o", str(outs[b]),
+                             "--data-dir", mnist_dir, "--limit", "30", "--seed", "1"]) == 0
+    def rows(b, name, shape):
+        m = binfiles.Manifest.load(outs[b])
+        parts = [np.fromfile(outs[b] / name / f"{f['stem']}.bin", np.float32).reshape([b] + shape)[:f["n_real"]]
+                 for f in m.files]
+        return np.concatenate(parts)
+    assert binfiles.Manifest.load(outs[7]).files[-1]["n_pad"] == 5  # 30 = 4*7 + 2
+    x4, x7 = rows(4, "x", [784]), rows(7, "x", [784])
+    np.testing.assert_array_equal(x4, datasets.load("binarized_mnist", "test", mnist_dir)[:30])
+    np.testing.assert_array_equal(x4, x7)
+    np.testing.assert_array_equal(rows(4, "u", [2, 400]), rows(7, "u", [2, 400]))
+    assert json.load(open(outs[4] / "manifest.json"))["seed"] == 1
