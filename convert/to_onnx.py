@@ -1,0 +1,330 @@
+"""Frozen .pb -> portable ONNX, with ATC's --precision_mode emulated.
+
+The ONNX model stands in for the .om where there is no NPU. Precision modes map to
+onnxconverter_common's fp16 conversion (fp32 graph I/O kept, as an om built with
+--output_type=FP32 and no --input_fp16_nodes):
+
+    force_fp32, must_keep_origin_dtype   no conversion (fp32 everywhere)
+    force_fp16                           every float op in fp16 (converter's default block list)
+    allow_fp32_to_fp16                   only Cube (matrix) ops in fp16: CUBE_OPS; all else fp32
+    allow_mix_precision                  fp16 except MIX_BLACK_LIST, the numerically fragile
+                                         ops ATC's built-in black list keeps in fp32
+    --keep_dtype FILE                    ATC's cfg: a TF op name per line keeps that node fp32;
+                                         ``OpType::X`` keeps every node of ONNX type X fp32
+
+On ONNX Runtime's CPU provider the fp16 nodes compute in fp32 between fp16 roundings
+(it inserts casts), close to but not bit-exact with the NPU: judge with cosine / RED.
+"""
+import argparse
+import logging
+import os
+
+import numpy as np
+
+from common import fsio
+from common.errors import UserError, cli, run
+from freeze.signature import FP16_MODES, PRECISION_MODES, find_beside, path_beside
+
+OPSETS = range(11, 16)  # what ATC's ONNX parser takes across CANN versions
+CUBE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum", "ConvInteger", "MatMulInteger"}
+MIX_BLACK_LIST = {"Exp", "Log", "Pow", "Sqrt", "Reciprocal", "Div", "Softplus", "Softsign",
+                  "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Erf", "ReduceMean", "ReduceSum",
+                  "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp", "ReduceProd", "ReduceL2",
+                  "SquaredDifference", "LpNormalization", "InstanceNormalization",
+                  "LayerNormalization", "BatchNormalization"}
+FP16_MIN_POSITIVE = 5.96e-8  # smallest fp16 subnormal: ATC casts weights plainly (IEEE)
+FP16_MAX = 65504.0
+
+
+def load_graph_def(pb_path):
+    from common.tfcompat import tf
+
+    if not os.path.isfile(pb_path):
+        raise UserError(f"{pb_path}: frozen graph not found")
+    gd = tf.GraphDef()
+    try:
+        with open(pb_path, "rb") as f:
+            gd.ParseFromString(f.read())
+    except Exception as e:  # protobuf's DecodeError has no stable import path
+        raise UserError(f"{pb_path}: not a frozen GraphDef .pb ({e})") from None
+    return gd
+
+
+def read_keep_dtype(path):
+    """ATC's --keep_dtype cfg -> (TF op names, ONNX op types)."""
+    if not path:
+        return [], []
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: keep_dtype file not found")
+    names, types = [], []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("OpType::"):
+                types.append(line[len("OpType::"):])
+            else:
+                names.append(line)
+    return names, types
+
+
+def unsupported_ops(model):
+    """Op types tf2onnx left unconverted (it only logs them): not ONNX ops in any known domain."""
+    import onnx
+
+    bad = set()
+    for n in model.graph.node:
+        domain = n.domain or ""
+        if domain in ("", "ai.onnx"):
+            if not onnx.defs.has(n.op_type):
+                bad.add(n.op_type)
+        elif domain != "com.microsoft":
+            bad.add(f"{domain}::{n.op_type}")
+    return sorted(bad)
+
+
+def tf_to_onnx(graph_def, signature, opset=13, where="model"):
+    """The fp32 ONNX ModelProto; UserError on a bad opset or any unsupported op."""
+    import tf2onnx
+
+    if opset not in OPSETS:
+        raise UserError(f"--opset must be in {OPSETS.start}..{OPSETS.stop - 1} (ATC's ONNX range), "
+                        f"got {opset}")
+    logged = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            msg = record.getMessage()
+            if "is not supported" in msg or "Unsupported ops" in msg:
+                logged.append(msg)
+
+    log = logging.getLogger("tf2onnx")
+    h = Catch()
+    log.addHandler(h)
+    try:
+        model, _ = tf2onnx.convert.from_graph_def(
+            graph_def, input_names=[t.tensor for t in signature.inputs],
+            output_names=[t.tensor for t in signature.outputs], opset=opset)
+    except Exception as e:
+        raise UserError(f"{where}: tf2onnx failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    finally:
+        log.removeHandler(h)
+    bad = unsupported_ops(model)
+    if bad or logged:
+        raise UserError(f"{where}: ops not supported by tf2onnx (opset {opset}): "
+                        f"{', '.join(bad) or '; '.join(logged)}; rewrite them before freezing")
+    return model
+
+
+def fp16_block_lists(model, precision_mode, keep_names=(), keep_types=()):
+    """(op_block_list, node_block_list) for convert_float_to_float16 emulating the ATC mode."""
+    from onnxconverter_common import float16
+
+    ops = set(float16.DEFAULT_OP_BLOCK_LIST) | set(keep_types)
+    if precision_mode == "allow_fp32_to_fp16":
+        ops |= {n.op_type for n in model.graph.node} - CUBE_OPS
+    elif precision_mode == "allow_mix_precision":
+        ops |= MIX_BLACK_LIST
+    keep = set(keep_names)
+    # tf2onnx names a node after its TF op, or "<op>__<n>" for helpers it adds for that op
+    nodes = [n.name for n in model.graph.node
+             if n.name in keep or n.name.split("__")[0] in keep
+             or any(o.split(":")[0] in keep for o in n.output)]
+    return sorted(ops), nodes
+
+
+def _split_consumed_outputs(model):
+    """Give every graph output that other nodes also read its own Identity.
+
+    convert_float_to_float16(keep_io_types=True) casts a graph output back to fp32 under
+    its old name, and nodes still reading that name then get fp32 where fp16 is declared
+    (ORT: "Type Error ... does not match expected type")."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    outs = {o.name for o in model.graph.output}
+    read = {i for n in model.graph.node for i in n.input}
+    for name in sorted(outs & read):
+        inner = name + "__inner"
+        for n in model.graph.node:
+            for k, v in enumerate(n.input):
+                if v == name:
+                    n.input[k] = inner
+            for k, v in enumerate(n.output):
+                if v == name:
+                    n.output[k] = inner
+        model.graph.node.append(helper.make_node("Identity", [inner], [name], name=name.split(":")[0] + "__out"))
+    return model
+
+
+def _unshare_initializers(model, block_ops, block_nodes):
+    """Give fp32-kept and fp16 consumers of one constant their own copies.
+
+    The converter keeps a constant fp32 if any blocked node reads it, and then feeds that
+    fp32 constant to the fp16 readers too (ORT: "bound to different types")."""
+    inits = {i.name: i for i in model.graph.initializer}
+    users = {}
+    for n in model.graph.node:
+        blocked = n.op_type in block_ops or n.name in block_nodes
+        for i in n.input:
+            if i in inits:
+                users.setdefault(i, []).append((n, blocked))
+    for name, us in users.items():
+        if len({b for _, b in us}) < 2:
+            continue
+        for n, blocked in us:
+            if blocked:
+                copy = model.graph.initializer.add()
+                copy.CopyFrom(inits[name])
+                copy.name = f"{name}__fp32_{n.name}"
+                for k, v in enumerate(n.input):
+                    if v == name:
+                        n.input[k] = copy.name
+
+
+def to_precision(model, precision_mode, keep_names=(), keep_types=()):
+    if precision_mode not in PRECISION_MODES:
+        raise UserError(f"--precision_mode must be one of {', '.join(PRECISION_MODES)}, "
+                        f"got {precision_mode!r}")
+    if precision_mode not in FP16_MODES:
+        return model, []
+    import warnings
+
+    from onnxconverter_common import float16
+
+    ops, nodes = fp16_block_lists(model, precision_mode, keep_names, keep_types)
+    model = _split_consumed_outputs(model)
+    _unshare_initializers(model, set(ops), set(nodes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m16 = float16.convert_float_to_float16(
+            model, min_positive_val=FP16_MIN_POSITIVE, max_finite_val=FP16_MAX, keep_io_types=True,
+            op_block_list=ops, node_block_list=nodes)
+    return m16, nodes
+
+
+def session(model_or_path):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    src = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def example_feed(signature, seed=0):
+    """The model's own example inputs where it provides them, else uniforms in (0.05, 0.95)."""
+    rng = np.random.RandomState(seed)
+    try:
+        import models
+
+        feed = models.module(signature.model).example_feed(
+            signature.config, signature.batch, signature.graph, rng, **signature.options)
+        if all(list(np.shape(feed[t.name])) == t.shape for t in signature.inputs):
+            return {t.name: np.asarray(feed[t.name], t.np_dtype) for t in signature.inputs}
+    except Exception:  # model code absent or not this graph: generic inputs will do
+        pass
+    return {t.name: rng.uniform(0.05, 0.95, t.shape).astype(t.np_dtype) for t in signature.inputs}
+
+
+def run_onnx(sess, signature, feed):
+    names = [o.name for o in sess.get_outputs()]
+    return sess.run(names, {i.name: feed[t.name] for i, t in zip(sess.get_inputs(), signature.inputs)})
+
+
+def max_rel(got, ref):
+    worst = 0.0
+    for g, r in zip(got, ref):
+        g, r = np.asarray(g, np.float64), np.asarray(r, np.float64)
+        worst = max(worst, float(np.max(np.abs(g - r) / np.maximum(np.abs(r), 1e-6))) if r.size else 0.0)
+    return worst
+
+
+def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset=13, force=False):
+    """Write ``output`` (.onnx) and its signature beside it; returns the Signature written."""
+    import onnx
+
+    from freeze.core import run_graph_def
+
+    pb_path, output = os.fspath(pb_path), os.fspath(output)
+    if not output.endswith(".onnx"):
+        raise UserError(f"--output must end in .onnx, got {output}")
+    sig = find_beside(pb_path)
+    sig_out = path_beside(output)
+    same_card = os.path.abspath(sig_out) == os.path.abspath(sig.path or "")
+    if same_card and precision_mode != sig.precision_mode:
+        raise UserError(f"{output}: shares its signature {sig_out} with {pb_path} ({sig.precision_mode}); "
+                        f"name a {precision_mode} model differently, e.g. "
+                        f"{output[:-5]}.{'fp16' if precision_mode in FP16_MODES else precision_mode}.onnx")
+    if not force:
+        for p in (output,) + (() if same_card else (sig_out,)):
+            if os.path.exists(p):
+                raise UserError(f"{p}: already exists (pass --force to replace it)")
+    keep_names, keep_types = read_keep_dtype(keep_dtype)
+    gd = load_graph_def(pb_path)
+    known = {n.name for n in gd.node}
+    missing = [n for n in keep_names if n not in known]
+    if missing:
+        raise UserError(f"{keep_dtype}: op names not in {pb_path}: {', '.join(missing[:5])}")
+    model = tf_to_onnx(gd, sig, opset, where=pb_path)
+    model, kept = to_precision(model, precision_mode, keep_names, keep_types)
+    try:
+        onnx.checker.check_model(model)
+        sess = session(model)
+    except Exception as e:
+        raise UserError(f"{output}: converted model fails the ONNX checks ({str(e).splitlines()[0]})") from None
+    feed = example_feed(sig)
+    got = run_onnx(sess, sig, feed)
+    ref = run_graph_def(gd, sig, feed)
+    err = max_rel(got, ref)
+    with fsio.atomic_path(output) as tmp:
+        onnx.save(model, tmp)
+    art = {"file": os.path.basename(output), "kind": "onnx", "opset": opset,
+           "precision_mode": precision_mode, "bytes": os.path.getsize(output),
+           "source": os.path.basename(pb_path)}
+    if keep_dtype:
+        art["keep_dtype"] = {"file": os.path.abspath(keep_dtype), "nodes_kept_fp32": kept,
+                             "op_types_kept_fp32": keep_types}
+    check = {"onnx_vs_frozen_max_rel": err, "onnx_checker": True, "onnxruntime_loads": True}
+    if same_card:  # realnvp.onnx beside realnvp.pb: one card, the onnx recorded in it
+        out = sig.copy()
+        out.artifact = dict(sig.artifact, onnx=art)
+        out.checks = dict(sig.checks, onnx=check)
+    else:
+        checks = {k: v for k, v in sig.checks.items() if k != "onnx"}
+        out = sig.copy(precision_mode=precision_mode, artifact=art, checks=dict(checks, **check))
+    out.save(sig_out)
+    return out
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        description="Convert a frozen TF .pb to a portable ONNX model (ATC stand-in), "
+                    "emulating ATC's --precision_mode.",
+        epilog="example: python convert/to_onnx.py --model runs/demo/realnvp/model/realnvp.pb "
+               "--output runs/demo/realnvp/model/realnvp.fp16.onnx --precision_mode force_fp16",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="frozen graph .pb (its signature .json beside it)")
+    p.add_argument("--output", required=True, help="ONNX file to write (signature written beside it)")
+    p.add_argument("--precision_mode", default="force_fp32", choices=PRECISION_MODES,
+                   help="ATC precision mode to emulate (default force_fp32: likelihoods sum "
+                        "thousands of terms, which fp16 cannot hold to 1e-4 bpd)")
+    p.add_argument("--keep_dtype", help="ATC keep_dtype cfg: TF op names (or OpType::X) kept fp32")
+    p.add_argument("--opset", type=int, default=13, help="ONNX opset, 11..15 (default 13)")
+    p.add_argument("--force", action="store_true", help="replace an existing output")
+    return p
+
+
+@cli
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    sig = convert(a.model, a.output, a.precision_mode, a.keep_dtype, a.opset, a.force)
+    c = sig.checks.get("onnx", sig.checks)
+    print(f"wrote {a.output} ({a.precision_mode}, opset {a.opset}); "
+          f"max rel error vs frozen graph {c['onnx_vs_frozen_max_rel']:.3g}")
+
+
+if __name__ == "__main__":
+    run(main)

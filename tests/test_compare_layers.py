@@ -1,0 +1,51 @@
+"""verify/compare_layers.py: the precision doctor finds an fp16-fragile layer and its fix."""
+import json
+import os
+
+import numpy as np
+
+from convert import tiny, to_onnx
+from data_tools import binfiles
+from freeze.signature import Signature
+from verify import compare_layers
+
+
+def test_doctor_finds_fragile_exp_and_keep_dtype_fixes_it(tmp_path, capsys):
+    pb = tiny.write(str(tmp_path), "frag", batch=2, fragile=True)
+    sig = Signature.load(str(tmp_path / "frag.json"))
+    to_onnx.convert(pb, str(tmp_path / "frag.fp16.onnx"), "force_fp16")
+    feed = tiny.feed(sig)
+    for t in sig.inputs:
+        os.makedirs(tmp_path / "bins" / t.name)
+        binfiles.write_bin(tmp_path / "bins" / t.name / "b_00000.bin", feed[t.name], t)
+    keep = tmp_path / "keep.cfg"
+    args = ["--pb", pb, "--onnx", str(tmp_path / "frag.fp16.onnx"), "--input",
+            f"{tmp_path / 'bins' / 'x'},{tmp_path / 'bins' / 'u'}", "--keep-dtype-out", str(keep),
+            "--report", str(tmp_path / "r.json")]
+    assert compare_layers.main(args) == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["first_failing"] == "scale_exp" and "Inf" in rep["first_failing_why"]
+    assert rep["matched"] >= 20
+    ops = [l["op"] for l in rep["layers"]]
+    assert ops.index("Tanh") < ops.index("scale_exp")  # graph order
+    assert all(l["passed"] for l in rep["layers"][:ops.index("scale_exp")])
+    kept = keep.read_text().split()
+    assert kept[0] == "scale_exp" and "Tanh" not in kept
+    assert "first failing layer: scale_exp" in capsys.readouterr().out
+    # the cfg goes straight back into the converter, and the layer is then healthy
+    to_onnx.convert(pb, str(tmp_path / "fixed.fp16.onnx"), "force_fp16", str(keep))
+    again = compare_layers.diagnose(to_onnx.load_graph_def(pb), sig, str(tmp_path / "fixed.fp16.onnx"), feed)
+    assert again["first_failing"] is None
+    exp = next(l for l in again["layers"] if l["op"] == "scale_exp")
+    assert exp["inf"] == 0 and exp["cosine"] > 0.999
+    assert compare_layers.main(args) == 2  # outputs exist: not overwritten
+
+
+def test_healthy_model_keeps_nothing(tmp_path):
+    pb = tiny.write(str(tmp_path), "ok", batch=2)
+    sig = Signature.load(str(tmp_path / "ok.json"))
+    to_onnx.convert(pb, str(tmp_path / "ok.fp16.onnx"), "force_fp16")
+    r = compare_layers.diagnose(to_onnx.load_graph_def(pb), sig, str(tmp_path / "ok.fp16.onnx"), tiny.feed(sig))
+    assert r["first_failing"] is None and r["keep_dtype"] == []
+    worst = min(l["cosine"] for l in r["layers"])
+    assert 0.99 <= worst < 1.0 or np.isclose(worst, 1.0)

@@ -1,0 +1,99 @@
+"""convert/to_onnx.py: fp32 parity with TF, fp16 emulation, keep_dtype, refusals."""
+import numpy as np
+import onnx
+import pytest
+
+from common.errors import UserError
+from convert import tiny, to_onnx
+from freeze.core import run_graph_def
+from freeze.signature import Signature
+from verify import metrics
+
+F16 = onnx.TensorProto.FLOAT16
+
+
+@pytest.fixture(scope="module")
+def pb(tmp_path_factory):
+    return tiny.write(str(tmp_path_factory.mktemp("tiny")), batch=2)
+
+
+def _types(path):
+    m = onnx.shape_inference.infer_shapes(onnx.load(path))
+    t = {v.name: v.type.tensor_type.elem_type for v in list(m.graph.value_info) + list(m.graph.output)
+         + list(m.graph.input)}
+    return m, t
+
+
+def _node_type(m, t, name):
+    """Element type the node named ``name`` computes in (kept nodes output fp32 before a Cast)."""
+    return t[next(n for n in m.graph.node if n.name == name).output[0]]
+
+
+def _run(path, sig):
+    sess = to_onnx.session(path)
+    return to_onnx.run_onnx(sess, sig, tiny.feed(sig, seed=3))
+
+
+def test_fp32_matches_tf_and_shares_the_card(pb):
+    out = pb[:-3] + ".onnx"
+    to_onnx.convert(pb, out)
+    sig = Signature.load(pb[:-3] + ".json")  # the .pb's own card, now recording the onnx
+    assert sig.artifact["file"] == "tiny.pb" and sig.artifact["onnx"]["file"] == "tiny.onnx"
+    assert sig.checks["onnx"]["onnx_vs_frozen_max_rel"] <= 1e-5
+    ref = run_graph_def(to_onnx.load_graph_def(pb), sig, tiny.feed(sig, seed=3))
+    for g, r in zip(_run(out, sig), ref):
+        assert metrics.elementwise_ok(g, r, atol=1e-5, rtol=1e-5)
+    with pytest.raises(UserError, match="already exists"):
+        to_onnx.convert(pb, out)
+
+
+def test_fp16_internals_fp32_io_and_close(pb):
+    out = pb[:-3] + ".fp16.onnx"
+    sig16 = to_onnx.convert(pb, out, "force_fp16")
+    assert Signature.load(pb[:-3] + ".fp16.json").precision_mode == "force_fp16" == sig16.precision_mode
+    m, t = _types(out)
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in list(m.graph.input) + list(m.graph.output))
+    assert t["Tanh:0"] == F16 and t["scale_exp:0"] == F16
+    sig = Signature.load(pb[:-3] + ".json")
+    ref = run_graph_def(to_onnx.load_graph_def(pb), sig, tiny.feed(sig, seed=3))
+    got = _run(out, sig)
+    for g, r in zip(got, ref):
+        assert metrics.compare(g, r)["cosine"] >= 0.99
+    assert not all(metrics.elementwise_ok(g, r, 1e-6, 1e-6) for g, r in zip(got, ref))  # really fp16
+
+
+def test_keep_dtype_and_mode_mapping(pb, tmp_path):
+    cfg = tmp_path / "keep.cfg"
+    cfg.write_text("scale_exp\nOpType::Tanh\n")
+    out = str(tmp_path / "k.fp16.onnx")
+    to_onnx.convert(pb, out, "force_fp16", str(cfg))
+    m, t = _types(out)
+    assert _node_type(m, t, "scale_exp") == _node_type(m, t, "Tanh") == onnx.TensorProto.FLOAT
+    assert _node_type(m, t, "mul") == F16
+    out = str(tmp_path / "a.fp16.onnx")
+    to_onnx.convert(pb, out, "allow_fp32_to_fp16")
+    m, t = _types(out)
+    assert _node_type(m, t, "mul") == _node_type(m, t, "scale_exp") == onnx.TensorProto.FLOAT
+    assert _node_type(m, t, next(n.name for n in m.graph.node if n.op_type == "Conv")) == F16
+    out = str(tmp_path / "m.fp16.onnx")
+    to_onnx.convert(pb, out, "allow_mix_precision")
+    m, t = _types(out)
+    assert _node_type(m, t, "scale_exp") == onnx.TensorProto.FLOAT and _node_type(m, t, "mul") == F16
+    cfg.write_text("no_such_op\n")
+    with pytest.raises(UserError, match="no_such_op"):
+        to_onnx.convert(pb, str(tmp_path / "n.fp16.onnx"), "force_fp16", str(cfg))
+
+
+def test_unsupported_op_named(tmp_path):
+    pb = tiny.write(str(tmp_path), "sl", batch=2, slogdet=True)
+    with pytest.raises(UserError, match="LogMatrixDeterminant"):
+        to_onnx.convert(pb, str(tmp_path / "sl.onnx"))
+    assert not (tmp_path / "sl.onnx").exists()
+
+
+def test_cli_bad_opset_and_mode(pb, capsys):
+    assert to_onnx.main(["--model", pb, "--output", pb[:-3] + ".o9.onnx", "--opset", "9"]) == 2
+    assert "--opset must be in 11..15" in capsys.readouterr().err
+    assert to_onnx.main(["--model", pb, "--output", pb[:-3] + ".onnx", "--precision_mode",
+                         "force_fp16", "--force"]) == 2
+    assert "shares its signature" in capsys.readouterr().err

@@ -1,0 +1,1 @@
+"""Verify offline outputs against the checkpoint: metrics, loss_check, the precision doctor."""

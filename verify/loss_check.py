@@ -1,0 +1,264 @@
+"""loss_check: offline outputs (msame layout) against golden ones, per output and per model.
+
+Files are matched by input stem and output index. Per output: cosine, max abs, max rel,
+RED, RMSE and Polygraphy's elementwise atol/rtol, NaN/Inf counted first. Per model, over
+every real image (the manifest's padding rows excluded): RealNVP bits/dim recomputed from
+z and logdet; SBN ELBO and IWAE-K from log_weights.
+
+Tolerances follow the signature's precision_mode:
+    fp32 modes   elementwise atol = rtol = 1e-5; |mean bpd diff| <= 1e-4
+                 (SBN: |mean ELBO / IWAE diff| <= max(1e-4, 1e-5 |reference|))
+    fp16 modes   cosine >= 0.99 and RED <= 0.05 per output; the model metric's shift reported
+``--atol/--rtol name:value`` (or a bare value for every output) override them.
+Exit 0 PASS, 1 FAIL, 2 bad input.
+"""
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+from common import fsio
+from common.errors import UserError, cli, run
+from data_tools.binfiles import Manifest, find_manifest
+from freeze.signature import Signature
+from infer import layout
+from verify import metrics
+
+FP32_TOL = 1e-5
+BPD_TOL = 1e-4
+
+
+def parse_tols(items, names, what):
+    """['1e-4', 'z:1e-3'] -> {output name: value}; '' key = every output."""
+    out = {}
+    for item in items or []:
+        name, _, val = item.rpartition(":")
+        if name and name not in names:
+            raise UserError(f"--{what} {item}: no output {name!r}; outputs are {names}")
+        try:
+            out[name] = float(val)
+        except ValueError:
+            raise UserError(f"--{what} {item}: expected name:value or value, found {val!r}") from None
+    return out
+
+
+def tolerances(sig, atol=None, rtol=None):
+    """{output: dict(atol, rtol, cosine_min, red_max)} for the signature's precision mode."""
+    names = [t.name for t in sig.outputs]
+    a, r = parse_tols(atol, names, "atol"), parse_tols(rtol, names, "rtol")
+    tol = {}
+    for n in names:
+        if sig.is_fp16:
+            t = dict(atol=None, rtol=None, cosine_min=metrics.COSINE_MIN, red_max=metrics.RED_MAX)
+        else:
+            t = dict(atol=FP32_TOL, rtol=FP32_TOL, cosine_min=None, red_max=None)
+        for key, given in (("atol", a), ("rtol", r)):
+            if n in given or "" in given:
+                t[key] = given.get(n, given.get(""))
+        tol[n] = t
+    return tol
+
+
+def model_tolerance(sig, name, ref_mean):
+    if sig.is_fp16:
+        return None  # fp16 shifts the likelihood by design: reported, not judged
+    return BPD_TOL if name == "bpd" else max(1e-4, FP32_TOL * abs(ref_mean))
+
+
+def _rows(stem, manifest, batch):
+    return manifest.real_rows(stem) if manifest is not None else batch
+
+
+def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress=True):
+    """Compare two msame output folders; returns the report dict (``report['passed']``)."""
+    from tqdm import tqdm
+
+    off, ref = layout.collect_outputs(offline), layout.collect_outputs(reference)
+    off_dir, ref_dir = layout.latest_run_dir(offline), layout.latest_run_dir(reference)
+    n_out = len(sig.outputs)
+    tol = tolerances(sig, atol, rtol)
+    problems = {"missing": [], "extra": [], "wrong_size": []}
+    for stem, files in ref.items():
+        lacking = [i for i in range(n_out) if i not in files]
+        if lacking:
+            raise UserError(f"{ref_dir}: reference for {stem!r} lacks output(s) {lacking} "
+                            f"(signature {sig.path} has {n_out} outputs)")
+    for stem in sorted(set(ref) - set(off)):
+        problems["missing"] += [os.path.join(off_dir, os.path.basename(p)) for p in ref[stem].values()]
+    for stem in sorted(off):
+        for i, p in sorted(off[stem].items()):
+            if stem not in ref or i >= n_out:
+                problems["extra"].append(p)
+        if stem in ref:
+            problems["missing"] += [os.path.join(off_dir, os.path.basename(ref[stem][i]))
+                                    for i in range(n_out) if i not in off[stem]]
+    stems = sorted(s for s in set(off) & set(ref) if all(i in off[s] for i in range(n_out)))
+    if not stems:
+        raise UserError(f"{off_dir}: no output files in common with {ref_dir} "
+                        f"(stems {sorted(off)[:3]} vs {sorted(ref)[:3]})")
+    totals = {t.name: metrics.Stats(tol[t.name]["atol"], tol[t.name]["rtol"]) for t in sig.outputs}
+    bad_files = []
+    per_image = {"offline": {}, "reference": {}}
+    n_images = 0
+    for stem in tqdm(stems, desc="loss_check", unit="file", disable=not progress, file=sys.stderr):
+        k = _rows(stem, manifest, sig.batch)
+        got, want = {}, {}
+        for i, t in enumerate(sig.outputs):
+            want[t.name] = layout.read_output(ref[stem][i], t)[:k]
+            try:
+                got[t.name] = layout.read_output(off[stem][i], t)[:k]
+            except UserError as e:
+                problems["wrong_size"].append(str(e))
+        if len(got) < n_out:
+            continue
+        n_images += k
+        for t in sig.outputs:
+            s = metrics.Stats(tol[t.name]["atol"], tol[t.name]["rtol"]).add(got[t.name], want[t.name])
+            ok, why = metrics.judge(s.result(), **tol[t.name])
+            if not ok:
+                bad_files.append({"file": off[stem][sig.outputs.index(t)], "output": t.name, "why": why})
+            totals[t.name].merge(s)
+        for side, outs in (("offline", got), ("reference", want)):
+            for name, v in metrics.model_metrics(sig.model, outs).items():
+                per_image[side].setdefault(name, []).append(v)
+    outputs = []
+    for t in sig.outputs:
+        r = totals[t.name].result()
+        ok, why = metrics.judge(r, **tol[t.name])
+        outputs.append(dict(name=t.name, passed=ok, why=why, tolerance=tol[t.name], **r))
+    model = []
+    for name in per_image["reference"]:
+        o = np.concatenate(per_image["offline"][name])
+        g = np.concatenate(per_image["reference"][name])
+        d = o - g
+        mo, mg = float(np.mean(o)), float(np.mean(g))
+        lim = model_tolerance(sig, name, mg)
+        nonfinite = int((~np.isfinite(o)).sum())
+        ok = nonfinite == 0 and (lim is None or abs(mo - mg) <= lim)
+        model.append({"name": name, "n_images": int(o.size), "offline_mean": mo, "reference_mean": mg,
+                      "diff": mo - mg, "max_abs_diff_per_image": float(np.nanmax(np.abs(d))) if d.size else 0.0,
+                      "nonfinite": nonfinite, "tolerance": lim, "passed": ok})
+    passed = (all(o["passed"] for o in outputs) and all(m["passed"] for m in model)
+              and not bad_files and not any(problems.values()))
+    return {"passed": passed, "signature": sig.path, "model": sig.model,
+            "precision_mode": sig.precision_mode, "offline": off_dir, "reference": ref_dir,
+            "manifest": manifest.path if manifest is not None else None, "files_compared": len(stems),
+            "n_images": n_images, "outputs": outputs, "model_metrics": model, "problems": problems,
+            "failed_files": bad_files[:50], "n_failed_files": len(bad_files),
+            "_per_image": {s: {k: np.concatenate(v) for k, v in d.items()} for s, d in per_image.items()}}
+
+
+def table(report):
+    lines = [f"{'output':<12}{'cosine':>12}{'max_abs':>11}{'max_rel':>11}{'RED':>11}{'RMSE':>11}"
+             f"{'NaN/Inf':>9}{'elem_fail':>10}  result"]
+    for o in report["outputs"]:
+        lines.append(f"{o['name']:<12}{o['cosine']:>12.8f}{o['max_abs']:>11.3g}{o['max_rel']:>11.3g}"
+                     f"{o['red']:>11.3g}{o['rmse']:>11.3g}{o['nan'] + o['inf']:>9d}"
+                     f"{o['elementwise_fail']:>10d}  {'PASSED' if o['passed'] else 'FAILED ' + o['why']}")
+    for m in report["model_metrics"]:
+        lim = "reported only" if m["tolerance"] is None else f"tol {m['tolerance']:.3g}"
+        lines.append(f"{'PASSED' if m['passed'] else 'FAILED'} | mean {m['name']} over {m['n_images']} images: "
+                     f"offline {m['offline_mean']:.6f} reference {m['reference_mean']:.6f} "
+                     f"diff {m['diff']:+.3g} ({lim})"
+                     + (f", {m['nonfinite']} non-finite" if m["nonfinite"] else ""))
+    for kind, items in report["problems"].items():
+        for p in items[:10]:
+            lines.append(f"FAILED | {kind.replace('_', ' ')} file: {p}")
+    for f in report["failed_files"][:10]:
+        lines.append(f"FAILED | {f['file']} ({f['output']}): {f['why']}")
+    lines.append(f"{'PASSED' if report['passed'] else 'FAILED'} | {report['files_compared']} files, "
+                 f"{report['n_images']} images | {report['precision_mode']}")
+    return "\n".join(lines)
+
+
+def plot(report, path):
+    """Per-image offline vs reference model metric, and the histogram of their differences."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["_per_image"]["reference"])
+    if not names:
+        return None
+    fig, axes = plt.subplots(2, len(names), figsize=(4.5 * len(names), 8), squeeze=False)
+    for j, n in enumerate(names):
+        o, g = report["_per_image"]["offline"][n], report["_per_image"]["reference"][n]
+        axes[0, j].scatter(g, o, s=3)
+        axes[0, j].set(xlabel=f"reference {n}", ylabel=f"offline {n}", title=f"{n} per image")
+        d = (o - g)[np.isfinite(o - g)]
+        axes[1, j].hist(d, bins=50)
+        axes[1, j].set(xlabel=f"offline - reference {n}", ylabel="images")
+    fig.tight_layout()
+    with fsio.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+    return path
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        description="Compare offline outputs (msame layout) with golden outputs: per-output "
+                    "metrics and the model's metric (bits/dim, ELBO/IWAE). Exit 0 PASS, 1 FAIL, 2 bad input.",
+        epilog="examples:\n  python verify/loss_check.py --signature m/realnvp.json --offline out/om "
+               "--reference out/golden --report lc.json\n"
+               "  python verify/loss_check.py --signature m/realnvp.fp16.json --offline out/fp16 "
+               "--checkpoint-reference --inputs bins/x,bins/u",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--signature", required=True, help="signature of the offline model (.json)")
+    p.add_argument("--offline", required=True, help="msame --output folder (newest <T> used) or a <T> folder")
+    p.add_argument("--reference", help="golden outputs folder (with --checkpoint-reference: where to write them)")
+    p.add_argument("--checkpoint-reference", action="store_true",
+                   help="compute the golden outputs from the checkpoint on --inputs first")
+    p.add_argument("--inputs", help="input folders, comma separated (msame --input form); finds the manifest")
+    p.add_argument("--manifest", help="input manifest (default: found from --inputs)")
+    p.add_argument("--report", help="JSON report path (default: <offline T folder>/loss_check.json); "
+                                    "a PNG with the same stem is written beside it")
+    p.add_argument("--atol", nargs="+", help="absolute tolerance: value or name:value ...")
+    p.add_argument("--rtol", nargs="+", help="relative tolerance: value or name:value ...")
+    p.add_argument("--force", action="store_true", help="replace an existing report")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+@cli
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    sig = Signature.load(a.signature)
+    inputs = [s.strip() for s in a.inputs.split(",")] if a.inputs else []
+    manifest = Manifest.load(a.manifest) if a.manifest else (find_manifest(inputs[0]) if inputs else None)
+    if manifest is None:
+        print("note: no manifest (--manifest or --inputs): every row counts as a real image", file=sys.stderr)
+    offline_dir = layout.latest_run_dir(a.offline)
+    report_path = a.report or os.path.join(offline_dir, "loss_check.json")
+    if os.path.exists(report_path) and not a.force:
+        raise UserError(f"{report_path}: already exists (pass --force or another --report)")
+    tmp = None
+    if a.checkpoint_reference:
+        from verify.reference import make_reference
+
+        if not inputs:
+            raise UserError("--checkpoint-reference needs --inputs DIR[,DIR2] (the files msame ran on)")
+        ref_out = a.reference or (tmp := tempfile.TemporaryDirectory(prefix="golden_")).name
+        reference = make_reference(sig, inputs, ref_out, progress=not a.no_progress)
+    elif a.reference:
+        reference = a.reference
+    else:
+        raise UserError("give --reference DIR (golden outputs) or --checkpoint-reference --inputs DIRS")
+    try:
+        report = check(sig, a.offline, reference, manifest, a.atol, a.rtol, progress=not a.no_progress)
+        print(table(report))
+        png = plot(report, os.path.splitext(report_path)[0] + ".png")
+        report["plot"] = png
+        fsio.write_json(report_path, {k: v for k, v in report.items() if not k.startswith("_")})
+        print(f"report: {report_path}" + (f", plot: {png}" if png else ""))
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return 0 if report["passed"] else 1
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,47 @@
+"""Golden outputs from the checkpoint, in msame's layout, on the same input .bin files.
+
+The checkpoint runner backend rebuilds the inference graph the signature describes and
+restores the checkpoint it records, so the goldens never depend on freeze or convert.
+"""
+import argparse
+
+from common.errors import UserError, cli, run
+from freeze.signature import Signature
+
+
+def make_reference(sig, inputs, output, fmt="BIN", progress=True, device="cpu"):
+    """Run the checkpoint on input folders; returns the run folder OUT/<T>."""
+    from infer.runner import open_runner, run_inputs
+
+    if isinstance(sig, str):
+        sig = Signature.load(sig)
+    if not sig.checkpoint.get("path"):
+        raise UserError(f"{sig.path}: signature records no checkpoint path (freeze writes it)")
+    with open_runner(sig.checkpoint["path"], signature=sig, backend="checkpoint", device=device) as r:
+        return run_inputs(r, list(inputs), output, fmt=fmt, resume=False, loop=1, progress=progress)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        description="Write golden outputs (msame layout) computed from the checkpoint the signature records.",
+        epilog="example: python verify/reference.py --signature runs/demo/realnvp/model/realnvp.json "
+               "--input runs/demo/realnvp/bins/x,runs/demo/realnvp/bins/u --output runs/demo/realnvp/golden",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--signature", required=True, help="model signature (.json)")
+    p.add_argument("--input", required=True, help="input folders, comma separated, in signature input order")
+    p.add_argument("--output", required=True, help="output folder; a new <T> folder is made inside")
+    p.add_argument("--outfmt", default="BIN", help="BIN (default) or TXT, as msame")
+    p.add_argument("--device", default="cpu", choices=("cpu", "gpu", "npu"))
+    return p
+
+
+@cli
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    d = make_reference(a.signature, [s.strip() for s in a.input.split(",")], a.output,
+                       "TXT" if a.outfmt == "TXT" else "BIN", device=a.device)
+    print(d)
+
+
+if __name__ == "__main__":
+    run(main)
