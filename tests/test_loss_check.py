@@ -177,3 +177,106 @@ def test_rebar_bounds(tmp_path):
     mm = {m["name"]: m for m in json.loads((tmp_path / "x.json").read_text())["model_metrics"]}
     assert mm["elbo"]["reference_mean"] == pytest.approx(lw.astype(np.float64).mean())
     assert mm["iwae"]["reference_mean"] > mm["elbo"]["reference_mean"]
+
+
+# --- the fast Stats against plain float64 numpy formulas ----------------------------
+
+def _plain(m, g, atol, rtol):
+    """The metric definitions written out in float64, one array at a time (no tricks)."""
+    m, g = np.asarray(m, np.float64).ravel(), np.asarray(g, np.float64).ravel()
+    d = m - g
+    ad, ag = np.abs(d), np.abs(g)
+    keep = ag > metrics.EPS
+    rel = np.where(keep, ad / np.where(keep, ag, 1.0), 0.0)
+    reldiff = ad / np.where(g == 0, metrics.TINY, ag)  # Polygraphy: relative to the golden
+    return {"n": m.size, "nan": 0, "inf": 0,
+            "cosine": round(float(np.sum(g * m) / np.sqrt(np.sum(g * g) * np.sum(m * m))), 10),
+            "max_abs": float(np.where(keep, ad, 0.0).max()), "max_rel": float(rel.max()),
+            "mean_rel": float(rel.sum() / m.size), "red": float(np.sqrt(np.sum(d * d) / np.sum(g * g))),
+            "rmse": float(np.sqrt(np.mean(d * d))),
+            "elementwise_fail": int(np.count_nonzero((ad > atol) & (reldiff > rtol))),
+            "min_atol": float(ad.max()), "min_rtol": float(rel.max())}
+
+
+def _close(got, want):
+    assert got.keys() == want.keys()
+    for k in want:
+        if k == "cosine":
+            assert got[k] == pytest.approx(want[k], abs=2e-10), k
+        else:
+            assert got[k] == pytest.approx(want[k], rel=1e-6, abs=1e-300), k
+
+
+def _random_pairs(rng, sizes):
+    out = []
+    for n in sizes:
+        g = rng.randn(n).astype(np.float32)
+        pick = rng.rand(n)
+        g[pick < 0.02] = 0.0  # exact zeros, below eps, just above eps: the |g| > eps mask
+        g[(pick >= 0.02) & (pick < 0.04)] = np.float32(3e-8)
+        g[(pick >= 0.04) & (pick < 0.05)] = np.float32(2.5 * metrics.EPS)
+        scale = np.where(rng.rand(n) < 0.5, 1e-7, 1e-4)  # about half the elements beyond 1e-5/1e-5
+        m = (g * (1 + scale * rng.randn(n)) + 1e-6 * rng.randn(n)).astype(np.float32)
+        out.append((m, g))
+    return out
+
+
+@pytest.mark.parametrize("atol,rtol", [(1e-5, 1e-5), (1e-3, 1e-2), (1e-2, 1e-2)])
+def test_fast_stats_match_plain_float64(atol, rtol):
+    rng = np.random.RandomState(7)
+    pairs = _random_pairs(rng, [16, 16, 49152, 49152, 49152, 49152, 49152, 49152, 3, 1, 300_000])
+    for m, g in pairs:  # one pair at a time (300,000 elements: several chunks)
+        _close(metrics.compare(m, g, atol, rtol), _plain(m, g, atol, rtol))
+    # stacked: the files of one output compared in blocks, then merged into the total
+    rows = metrics.Stats.rows([m for m, _ in pairs], [g for _, g in pairs], atol, rtol)
+    total = metrics.Stats(atol, rtol)
+    for (m, g), s in zip(pairs, rows):
+        _close(s.result(), _plain(m, g, atol, rtol))
+        total.merge(s)
+    allm, allg = np.concatenate([m for m, _ in pairs]), np.concatenate([g for _, g in pairs])
+    _close(total.result(), _plain(allm, allg, atol, rtol))
+    # float64 inputs take the same path without copies
+    _close(metrics.compare(allm.astype(np.float64), allg.astype(np.float64), atol, rtol),
+           _plain(allm, allg, atol, rtol))
+
+
+def test_fast_stats_nonfinite_rows_and_edge_cases():
+    rng = np.random.RandomState(3)
+    (m0, g0), (m1, g1), (m2, g2) = _random_pairs(rng, [4096, 4096, 4096])
+    m1 = m1.copy()
+    m1[[5, 9]] = np.nan
+    m1[11] = -np.inf
+    rows = metrics.Stats.rows([m0, m1, m2], [g0, g1, g2], 1e-5, 1e-5)
+    r = rows[1].result()
+    keep = np.isfinite(m1)
+    want = _plain(m1[keep], g1[keep], 1e-5, 1e-5)
+    assert (r["n"], r["nan"], r["inf"]) == (4096, 2, 1)
+    assert r["elementwise_fail"] == want["elementwise_fail"] + 3  # non-finite elements fail
+    for k in ("cosine", "max_abs", "max_rel", "red", "min_atol"):
+        assert r[k] == pytest.approx(want[k], rel=1e-6), k
+    for (m, g), s in (((m0, g0), rows[0]), ((m2, g2), rows[2])):  # the block's other rows
+        _close(s.result(), _plain(m, g, 1e-5, 1e-5))
+    # an unset tolerance: nothing fails elementwise (either tolerance suffices)
+    assert metrics.compare(m0, g0, None, 1e-9)["elementwise_fail"] == 0
+    assert metrics.compare(m0, g0, 1e-9, None)["elementwise_fail"] == 0
+    assert metrics.compare([], [])["n"] == 0
+    with pytest.raises(ValueError):
+        metrics.Stats().add(np.zeros(3), np.zeros(4))
+
+
+def test_realnvp_bpd_blocks_match_plain():
+    rng = np.random.RandomState(5)
+    z = rng.randn(200, 16, 16, 12).astype(np.float32)  # more rows than one float64 block
+    ld = rng.uniform(-3000, -1000, 200).astype(np.float32)
+    z64 = z.astype(np.float64).reshape(200, -1)
+    d = z64.shape[1]
+    want = 8 + (0.5 * (z64 * z64).sum(1) + 0.5 * d * np.log(2 * np.pi) - ld.astype(np.float64)) / (d * np.log(2))
+    np.testing.assert_allclose(metrics.realnvp_bpd(z, ld), want, rtol=1e-12)
+    np.testing.assert_allclose(metrics.realnvp_bpd(z64, ld), want, rtol=1e-12)
+
+
+def test_no_plot(pair):
+    tmp, _, ref, off = pair
+    _, p = _sig(str(tmp))
+    assert _main(p, off, ref, "--report", str(tmp / "r.json"), "--no-plot") == 0
+    assert not (tmp / "r.png").exists() and json.loads((tmp / "r.json").read_text())["plot"] is None

@@ -67,8 +67,24 @@ def model_tolerance(sig, name, ref_mean):
     return BPD_TOL if name == "bpd" else max(1e-4, FP32_TOL * abs(ref_mean))
 
 
-def _rows(stem, manifest, batch):
-    return manifest.real_rows(stem) if manifest is not None else batch
+GROUP = 64  # files whose outputs are compared together (one numpy pass per block, not per file)
+
+
+class _Spec:
+    """A signature output with its derived sizes computed once: ``layout.read_output``
+    asks for them on every file (each an ``np.prod``)."""
+
+    def __init__(self, t):
+        self.name, self.tensor, self.shape, self.dtype = t.name, t.tensor, t.shape, t.dtype
+        self.np_dtype, self.size, self.nbytes = t.np_dtype, t.size, t.nbytes
+
+
+def _row_counts(stems, manifest, batch):
+    """{stem: real rows}; the manifest's padding rows are excluded."""
+    if manifest is None:
+        return dict.fromkeys(stems, batch)
+    known = {f["stem"]: int(f["n_real"]) for f in manifest.files if "stem" in f and "n_real" in f}
+    return {s: known[s] if s in known else manifest.real_rows(s) for s in stems}  # its error if absent
 
 
 def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress=True):
@@ -98,14 +114,35 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
     if not stems:
         raise UserError(f"{off_dir}: no output files in common with {ref_dir} "
                         f"(stems {sorted(off)[:3]} vs {sorted(ref)[:3]})")
+    specs = [_Spec(t) for t in sig.outputs]
+    rows = _row_counts(stems, manifest, sig.batch)
     totals = {t.name: metrics.Stats(tol[t.name]["atol"], tol[t.name]["rtol"]) for t in sig.outputs}
     bad_files = []
     per_image = {"offline": {}, "reference": {}}
     n_images = 0
-    for stem in tqdm(stems, desc="loss_check", unit="file", disable=not progress, file=sys.stderr):
-        k = _rows(stem, manifest, sig.batch)
-        got, want = {}, {}
+
+    def compare_group(group):
+        """Per-output metrics, per-file verdicts and model metrics of a group of files."""
+        bad = []
         for i, t in enumerate(sig.outputs):
+            ms = [got[t.name] for _, got, _ in group]
+            gs = [want[t.name] for _, _, want in group]
+            for f, s in enumerate(metrics.Stats.rows(ms, gs, tol[t.name]["atol"], tol[t.name]["rtol"])):
+                ok, why = metrics.judge(s.result(), **tol[t.name])
+                if not ok:
+                    bad.append((f, i, {"file": off[group[f][0]][i], "output": t.name, "why": why}))
+                totals[t.name].merge(s)
+        bad_files.extend(b for _, _, b in sorted(bad, key=lambda x: x[:2]))  # file order, then output
+        for side, j in (("offline", 1), ("reference", 2)):
+            for f in group:
+                for name, v in metrics.model_metrics(sig.model, f[j]).items():
+                    per_image[side].setdefault(name, []).append(v)
+
+    group = []
+    for stem in tqdm(stems, desc="loss_check", unit="file", disable=not progress, file=sys.stderr):
+        k = rows[stem]
+        got, want = {}, {}
+        for i, t in enumerate(specs):
             want[t.name] = layout.read_output(ref[stem][i], t)[:k]
             try:
                 got[t.name] = layout.read_output(off[stem][i], t)[:k]
@@ -114,15 +151,12 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
         if len(got) < n_out:
             continue
         n_images += k
-        for t in sig.outputs:
-            s = metrics.Stats(tol[t.name]["atol"], tol[t.name]["rtol"]).add(got[t.name], want[t.name])
-            ok, why = metrics.judge(s.result(), **tol[t.name])
-            if not ok:
-                bad_files.append({"file": off[stem][sig.outputs.index(t)], "output": t.name, "why": why})
-            totals[t.name].merge(s)
-        for side, outs in (("offline", got), ("reference", want)):
-            for name, v in metrics.model_metrics(sig.model, outs).items():
-                per_image[side].setdefault(name, []).append(v)
+        group.append((stem, got, want))
+        if len(group) == GROUP:
+            compare_group(group)
+            group = []
+    if group:
+        compare_group(group)
     outputs = []
     for t in sig.outputs:
         r = totals[t.name].result()
@@ -215,9 +249,10 @@ def build_parser():
     p.add_argument("--inputs", help="input folders, comma separated (msame --input form); finds the manifest")
     p.add_argument("--manifest", help="input manifest (default: found from --inputs)")
     p.add_argument("--report", help="JSON report path (default: <offline T folder>/loss_check.json); "
-                                    "a PNG with the same stem is written beside it")
+                                    "a PNG with the same stem is written beside it (unless --no-plot)")
     p.add_argument("--atol", nargs="+", help="absolute tolerance: value or name:value ...")
     p.add_argument("--rtol", nargs="+", help="relative tolerance: value or name:value ...")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG (matplotlib takes seconds)")
     p.add_argument("--force", action="store_true", help="replace an existing report")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -250,7 +285,7 @@ def main(argv=None):
     try:
         report = check(sig, a.offline, reference, manifest, a.atol, a.rtol, progress=not a.no_progress)
         print(table(report))
-        png = plot(report, os.path.splitext(report_path)[0] + ".png")
+        png = None if a.no_plot else plot(report, os.path.splitext(report_path)[0] + ".png")
         report["plot"] = png
         fsio.write_json(report_path, {k: v for k, v in report.items() if not k.startswith("_")})
         print(f"report: {report_path}" + (f", plot: {png}" if png else ""))
