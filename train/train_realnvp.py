@@ -1,0 +1,324 @@
+"""Train RealNVP on CIFAR-10 (flags of the Ascend RealNVP port, plus --config/--max_steps/--device).
+
+Writes into --train_url: model.ckpt-<step> checkpoints + config.json (train/runinfo),
+metrics.jsonl, TensorBoard events, samples.png and learning_curve.png.
+
+Optimiser: tf.train.AdamOptimizer with beta1 0.95, beta2 0.9995, eps 1e-8 -- the
+moments taesungp/real-nvp (PixelCNN++ heritage) trained this model with -- on the mean
+per-image bits/dim of the batch (as the Ascend port; the reference's summed nats differ
+only by a constant factor Adam is invariant to). lr = lr0 * lr_decay^global_step, read
+from the checkpointed global step, so a resumed run continues the exact schedule. Data
+order (a permutation per epoch from --seed), dequantisation noise (per step) and
+dropout (stateless, per step) are all functions of (seed, step): resuming with
+--load_params 1 gives the same parameters as an uninterrupted run.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from common import fsio
+from common.errors import UserError, cli, run
+from common.tfcompat import device_names, session_config, tf
+from data_tools import datasets
+from models import realnvp
+from train import runinfo
+
+EVAL_BATCH = 100
+ADAM = {"beta1": 0.95, "beta2": 0.9995, "epsilon": 1e-8}
+METRICS = "metrics.jsonl"
+
+EXAMPLE = """example:
+  python train/train_realnvp.py --data_url $DATA_DIR --train_url runs/realnvp --config small \\
+      --max_steps 300 --batch_size 32
+  # resume it, 300 more steps:
+  python train/train_realnvp.py --data_url $DATA_DIR --train_url runs/realnvp --load_params 1 --max_steps 600
+"""
+
+
+def parser():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXAMPLE,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = ap.add_argument
+    a("--data_url", default=datasets.default_data_dir(),
+      help="DATA_DIR holding cifar-10-batches-py/, or that folder itself (default $DATA_DIR or data/)")
+    a("--train_url", default="out/", help="output folder: checkpoints, config.json, logs, pictures")
+    a("--data_set", default="cifar", help="dataset; only 'cifar' (CIFAR-10) is supported")
+    a("--save_interval", type=int, default=2, help="epochs between checkpoints (and at the end)")
+    a("--load_params", type=int, choices=(0, 1), default=0, help="1: resume from the newest checkpoint in --train_url")
+    a("--learning_rate", type=float, default=0.001, help="initial learning rate")
+    a("--lr_decay", type=float, default=0.999995, help="learning-rate decay per step")
+    a("--batch_size", type=int, default=12, help="images per step (split over --nr_gpu towers)")
+    a("--init_batch_size", type=int, default=100,
+      help="images for the data-dependent init pass (0: no init pass, identity start)")
+    a("--dropout_p", type=float, default=0.0,
+      help="dropout in the s/t nets while training (the reference's 0.5 was never used)")
+    a("--max_epochs", type=int, default=5000, help="stop after this many epochs")
+    a("--max_steps", type=int, default=0, help="stop after this global step (0: no limit)")
+    a("--nr_gpu", "--num_gpus", dest="nr_gpu", type=int, default=1, help="towers; each batch is split over them")
+    a("--sample_batch_size", type=int, default=16, help="images in the sample grid")
+    a("--seed", type=int, default=1, help="seed for init, data order, noise and dropout")
+    a("--config", default="small", choices=sorted(realnvp.CONFIGS), help="model size")
+    a("--log_every", type=int, default=50, help="steps between train-bpd records")
+    a("--test_images", type=int, default=0, help="test images evaluated (0: the whole test set)")
+    a("--device", default="cpu", choices=("cpu", "gpu", "npu"))
+    a("--precision_mode", default="allow_fp32_to_fp16", help="NPU precision mode (--device npu)")
+    return ap
+
+
+def make_session_config(device, n_devices=1, precision_mode="allow_fp32_to_fp16", check_bridge=True):
+    return session_config(device, n_devices=n_devices, precision_mode=precision_mode, check_bridge=check_bridge)
+
+
+def prepro(x_uint8):
+    return (x_uint8.astype(np.float32) - 127.5) / 127.5
+
+
+def step_noise(seed, step, shape):
+    return np.random.RandomState([seed, step, 1]).uniform(0, 1, shape).astype(np.float32)
+
+
+def epoch_order(seed, epoch, n):
+    return np.random.RandomState([seed, epoch, 0]).permutation(n)
+
+
+class TrainGraph:
+    """The training graph: towers, Adam, and the eval / init / sample heads sharing the variables."""
+
+    def __init__(self, config, batch_size, n_towers=1, device="cpu", lr0=1e-3, lr_decay=0.999995,
+                 dropout_p=0.0, eval_head=True):
+        if batch_size % n_towers:
+            raise UserError(f"--batch_size {batch_size} must be divisible by --nr_gpu {n_towers}")
+        shape = list(config["image_shape"])
+        self.x = tf.placeholder(tf.float32, [batch_size] + shape, name="x_train")
+        self.u = tf.placeholder(tf.float32, [batch_size] + shape, name="u_train")
+        self.seed = tf.placeholder(tf.int64, [2], name="dropout_seed")
+        self.global_step = tf.train.get_or_create_global_step()
+        self.lr = lr0 * tf.pow(tf.constant(lr_decay, tf.float64), tf.cast(self.global_step, tf.float64))
+        losses, grads = [], []
+        for i, (d, x, u) in enumerate(zip(device_names(device, n_towers), tf.split(self.x, n_towers),
+                                          tf.split(self.u, n_towers))):
+            with tf.device(d), tf.name_scope(f"tower{i}"):
+                _, _, bpd = realnvp.encode(x, u, config, dropout_p=dropout_p,
+                                           seed=self.seed + tf.constant([0, 100000 * i], tf.int64))
+                losses.append(tf.reduce_mean(bpd))
+                self.params = tf.trainable_variables(realnvp.SCOPE)
+                grads.append(tf.gradients(losses[-1], self.params))
+        self.loss = tf.add_n(losses) / n_towers
+        avg = [tf.add_n(list(g)) / n_towers for g in zip(*grads)]
+        opt = tf.train.AdamOptimizer(tf.cast(self.lr, tf.float32), **ADAM)
+        self.train_op = opt.apply_gradients(zip(avg, self.params), global_step=self.global_step)
+        self.grads = avg
+        self.finite = tf.reduce_all([tf.reduce_all(tf.is_finite(v)) for v in self.params])
+
+        self.config, self.shape = config, shape
+        if eval_head:
+            self.x_eval = tf.placeholder(tf.float32, [None] + shape, name="x_eval")
+            self.u_eval = tf.placeholder(tf.float32, [None] + shape, name="u_eval")
+            self.bpd_eval = realnvp.encode(self.x_eval, self.u_eval, config)[2]
+
+    # built only when needed: every flow copy costs seconds of graph construction
+    def add_init(self):
+        self.x_init = tf.placeholder(tf.float32, [None] + self.shape, name="x_init")
+        self.u_init = tf.placeholder(tf.float32, [None] + self.shape, name="u_init")
+        self.init_bpd = realnvp.encode(self.x_init, self.u_init, self.config, init=True)[2]
+
+    def add_sample(self):
+        self.z_sample = tf.placeholder(tf.float32, [None] + realnvp.latent_shape(self.config), name="z_sample")
+        self.x_sample = realnvp.decode(self.z_sample, self.config)
+
+
+def evaluate(sess, g, images, seed, limit=0):
+    """Mean test bpd with fixed per-batch noise (the same numbers every call)."""
+    n = len(images) if not limit else min(limit, len(images))
+    out = []
+    for b, i in enumerate(range(0, n, EVAL_BATCH)):
+        x = prepro(images[i:min(n, i + EVAL_BATCH)])
+        u = np.random.RandomState([seed, b, 2]).uniform(0, 1, x.shape).astype(np.float32)
+        out.append(sess.run(g.bpd_eval, {g.x_eval: x, g.u_eval: u}))
+    return float(np.mean(np.concatenate(out)))
+
+
+def _append(path, rec):
+    with open(path, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def _read_metrics(path):
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_pictures(sess, g, train_url, n_samples, seed, metrics):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    g.add_sample()
+    z = np.random.RandomState([seed, 3]).standard_normal([n_samples] + g.z_sample.shape.as_list()[1:])
+    x = sess.run(g.x_sample, {g.z_sample: z.astype(np.float32)})
+    cols = int(np.ceil(np.sqrt(n_samples)))
+    rows = int(np.ceil(n_samples / cols))
+    h, w, c = x.shape[1:]
+    grid = np.ones([rows * (h + 1) + 1, cols * (w + 1) + 1, c], np.float32)
+    for k, img in enumerate(x):
+        r, q = divmod(k, cols)
+        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = img * 0.5 + 0.5
+    samples = os.path.join(train_url, "samples.png")
+    with fsio.atomic_path(samples) as tmp:
+        plt.imsave(tmp, np.clip(grid, 0, 1), format="png")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, kinds, style in (("train_bpd", ("train",), "-"), ("test_bpd", ("start", "epoch", "end"), "o-")):
+        pts = [(r["step"], r[key]) for r in metrics if key in r and r.get("kind") in kinds]
+        if pts:
+            ax.plot(*zip(*pts), style, label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits/dim")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    curve = os.path.join(train_url, "learning_curve.png")
+    with fsio.atomic_path(curve) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return samples, curve
+
+
+def _check_args(a):
+    if a.data_set != "cifar":
+        raise UserError(f"--data_set {a.data_set!r}: only 'cifar' (CIFAR-10) is supported")
+    for k in ("batch_size", "nr_gpu", "save_interval", "log_every", "sample_batch_size", "max_epochs"):
+        if getattr(a, k) < 1:
+            raise UserError(f"--{k} must be >= 1, got {getattr(a, k)}")
+    if a.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {a.seed}")
+    if not 0 <= a.dropout_p < 1:
+        raise UserError(f"--dropout_p must be in [0, 1), got {a.dropout_p}")
+
+
+@cli
+def main(argv=None):
+    a = parser().parse_args(argv)
+    _check_args(a)
+    with tf.Graph().as_default():
+        return _train(a)
+
+
+def _train(a):
+    os.makedirs(a.train_url, exist_ok=True)
+    ckpt = tf.train.latest_checkpoint(a.train_url)
+    if a.load_params:
+        if ckpt is None:
+            raise UserError(f"{a.train_url}: --load_params 1 but no checkpoint in this folder")
+        info = runinfo.load(a.train_url)
+        if info["model"] != "realnvp":
+            raise UserError(f"{info['_path']}: expected model 'realnvp', found {info['model']!r}")
+        config = realnvp.get_config(info["config"])
+    else:
+        if ckpt is not None:
+            raise UserError(f"{a.train_url}: already holds checkpoint {os.path.basename(ckpt)}; "
+                            "pass --load_params 1 to resume or choose another --train_url")
+        config = realnvp.get_config(a.config)
+    sess_config = make_session_config(a.device, a.nr_gpu, a.precision_mode)
+
+    train_x = datasets.load("cifar10", "train", a.data_url)
+    test_x = datasets.load("cifar10", "test", a.data_url)
+    if list(train_x.shape[1:]) != list(config["image_shape"]):
+        raise UserError(f"{a.data_url}: images are {list(train_x.shape[1:])}, config wants {config['image_shape']}")
+    spe = len(train_x) // a.batch_size
+    if spe == 0:
+        raise UserError(f"{a.data_url}: {len(train_x)} training images, fewer than --batch_size {a.batch_size}")
+    stats = {"dataset": "cifar10", "train_images": int(len(train_x)), "test_images": int(len(test_x)),
+             "steps_per_epoch": spe, "preprocessing": "(x_uint8 - 127.5) / 127.5",
+             "pixel_mean": float(train_x.mean()), "pixel_std": float(train_x.std())}
+    max_steps = a.max_epochs * spe if not a.max_steps else min(a.max_steps, a.max_epochs * spe)
+
+    tf.set_random_seed(a.seed)
+    g = TrainGraph(config, a.batch_size, a.nr_gpu, a.device, a.learning_rate, a.lr_decay, a.dropout_p)
+    saver = tf.train.Saver(tf.global_variables(), max_to_keep=5)
+    writer = tf.summary.FileWriter(a.train_url)
+    metrics_path = os.path.join(a.train_url, METRICS)
+    sess = tf.Session(config=sess_config)
+
+    def save(step):
+        if not sess.run(g.finite):
+            raise UserError(f"parameters are not finite at step {step}; not saving "
+                            f"(last good checkpoint: {tf.train.latest_checkpoint(a.train_url)})")
+        path = saver.save(sess, os.path.join(a.train_url, runinfo.CKPT_PREFIX), global_step=step,
+                          write_meta_graph=False)
+        runinfo.save(a.train_url, "realnvp", config, train=vars(a), data_stats=stats, step=step,
+                     adam=ADAM)
+        return path
+
+    if a.load_params:
+        saver.restore(sess, ckpt)
+        step = int(sess.run(g.global_step))
+        # records past the restored step belong to the lost tail of the interrupted run
+        kept = [r for r in _read_metrics(metrics_path) if r["step"] <= step]
+        fsio.write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        last_saved = step
+        print(f"resumed {ckpt} at step {step}", file=sys.stderr)
+    else:
+        sess.run(tf.global_variables_initializer())
+        step = last_saved = 0
+        if a.init_batch_size:
+            g.add_init()
+            rng = np.random.RandomState([a.seed, 0, 4])
+            x0 = prepro(train_x[rng.permutation(len(train_x))[:a.init_batch_size]])
+            sess.run(g.init_bpd, {g.x_init: x0, g.u_init: rng.uniform(0, 1, x0.shape).astype(np.float32)})
+        _append(metrics_path, {"step": 0, "kind": "start", "test_bpd": evaluate(sess, g, test_x, a.seed, a.test_images)})
+
+    from tqdm import tqdm
+
+    order, order_epoch, epoch_losses = None, None, []
+    t0 = time.time()
+    with tqdm(total=max_steps, initial=step, desc="realnvp", unit="step", file=sys.stderr) as bar:
+        while step < max_steps:
+            epoch, i = divmod(step, spe)
+            if order_epoch != epoch:
+                order, order_epoch = epoch_order(a.seed, epoch, len(train_x)), epoch
+            x = prepro(train_x[order[i * a.batch_size:(i + 1) * a.batch_size]])
+            feed = {g.x: x, g.u: step_noise(a.seed, step, x.shape), g.seed: [a.seed, step]}
+            _, loss, lr = sess.run([g.train_op, g.loss, g.lr], feed)
+            if not np.isfinite(loss):
+                raise UserError(f"training diverged: loss is {loss} at step {step + 1}; stopped without "
+                                f"saving (last good checkpoint: {tf.train.latest_checkpoint(a.train_url)})")
+            step += 1
+            epoch_losses.append(float(loss))
+            bar.update(1)
+            bar.set_postfix(bpd=f"{loss:.3f}")
+            if step % a.log_every == 0:
+                _append(metrics_path, {"step": step, "kind": "train", "train_bpd": float(loss), "lr": float(lr),
+                                       "seconds": round(time.time() - t0, 2)})
+                writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="train_bpd", simple_value=float(loss)),
+                                                     tf.Summary.Value(tag="lr", simple_value=float(lr))]), step)
+            if step % spe == 0:
+                test_bpd = evaluate(sess, g, test_x, a.seed, a.test_images)
+                _append(metrics_path, {"step": step, "kind": "epoch", "epoch": step // spe,
+                                       "train_bpd": float(np.mean(epoch_losses)), "test_bpd": test_bpd})
+                writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="test_bpd", simple_value=test_bpd)]), step)
+                epoch_losses = []
+                if (step // spe) % a.save_interval == 0:
+                    save(step)
+                    last_saved = step
+    if last_saved != step:
+        save(step)
+    test_bpd = evaluate(sess, g, test_x, a.seed, a.test_images)
+    _append(metrics_path, {"step": step, "kind": "end", "test_bpd": test_bpd})
+    writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="test_bpd", simple_value=test_bpd)]), step)
+    writer.close()
+    samples, curve = write_pictures(sess, g, a.train_url, a.sample_batch_size, a.seed, _read_metrics(metrics_path))
+    sess.close()
+    print(f"test bpd {test_bpd:.4f} at step {step}\n"
+          f"checkpoint: {tf.train.latest_checkpoint(a.train_url)}\n"
+          f"logs: {metrics_path} (TensorBoard: tensorboard --logdir {a.train_url})\n"
+          f"pictures: {samples} {curve}")
+
+
+if __name__ == "__main__":
+    run(main)
