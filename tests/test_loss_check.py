@@ -280,3 +280,21 @@ def test_no_plot(pair):
     _, p = _sig(str(tmp))
     assert _main(p, off, ref, "--report", str(tmp / "r.json"), "--no-plot") == 0
     assert not (tmp / "r.png").exists() and json.loads((tmp / "r.json").read_text())["plot"] is None
+
+
+def test_fp32_atol_follows_the_output_scale(tmp_path):
+    """fp32: an element near zero may be off by float32 rounding on the tensor's scale
+    (1e-5 x its largest magnitude), but not by more."""
+    sig, _ = _sig(str(tmp_path))
+    outs = _outs(1)
+    scale = max(float(np.abs(v[0]).max()) for v in outs.values())
+    near = {s: [a.copy() for a in v] for s, v in outs.items()}
+    first = sorted(near)[0]
+    outs[first][0].flat[0] = 1e-6                       # golden ~0 here ...
+    near[first][0].flat[0] = 1e-6 + 0.5e-5 * scale      # ... offline within 1e-5 x scale: passes
+    r = loss_check.check(sig, _write(tmp_path / "o1", near), _write(tmp_path / "r1", outs), progress=False)
+    z = r["outputs"][0]
+    assert r["passed"] and z["tolerance"]["atol"] == pytest.approx(1e-5 * scale) and z["max_rel"] > 1
+    near[first][0].flat[0] += 2e-5 * scale              # 2.5e-5 x scale: fails, the file is named
+    r = loss_check.check(sig, _write(tmp_path / "o2", near), _write(tmp_path / "r2", outs), progress=False)
+    assert not r["passed"] and r["failed_files"][0]["file"].endswith(f"{first}_output_0.bin")
