@@ -3,6 +3,7 @@
 growth at 1x vs 4x data (tracemalloc peak while writing; target flat)."""
 import os
 import shutil
+import statistics
 import tempfile
 import time
 import tracemalloc
@@ -22,27 +23,32 @@ def _sig(d):
     return s
 
 
-def _best(fn, n=3):
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
+def _timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
-def run(data_dir):
+def run(data_dir, repeats=9):
+    """Dataset mode and the plain tofile baseline are timed alternately in the same run
+    (``repeats`` pairs, order swapped every pair, one untimed warm-up each), on the same
+    disk, writing the same number of files and bytes, each replacing its previous
+    output inside the timing; medians reported (the machine may be shared)."""
     images = datasets.load("cifar10", "test", data_dir)
     work = tempfile.mkdtemp(prefix="bench_img2bin_")
     try:
         sig = _sig(work)
         out = os.path.join(work, "ds")
-        t_ds = _best(lambda: img2bin.write_dataset(images, sig, out, "cifar10", "test", force=True,
-                                                   progress=False))
-        nbytes = sum(os.path.getsize(os.path.join(out, n, f)) for n in ("x", "u") for f in os.listdir(os.path.join(out, n)))
+
+        def ds():
+            img2bin.write_dataset(images, sig, out, "cifar10", "test", force=True, progress=False)
+        ds()
+        names = {n: sorted(os.listdir(os.path.join(out, n))) for n in ("x", "u")}
+        nbytes = sum(os.path.getsize(os.path.join(out, n, f)) for n in names for f in names[n])
+        n_files = -(-len(images) // BATCH)
+        assert all(len(v) == n_files for v in names.values())
         # baseline: the same files and bytes, arrays ready, plain tofile
         arrays = [np.random.rand(BATCH, 32, 32, 3).astype(np.float32) for _ in range(2)]
-        n_files = -(-len(images) // BATCH)
         base = os.path.join(work, "base")
 
         def plain():
@@ -51,8 +57,14 @@ def run(data_dir):
                 os.makedirs(os.path.join(base, k))
             for i in range(n_files):
                 for k, a in zip(("x", "u"), arrays):
-                    a.tofile(os.path.join(base, k, f"{i:05d}.bin"))
-        t_plain = _best(plain)
+                    a.tofile(os.path.join(base, k, names[k][i]))
+        plain()
+        t_ds_all, t_plain_all = [], []
+        for r in range(repeats):
+            for fn, ts in ((ds, t_ds_all), (plain, t_plain_all))[::1 if r % 2 == 0 else -1]:
+                ts.append(_timed(fn))
+        t_ds, t_plain = statistics.median(t_ds_all), statistics.median(t_plain_all)
+        paired = statistics.median(p / d for p, d in zip(t_plain_all, t_ds_all))
         # the Ascend tool's way: one PNG per image through cv2 (read, letterbox, maths, write)
         import cv2
         pngs = os.path.join(work, "png")
@@ -60,8 +72,9 @@ def run(data_dir):
         k = 256
         for i in range(k):
             cv2.imwrite(os.path.join(pngs, f"{i:05d}.png"), images[i][..., ::-1])
-        t_ascend = _best(lambda: img2bin.images_to_bins(pngs, os.path.join(work, "asc"), 32, 32, "RGB", "NHWC",
-                                                        "float32", [127.5] * 3, [1 / 127.5] * 3, progress=False), 1)
+        t_ascend = statistics.median(_timed(  # a fresh output folder each time (nothing to replace)
+            lambda: img2bin.images_to_bins(pngs, os.path.join(work, f"asc{r}"), 32, 32, "RGB", "NHWC", "float32",
+                                           [127.5] * 3, [1 / 127.5] * 3, progress=False)) for r in range(3))
         ascend_per_image = t_ascend / k
         # memory: tracemalloc peak while writing 1x vs 4x the data
         peaks = {}
@@ -79,7 +92,9 @@ def run(data_dir):
         "images": len(images), "batch": BATCH, "bytes_written": nbytes,
         "dataset_mode_s": t_ds, "dataset_mode_MB_per_s": rate / 1e6,
         "plain_tofile_MB_per_s": nbytes / t_plain / 1e6,
-        "ratio_vs_plain_tofile": t_plain / t_ds, "target_ratio_vs_plain_tofile": 0.8,
+        "ratio_vs_plain_tofile": paired, "ratio_of_median_times": t_plain / t_ds,
+        "ratio_samples": [p / d for p, d in zip(t_plain_all, t_ds_all)], "repeats": repeats,
+        "target_ratio_vs_plain_tofile": 0.8,
         "images_per_s": len(images) / t_ds, "ascend_style_images_per_s": 1 / ascend_per_image,
         "speedup_vs_ascend_style": ascend_per_image * len(images) / t_ds, "target_speedup_vs_ascend_style": 5,
         "tracemalloc_peak_MB_1x": peaks[1] / 1e6, "tracemalloc_peak_MB_4x": peaks[4] / 1e6,

@@ -1,27 +1,61 @@
 """Atomic file writes: write to a temporary name beside the target, then rename.
 
 Nothing is ever half-written: a reader sees either the old file or the whole new one.
+
+The temporary name is ``<target name>.<pid>-<n>.tmp`` in the target's folder, created
+with O_CREAT|O_EXCL (never reuses an existing file; a stale name left by a crashed
+process is skipped). write_bytes / write_text / write_array go straight through
+os.open / os.write / os.replace: a few system calls per file, no Python file object,
+no ``tempfile.mkstemp`` (which cost ~0.7 ms per file in the runner's output loop).
+New files get the usual ``0o666 & ~umask`` permissions, as ``open()`` would give.
 """
 import contextlib
+import itertools
 import json
+import locale
 import os
-import tempfile
+
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_counter = itertools.count()  # next() is atomic under the GIL: thread-safe names
+
+
+def _create_temp(path):
+    """(fd, temp path) for a new, empty temporary file beside ``path``; creates the
+    folder if missing."""
+    pid = os.getpid()
+    for _ in range(1000):
+        tmp = f"{path}.{pid}-{next(_counter)}.tmp"
+        try:
+            return os.open(tmp, _FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue  # stale leftover from an earlier process with the same pid
+        except FileNotFoundError:
+            d = os.path.dirname(os.path.abspath(path))
+            if os.path.isdir(d):
+                raise
+            os.makedirs(d, exist_ok=True)
+    raise FileExistsError(f"{path}: could not create a temporary file beside it")
+
+
+def _discard(fd, tmp):
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
 
 
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path in the target's folder; rename it to ``path`` on success."""
     path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    fd, tmp = _create_temp(path)
     os.close(fd)
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _discard(None, tmp)
         raise
 
 
@@ -32,14 +66,39 @@ def atomic_open(path, mode="wb"):
             yield f
 
 
+def _write_all(fd, data, nbytes):
+    n = os.write(fd, data)
+    if n < nbytes:  # short write (rare for regular files; > 2 GiB on Linux)
+        view = memoryview(data).cast("B")
+        while n < nbytes:
+            n += os.write(fd, view[n:])
+
+
+def _atomic_write(path, data, nbytes):
+    path = os.fspath(path)
+    fd, tmp = _create_temp(path)
+    try:
+        if nbytes:
+            _write_all(fd, data, nbytes)
+        os.close(fd)
+        fd = None
+        os.replace(tmp, path)
+    except BaseException:
+        _discard(fd, tmp)
+        raise
+
+
 def write_bytes(path, data):
-    with atomic_open(path, "wb") as f:
-        f.write(data)
+    data = memoryview(data)
+    _atomic_write(path, data, data.nbytes)
 
 
 def write_text(path, text):
-    with atomic_open(path, "w") as f:
-        f.write(text)
+    # open(path, "w")'s encoding (locale's, or UTF-8 in UTF-8 mode); no newline translation on POSIX
+    if os.linesep != "\n":
+        text = text.replace("\n", os.linesep)
+    data = text.encode(locale.getpreferredencoding(False))
+    _atomic_write(path, data, len(data))
 
 
 def write_json(path, obj):
@@ -48,5 +107,9 @@ def write_json(path, obj):
 
 def write_array(path, array):
     """Raw C-order bytes, no header (the msame / img2bin .bin convention)."""
-    with atomic_open(path, "wb") as f:
-        array.tofile(f)
+    import numpy as np
+
+    a = array if isinstance(array, np.ndarray) and array.flags.c_contiguous else np.ascontiguousarray(array)
+    if a.dtype.hasobject:
+        raise ValueError(f"{path}: cannot write an object array as raw bytes")
+    _atomic_write(path, a.reshape(-1).view(np.uint8), a.nbytes)  # bytes view: any dtype, 0-d too

@@ -83,7 +83,7 @@ def write_output(path, array, fmt=None):
     if fmt == "TXT":
         fsio.write_text(path, format_txt(array))
     else:
-        fsio.write_array(path, np.ascontiguousarray(array))
+        fsio.write_array(path, array)  # C-order bytes; copies only a non-contiguous array
 
 
 def read_output(path, tensor=None):
