@@ -15,7 +15,7 @@ from freeze.signature import Signature, Tensor
 ALPHA = 1e-5
 
 
-def build(batch, hw=4, fragile=False, slogdet=False, seed=0):
+def build(batch, hw=4, fragile=False, slogdet=False, cast=False, seed=0):
     """Build in the current graph; returns (inputs, outputs) tensors."""
     shape = [batch, hw, hw, 3]
     x = tf.placeholder(tf.float32, shape, name="x")
@@ -35,6 +35,8 @@ def build(batch, hw=4, fragile=False, slogdet=False, seed=0):
         e = tf.exp(s * 0.1)
         s = s * 0.1
     z = h * e + t
+    if cast:  # a Cast of the graph's own (bool -> float), as the SBN's hard samples have
+        z = z * tf.cast(x > -2.0, tf.float32)
     logdet = logdet0 + tf.reduce_sum(s, axis=[1, 2, 3])
     if slogdet:  # LogMatrixDeterminant: no tf2onnx handler
         logdet = logdet + tf.linalg.slogdet(h[:, :3, :3, 0])[1]

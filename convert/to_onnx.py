@@ -126,11 +126,16 @@ def fp16_block_lists(model, precision_mode, keep_names=(), keep_types=()):
         ops |= {n.op_type for n in model.graph.node} - CUBE_OPS
     elif precision_mode == "allow_mix_precision":
         ops |= MIX_BLACK_LIST
+    # The graph's own Casts stay as they are, blocked by name: the converter mistypes a
+    # Cast it retargets to fp16, and blocking the "Cast" op type makes it wrap the Casts it
+    # inserts itself again and again, without end.
+    ops.discard("Cast")
     keep = set(keep_names)
     # tf2onnx names a node after its TF op, or "<op>__<n>" for helpers it adds for that op
     nodes = [n.name for n in model.graph.node
              if n.name in keep or n.name.split("__")[0] in keep
-             or any(o.split(":")[0] in keep for o in n.output)]
+             or any(o.split(":")[0] in keep for o in n.output)
+             or n.op_type == "Cast"]
     return sorted(ops), nodes
 
 
@@ -184,6 +189,66 @@ def _unshare_initializers(model, block_ops, block_nodes):
                         n.input[k] = copy.name
 
 
+def _fold_fp16_round_trips(model, original_nodes, original_outputs):
+    """Drop the fp32 -> fp16 -> fp32 Cast pairs the converter puts between fp32 nodes.
+
+    onnxconverter_common (1.16) turns every float tensor's type to fp16, then wraps each
+    blocked (fp32) node in Cast(fp32) ... Cast(fp16): a tensor passed from one fp32 node to
+    another is rounded to fp16 on the way (and a graph input is rounded before an fp32 node
+    reads it). ATC keeps such tensors fp32: only the inputs and outputs of fp16 nodes are
+    fp16. A converter-made Cast-to-fp32 that reads a converter-made Cast-to-fp16 of an
+    fp32 tensor is replaced by that fp32 tensor; the fp16 Cast goes when nothing reads it.
+    Casts that were in the model before conversion are left alone. Returns pairs folded."""
+    from onnx import NodeProto, TensorProto, helper
+
+    def onnx_copy(n):
+        c = NodeProto()
+        c.CopyFrom(n)
+        return c
+
+    g = model.graph
+    fp32 = {i.name for i in g.input if i.type.tensor_type.elem_type == TensorProto.FLOAT}
+    fp32 |= {i.name for i in g.initializer if i.data_type == TensorProto.FLOAT}
+    fp32 |= {v.name for v in g.value_info if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+
+    def cast_to(n):
+        return next((a.i for a in n.attribute if a.name == "to"), None)
+
+    made = lambda n: n.op_type == "Cast" and n.name not in original_nodes  # noqa: E731
+    down = {n.output[0]: n.input[0] for n in g.node
+            if made(n) and cast_to(n) == TensorProto.FLOAT16 and n.input[0] in fp32}
+    outs = {o.name for o in g.output}
+    nodes = list(g.node)
+    alias, drop = {}, set()
+    for k, n in enumerate(nodes):
+        if made(n) and cast_to(n) == TensorProto.FLOAT and n.input[0] in down and n.output[0] not in outs:
+            alias[n.output[0]] = down[n.input[0]]
+            drop.add(k)
+    for n in nodes:
+        for k, v in enumerate(n.input):
+            if v in alias:
+                n.input[k] = alias[v]
+    read = {i for k, n in enumerate(nodes) if k not in drop for i in n.input} | outs
+    drop |= {k for k, n in enumerate(nodes) if made(n) and n.output[0] in down and n.output[0] not in read}
+    keep = [onnx_copy(n) for k, n in enumerate(nodes) if k not in drop]
+    # a blocked node writing a graph output: the converter casts it to fp16 and retypes the
+    # output fp16 despite keep_io_types. The om's outputs are fp32 (--output_type FP32).
+    for o in g.output:
+        if o.type.tensor_type.elem_type != TensorProto.FLOAT16 or o.name not in original_outputs:
+            continue
+        o.type.tensor_type.elem_type = TensorProto.FLOAT
+        n = next(n for n in keep if o.name in n.output)
+        if made(n) and cast_to(n) == TensorProto.FLOAT16 and n.input[0] in fp32:
+            n.attribute[0].i = TensorProto.FLOAT  # Cast(fp32 -> fp32): a plain copy
+        else:
+            n.output[list(n.output).index(o.name)] = o.name + "__fp16"
+            keep.append(helper.make_node("Cast", [o.name + "__fp16"], [o.name], to=TensorProto.FLOAT,
+                                         name=o.name.split(":")[0] + "__out_cast"))
+    del g.node[:]
+    g.node.extend(keep)
+    return len(alias)
+
+
 def to_precision(model, precision_mode, keep_names=(), keep_types=()):
     if precision_mode not in PRECISION_MODES:
         raise UserError(f"--precision_mode must be one of {', '.join(PRECISION_MODES)}, "
@@ -192,16 +257,19 @@ def to_precision(model, precision_mode, keep_names=(), keep_types=()):
         return model, []
     import warnings
 
+    import onnx
     from onnxconverter_common import float16
 
+    model = _split_consumed_outputs(model)  # first: its Identity nodes are blocked like the rest
     ops, nodes = fp16_block_lists(model, precision_mode, keep_names, keep_types)
-    model = _split_consumed_outputs(model)
     _unshare_initializers(model, set(ops), set(nodes))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m16 = float16.convert_float_to_float16(
             model, min_positive_val=FP16_MIN_POSITIVE, max_finite_val=FP16_MAX, keep_io_types=True,
             op_block_list=ops, node_block_list=nodes)
+    f32_out = {o.name for o in model.graph.output if o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    _fold_fp16_round_trips(m16, {n.name for n in model.graph.node}, f32_out)
     return m16, nodes
 
 

@@ -49,3 +49,50 @@ def test_healthy_model_keeps_nothing(tmp_path):
     assert r["first_failing"] is None and r["keep_dtype"] == []
     worst = min(l["cosine"] for l in r["layers"])
     assert 0.99 <= worst < 1.0 or np.isclose(worst, 1.0)
+
+
+def _rsqrt_model(out_dir, batch=2):
+    """x -> rsqrt(x^2 + 1) -> 1x1 conv (NHWC 4x4x4, whose NCHW layout has the same shape)."""
+    from common.tfcompat import tf
+    from freeze.signature import Tensor
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.placeholder(tf.float32, [batch, 4, 4, 4], name="x")
+        r = tf.math.rsqrt(x * x + 1.0, name="norm")
+        w = tf.constant((np.random.RandomState(0).randn(1, 1, 4, 4) * 0.5).astype(np.float32))
+        c = tf.nn.relu(tf.nn.conv2d(r, w, [1, 1, 1, 1], "SAME"), name="act")
+        y = tf.identity(c * r, "y")
+    pb = os.path.join(out_dir, "rs.pb")
+    with open(pb, "wb") as f:
+        f.write(g.as_graph_def().SerializeToString())
+    Signature("realnvp", "forward", batch, [Tensor("x", "x:0", [batch, 4, 4, 4], "float32", "NHWC")],
+              [Tensor("y", "y:0", [batch, 4, 4, 4], "float32", "NHWC")], config={"tiny": True},
+              precision_mode="force_fp32", artifact={"file": "rs.pb", "kind": "pb"}).save(
+        os.path.join(out_dir, "rs.json"))
+    return pb
+
+
+def test_decomposed_op_is_not_a_false_match(tmp_path):
+    """tf2onnx writes Rsqrt as Sqrt (named "norm") + Reciprocal: comparing TF's rsqrt with
+    that Sqrt is a false match. Names are validated on the fp32 model and dropped."""
+    pb = _rsqrt_model(str(tmp_path))
+    sig = Signature.load(str(tmp_path / "rs.json"))
+    out = str(tmp_path / "rs.fp16.onnx")
+    to_onnx.convert(pb, out, "force_fp16")
+    feed = {"x": np.random.RandomState(1).uniform(-3, 3, (2, 4, 4, 4)).astype(np.float32)}
+    r = compare_layers.diagnose(to_onnx.load_graph_def(pb), sig, out, feed)
+    assert r["first_failing"] is None and r["keep_dtype"] == []
+    assert "norm:0" in r["dropped"] and r["name_matches_dropped"] >= 1  # the Sqrt named "norm"
+    norm = next(l for l in r["layers"] if l["op"] == "norm")
+    assert norm["onnx_op"] == "Reciprocal" and norm["passed"]  # matched through the helper
+    assert {"act", "y"} <= {l["op"] for l in r["layers"]}  # NCHW tensors compared in TF's layout
+
+
+def test_nonfinite_layer_fails_first_and_keep_names_resolve(tmp_path):
+    pb = tiny.write(str(tmp_path), "frag", batch=2, fragile=True)
+    sig = Signature.load(str(tmp_path / "frag.json"))
+    to_onnx.convert(pb, str(tmp_path / "frag.fp16.onnx"), "force_fp16")
+    r = compare_layers.diagnose(to_onnx.load_graph_def(pb), sig, str(tmp_path / "frag.fp16.onnx"), tiny.feed(sig))
+    assert r["first_nonfinite"] == r["first_failing"] == "scale_exp"
+    assert r["keep_dtype_unresolved"] == [] and r["dropped"] == []

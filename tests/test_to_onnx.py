@@ -97,3 +97,43 @@ def test_cli_bad_opset_and_mode(pb, capsys):
     assert to_onnx.main(["--model", pb, "--output", pb[:-3] + ".onnx", "--precision_mode",
                          "force_fp16", "--force"]) == 2
     assert "shares its signature" in capsys.readouterr().err
+
+
+def test_allow_fp32_to_fp16_keeps_non_cube_tensors_fp32(pb, tmp_path):
+    """The fp16 converter rounded tensors passed between fp32 nodes to fp16 (and typed a
+    graph output fp16): the logit 1 - p of a white pixel became 0, log(0) = -inf, NaN z.
+    Only the Cube ops' own inputs and outputs may be fp16."""
+    out = str(tmp_path / "w.fp16.onnx")
+    to_onnx.convert(pb, out, "allow_fp32_to_fp16")
+    m, t = _types(out)
+    assert all(o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for o in m.graph.output)
+    cube = {n.name for n in m.graph.node if n.op_type in to_onnx.CUBE_OPS}
+    near = {i for n in m.graph.node if n.name in cube for i in list(n.input) + list(n.output)}
+    for n in m.graph.node:
+        if n.op_type in ("Cast", *to_onnx.CUBE_OPS):
+            continue
+        assert all(t.get(v) != F16 for v in list(n.input) + list(n.output)), n.name
+    for n in m.graph.node:  # a Cast to fp16 feeds a Cube op
+        if n.op_type == "Cast" and n.attribute[0].i == F16:
+            assert n.output[0] in near, n.name
+    sig = Signature.load(pb[:-3] + ".json")
+    feed = tiny.feed(sig, seed=3)
+    feed["x"][:] = 1.0  # white pixels and noise near 1: p within 1e-5 of 1
+    feed["u"][:] = 0.999
+    got = to_onnx.run_onnx(to_onnx.session(out), sig, feed)
+    ref = run_graph_def(to_onnx.load_graph_def(pb), sig, feed)
+    assert all(np.isfinite(g).all() for g in got)
+    assert abs(float(np.mean(got[2])) / float(np.mean(ref[2])) - 1) < 1e-4  # bits/dim
+
+
+def test_graph_casts_under_fp16_modes(tmp_path):
+    """A graph with its own Cast converts in every fp16 mode (blocking the Cast op type
+    made the converter wrap its own inserted Casts without end) and stays close to TF."""
+    p = tiny.write(str(tmp_path), cast=True)
+    sig = Signature.load(str(tmp_path / "tiny.json"))
+    for mode in ("allow_fp32_to_fp16", "allow_mix_precision", "force_fp16"):
+        out = str(tmp_path / f"tiny.{mode}.onnx")
+        to_onnx.convert(p, out, mode)
+        ref = run_graph_def(to_onnx.load_graph_def(p), sig, tiny.feed(sig, seed=3))
+        for g, r in zip(_run(out, sig), ref):
+            assert np.isfinite(g).all() and metrics.compare(g, r)["cosine"] > 0.99

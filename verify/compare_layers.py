@@ -1,9 +1,15 @@
 """The precision doctor: layer-by-layer frozen graph (fp32) vs portable model (e.g. fp16).
 
 For one batch, every float op output of the TF graph and every node output of the
-ONNX model are fetched and matched by tensor name (tf2onnx keeps TF tensor names for
-most nodes). Each matched layer gets the loss_check metrics, in graph order; the first
-below msit's thresholds (cosine 0.99, RED 0.05) is named. The --keep_dtype file it
+ONNX models are fetched. TF and ONNX tensors are matched by name (tf2onnx keeps TF names
+for most nodes), and every match is validated on the fp32 ONNX model first: its tensor
+must equal TF's (RED <= 1e-4), else the name is a false match (tf2onnx names the Sqrt of
+its Sqrt + Reciprocal decomposition of Rsqrt "Rsqrt"; an NCHW Conv output can have the
+NHWC shape) and is dropped, and counted. The examined (fp16) model is a converted copy of
+the same graph, so its nodes carry the fp32 model's node names: it is compared on the
+validated (node, output) pairs only. Each layer gets the loss_check metrics, in graph
+order; NaN/Inf where TF is finite fails a layer first, then msit's thresholds (cosine
+0.99, RED 0.05); the first failing layer is named. The --keep_dtype file it
 writes (TF op names, ATC's format, accepted by convert/to_onnx.py) holds
   - error sources: failing layers whose matched inputs all pass, and
   - range casualties: ops reading or writing values beyond fp16's 65504 in fp32, which
@@ -45,20 +51,23 @@ def tf_layers(graph_def, sig, feed):
     return {t.name: v for t, v in zip(fetch, vals)}, nodes
 
 
-def onnx_layers(onnx_path, sig, feed):
-    """{tensor name: array} for every node output of the ONNX model (in node order)."""
+def onnx_layers(model, sig, feed):
+    """[(node name, output index, op type, array)] for every float node output, in node order.
+
+    ``model``: a path or ModelProto. Keyed by node, not tensor, name: the fp16 converter
+    renames the outputs of the nodes it keeps fp32 but never renames a node."""
     import onnx
     import onnxruntime as ort
 
-    m = onnx.load(onnx_path)
+    m = onnx.load(model) if isinstance(model, str) else onnx.ModelProto.FromString(model.SerializeToString())
     inferred = onnx.shape_inference.infer_shapes(m)
     types = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
     have = {o.name for o in m.graph.output}
     order = []
     for n in m.graph.node:
-        for o in n.output:
+        for k, o in enumerate(n.output):
             if o and o in types:
-                order.append((o, n.op_type))
+                order.append((n.name, k, n.op_type, o))
                 if o not in have:
                     m.graph.output.append(types[o])
                     have.add(o)
@@ -69,35 +78,190 @@ def onnx_layers(onnx_path, sig, feed):
     names = [o.name for o in sess.get_outputs()]
     vals = sess.run(names, {i.name: feed[t.name] for i, t in zip(sess.get_inputs(), sig.inputs)})
     got = dict(zip(names, vals))
-    return [(name, op, got[name]) for name, op in order if name in got]
+    return [(node, k, op, got[o]) for node, k, op, o in order
+            if o in got and np.asarray(got[o]).dtype.kind == "f"]
 
 
-def diagnose(graph_def, sig, onnx_path, feed, cosine_min=metrics.COSINE_MIN, red_max=metrics.RED_MAX):
-    """Per-layer report, first failing layer, and the TF op names to keep at fp32."""
+def _tf_name(onnx_tensor):
+    """TF tensor name an ONNX tensor stands for: ours (z:0__inner), the fp16 converter's
+    (op_output_cast_0)."""
+    return re.sub(r"_output_cast_(\d+)$", r":\1", onnx_tensor.replace("__inner", ""))
+
+
+LAYOUTS = {4: [None, (0, 2, 3, 1)], 5: [None, (0, 2, 3, 4, 1)]}  # as is; NCHW -> NHWC
+
+
+def _same(a, b, red):
+    """The fp32 ONNX tensor ``a`` is the TF tensor ``b``: same shape, same non-finite
+    positions, relative Euclidean distance <= red (an all-zero ``b`` needs ``a`` ~ 0)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        return False
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    if not np.array_equal(fa, fb) or not np.array_equal(a[~fa], b[~fb]):
+        return False
+    d = a[fa] - b[fb]
+    return bool(np.sqrt(np.sum(d * d)) <= red * max(np.sqrt(np.sum(b[fb] ** 2)), 1e-6))
+
+
+def fp32_model(graph_def, sig, opset=13):
+    """The fp32 ONNX model of the frozen graph, as convert/to_onnx.py builds it."""
+    from convert.to_onnx import tf_to_onnx
+
+    return tf_to_onnx(graph_def, sig, opset)
+
+
+def match_layers(tf_vals, sig, fp32, feed, match_red=1e-4):
+    """Validate TF <-> ONNX matches on the fp32 model: {TF tensor: (ONNX node, output index,
+    ONNX op, permutation to TF's layout or None)} in fp32 graph order, and the TF tensors
+    whose named ONNX tensor had a different value (some then matched through a helper).
+
+    A name match counts only if the fp32 tensor equals the TF tensor (``_same``): tf2onnx
+    gives a TF name to the first node of a decomposition (Rsqrt -> Sqrt + Reciprocal, the
+    Sqrt named Rsqrt) or to a tensor in another layout (NCHW Conv output). A TF op whose
+    named node fails may be matched by one of the helper nodes tf2onnx names after it
+    (``<op>__<n>``), if that one's value equals it."""
+    by_op = {}
+    for t in tf_vals:
+        by_op.setdefault(t.split(":")[0], []).append(t)
+    outs = {(n.name, j): o for n in fp32.graph.node for j, o in enumerate(n.output)}
+    ok, named, false = {}, set(), set()
+    for node, k, op, val in onnx_layers(fp32, sig, feed):
+        cands = []
+        direct = _tf_name(outs[(node, k)])
+        if direct in tf_vals:
+            cands.append(direct)
+            named.add(direct)
+        base = node.split("__")[0]
+        cands += [t for t in by_op.get(base, ()) if t not in cands]
+        for t in cands:
+            if t in ok:
+                continue
+            perm = next((p for p in LAYOUTS.get(np.ndim(val), [None])
+                         if _same(val if p is None else np.transpose(val, p), tf_vals[t], match_red)), False)
+            if perm is not False:
+                ok[t] = (node, k, op, perm)
+                break
+            if t == direct:
+                false.add(t)  # the node carrying this TF name computes something else
+    return ok, sorted(false)
+
+
+def _digest16(v):
+    """A float weight as the fp16 converter stores it (clamped, IEEE fp16), hashed."""
+    import hashlib
+
+    v = np.asarray(v, np.float64)
+    tiny = (np.abs(v) < 5.96e-8) & (v != 0)
+    v = np.where(tiny, np.sign(v) * 5.96e-8, np.clip(v, -65504, 65504)).astype(np.float16)
+    return v.shape, hashlib.sha1(np.ascontiguousarray(v).tobytes()).hexdigest()
+
+
+def fp32_twin(model, fp32):
+    """``model`` (an fp16 conversion) computed in fp32: its own nodes and names, every fp16
+    Cast made fp32, every fp16 weight replaced by the exact fp32 weight of ``fp32`` that it
+    was rounded from (found by value: tf2onnx's names and even its graph rewrites differ
+    from one conversion to the next, so the separately built fp32 model cannot be matched
+    node by node)."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    exact = {}
+    for t in fp32.graph.initializer:
+        if t.data_type == TensorProto.FLOAT:
+            v = numpy_helper.to_array(t)
+            exact.setdefault(_digest16(v), v)
+    m = onnx.ModelProto.FromString(model.SerializeToString())
+    g = m.graph
+    for t in g.initializer:
+        if t.data_type == TensorProto.FLOAT16:
+            v = numpy_helper.to_array(t)
+            t.CopyFrom(numpy_helper.from_array(exact.get(_digest16(v), v.astype(np.float32)), t.name))
+    for n in g.node:
+        for a in n.attribute:
+            if n.op_type == "Cast" and a.name == "to" and a.i == TensorProto.FLOAT16:
+                a.i = TensorProto.FLOAT
+            if a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.FLOAT16:
+                v = numpy_helper.to_array(a.t)
+                a.t.CopyFrom(numpy_helper.from_array(exact.get(_digest16(v), v.astype(np.float32)), a.t.name))
+    for v in list(g.value_info) + list(g.input) + list(g.output):
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT16:
+            v.type.tensor_type.elem_type = TensorProto.FLOAT
+    return m
+
+
+def _keep_resolves(fp32, names):
+    """The keep names convert/to_onnx.py will find nodes for (and those it will not)."""
+    from convert.to_onnx import fp16_block_lists
+
+    good, bad = [], []
+    for n in names:
+        (good if fp16_block_lists(fp32, "force_fp16", [n])[1] else bad).append(n)
+    return good, bad
+
+
+def diagnose(graph_def, sig, onnx_path, feed, cosine_min=metrics.COSINE_MIN, red_max=metrics.RED_MAX,
+             fp32_onnx=None, match_red=1e-4):
+    """Per-layer report, first failing layer, and the TF op names to keep at fp32.
+
+    ``fp32_onnx``: the fp32 ONNX model (path or ModelProto) the examined one was converted
+    from; built from ``graph_def`` when None. Names are validated on it first."""
+    import onnx
+
+    m16 = onnx.load(onnx_path)
+    if fp32_onnx is None:
+        opset = next((o.version for o in m16.opset_import if o.domain in ("", "ai.onnx")), 13)
+        fp32 = fp32_model(graph_def, sig, opset)
+    else:
+        fp32 = onnx.load(fp32_onnx) if isinstance(fp32_onnx, str) else fp32_onnx
     tf_vals, nodes = tf_layers(graph_def, sig, feed)
-    layers, seen = [], set()
-    for name, op_type, val in onnx_layers(onnx_path, sig, feed):
-        # names the converters give renamed outputs: ours (z:0__inner), float16's (op_output_cast_0)
-        tname = re.sub(r"_output_cast_(\d+)$", r":\1", name.replace("__inner", ""))
-        if tname not in tf_vals or tname in seen or np.shape(val) != np.shape(tf_vals[tname]):
+    twin = fp32_twin(m16, fp32)
+    valid, dropped = match_layers(tf_vals, sig, twin, feed, match_red)
+    got16 = {(node, k): (op, val) for node, k, op, val in onnx_layers(m16, sig, feed)}
+    layers, absent = [], 0
+    for tname, (node, k, _, perm) in valid.items():
+        if (node, k) not in got16:
+            absent += 1
             continue
-        seen.add(tname)
-        r = metrics.compare(val, tf_vals[tname])
+        op_type, val = got16[(node, k)]
+        if perm:
+            val = np.transpose(val, perm)
+        g = tf_vals[tname]
+        if np.shape(val) != np.shape(g):
+            absent += 1
+            continue
+        fin = np.isfinite(g)
+        if not fin.all():  # judged where TF is finite: non-finite there is the model's own
+            val, g = np.asarray(val)[fin], np.asarray(g)[fin]
+        r = metrics.compare(val, g)
         ok, why = metrics.judge(r, cosine_min=cosine_min, red_max=red_max)
-        layers.append(dict(tensor=tname, op=tname.split(":")[0], onnx_op=op_type, passed=ok, why=why,
+        layers.append(dict(tensor=tname, op=tname.split(":")[0], onnx_node=node, onnx_op=op_type,
+                           passed=ok, why=why,
                            **{k: r[k] for k in ("cosine", "red", "max_abs", "max_rel", "rmse", "nan", "inf")}))
     status = {l["tensor"]: l["passed"] for l in layers}
+    tainted = {}
+
+    def bad(t):
+        """A failing tensor, or an unmatched one downstream of a failing one."""
+        if t in status:
+            return not status[t]
+        if t not in tainted:
+            tainted[t] = False  # cycle guard
+            n = nodes.get(t.split(":")[0])
+            tainted[t] = bool(n) and any(bad(_tensor_name(i)) for i in n.input if not i.startswith("^"))
+        return tainted[t]
+
     keep = []
-    for l in layers:
+    for l in layers:  # error sources: failing layers fed by healthy ones
         if l["passed"]:
             continue
         ins = [_tensor_name(i) for i in nodes[l["op"]].input if not i.startswith("^")]
-        if all(status.get(i, True) for i in ins) and l["op"] not in keep:
+        if not any(bad(i) for i in ins) and l["op"] not in keep:
             keep.append(l["op"])
     by_op = {}
     for t in tf_vals:
         by_op.setdefault(t.split(":")[0], []).append(t)
-    peak = {t: float(np.nanmax(np.abs(v.astype(np.float64)))) if np.size(v) else 0.0
+    peak = {t: float(np.nanmax(np.abs(v.astype(np.float64)))) if np.size(v) and np.isfinite(v).any() else 0.0
             for t, v in tf_vals.items()}
     for name, n in nodes.items():  # graph_def order
         if n.op in SKIP_OPS or name in keep or name not in by_op:
@@ -105,10 +269,17 @@ def diagnose(graph_def, sig, onnx_path, feed, cosine_min=metrics.COSINE_MIN, red
         ts = by_op[name] + [_tensor_name(i) for i in n.input if not i.startswith("^")]
         if any(peak.get(t, 0.0) > FP16_MAX for t in ts):
             keep.append(name)
+    keep, unresolved = _keep_resolves(fp32, keep)
     first = next((l for l in layers if not l["passed"]), None)
-    return {"tf_tensors": len(tf_vals), "matched": len(layers), "layers": layers,
+    nonfin = next((l for l in layers if l["nan"] or l["inf"]), None)
+    return {"tf_tensors": len(tf_vals), "matched": len(layers), "name_matches_dropped": len(dropped),
+            "dropped": dropped, "dropped_then_matched_by_helper": sum(t in valid for t in dropped), "validated_by_helper": sum(1 for t, (n, _, _, _) in valid.items()
+                                                          if n.split("__")[0] != n or t.split(":")[0] != n),
+            "absent_in_model": absent, "match_red": match_red, "layers": layers,
             "first_failing": first and first["op"], "first_failing_why": first and first["why"],
-            "keep_dtype": keep, "thresholds": {"cosine_min": cosine_min, "red_max": red_max}}
+            "first_nonfinite": nonfin and nonfin["op"],
+            "keep_dtype": keep, "keep_dtype_unresolved": unresolved,
+            "thresholds": {"cosine_min": cosine_min, "red_max": red_max}}
 
 
 def load_batch(sig, inputs, stem=None):
@@ -136,6 +307,10 @@ def build_parser():
     p.add_argument("--pb", required=True, help="frozen graph .pb (signature beside it)")
     p.add_argument("--onnx", required=True, help="portable model to examine")
     p.add_argument("--input", required=True, help="input folders, comma separated, signature order")
+    p.add_argument("--fp32-onnx", help="the fp32 ONNX model the examined one was converted from "
+                   "(default: converted from --pb in memory); TF<->ONNX name matches are validated on it")
+    p.add_argument("--match-red", type=float, default=1e-4,
+                   help="a name match counts if the fp32 ONNX tensor is within this RED of TF's (1e-4)")
     p.add_argument("--batch-file", help="input file stem to use (default: the first file)")
     p.add_argument("--keep-dtype-out", required=True, help="keep_dtype cfg to write")
     p.add_argument("--report", help="JSON report to write")
@@ -157,16 +332,25 @@ def main(argv=None):
         raise UserError(f"{a.onnx}: ONNX model not found")
     sig = find_beside(a.pb)
     feed = load_batch(sig, [s.strip() for s in a.input.split(",")], a.batch_file)
-    r = diagnose(load_graph_def(a.pb), sig, a.onnx, feed, a.cosine_min, a.red_max)
+    if a.fp32_onnx and not os.path.isfile(a.fp32_onnx):
+        raise UserError(f"{a.fp32_onnx}: fp32 ONNX model not found")
+    r = diagnose(load_graph_def(a.pb), sig, a.onnx, feed, a.cosine_min, a.red_max, a.fp32_onnx, a.match_red)
     print(f"{'layer':<40}{'onnx op':<14}{'cosine':>12}{'RED':>10}{'max_abs':>11}  result")
     for l in r["layers"]:
-        print(f"{l['op'][:39]:<40}{l['onnx_op']:<14}{l['cosine']:>12.6f}{l['red']:>10.3g}"
+        print(f"{l['op'][-39:]:<40}{l['onnx_op']:<14}{l['cosine']:>12.6f}{l['red']:>10.3g}"
               f"{l['max_abs']:>11.3g}  {'ok' if l['passed'] else 'FAILED ' + l['why']}")
-    print(f"matched {r['matched']} layers of {r['tf_tensors']} TF float tensors")
+    print(f"matched {r['matched']} layers of {r['tf_tensors']} TF float tensors; "
+          f"{r['name_matches_dropped']} name matches dropped (the fp32 ONNX tensor of that name is "
+          f"not the TF tensor, RED > {r['match_red']:g}; {r['dropped_then_matched_by_helper']} of them "
+          f"then matched through the tf2onnx helper node computing the TF value)")
     if r["first_failing"]:
         print(f"first failing layer: {r['first_failing']} ({r['first_failing_why']})")
     else:
         print("every matched layer within thresholds")
+    if r["first_nonfinite"] and r["first_nonfinite"] != r["first_failing"]:
+        print(f"first layer with NaN/Inf: {r['first_nonfinite']}")
+    if r["keep_dtype_unresolved"]:
+        print(f"not written (no ONNX node carries these names): {', '.join(r['keep_dtype_unresolved'][:5])}")
     fsio.write_text(a.keep_dtype_out, "".join(n + "\n" for n in r["keep_dtype"]))
     print(f"keep_dtype ({len(r['keep_dtype'])} ops): {a.keep_dtype_out}")
     if a.report:
