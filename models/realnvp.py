@@ -42,6 +42,8 @@ CONFIGS = {
     "paper": {"image_shape": [32, 32, 3], "num_scales": 2, "n_blocks": 8, "n_features": 64, "alpha": 1e-5},
     "small": {"image_shape": [32, 32, 3], "num_scales": 2, "n_blocks": 2, "n_features": 16, "alpha": 1e-5},
     "tiny": {"image_shape": [8, 8, 3], "num_scales": 2, "n_blocks": 1, "n_features": 4, "alpha": 1e-5},
+    # CIFAR-shaped smoke-test size: the whole road (train, freeze, convert) in seconds
+    "tiny32": {"image_shape": [32, 32, 3], "num_scales": 2, "n_blocks": 1, "n_features": 4, "alpha": 1e-5},
 }
 KEYS = ("image_shape", "num_scales", "n_blocks", "n_features", "alpha")
 

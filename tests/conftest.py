@@ -35,3 +35,45 @@ def mnist_dir():
 @pytest.fixture(scope="session")
 def repo_root():
     return ROOT
+
+
+# --- RealNVP: one short trained run shared by the trainer and freeze tests ---------
+
+REALNVP_TRAIN_ARGS = ["--config", "tiny32", "--batch_size", "4", "--init_batch_size", "8", "--save_interval", "1",
+                      "--log_every", "1", "--dropout_p", "0.1", "--sample_batch_size", "4", "--seed", "3",
+                      "--deterministic"]
+
+
+@pytest.fixture(scope="session")
+def fake_cifar(tmp_path_factory):
+    """A tiny CIFAR-10 python layout: 5 x 4 training images (5 steps per epoch at batch 4), 8 test images."""
+    import pickle
+
+    import numpy as np
+
+    d = tmp_path_factory.mktemp("data")
+    root = d / "cifar-10-batches-py"
+    root.mkdir()
+    rng = np.random.RandomState(0)
+    for name, n in [(f"data_batch_{i}", 4) for i in range(1, 6)] + [("test_batch", 8)]:
+        x = rng.randint(0, 256, (n, 3072)).astype(np.uint8)
+        with open(root / name, "wb") as f:
+            pickle.dump({b"data": x, b"labels": [0] * n}, f)
+    return str(d)
+
+
+@pytest.fixture(scope="session")
+def realnvp_runs(fake_cifar, tmp_path_factory):
+    """Three short deterministic RealNVP trainings on ``fake_cifar`` (each costs seconds of graph
+    building, so they are made once): "full" runs 6 steps uninterrupted; "part" runs 3 steps, then
+    resumes to 6 with --load_params 1. Both cross the epoch boundary at step 5. Treat as read-only
+    (copy a folder before training on in it)."""
+    from train import train_realnvp as T
+
+    d = tmp_path_factory.mktemp("realnvp_runs")
+    full, part = str(d / "full"), str(d / "part")
+    common = ["--data_url", fake_cifar] + REALNVP_TRAIN_ARGS
+    assert T.main(common + ["--train_url", full, "--max_steps", "6"]) == 0
+    assert T.main(common + ["--train_url", part, "--max_steps", "3"]) == 0
+    assert T.main(common + ["--train_url", part, "--max_steps", "6", "--load_params", "1"]) == 0
+    return {"full": full, "part": part, "args": common}

@@ -10,9 +10,19 @@ only by a constant factor Adam is invariant to). lr = lr0 * lr_decay^global_step
 from the checkpointed global step, so a resumed run continues the exact schedule. Data
 order (a permutation per epoch from --seed), dequantisation noise (per step) and
 dropout (stateless, per step) are all functions of (seed, step): resuming with
---load_params 1 gives the same parameters as an uninterrupted run.
+--load_params 1 gives the same parameters as an uninterrupted run -- bit for bit with
+--deterministic (one intra- and one inter-op thread, and TF's op determinism where the
+TF version has it: multi-threaded CPU kernels do not add up in a fixed order, so two
+ordinary runs drift apart by float rounding, amplified by Adam's division by tiny
+second moments).
+
+Graph size is kept to what the run needs: test bits/dim are computed by the training
+tower itself (dropout off, batches padded to --batch_size: an image's bpd does not
+depend on its batch-mates), the init pass only in a fresh run, the sample decoder only
+for the final picture. Each extra flow copy costs seconds of graph construction.
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -66,11 +76,40 @@ def parser():
     a("--test_images", type=int, default=0, help="test images evaluated (0: the whole test set)")
     a("--device", default="cpu", choices=("cpu", "gpu", "npu"))
     a("--precision_mode", default="allow_fp32_to_fp16", help="NPU precision mode (--device npu)")
+    a("--deterministic", action="store_true",
+      help="bitwise-repeatable runs: one intra/inter-op thread and TF op determinism (slower)")
     return ap
 
 
-def make_session_config(device, n_devices=1, precision_mode="allow_fp32_to_fp16", check_bridge=True):
-    return session_config(device, n_devices=n_devices, precision_mode=precision_mode, check_bridge=check_bridge)
+def make_session_config(device, n_devices=1, precision_mode="allow_fp32_to_fp16", check_bridge=True,
+                        deterministic=False):
+    config = session_config(device, n_devices=n_devices, precision_mode=precision_mode, check_bridge=check_bridge)
+    if deterministic:  # per-session pools: the process-wide ones are sized by the first session
+        config.intra_op_parallelism_threads = 1
+        config.inter_op_parallelism_threads = 1
+        config.use_per_session_threads = True
+    return config
+
+
+@contextlib.contextmanager
+def op_determinism(on=True):
+    """TF's op determinism (TF >= 2.8) for the duration of a run, then the previous state
+    (the switch is process-wide). TF 1.15 has no such switch: there single threads are it."""
+    try:
+        from tensorflow.python.framework import config as tfconfig
+
+        enable, disable = tfconfig.enable_op_determinism, tfconfig.disable_op_determinism
+        was = tfconfig.is_op_determinism_enabled()
+    except (ImportError, AttributeError):
+        on = False
+    if not on or was:
+        yield
+        return
+    enable()
+    try:
+        yield
+    finally:
+        disable()
 
 
 def prepro(x_uint8):
@@ -86,39 +125,66 @@ def epoch_order(seed, epoch, n):
 
 
 class TrainGraph:
-    """The training graph: towers, Adam, and the eval / init / sample heads sharing the variables."""
+    """The training graph: towers and Adam; init and sample heads (sharing the variables) on demand.
+
+    ``bpd`` (per image, the towers' outputs in batch order) doubles as the evaluation head:
+    fed with ``dropout`` 0 (the default when no dropout is trained) it is the plain model.
+    ``eval_head`` is accepted for compatibility and ignored."""
 
     def __init__(self, config, batch_size, n_towers=1, device="cpu", lr0=1e-3, lr_decay=0.999995,
-                 dropout_p=0.0, eval_head=True):
+                 dropout_p=0.0, eval_head=None):
         if batch_size % n_towers:
             raise UserError(f"--batch_size {batch_size} must be divisible by --nr_gpu {n_towers}")
         shape = list(config["image_shape"])
+        self.batch_size = batch_size
         self.x = tf.placeholder(tf.float32, [batch_size] + shape, name="x_train")
         self.u = tf.placeholder(tf.float32, [batch_size] + shape, name="u_train")
         self.seed = tf.placeholder(tf.int64, [2], name="dropout_seed")
+        # a tensor only when dropout is trained: without it the graph has no dropout ops at all
+        self.dropout = tf.placeholder_with_default(tf.constant(dropout_p, tf.float32), [], name="dropout_p") \
+            if dropout_p > 0 else None
         self.global_step = tf.train.get_or_create_global_step()
         self.lr = lr0 * tf.pow(tf.constant(lr_decay, tf.float64), tf.cast(self.global_step, tf.float64))
-        losses, grads = [], []
+        losses, grads, bpds = [], [], []
         for i, (d, x, u) in enumerate(zip(device_names(device, n_towers), tf.split(self.x, n_towers),
                                           tf.split(self.u, n_towers))):
             with tf.device(d), tf.name_scope(f"tower{i}"):
-                _, _, bpd = realnvp.encode(x, u, config, dropout_p=dropout_p,
+                _, _, bpd = realnvp.encode(x, u, config, dropout_p=0.0 if self.dropout is None else self.dropout,
                                            seed=self.seed + tf.constant([0, 100000 * i], tf.int64))
+                bpds.append(bpd)
                 losses.append(tf.reduce_mean(bpd))
                 self.params = tf.trainable_variables(realnvp.SCOPE)
                 grads.append(tf.gradients(losses[-1], self.params))
         self.loss = tf.add_n(losses) / n_towers
         avg = [tf.add_n(list(g)) / n_towers for g in zip(*grads)]
         opt = tf.train.AdamOptimizer(tf.cast(self.lr, tf.float32), **ADAM)
-        self.train_op = opt.apply_gradients(zip(avg, self.params), global_step=self.global_step)
+        # No update before every gradient is computed: the variables are ref variables, so a
+        # gradient op still reading W (e.g. the weight-norm gain's gradient) after W's ApplyAdam
+        # would see the new W -- a race that made runs differ from each other.
+        with tf.control_dependencies([tf.group(*avg)]):
+            self.train_op = opt.apply_gradients(zip(avg, self.params), global_step=self.global_step)
         self.grads = avg
-        self.finite = tf.reduce_all([tf.reduce_all(tf.is_finite(v)) for v in self.params])
-
+        self.bpd = bpds[0] if n_towers == 1 else tf.concat(bpds, 0)
         self.config, self.shape = config, shape
-        if eval_head:
-            self.x_eval = tf.placeholder(tf.float32, [None] + shape, name="x_eval")
-            self.u_eval = tf.placeholder(tf.float32, [None] + shape, name="u_eval")
-            self.bpd_eval = realnvp.encode(self.x_eval, self.u_eval, config)[2]
+
+    def params_finite(self, sess):
+        return all(np.isfinite(v).all() for v in sess.run(self.params))
+
+    def eval_bpd(self, sess, x, u):
+        """Per-image bpd of any number of images, without dropout, through the training tower
+        (chunks of batch_size, the last one padded; padding rows never touch the real ones)."""
+        n, b, out = len(x), self.batch_size, []
+        for i in range(0, n, b):
+            xs, us = x[i:i + b], u[i:i + b]
+            k = len(xs)
+            if k < b:
+                xs = np.concatenate([xs, np.repeat(xs[:1], b - k, 0)])
+                us = np.concatenate([us, np.repeat(us[:1], b - k, 0)])
+            feed = {self.x: xs, self.u: us, self.seed: [0, 0]}
+            if self.dropout is not None:
+                feed[self.dropout] = 0.0
+            out.append(sess.run(self.bpd, feed)[:k])
+        return np.concatenate(out)
 
     # built only when needed: every flow copy costs seconds of graph construction
     def add_init(self):
@@ -138,7 +204,7 @@ def evaluate(sess, g, images, seed, limit=0):
     for b, i in enumerate(range(0, n, EVAL_BATCH)):
         x = prepro(images[i:min(n, i + EVAL_BATCH)])
         u = np.random.RandomState([seed, b, 2]).uniform(0, 1, x.shape).astype(np.float32)
-        out.append(sess.run(g.bpd_eval, {g.x_eval: x, g.u_eval: u}))
+        out.append(g.eval_bpd(sess, x, u))
     return float(np.mean(np.concatenate(out)))
 
 
@@ -205,7 +271,7 @@ def _check_args(a):
 def main(argv=None):
     a = parser().parse_args(argv)
     _check_args(a)
-    with tf.Graph().as_default():
+    with tf.Graph().as_default(), op_determinism(a.deterministic):
         return _train(a)
 
 
@@ -224,7 +290,7 @@ def _train(a):
             raise UserError(f"{a.train_url}: already holds checkpoint {os.path.basename(ckpt)}; "
                             "pass --load_params 1 to resume or choose another --train_url")
         config = realnvp.get_config(a.config)
-    sess_config = make_session_config(a.device, a.nr_gpu, a.precision_mode)
+    sess_config = make_session_config(a.device, a.nr_gpu, a.precision_mode, deterministic=a.deterministic)
 
     train_x = datasets.load("cifar10", "train", a.data_url)
     test_x = datasets.load("cifar10", "test", a.data_url)
@@ -246,7 +312,7 @@ def _train(a):
     sess = tf.Session(config=sess_config)
 
     def save(step):
-        if not sess.run(g.finite):
+        if not g.params_finite(sess):
             raise UserError(f"parameters are not finite at step {step}; not saving "
                             f"(last good checkpoint: {tf.train.latest_checkpoint(a.train_url)})")
         path = saver.save(sess, os.path.join(a.train_url, runinfo.CKPT_PREFIX), global_step=step,
