@@ -3,8 +3,9 @@
 For each model: train briefly -> freeze -> convert (ATC where installed, else the
 portable ONNX model; fp32 and fp16) -> img2bin on the real test images -> the
 msame-compatible runner on each model -> golden outputs from the checkpoint ->
-loss_check. RealNVP also gets the precision doctor on its fp16 model and a rebuilt fp16
-model that keeps the layers the doctor names in fp32.
+loss_check. RealNVP also gets a force_fp16 model (every op in fp16, ATC's default mode),
+the precision doctor on it, and the same model rebuilt with the layers the doctor names
+kept in fp32.
 
 Every step is the command a user would type, run as a subprocess; the final table lists
 each stage, its artifact and its time. A previous demo output folder is removed first
@@ -98,17 +99,26 @@ def realnvp(road, a):
     offline_and_check(road, n, d, sig, inputs, "fp32")
     fp16 = os.path.join(d["model"], "realnvp.fp16.onnx")
     offline_and_check(road, n, d, os.path.join(d["model"], "realnvp.fp16.json"), inputs, "fp16", fp16)
+    # The precision doctor on the harshest mode (every op fp16, ATC's default force_fp16),
+    # then the same mode with the layers it names kept in fp32.
+    f16 = os.path.join(d["model"], "realnvp.force_fp16.onnx")
+    road.step(n, "convert force_fp16 (to_onnx.py)", [
+        PY, "convert/to_onnx.py", "--model", pb, "--output", f16, "--precision_mode", "force_fp16"], f16)
+    lc = offline_and_check(road, n, d, f16[:-5] + ".json", inputs, "force_fp16", f16)
+    # the doctor examines the first batch loss_check named as failing (else the first batch)
+    bad = [os.path.basename(f["file"]).rsplit("_output_", 1)[0] for f in lc.get("failed_files", [])]
     keep = os.path.join(d["model"], "keep_dtype.cfg")
-    road.step(n, "precision doctor (fp16)", [
-        PY, "verify/compare_layers.py", "--pb", pb, "--onnx", fp16, "--input", inputs,
-        "--keep-dtype-out", keep, "--report", os.path.join(d["root"], "doctor.json")], keep)
+    road.step(n, "precision doctor (force_fp16)", [
+        PY, "verify/compare_layers.py", "--pb", pb, "--onnx", f16, "--fp32-onnx",
+        os.path.join(d["model"], "realnvp.onnx"), "--input", inputs, "--keep-dtype-out", keep,
+        "--report", os.path.join(d["root"], "doctor_force_fp16.json"),
+        *(["--batch-file", bad[0]] if bad else [])], keep)
     if os.path.isfile(keep) and os.path.getsize(keep):
-        kept = os.path.join(d["model"], "realnvp.fp16keep.onnx")
-        road.step(n, "convert fp16 + keep_dtype", [
+        kept = os.path.join(d["model"], "realnvp.force_fp16_keep.onnx")
+        road.step(n, "convert force_fp16 + keep_dtype", [
             PY, "convert/to_onnx.py", "--model", pb, "--output", kept, "--precision_mode",
-            "allow_fp32_to_fp16", "--keep_dtype", keep], kept)
-        offline_and_check(road, n, d, os.path.join(d["model"], "realnvp.fp16keep.json"), inputs,
-                          "fp16keep", kept)
+            "force_fp16", "--keep_dtype", keep], kept)
+        offline_and_check(road, n, d, kept[:-5] + ".json", inputs, "force_fp16_keep", kept)
 
 
 def rebar(road, a):
