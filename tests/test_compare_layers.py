@@ -96,3 +96,58 @@ def test_nonfinite_layer_fails_first_and_keep_names_resolve(tmp_path):
     r = compare_layers.diagnose(to_onnx.load_graph_def(pb), sig, str(tmp_path / "frag.fp16.onnx"), tiny.feed(sig))
     assert r["first_nonfinite"] == r["first_failing"] == "scale_exp"
     assert r["keep_dtype_unresolved"] == [] and r["dropped"] == []
+
+
+def test_iterate_walks_up_to_the_fp16_rounding_that_one_shot_keep_misses(tmp_path, capsys):
+    """Near-white pixels: p = alpha/2 + (1-alpha)(x+u)/256 rounds to 1.0 in fp16, so
+    log(1 - p) is -inf/NaN. The doctor names the Log, but a Log kept fp32 still reads
+    1 - 1.0: one-shot keep fixes nothing; --iterate keeps the producers until it is finite."""
+    pb = tiny.write(str(tmp_path), "w", batch=2)
+    sig = Signature.load(str(tmp_path / "w.json"))
+    f16 = str(tmp_path / "w.fp16.onnx")
+    to_onnx.convert(pb, f16, "force_fp16")
+    feed = tiny.feed(sig)
+    feed["x"][:, 0, :2, :] = 1.0  # white pixels
+    feed["u"][:, 0, :2, :] = np.float32(0.999)  # 255 + 0.999 is 256 in fp16: p is 1.0
+    for t in sig.inputs:
+        os.makedirs(tmp_path / "bins" / t.name)
+        binfiles.write_bin(tmp_path / "bins" / t.name / "b_00000.bin", feed[t.name], t)
+    base = ["--pb", pb, "--onnx", f16, "--input", f"{tmp_path / 'bins' / 'x'},{tmp_path / 'bins' / 'u'}"]
+
+    def outputs(keep):
+        out = str(tmp_path / f"{keep.stem}.fp16.onnx")
+        to_onnx.convert(pb, out, "force_fp16", str(keep))
+        return to_onnx.run_onnx(to_onnx.session(out), sig, feed)
+
+    one = tmp_path / "one.cfg"
+    assert compare_layers.main(base + ["--keep-dtype-out", str(one)]) == 0
+    assert one.read_text().split()  # names the log(1 - p) (or its tf2onnx twin) and its user
+    assert not all(np.isfinite(v).all() for v in outputs(one))  # the named Log is not the cause
+
+    it = tmp_path / "it.cfg"
+    assert compare_layers.main(base + ["--keep-dtype-out", str(it), "--iterate", "6",
+                                       "--report", str(tmp_path / "it.json")]) == 0
+    rep = json.loads((tmp_path / "it.json").read_text())
+    assert rep["converged"] and rep["first_failing"] is None and len(rep["rounds"]) >= 3
+    r0 = rep["rounds"][0]
+    assert r0["bpd"]["nonfinite"] > 0 and r0["bpd_tf"]["nonfinite"] == 0
+    assert rep["rounds"][-1]["bpd"]["nonfinite"] == 0
+    kept = it.read_text().split()
+    assert kept == rep["keep_dtype"] and 0 < len(kept) < 10  # minimal-ish
+    got = outputs(it)
+    assert all(np.isfinite(v).all() for v in got)
+    assert "converged after" in capsys.readouterr().out
+
+
+def test_iterate_needs_an_fp16_model(tmp_path):
+    pb = tiny.write(str(tmp_path), "ok", batch=2)
+    sig = Signature.load(str(tmp_path / "ok.json"))
+    out = str(tmp_path / "ok32.onnx")
+    to_onnx.convert(pb, out, "force_fp32")
+    feed = tiny.feed(sig)
+    for t in sig.inputs:
+        os.makedirs(tmp_path / "bins" / t.name)
+        binfiles.write_bin(tmp_path / "bins" / t.name / "b_00000.bin", feed[t.name], t)
+    assert compare_layers.main(["--pb", pb, "--onnx", out, "--input",
+                                f"{tmp_path / 'bins' / 'x'},{tmp_path / 'bins' / 'u'}",
+                                "--keep-dtype-out", str(tmp_path / "k.cfg"), "--iterate", "3"]) == 2

@@ -204,11 +204,11 @@ def diagnose(graph_def, sig, onnx_path, feed, cosine_min=metrics.COSINE_MIN, red
              fp32_onnx=None, match_red=1e-4):
     """Per-layer report, first failing layer, and the TF op names to keep at fp32.
 
-    ``fp32_onnx``: the fp32 ONNX model (path or ModelProto) the examined one was converted
+    ``onnx_path``: the examined model, a path or ModelProto.     ``fp32_onnx``: the fp32 ONNX model (path or ModelProto) the examined one was converted
     from; built from ``graph_def`` when None. Names are validated on it first."""
     import onnx
 
-    m16 = onnx.load(onnx_path)
+    m16 = onnx.load(onnx_path) if isinstance(onnx_path, str) else onnx_path
     if fp32_onnx is None:
         opset = next((o.version for o in m16.opset_import if o.domain in ("", "ai.onnx")), 13)
         fp32 = fp32_model(graph_def, sig, opset)
@@ -282,6 +282,146 @@ def diagnose(graph_def, sig, onnx_path, feed, cosine_min=metrics.COSINE_MIN, red
             "thresholds": {"cosine_min": cosine_min, "red_max": red_max}}
 
 
+def _float_tensors(graph_def):
+    """Names of the float tensors of the graph (without running it)."""
+    from common.tfcompat import tf
+
+    g = tf.Graph()
+    with g.as_default():
+        tf.import_graph_def(graph_def, name="")
+    return {t.name for op in g.get_operations() for t in op.outputs
+            if t.dtype.base_dtype in (tf.float32, tf.float16, tf.float64)}
+
+
+def upstream(nodes, floats, op, kept, resolves):
+    """The nearest producers of ``op``'s float inputs that are not kept yet: walks up
+    through kept ops, Identity and ops the converter finds no node for; stops at
+    Const / Placeholder. Graph order of discovery, no duplicates."""
+    out, seen, stack = [], {op}, [op]
+    while stack:
+        n = nodes.get(stack.pop(0))
+        if n is None:
+            continue
+        for i in n.input:
+            if i.startswith("^") or _tensor_name(i) not in floats:
+                continue
+            name = _tensor_name(i).split(":")[0]
+            src = nodes.get(name)
+            if name in seen or src is None or src.op in ("Const", "Placeholder", "NoOp"):
+                continue
+            seen.add(name)
+            if name in kept or src.op in SKIP_OPS or not resolves(name):
+                stack.append(name)  # already fp32 (or no node of its own): its inputs are next
+            elif name not in out:
+                out.append(name)
+    return out
+
+
+def _batch_bpd(model, sig, feed):
+    """(mean bits/dim over the finite images, non-finite count) of a model's ``bpd`` output,
+    or None when the model has none. ``model``: ModelProto or the outputs of a TF run."""
+    names = [t.name for t in sig.outputs]
+    if "bpd" not in names:
+        return None
+    if isinstance(model, list):
+        vals = model
+    else:
+        from convert.to_onnx import run_onnx, session
+
+        vals = run_onnx(session(model), sig, feed)
+    v = np.asarray(vals[names.index("bpd")], np.float64).reshape(-1)
+    fin = np.isfinite(v)
+    return {"mean": float(v[fin].mean()) if fin.any() else float("nan"), "nonfinite": int((~fin).sum())}
+
+
+def iterate(graph_def, sig, onnx_path, feed, rounds, precision_mode, keep=(), cosine_min=metrics.COSINE_MIN,
+            red_max=metrics.RED_MAX, fp32_onnx=None, match_red=1e-4, opset=None, prune=True, log=print):
+    """Diagnose, keep, rebuild, diagnose the same batch again, up to ``rounds`` rebuilds.
+
+    Each round keeps the doctor's new names (error sources, range casualties) and, for each
+    failing root (or first failing layer) that is already kept fp32, the nearest producers
+    of its float inputs. The model is rebuilt from the fp32 conversion of ``graph_def``
+    with ``to_precision`` (what convert/to_onnx.py --keep_dtype does). ``keep``: names the
+    examined model already kept. Returns the final diagnosis with ``rounds`` (one entry
+    per diagnosis), ``converged`` and ``keep_dtype`` = the accumulated list. ``prune``: once
+    converged, drop each earlier round's additions that are no longer needed (one rebuild
+    and diagnosis per round; listed in ``pruned``)."""
+    import onnx
+
+    from convert.to_onnx import fp16_block_lists, to_precision
+    from freeze.core import run_graph_def
+
+    m = onnx.load(onnx_path) if isinstance(onnx_path, str) else onnx_path
+    if opset is None:
+        opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 13)
+    fp32 = fp32_model(graph_def, sig, opset)  # what the converter starts from
+    check = fp32_onnx if fp32_onnx is not None else fp32
+    if isinstance(check, str):
+        check = onnx.load(check)
+    nodes = {n.name: n for n in graph_def.node}
+    floats = _float_tensors(graph_def)
+    resolvable = {}
+
+    def resolves(name):
+        if name not in resolvable:
+            resolvable[name] = bool(fp16_block_lists(fp32, precision_mode, [name])[1])
+        return resolvable[name]
+
+    tf_bpd = _batch_bpd(run_graph_def(graph_def, sig, feed), sig, feed)
+    keep, history, model = list(keep), [], m
+    for k in range(rounds + 1):
+        r = diagnose(graph_def, sig, model, feed, cosine_min, red_max, check, match_red)
+        bpd = _batch_bpd(model, sig, feed)
+        first = r["first_failing"]
+        new = [n for n in r["keep_dtype"] if n not in keep]
+        roots = [n for n in r["keep_dtype"] if n in keep]
+        if first and (first in keep or not resolves(first)) and first not in roots:
+            roots.insert(0, first)  # kept, or no node of its own to keep (tf2onnx merged it)
+        for op in roots:  # kept fp32 and failing all the same: its inputs are the problem
+            new += [p for p in upstream(nodes, floats, op, set(keep) | set(new), resolves) if p not in new]
+        row = {"round": k, "keep": len(keep), "first_failing": first, "first_failing_why": r["first_failing_why"],
+               "failing_layers": sum(not l["passed"] for l in r["layers"]), "bpd": bpd, "bpd_tf": tf_bpd,
+               "added": [] if first is None or k == rounds else new}
+        history.append(row)
+        msg = (f"round {k}: keep {len(keep)} ops; first failing layer: {first or 'none'}"
+               + (f" ({r['first_failing_why']})" if first else "") + f"; {row['failing_layers']} failing layers")
+        if bpd:
+            msg += (f"; batch mean bpd {bpd['mean']:.4f} ({bpd['nonfinite']} non-finite) "
+                    f"vs TF {tf_bpd['mean']:.4f}")
+        if first and k < rounds:
+            msg += f"; adding {', '.join(new) if new else 'nothing'}"
+        log(msg)
+        if first is None or k == rounds or not new:
+            break
+        keep += new
+        model, _ = to_precision(fp32, precision_mode, keep)
+    pruned = []
+    if r["first_failing"] is None and prune:
+        # minimal-ish: a round's additions that the later ones made unnecessary go (the
+        # walk up keeps the in-between ops of every failing chain; often only the top one
+        # matters). Newest groups first, never the one that made it converge.
+        groups = [h["added"] for h in history[:-1] if h["added"]][:-1]
+        for g in reversed(groups):
+            trial = [n for n in keep if n not in g]
+            rt = diagnose(graph_def, sig, to_precision(fp32, precision_mode, trial)[0], feed, cosine_min, red_max,
+                          check, match_red)
+            ok = rt["first_failing"] is None
+            log(f"prune: without {len(g)} op(s) of {len(keep)} ({', '.join(g[:3])}{', ...' if len(g) > 3 else ''}): "
+                f"{'nothing fails, dropped' if ok else 'fails (' + str(rt['first_failing']) + '), kept'}")
+            if ok:
+                keep, r = trial, rt
+                pruned += g
+        if pruned:
+            model = to_precision(fp32, precision_mode, keep)[0]
+            bpd = _batch_bpd(model, sig, feed)
+            if bpd:
+                log(f"after pruning: keep {len(keep)} ops; batch mean bpd {bpd['mean']:.4f} "
+                    f"({bpd['nonfinite']} non-finite) vs TF {tf_bpd['mean']:.4f}")
+    r.update(rounds=history, converged=r["first_failing"] is None, keep_dtype=keep, precision_mode=precision_mode,
+             iterate=rounds, pruned=pruned)
+    return r
+
+
 def load_batch(sig, inputs, stem=None):
     """One batch from msame-style input folders (signature order): file ``stem`` or the first."""
     if len(inputs) != len(sig.inputs):
@@ -316,6 +456,11 @@ def build_parser():
     p.add_argument("--report", help="JSON report to write")
     p.add_argument("--cosine-min", type=float, default=metrics.COSINE_MIN)
     p.add_argument("--red-max", type=float, default=metrics.RED_MAX)
+    p.add_argument("--iterate", type=int, default=0, metavar="N",
+                   help="up to N rounds of: keep the failing roots (or, when a root is already kept "
+                        "fp32, the producers of its float inputs), rebuild the model in memory with "
+                        "its precision mode (from its signature), diagnose the same batch again; "
+                        "stops when nothing fails (default 0: one diagnosis)")
     p.add_argument("--force", action="store_true", help="replace existing outputs")
     return p
 
@@ -334,7 +479,27 @@ def main(argv=None):
     feed = load_batch(sig, [s.strip() for s in a.input.split(",")], a.batch_file)
     if a.fp32_onnx and not os.path.isfile(a.fp32_onnx):
         raise UserError(f"{a.fp32_onnx}: fp32 ONNX model not found")
-    r = diagnose(load_graph_def(a.pb), sig, a.onnx, feed, a.cosine_min, a.red_max, a.fp32_onnx, a.match_red)
+    if a.iterate < 0:
+        raise UserError(f"--iterate must be >= 0, got {a.iterate}")
+    if a.iterate:
+        from convert.to_onnx import read_keep_dtype
+        from freeze.signature import FP16_MODES
+
+        sig16 = find_beside(a.onnx)
+        mode = sig16.precision_mode
+        if mode not in FP16_MODES:
+            raise UserError(f"{a.onnx}: its signature {sig16.path} gives precision mode {mode}, "
+                            f"not an fp16 mode: nothing to iterate on")
+        kd = (sig16.artifact or {}).get("keep_dtype") or {}
+        prior, types = read_keep_dtype(kd["file"]) if kd.get("file") and os.path.isfile(kd["file"]) else ([], [])
+        if types:
+            raise UserError(f"{a.onnx}: built with OpType:: keep_dtype entries; --iterate rebuilds by op name only")
+        print(f"iterating on {a.onnx} ({mode}{', kept fp32: ' + str(len(prior)) + ' ops' if prior else ''}), "
+              f"up to {a.iterate} rebuilds, batch {a.batch_file or 'first'}")
+        r = iterate(load_graph_def(a.pb), sig, a.onnx, feed, a.iterate, mode, prior, a.cosine_min, a.red_max,
+                    a.fp32_onnx, a.match_red)
+    else:
+        r = diagnose(load_graph_def(a.pb), sig, a.onnx, feed, a.cosine_min, a.red_max, a.fp32_onnx, a.match_red)
     print(f"{'layer':<40}{'onnx op':<14}{'cosine':>12}{'RED':>10}{'max_abs':>11}  result")
     for l in r["layers"]:
         print(f"{l['op'][-39:]:<40}{l['onnx_op']:<14}{l['cosine']:>12.6f}{l['red']:>10.3g}"
@@ -349,6 +514,15 @@ def main(argv=None):
         print("every matched layer within thresholds")
     if r["first_nonfinite"] and r["first_nonfinite"] != r["first_failing"]:
         print(f"first layer with NaN/Inf: {r['first_nonfinite']}")
+    if a.iterate:
+        n = len(r["rounds"]) - 1
+        if r["converged"]:
+            print(f"converged after {n} rebuild(s): nothing fails on this batch with {len(r['keep_dtype'])} ops kept fp32")
+        elif n < a.iterate:
+            print(f"stuck after {n} rebuild(s): nothing new to keep, {r['first_failing']} still fails")
+        else:
+            print(f"NOT converged: {a.iterate} rounds were not enough ({r['first_failing']} still fails); "
+                  f"the keep list so far is written, raise --iterate")
     if r["keep_dtype_unresolved"]:
         print(f"not written (no ONNX node carries these names): {', '.join(r['keep_dtype_unresolved'][:5])}")
     fsio.write_text(a.keep_dtype_out, "".join(n + "\n" for n in r["keep_dtype"]))
