@@ -72,14 +72,15 @@ def prepare_paper_realnvp(work, data_dir):
     inputs = os.path.join(work, "realnvp_paper", "inputs")
     if not os.path.exists(os.path.join(train, "checkpoint")):
         sh([PY, "train/train_realnvp.py", "--config", "paper", "--data_url", data_dir, "--train_url", train,
-            "--batch_size", "16", "--max_steps", "1", "--init_batch_size", "16", "--seed", "0"])
+            "--batch_size", "16", "--max_steps", "1", "--init_batch_size", "16", "--test_images", "16",
+            "--seed", "0"])
     pb = os.path.join(model, "realnvp.pb")
     freeze_s = sh([PY, "freeze/freeze_realnvp.py", "--ckpt", train, "--batch", "16", "--out", model, "--force"])
     onnx = os.path.join(model, "realnvp.onnx")
     sh([PY, "convert/to_onnx.py", "--model", pb, "--output", onnx, "--force"])
-    if not os.path.exists(os.path.join(inputs, "manifest.json")):
-        sh([PY, "data_tools/img2bin.py", "--dataset", "cifar10", "--split", "test", "--signature",
-            os.path.join(model, "realnvp.json"), "-o", inputs, "--limit", "256", "--seed", "0"])
+    sh([PY, "data_tools/img2bin.py", "--dataset", "cifar10", "--split", "test", "--signature",
+        os.path.join(model, "realnvp.json"), "--data-dir", data_dir, "-o", inputs, "--limit", "256",
+        "--seed", "0", "--force"])
     return {"pb": pb, "onnx": onnx, "sig": os.path.join(model, "realnvp.json"), "inputs": inputs,
             "freeze_s": freeze_s, "flops_per_image": bench_train_realnvp.forward_flops_per_image("paper")}
 

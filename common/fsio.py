@@ -113,3 +113,17 @@ def write_array(path, array):
     if a.dtype.hasobject:
         raise ValueError(f"{path}: cannot write an object array as raw bytes")
     _atomic_write(path, a.reshape(-1).view(np.uint8), a.nbytes)  # bytes view: any dtype, 0-d too
+
+
+def read_json(path, missing_hint):
+    """A JSON file's content; a one-line UserError when it is missing or not JSON."""
+    from common.errors import UserError
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: {missing_hint}")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None

@@ -15,7 +15,6 @@ manifest says which images are in which file and how many rows are padding:
      "inputs": [{"name": "x", "dir": "x"}, {"name": "u", "dir": "u"}],
      "files": [{"stem": "cifar10_test_00000", "first": 0, "n_real": 16, "n_pad": 0}, ...]}
 """
-import json
 import os
 
 import numpy as np
@@ -86,16 +85,10 @@ class Manifest:
         path = os.fspath(path)
         if os.path.isdir(path):
             path = os.path.join(path, MANIFEST)
-        if not os.path.isfile(path):
-            raise UserError(f"{path}: manifest not found (img2bin --dataset writes it)")
-        try:
-            with open(path) as f:
-                d = json.load(f)
-        except ValueError as e:
-            raise UserError(f"{path}: not valid JSON ({e})") from None
-        if d.get("format") != FORMAT:
-            raise UserError(f"{path}: not an input manifest (expected format {FORMAT!r}, "
-                            f"found {d.get('format')!r})")
+        d = fsio.read_json(path, "manifest not found (img2bin --dataset writes it)")
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            found = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise UserError(f"{path}: not an input manifest (expected format {FORMAT!r}, found {found!r})")
         return cls(d, path)
 
     def save(self, path=None):

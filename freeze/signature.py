@@ -26,7 +26,6 @@ Input order is the order of the model's inputs (msame's --input order); output o
 ATC's --out_nodes order and so msame's ``_output_<i>`` index.
 """
 import copy
-import json
 import os
 
 import numpy as np
@@ -163,13 +162,7 @@ class Signature:
     @classmethod
     def load(cls, path):
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise UserError(f"{path}: signature file not found (freeze writes it beside the .pb)")
-        try:
-            with open(path) as f:
-                d = json.load(f)
-        except (OSError, ValueError) as e:
-            raise UserError(f"{path}: not valid JSON ({e})") from None
+        d = fsio.read_json(path, "signature file not found (freeze writes it beside the .pb)")
         return cls.from_dict(d, path)
 
 

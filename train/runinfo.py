@@ -8,7 +8,6 @@
 
 Checkpoints are TF Saver checkpoints (``<dir>/model.ckpt-<step>`` + ``checkpoint``).
 """
-import json
 import os
 
 from common import fsio
@@ -27,13 +26,9 @@ def save(train_dir, model, config, train=None, data_stats=None, step=0, **extra)
 
 def load(train_dir):
     p = os.path.join(os.fspath(train_dir), CONFIG)
-    if not os.path.isfile(p):
-        raise UserError(f"{p}: not found (the trainer saves config.json beside its checkpoints)")
-    try:
-        with open(p) as f:
-            d = json.load(f)
-    except ValueError as e:
-        raise UserError(f"{p}: not valid JSON ({e})") from None
+    d = fsio.read_json(p, "not found (the trainer saves config.json beside its checkpoints)")
+    if not isinstance(d, dict):
+        raise UserError(f"{p}: expected a JSON object, found {type(d).__name__}")
     for k in ("model", "config"):
         if k not in d:
             raise UserError(f"{p}: missing key {k!r}")
