@@ -40,6 +40,10 @@ def road(root, tmp, kind, data_dir, train_cmd, freeze_args, dataset, limit):
            tmp / "ref", "--inputs", ins, "--report", tmp / "lc.json", "--no-progress")
     report = json.loads((tmp / "lc.json").read_text())
     assert report["passed"] and report["n_images"] == limit  # padding rows excluded
+    # the one-command form: golden outputs computed from the checkpoint, then compared
+    sh(root, PY, "verify/loss_check.py", "--signature", sig, "--offline", tmp / "out", "--checkpoint-reference",
+       "--reference", tmp / "ref2", "--inputs", ins, "--report", tmp / "lc1.json", "--no-progress", "--no-plot")
+    assert json.loads((tmp / "lc1.json").read_text())["passed"]
     # the same offline outputs, one file corrupted: FAIL (exit 1), the file named
     run_dir = layout.latest_run_dir(tmp / "out")
     bad = sorted(os.listdir(run_dir))[1]
