@@ -24,6 +24,19 @@ ECODE = re.compile(r"^(E[0-9A-Z]{5})\b.*$", re.M)
 SUCCESS = "ATC run success"
 
 
+def up_to_date(model, onnx_path, precision_mode, keep_dtype=None):
+    """Make's rule for the portable fallback: the .onnx exists, is newer than the .pb, and its
+    signature records it with this precision mode (a keep_dtype file always rebuilds)."""
+    if keep_dtype or not os.path.isfile(onnx_path) or os.path.getmtime(onnx_path) < os.path.getmtime(model):
+        return False
+    try:
+        card = find_beside(onnx_path)
+    except UserError:
+        return False
+    files = {card.artifact.get("file"), (card.artifact.get("onnx") or {}).get("file")}
+    return os.path.basename(onnx_path) in files and card.precision_mode == precision_mode
+
+
 def build_argv(sig, model, output, soc_version="Ascend910", precision_mode="force_fp32",
                log="error", keep_dtype=None, dynamic_batch_size=None, extra=(), atc="atc"):
     """The exact atc argv for a model and its signature."""
@@ -122,6 +135,10 @@ def main(argv=None):
 
         suffix = ".fp16.onnx" if a.precision_mode in FP16_MODES else ".onnx"
         onnx_path = output + suffix
+        if not a.force and up_to_date(model, onnx_path, a.precision_mode, a.keep_dtype):
+            print(f"atc not found on PATH (no CANN here); the portable model {onnx_path} is up to date "
+                  f"(newer than {model}, built with {a.precision_mode}); --force rebuilds it", file=sys.stderr)
+            return 0
         print(f"atc not found on PATH (no CANN here): building the portable model {onnx_path} instead",
               file=sys.stderr)
         s = to_onnx.convert(model, onnx_path, a.precision_mode, a.keep_dtype, force=a.force)

@@ -223,64 +223,49 @@ def _image_input(sig):
 
 
 class _Buffers:
-    """``group`` consecutive batches' arrays, allocated once and refilled: ``arrays``
-    {name: array of shape (group,) + the signature's shape, in its dtype}, plus float32
-    scratch where a cast or transpose is needed. Batch j of the group is ``a[j]`` (C-
-    contiguous: the same bytes as a one-batch array)."""
+    """One batch's arrays, allocated once and refilled: ``arrays`` {name: array in the
+    signature's shape and dtype}, plus float32 scratch where a cast or transpose is needed."""
 
-    def __init__(self, images, x, noise, B, group):
-        self.xf = np.empty((group * B,) + images.shape[1:], np.float32)  # mapped pixels, dataset layout
+    def __init__(self, images, x, noise):
+        self.xf = np.empty((x.shape[0],) + images.shape[1:], np.float32)  # mapped pixels, dataset layout
         src = self.xf.transpose(0, 3, 1, 2) if x.layout == "NCHW" and self.xf.ndim == 4 else self.xf
-        shape = (group,) + tuple(x.shape)
         if src is self.xf and x.np_dtype == np.float32:
-            self.xsrc, self.x = None, self.xf.reshape(shape)  # a view: nothing to copy per group
+            self.xsrc, self.x = None, self.xf.reshape(x.shape)  # a view: nothing to copy per batch
         else:
-            self.xsrc, self.x = src, np.empty(shape, x.np_dtype)
+            self.xsrc, self.x = src, np.empty(x.shape, x.np_dtype)
         self.noise = []
         for t, gen in noise:
-            out = np.empty((group,) + tuple(t.shape), t.np_dtype)
-            f32 = out if t.np_dtype == np.float32 else np.empty(out.shape, np.float32)
+            out = np.empty(t.shape, t.np_dtype)
+            f32 = out if t.np_dtype == np.float32 else np.empty(t.shape, np.float32)
             self.noise.append((gen, f32, out))
-        self.names = [x.name] + [t.name for t, _ in noise]
-        self.group_arrays = [self.x] + [out for _, _, out in self.noise]
+        self.arrays = {x.name: self.x}
+        self.arrays.update((t.name, out) for (t, _), (_, _, out) in zip(noise, self.noise))
 
 
-def _group_size(sig, target=1 << 20):
-    """Batches computed together per hand-off (about ``target`` bytes of output): one
-    numpy call per input for several batches, and fewer thread hand-offs."""
-    per_batch = sum(int(np.prod(t.shape)) * t.np_dtype.itemsize for t in sig.inputs)
-    return int(max(1, min(16, target // max(1, per_batch))))
-
-
-def _groups(images, pixel_map, x, noise, sig, group=1, n_sets=2):
-    """Yield (first, n_real, {name: batch array}) lists, one list per ``group`` static
-    batches; pads the last batch by repeating the last image. Noise is drawn batch by
-    batch in order (one contiguous fill per group: the same stream values as one fill
-    per batch). The arrays live in ``n_sets`` buffer sets used in turn: a list stays
-    valid until ``n_sets - 1`` more lists have been taken. Memory: n_sets * group batches."""
+def _batches(images, pixel_map, x, noise, sig, n_sets=2):
+    """Yield (first, n_real, {name: batch array}) for each static batch; pads by repeating
+    the last image. The arrays live in ``n_sets`` buffer sets used in turn: an item stays
+    valid until ``n_sets - 1`` more items have been taken. Memory: n_sets batches."""
     B = sig.batch
     per_image = x.size // B
     if images[0].size != per_image:
         raise UserError(f"{sig.path}: input 'x' {x.shape} holds {per_image} values per image, "
                         f"the dataset has {images[0].size}")
-    sets = [_Buffers(images, x, noise, B, group) for _ in range(n_sets)]
-    N = len(images)
-    for i, first in enumerate(range(0, N, group * B)):
+    sets = [_Buffers(images, x, noise) for _ in range(n_sets)]
+    for i, first in enumerate(range(0, len(images), B)):
         b = sets[i % n_sets]
-        chunk = images[first:first + group * B]
+        chunk = images[first:first + B]
         k = len(chunk)
-        nb = -(-k // B)  # batches in this group (fewer only in the last group)
         pixel_map(chunk, b.xf[:k])
-        if k < nb * B:
-            b.xf[k:nb * B] = b.xf[k - 1]  # padding: the last image again
+        if k < B:
+            b.xf[k:] = b.xf[k - 1]  # padding: the last image again
         if b.xsrc is not None:
-            np.copyto(b.x[:nb], b.xsrc.reshape(b.x.shape)[:nb], casting="unsafe")  # cast and/or NCHW transpose
+            np.copyto(b.x, b.xsrc.reshape(x.shape), casting="unsafe")  # cast and/or NCHW transpose
         for gen, f32, out in b.noise:
-            gen.fill(f32[:nb])
+            gen.fill(f32)
             if out is not f32:
-                np.copyto(out[:nb], f32[:nb], casting="unsafe")
-        yield [(first + j * B, min(B, N - first - j * B), {n: a[j] for n, a in zip(b.names, b.group_arrays)})
-               for j in range(nb)]
+                np.copyto(out, f32, casting="unsafe")
+        yield first, k, b.arrays
 
 
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -345,17 +330,14 @@ def write_dataset(images, sig, out, dataset, split, seed=0, force=False, progres
         files = []
         n_batches = -(-len(images) // sig.batch)
         dirs = {t.name: os.path.join(tmp, t.name, "") for t in sig.inputs}
-        # the next group of batches is computed in a thread while this one is written
-        # (numpy's ufuncs, random fill and os.write release the GIL); two buffer sets, reused
-        bar = tqdm(total=n_batches, disable=not progress, unit="batch", desc="img2bin")
-        with bar:
-            for group in _ahead(_groups(images, _pixel_map(dataset), x, noise, sig, _group_size(sig))):
-                for first, k, arrays in group:
-                    stem = f"{dataset}_{split}_{first // sig.batch:05d}"
-                    for name, a in arrays.items():
-                        _write_raw(dirs[name] + stem + ".bin", a)
-                    files.append({"stem": stem, "first": first, "n_real": k, "n_pad": sig.batch - k})
-                bar.update(len(group))
+        # the next batch is computed in a thread while this one is written (numpy's
+        # ufuncs, random fill and os.write release the GIL); two buffer sets, reused
+        for first, k, arrays in tqdm(_ahead(_batches(images, _pixel_map(dataset), x, noise, sig)),
+                                     total=n_batches, disable=not progress, unit="batch", desc="img2bin"):
+            stem = f"{dataset}_{split}_{first // sig.batch:05d}"
+            for name, a in arrays.items():
+                _write_raw(dirs[name] + stem + ".bin", a)
+            files.append({"stem": stem, "first": first, "n_real": k, "n_pad": sig.batch - k})
         manifest = {
             "format": binfiles.FORMAT, "dataset": dataset, "split": split,
             "signature": {"path": sig.path and os.path.abspath(sig.path), "model": sig.model,

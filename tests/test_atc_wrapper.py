@@ -90,7 +90,16 @@ def test_fallback_builds_portable_model_when_atc_absent(env, monkeypatch, capsys
                      "force_fp16"]) == 0
     assert "atc not found on PATH" in capsys.readouterr().err
     assert Signature.load(str(tmp / "m" / "realnvp.fp16.json")).precision_mode == "force_fp16"
-    assert (tmp / "m" / "realnvp.fp16.onnx").exists()
+    onnx_path = tmp / "m" / "realnvp.fp16.onnx"
+    assert onnx_path.exists()
+    # again: up to date (make's rule), nothing rewritten; once the .pb is newer: refused without --force
+    before = onnx_path.stat().st_mtime_ns
+    args = ["--model", pb, "--output", str(tmp / "m" / "realnvp"), "--precision_mode", "force_fp16"]
+    assert atc.main(args) == 0 and "up to date" in capsys.readouterr().err
+    assert onnx_path.stat().st_mtime_ns == before
+    os.utime(pb, (onnx_path.stat().st_mtime + 10,) * 2)
+    assert atc.main(args) == 2 and "already exists" in capsys.readouterr().err
+    assert atc.main(args + ["--force"]) == 0 and onnx_path.stat().st_mtime_ns != before
 
 
 def test_shell_wrapper(env, repo_root):
