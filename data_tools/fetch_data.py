@@ -11,6 +11,7 @@ renamed into place, so a dataset folder is complete or absent. Present datasets 
 kept unless --force.
 """
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
@@ -94,46 +95,10 @@ def _find(root, name):
     return None
 
 
-def import_cifar(src, data_dir, force=False):
-    """From a tarball (any compression) or a folder holding the batches (at any depth)."""
-    target = os.path.join(data_dir, datasets.CIFAR_DIR)
-    if os.path.exists(target) and not force:
-        return f"kept {target} (exists)"
-    os.makedirs(data_dir, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".fetch-", dir=data_dir)
-    try:
-        if os.path.isfile(src):
-            try:
-                _extract(src, work)
-            except (tarfile.TarError, OSError) as e:
-                raise UserError(f"{src}: not a readable tar archive ({e})") from None
-            root = work
-        else:
-            root = src
-        first = _find(root, datasets.CIFAR_TEST[0])
-        if first is None:
-            raise UserError(f"{src}: no CIFAR-10 python batches (expected test_batch, data_batch_1..5)")
-        batches = os.path.dirname(first)
-        out = os.path.join(work, "out")
-        os.mkdir(out)
-        for n in CIFAR_FILES:
-            p = os.path.join(batches, n)
-            if os.path.isfile(p):
-                shutil.copyfile(p, os.path.join(out, n))
-            elif n != "batches.meta":
-                raise UserError(f"{p}: missing CIFAR-10 batch")
-        _check_cifar(out)
-        _install(out, target, force)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return f"imported CIFAR-10 into {target}"
-
-
-def import_mnist(src, data_dir, force=False, full=False):
-    """From a folder (or tarball) holding binarized_mnist_{train,valid,test}.amat|.mat."""
-    target = os.path.join(data_dir, datasets.MNIST_DIR)
-    if os.path.exists(target) and not force:
-        return f"kept {target} (exists)"
+@contextlib.contextmanager
+def _staged(src, data_dir):
+    """(root to search, empty folder to fill): a tarball is unpacked into a hidden work folder
+    inside data_dir (so the final rename stays on one filesystem); removed afterwards."""
     os.makedirs(data_dir, exist_ok=True)
     work = tempfile.mkdtemp(prefix=".fetch-", dir=data_dir)
     try:
@@ -146,6 +111,38 @@ def import_mnist(src, data_dir, force=False, full=False):
             root = work
         out = os.path.join(work, "out")
         os.mkdir(out)
+        yield root, out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def import_cifar(src, data_dir, force=False):
+    """From a tarball (any compression) or a folder holding the batches (at any depth)."""
+    target = os.path.join(data_dir, datasets.CIFAR_DIR)
+    if os.path.exists(target) and not force:
+        return f"kept {target} (exists)"
+    with _staged(src, data_dir) as (root, out):
+        first = _find(root, datasets.CIFAR_TEST[0])
+        if first is None:
+            raise UserError(f"{src}: no CIFAR-10 python batches (expected test_batch, data_batch_1..5)")
+        batches = os.path.dirname(first)
+        for n in CIFAR_FILES:
+            p = os.path.join(batches, n)
+            if os.path.isfile(p):
+                shutil.copyfile(p, os.path.join(out, n))
+            elif n != "batches.meta":
+                raise UserError(f"{p}: missing CIFAR-10 batch")
+        _check_cifar(out)
+        _install(out, target, force)
+    return f"imported CIFAR-10 into {target}"
+
+
+def import_mnist(src, data_dir, force=False, full=False):
+    """From a folder (or tarball) holding binarized_mnist_{train,valid,test}.amat|.mat."""
+    target = os.path.join(data_dir, datasets.MNIST_DIR)
+    if os.path.exists(target) and not force:
+        return f"kept {target} (exists)"
+    with _staged(src, data_dir) as (root, out):
         for split in datasets.MNIST_SPLITS:
             p = next((q for q in (_find(root, f"binarized_mnist_{split}{e}") for e in (".amat", ".mat"))
                       if q), None)
@@ -154,8 +151,6 @@ def import_mnist(src, data_dir, force=False, full=False):
             shutil.copyfile(p, os.path.join(out, os.path.basename(p)))
             _check_mnist(out, split, full)
         _install(out, target, force)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return f"imported binarized MNIST into {target}"
 
 

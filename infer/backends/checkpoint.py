@@ -15,7 +15,7 @@ class CheckpointRunner(Runner):
         from freeze.core import Restored
 
         sig = self.signature
-        if self.model and os.path.exists(self.model) or os.path.exists(self.model + ".index"):
+        if self.model and (os.path.exists(self.model) or os.path.exists(self.model + ".index")):
             self.restored = Restored(self.model, sig.batch, sig.graph, device=self.device, **sig.options)
         else:
             self.restored = Restored.from_signature(sig, device=self.device)
