@@ -33,7 +33,7 @@ def _synthetic_realnvp(root, seed, n_files, noise=0.0, ref_dir=None):
 
     With ref_dir, each file is the reference's file times (1 + noise * N(0,1))."""
     from infer import layout
-    from verify.metrics import realnvp_bpd
+    from models.realnvp_spec import bits_per_dim as realnvp_bpd
 
     rng = np.random.RandomState(seed)
     d = layout.new_run_dir(root)

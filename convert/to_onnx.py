@@ -283,18 +283,10 @@ def session(model_or_path):
 
 
 def example_feed(signature, seed=0):
-    """The model's own example inputs where it provides them, else uniforms in (0.05, 0.95)."""
-    rng = np.random.RandomState(seed)
-    try:
-        import models
+    """Example inputs: the built-in model's own, else values by dtype (models/spec.py)."""
+    from models import spec
 
-        feed = models.module(signature.model).example_feed(
-            signature.config, signature.batch, signature.graph, rng, **signature.options)
-        if all(list(np.shape(feed[t.name])) == t.shape for t in signature.inputs):
-            return {t.name: np.asarray(feed[t.name], t.np_dtype) for t in signature.inputs}
-    except Exception:  # model code absent or not this graph: generic inputs will do
-        pass
-    return {t.name: rng.uniform(0.05, 0.95, t.shape).astype(t.np_dtype) for t in signature.inputs}
+    return spec.example_feed(signature, np.random.RandomState(seed))
 
 
 def run_onnx(sess, signature, feed):

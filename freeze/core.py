@@ -10,10 +10,10 @@ import sys
 
 import numpy as np
 
-import models
 from common.errors import UserError
 from common.tfcompat import session_config, tf
 from freeze.signature import Signature, Tensor
+from models import spec as model_spec
 from train import runinfo
 
 RANDOM_OPS = {
@@ -51,10 +51,11 @@ class Restored:
     def __init__(self, ckpt_or_dir, batch, graph="forward", device="cpu", **opts):
         self.ckpt, self.info = runinfo.resolve(ckpt_or_dir)
         self.kind = self.info["model"]
-        self.module = models.module(self.kind)
-        if graph not in self.module.GRAPHS:
+        self.spec = model_spec.get(self.kind)
+        self.module = self.spec.graph_module()
+        if graph not in self.spec.graphs:
             raise UserError(f"model {self.kind!r} has no graph {graph!r}; "
-                            f"graphs are {list(self.module.GRAPHS)}")
+                            f"graphs are {list(self.spec.graphs)}")
         self.batch, self.graph_name, self.opts = int(batch), graph, opts
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -65,7 +66,7 @@ class Restored:
                 self.kind, graph, self.batch, [_tensor_meta(io) for io in inputs],
                 [_tensor_meta(io) for io in outputs], config=self.info["config"], options=opts,
                 checkpoint={"path": os.path.abspath(self.ckpt), "step": self.info["checkpoint_step"]},
-                precision_mode="force_fp32")
+                precision_mode="force_fp32", source={"kind": "builtin"})
             saver = tf.train.Saver(tf.global_variables())
             self.sess = tf.Session(graph=self.graph, config=session_config(device))
             try:

@@ -8,7 +8,10 @@ knows what each output means and which tolerances apply.
 
     {
       "format": "ascend-road-signature/1",
-      "model": "realnvp" | "rebar",
+      "model": "realnvp" | "rebar" | <a user model's name>,
+      "source": {"kind": "builtin" | "checkpoint" | "saved_model" | "pb", ...},
+                                            # what it was frozen from; a built-in model's
+                                            # spec (models/spec.py) applies only to "builtin"
       "graph": "forward" | "sample" | ...,
       "batch": 16,
       "config": {...},                      # hyperparameters the graph was built from
@@ -21,6 +24,11 @@ knows what each output means and which tolerances apply.
       "checks": {...},                      # what freeze verified (frozen vs checkpoint, ...)
       "artifact": {"file": "realnvp.pb", "kind": "pb", ...}
     }
+
+Each artifact has its own signature, written by the stage that made it and never
+rewritten by a later one: ``card_path(artifact, parent)`` is ``<stem>.json`` unless that
+is the parent's card (``realnvp.onnx`` beside ``realnvp.pb``), then ``<file>.json``
+(``realnvp.onnx.json``). ``find_beside`` looks for ``<file>.json`` first.
 
 Input order is the order of the model's inputs (msame's --input order); output order is
 ATC's --out_nodes order and so msame's ``_output_<i>`` index.
@@ -43,11 +51,16 @@ PRECISION_MODES = FP32_MODES + FP16_MODES
 class Tensor:
     """One input or output of the offline model."""
 
-    def __init__(self, name, tensor, shape, dtype="float32", layout="ND", meaning=""):
+    def __init__(self, name, tensor, shape, dtype="float32", layout="ND", meaning="", where="signature"):
+        for key, v in (("name", name), ("tensor", tensor), ("layout", layout), ("meaning", meaning)):
+            if not isinstance(v, str) or (key in ("name", "tensor") and not v):
+                raise UserError(f"{where}: tensor {key} must be a non-empty string, found {v!r}")
         if dtype not in DTYPES:
-            raise UserError(f"tensor {name!r}: dtype {dtype!r} not one of {DTYPES}")
-        if any((not isinstance(d, int)) or d <= 0 for d in shape):
-            raise UserError(f"tensor {name!r}: shape must be static positive ints, got {shape}")
+            raise UserError(f"{where}: tensor {name!r}: dtype {dtype!r} not one of {DTYPES}")
+        if not isinstance(shape, (list, tuple)) or any(
+                isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in shape):
+            raise UserError(f"{where}: tensor {name!r}: shape must be a list of static positive "
+                            f"ints, found {shape!r}")
         self.name, self.tensor, self.shape = name, tensor, [int(d) for d in shape]
         self.dtype, self.layout, self.meaning = dtype, layout, meaning
 
@@ -74,9 +87,11 @@ class Tensor:
 
     @classmethod
     def from_dict(cls, d, where="signature"):
+        if not isinstance(d, dict):
+            raise UserError(f"{where}: tensor entry must be an object, found {d!r}")
         try:
-            return cls(d["name"], d["tensor"], list(d["shape"]), d.get("dtype", "float32"),
-                       d.get("layout", "ND"), d.get("meaning", ""))
+            return cls(d["name"], d["tensor"], d["shape"], d.get("dtype", "float32"),
+                       d.get("layout", "ND"), d.get("meaning", ""), where)
         except KeyError as e:
             raise UserError(f"{where}: tensor entry missing key {e}") from None
 
@@ -86,8 +101,22 @@ class Tensor:
 
 class Signature:
     def __init__(self, model, graph, batch, inputs, outputs, config=None, checkpoint=None,
-                 precision_mode="force_fp32", checks=None, artifact=None, options=None, path=None):
-        self.model, self.graph, self.batch = model, graph, int(batch)
+                 precision_mode="force_fp32", checks=None, artifact=None, options=None, path=None,
+                 source=None):
+        where = path or "signature"
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise UserError(f"{where}: batch must be a positive integer, found {batch!r}")
+        if precision_mode not in PRECISION_MODES:
+            raise UserError(f"{where}: precision_mode must be one of {', '.join(PRECISION_MODES)}, "
+                            f"found {precision_mode!r}")
+        for key, v in (("model", model), ("graph", graph)):
+            if not isinstance(v, str) or not v:
+                raise UserError(f"{where}: {key} must be a non-empty string, found {v!r}")
+        for key, v in (("config", config), ("checkpoint", checkpoint), ("checks", checks),
+                       ("artifact", artifact), ("options", options), ("source", source)):
+            if v is not None and not isinstance(v, dict):
+                raise UserError(f"{where}: {key} must be an object, found {type(v).__name__}")
+        self.model, self.graph, self.batch = model, graph, batch
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self.config = dict(config or {})
@@ -96,6 +125,7 @@ class Signature:
         self.checks = dict(checks or {})
         self.artifact = dict(artifact or {})
         self.options = dict(options or {})  # graph options beyond config (e.g. samples K)
+        self.source = dict(source or {"kind": "builtin"})
         self.path = path  # where it was loaded from, for error messages
 
     # --- lookup -------------------------------------------------------------
@@ -132,6 +162,7 @@ class Signature:
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
             "checks": self.checks, "artifact": self.artifact, "options": self.options,
+            "source": self.source,
         }
 
     def save(self, path):
@@ -151,11 +182,14 @@ class Signature:
             found = d.get("format") if isinstance(d, dict) else type(d).__name__
             raise UserError(f"{where}: not a signature (expected format {FORMAT!r}, found {found!r})")
         try:
+            for key in ("inputs", "outputs"):
+                if not isinstance(d[key], list) or not d[key]:
+                    raise UserError(f"{where}: {key} must be a non-empty list, found {d[key]!r}")
             return cls(d["model"], d["graph"], d["batch"],
                        [Tensor.from_dict(t, where) for t in d["inputs"]],
                        [Tensor.from_dict(t, where) for t in d["outputs"]],
                        d.get("config"), d.get("checkpoint"), d.get("precision_mode", "force_fp32"),
-                       d.get("checks"), d.get("artifact"), d.get("options"), path)
+                       d.get("checks"), d.get("artifact"), d.get("options"), path, d.get("source"))
         except KeyError as e:
             raise UserError(f"{where}: signature missing key {e}") from None
 
@@ -172,10 +206,21 @@ def path_beside(model_path):
     return root + ".json"
 
 
+def card_path(artifact_path, parent_card=None):
+    """Where the signature of a new artifact goes: ``<stem>.json``, or ``<file>.json`` when
+    that would be its parent's card (``m/realnvp.onnx`` from ``m/realnvp.pb``:
+    ``m/realnvp.onnx.json``), so that no stage rewrites another artifact's signature."""
+    p = path_beside(artifact_path)
+    if parent_card and os.path.abspath(p) == os.path.abspath(os.fspath(parent_card)):
+        return os.fspath(artifact_path) + ".json"
+    return p
+
+
 def find_beside(model_path):
-    """Load the signature beside a model (``x.fp16.onnx`` -> ``x.fp16.json``, else ``x.json``)."""
+    """Load the signature beside a model: ``x.onnx.json``, else ``x.json`` (``x.fp16.onnx``
+    -> ``x.fp16.json``), else the first-dot stem's (``x.json``)."""
     p = path_beside(model_path)
-    candidates = [p]
+    candidates = [os.fspath(model_path) + ".json", p]
     base = os.path.basename(p)
     if base.count(".") > 1:  # realnvp.fp16.json -> realnvp.json
         candidates.append(os.path.join(os.path.dirname(p), base.split(".")[0] + ".json"))

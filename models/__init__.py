@@ -1,7 +1,8 @@
-"""The networks, shared by train, freeze and verify.
+"""The networks, shared by train, freeze and verify, and their specs.
 
-Each model module (``models.realnvp``, ``models.sbn``) provides, besides what its
-trainer uses, the inference contract freeze and the checkpoint runner rely on:
+``models.spec`` holds what the road knows of each built-in model (``spec.get(name)``):
+its dataset, pixel mapping, noise inputs, metrics and graph module. Each graph module
+(``models.realnvp``, ``models.sbn``) provides, besides what its trainer uses, the inference contract freeze and the checkpoint runner rely on:
 
     GRAPHS = ("forward", ...)            # inference graphs it can build
     inference_graph(config, batch, graph="forward", **opts) -> (inputs, outputs)
@@ -14,16 +15,5 @@ trainer uses, the inference contract freeze and the checkpoint runner rely on:
         Valid random inputs (in-range pixels, uniforms in (0,1)) for the graph's checks.
 """
 import collections
-import importlib
-
-from common.errors import UserError
-
-KINDS = {"realnvp": "models.realnvp", "rebar": "models.sbn"}
 
 IO = collections.namedtuple("IO", "tensor layout meaning")
-
-
-def module(kind):
-    if kind not in KINDS:
-        raise UserError(f"unknown model kind {kind!r}; expected one of {sorted(KINDS)}")
-    return importlib.import_module(KINDS[kind])

@@ -9,6 +9,8 @@ from data_tools.binfiles import FORMAT as MANIFEST_FORMAT
 from freeze.signature import Signature, Tensor
 from infer import layout
 from verify import loss_check, metrics
+from models.realnvp_spec import bits_per_dim
+from models.sbn_spec import bounds as sbn_bounds
 
 B = 4
 
@@ -30,9 +32,9 @@ def test_metrics_by_hand():
     assert (r["nan"], r["inf"], r["elementwise_fail"]) == (1, 1, 2)
     assert metrics.judge(r, 1e-5, 1e-5)[0] is False
     # bpd of z=0, logdet=0 over D dims: 8 + 0.5 ln(2 pi) / ln 2
-    assert metrics.realnvp_bpd(np.zeros((2, 4, 4, 3)), np.zeros(2)) == pytest.approx(8 + 0.5 * np.log2(2 * np.pi))
-    assert metrics.realnvp_bpd(np.zeros((1, 3072)), [3072 * np.log(2)])[0] == pytest.approx(7 + 0.5 * np.log2(2 * np.pi))
-    elbo, iwae = metrics.sbn_bounds(np.log([[1.0, 3.0]]))
+    assert bits_per_dim(np.zeros((2, 4, 4, 3)), np.zeros(2)) == pytest.approx(8 + 0.5 * np.log2(2 * np.pi))
+    assert bits_per_dim(np.zeros((1, 3072)), [3072 * np.log(2)])[0] == pytest.approx(7 + 0.5 * np.log2(2 * np.pi))
+    elbo, iwae = sbn_bounds(np.log([[1.0, 3.0]]))
     assert elbo[0] == pytest.approx(np.log(3) / 2) and iwae[0] == pytest.approx(np.log(2.0))
 
 
@@ -51,7 +53,7 @@ def _outs(seed, n_files=3):
     for f in range(n_files):
         z = rng.randn(B, 4, 4, 3).astype(np.float32)
         ld = rng.uniform(-50, 50, B).astype(np.float32)
-        res[f"img_{f:05d}"] = [z, ld, metrics.realnvp_bpd(z, ld).astype(np.float32)]
+        res[f"img_{f:05d}"] = [z, ld, bits_per_dim(z, ld).astype(np.float32)]
     return res
 
 
@@ -80,7 +82,7 @@ def test_identical_pass_with_report_and_plot(pair, capsys):
     assert _main(p, tmp / "off", tmp / "ref", "--report", str(tmp / "r.json")) == 0  # parents: newest <T>
     rep = json.loads((tmp / "r.json").read_text())
     assert rep["passed"] and rep["n_images"] == 12 and rep["files_compared"] == 3
-    want = np.mean([metrics.realnvp_bpd(v[0], v[1]) for v in outs.values()])
+    want = np.mean([bits_per_dim(v[0], v[1]) for v in outs.values()])
     assert rep["model_metrics"][0]["reference_mean"] == pytest.approx(want)
     assert (tmp / "r.png").stat().st_size > 1000
     assert "PASSED | 3 files, 12 images" in capsys.readouterr().out
@@ -141,7 +143,7 @@ def test_padding_excluded_and_nan_counted(pair, capsys):
     layout.write_output(os.path.join(off, "img_00002_output_0.bin"), z)
     assert _main(p, off, ref, "--inputs", str(man.parent / "x"), "--report", str(tmp / "r.json")) == 0
     rep = json.loads((tmp / "r.json").read_text())
-    bpd = np.concatenate([metrics.realnvp_bpd(*outs[s][:2])[:f["n_real"]] for s, f in zip(sorted(outs), files)])
+    bpd = np.concatenate([bits_per_dim(*outs[s][:2])[:f["n_real"]] for s, f in zip(sorted(outs), files)])
     assert rep["n_images"] == 9 == rep["model_metrics"][0]["n_images"]
     assert rep["model_metrics"][0]["offline_mean"] == pytest.approx(bpd.mean())
     z[0, 0, 0, :2] = np.nan  # a real row: counted and failed
@@ -170,7 +172,7 @@ def test_rebar_bounds(tmp_path):
                   [Tensor("log_weights", "lw:0", [B, 5]), Tensor("elbo", "elbo:0", [B]), Tensor("iwae", "iwae:0", [B])])
     s.save(tmp_path / "r.json")
     lw = np.random.RandomState(0).uniform(-120, -90, (B, 5)).astype(np.float32)
-    e, i = metrics.sbn_bounds(lw)
+    e, i = sbn_bounds(lw)
     outs = {"a": [lw, e.astype(np.float32), i.astype(np.float32)]}
     ref, off = _write(tmp_path / "ref", outs), _write(tmp_path / "off", outs)
     assert _main(str(tmp_path / "r.json"), off, ref, "--report", str(tmp_path / "x.json")) == 0
@@ -271,8 +273,8 @@ def test_realnvp_bpd_blocks_match_plain():
     z64 = z.astype(np.float64).reshape(200, -1)
     d = z64.shape[1]
     want = 8 + (0.5 * (z64 * z64).sum(1) + 0.5 * d * np.log(2 * np.pi) - ld.astype(np.float64)) / (d * np.log(2))
-    np.testing.assert_allclose(metrics.realnvp_bpd(z, ld), want, rtol=1e-12)
-    np.testing.assert_allclose(metrics.realnvp_bpd(z64, ld), want, rtol=1e-12)
+    np.testing.assert_allclose(bits_per_dim(z, ld), want, rtol=1e-12)
+    np.testing.assert_allclose(bits_per_dim(z64, ld), want, rtol=1e-12)
 
 
 def test_no_plot(pair):

@@ -27,10 +27,10 @@ from common.errors import UserError, cli, run
 from data_tools.binfiles import Manifest, find_manifest
 from freeze.signature import Signature
 from infer import layout
+from models import spec as model_spec
 from verify import metrics
 
 FP32_TOL = 1e-5
-BPD_TOL = 1e-4
 
 
 def parse_tols(items, names, what):
@@ -66,10 +66,10 @@ def tolerances(sig, atol=None, rtol=None):
     return tol
 
 
-def model_tolerance(sig, name, ref_mean):
+def model_tolerance(sig, spec, name, ref_mean):
     if sig.is_fp16:
         return None  # fp16 shifts the likelihood by design: reported, not judged
-    return BPD_TOL if name == "bpd" else max(1e-4, FP32_TOL * abs(ref_mean))
+    return spec.metric(name).fp32_tolerance(ref_mean)
 
 
 GROUP = 64  # files whose outputs are compared together (one numpy pass per block, not per file)
@@ -110,6 +110,7 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
     """Compare two msame output folders; returns the report dict (``report['passed']``)."""
     from tqdm import tqdm
 
+    spec = model_spec.for_signature(sig)
     off, ref = layout.collect_outputs(offline), layout.collect_outputs(reference)
     off_dir, ref_dir = layout.latest_run_dir(offline), layout.latest_run_dir(reference)
     n_out = len(sig.outputs)
@@ -155,7 +156,7 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
         bad_files.extend(b for _, _, b in sorted(bad, key=lambda x: x[:2]))  # file order, then output
         for side, j in (("offline", 1), ("reference", 2)):
             for f in group:
-                for name, v in metrics.model_metrics(sig.model, f[j]).items():
+                for name, v in (spec.image_metrics(f[j]) if spec else {}).items():
                     per_image[side].setdefault(name, []).append(v)
 
     group = []
@@ -188,7 +189,7 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
         g = np.concatenate(per_image["reference"][name])
         d = o - g
         mo, mg = float(np.mean(o)), float(np.mean(g))
-        lim = model_tolerance(sig, name, mg)
+        lim = model_tolerance(sig, spec, name, mg)
         nonfinite = int((~np.isfinite(o)).sum())
         ok = nonfinite == 0 and (lim is None or abs(mo - mg) <= lim)
         model.append({"name": name, "n_images": int(o.size), "offline_mean": mo, "reference_mean": mg,

@@ -237,41 +237,20 @@ def elementwise_ok(m, g, atol=1e-5, rtol=1e-5):
     return compare(m, g, atol, rtol)["elementwise_fail"] == 0
 
 
-# --- model metrics --------------------------------------------------------------
+# --- per-row reductions used by the model specs' metrics (models/*_spec.py) ----------
 
-def realnvp_bpd(z, logdet):
-    """Per-image bits/dim: 8 + (0.5 sum z^2 + 0.5 D ln 2pi - logdet) / (D ln 2)."""
-    z = np.asarray(z)
-    z = z.reshape(z.shape[0], -1)
-    d = z.shape[1]
-    if z.dtype == np.float64:
-        sq = np.einsum("ij,ij->i", z, z)
-    else:  # float64 copies of a block of rows at a time (float32 squares are exact in float64)
-        sq = np.empty(z.shape[0])
-        step = max(1, CHUNK // max(d, 1))
-        tmp = np.empty((min(step, z.shape[0]), d))
-        for i in range(0, z.shape[0], step):
-            blk = tmp[:z[i:i + step].shape[0]]
-            np.copyto(blk, z[i:i + step], casting="unsafe")
-            sq[i:i + step] = np.einsum("ij,ij->i", blk, blk)
-    nll = 0.5 * sq + 0.5 * d * np.log(2 * np.pi) - np.asarray(logdet, np.float64).reshape(-1)
-    return 8.0 + nll / (d * np.log(2.0))
-
-
-def sbn_bounds(log_weights):
-    """Per-image (ELBO, IWAE-K) from log p(x,b) - log q(b|x), shape [B, K]."""
-    from scipy.special import logsumexp
-
-    lw = np.asarray(log_weights, np.float64)
-    lw = lw.reshape(lw.shape[0], -1)
-    return lw.mean(axis=1), logsumexp(lw, axis=1) - np.log(lw.shape[1])
-
-
-def model_metrics(kind, outputs):
-    """{metric name: per-image array} from {output name: array} for a model kind."""
-    if kind == "realnvp":
-        return {"bpd": realnvp_bpd(outputs["z"], outputs["logdet"])}
-    if kind == "rebar":
-        elbo, iwae = sbn_bounds(outputs["log_weights"])
-        return {"elbo": elbo, "iwae": iwae}
-    return {}
+def row_sq_sums(a):
+    """float64 sum of squares of each row of a 2-D array, a block of rows at a time
+    (float32 squares are exact in float64; no full float64 copy of a large array)."""
+    a = np.asarray(a)
+    if a.dtype == np.float64:
+        return np.einsum("ij,ij->i", a, a)
+    d = a.shape[1]
+    sq = np.empty(a.shape[0])
+    step = max(1, CHUNK // max(d, 1))
+    tmp = np.empty((min(step, a.shape[0]), d))
+    for i in range(0, a.shape[0], step):
+        blk = tmp[:a[i:i + step].shape[0]]
+        np.copyto(blk, a[i:i + step], casting="unsafe")
+        sq[i:i + step] = np.einsum("ij,ij->i", blk, blk)
+    return sq

@@ -1,0 +1,34 @@
+"""Sigmoid belief net (REBAR and its estimators) on binarized MNIST: the spec
+(models/spec.py). Graphs in models/sbn.py."""
+import numpy as np
+
+from models.spec import Metric, ModelSpec
+
+
+def bounds(log_weights):
+    """Per-image (ELBO, IWAE-K), float64, from log p(x,b) - log q(b|x) of shape [B, K]."""
+    from scipy.special import logsumexp
+
+    lw = np.asarray(log_weights, np.float64)
+    lw = lw.reshape(lw.shape[0], -1)
+    return lw.mean(axis=1), logsumexp(lw, axis=1) - np.log(lw.shape[1])
+
+
+def _per_image(out):
+    elbo, iwae = bounds(out["log_weights"])
+    return {"elbo": elbo, "iwae": iwae}
+
+
+def _tol(ref_mean):
+    return max(1e-4, 1e-5 * abs(ref_mean))  # nats: 1e-5 of a bound near -100, at least 1e-4
+
+
+SPEC = ModelSpec(
+    name="rebar", module="models.sbn", graphs=("forward",), stems={"forward": "rebar"},
+    dataset="binarized_mnist", image_input="x",
+    pixel_lut=lambda: np.arange(256, dtype=np.float32),  # {0,1} stays {0,1}
+    noise_inputs=("u",),
+    metrics=(Metric("elbo", "higher", "single-sample ELBO per image (nats)", _tol),
+             Metric("iwae", "higher", "IWAE-K bound per image (nats)", _tol)),
+    per_image=_per_image, options=("samples",),
+)
