@@ -108,12 +108,27 @@ def graph_op_types(graph_def):
 
 
 def check_static(graph_def, signature):
-    """No variables, no random ops, no training-only ops; every signature tensor present."""
+    """No variables, no random ops, no training-only ops; every signature tensor present.
+    A random op left on the inference path is named with the input that would replace it."""
     ops = graph_op_types(graph_def)
-    for what, bad in (("variable", VARIABLE_OPS), ("random", RANDOM_OPS), ("training-only", TRAINING_OPS)):
+    for what, bad in (("variable", VARIABLE_OPS), ("training-only", TRAINING_OPS)):
         found = sorted(ops & bad)
         if found:
             raise UserError(f"frozen graph still has {what} ops {found}")
+    random = [n for n in graph_def.node if n.op in RANDOM_OPS]
+    if random:
+        n = random[0]
+        g = tf.Graph()
+        with g.as_default():
+            tf.import_graph_def(graph_def, name="")
+        t = g.get_operation_by_name(n.name).outputs[0]
+        more = f" (and {len(random) - 1} more)" if len(random) > 1 else ""
+        raise UserError(
+            f"random op {n.name!r} ({n.op}) is on the inference path{more}: an offline model must be "
+            f"deterministic. Replace it with an input, e.g. tf.placeholder({t.dtype.base_dtype.name}, "
+            f"{t.shape.as_list() if t.shape.rank is not None else None}, name={n.name.split('/')[0] + '_noise'!r}) "
+            "fed from img2bin's seeded noise, or fold the placeholder that switches it off "
+            "(--input_defaults, e.g. is_training:false or a dropout rate of 0)")
     names = {n.name for n in graph_def.node}
     for t in signature.inputs + signature.outputs:
         if t.op not in names:
@@ -136,11 +151,26 @@ def rel_err(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-6)) if a.size else 0.0
 
 
-def check_batch_independent(graph_def, signature, feed, other_feed, tol=1e-5):
-    """Row 0's outputs do not change when every other row of the batch changes.
-    (Every input and output has the batch as its first dimension.)"""
+def max_difference(got, ref, signature):
+    """Largest float difference relative to each output's scale (rel_err); integer and bool
+    outputs must be equal: their count of differing elements is reported instead."""
+    worst, int_diff = 0.0, 0
+    for g, r, t in zip(got, ref, signature.outputs):
+        if t.np_dtype.kind in "biu":
+            int_diff += int(np.sum(np.asarray(g) != np.asarray(r)))
+        else:
+            worst = max(worst, rel_err(g, r))
+    return worst, int_diff
+
+
+def check_batch_independent(graph_def, signature, feed, other_feed, tol=1e-5, required=True):
+    """Row 0's outputs do not change when every other row of the batch changes. Needs the
+    batch as the first dimension of every input and output; ``required``: raise when it fails,
+    else only report (a user model)."""
     if signature.batch < 2:
         return {"batch_independent": "not checked (batch 1)"}
+    if any(not t.shape or t.shape[0] != signature.batch for t in signature.inputs + signature.outputs):
+        return {"batch_independent": "not checked (not every input and output has the batch first)"}
     mixed = {}
     for t in signature.inputs:
         m = np.array(other_feed[t.name], copy=True)
@@ -148,11 +178,12 @@ def check_batch_independent(graph_def, signature, feed, other_feed, tol=1e-5):
         mixed[t.name] = m
     a = run_graph_def(graph_def, signature, feed)
     b = run_graph_def(graph_def, signature, mixed)
-    worst = max(rel_err(y[:1], x[:1]) for x, y in zip(a, b))
-    if worst > tol:
+    worst, ints = max_difference([y[:1] for y in b], [x[:1] for x in a], signature)
+    ok = worst <= tol and not ints
+    if not ok and required:
         raise UserError(f"frozen graph is batch-coupled: row 0's outputs moved by {worst:.3g} "
                         "(relative) when its batch-mates changed")
-    return {"batch_independent": True, "batch_coupling_max_rel": worst}
+    return {"batch_independent": bool(ok), "batch_coupling_max_rel": worst}
 
 
 def check_fresh_process(pb_path, signature):
@@ -162,7 +193,7 @@ def check_fresh_process(pb_path, signature):
             "g = tf.Graph();\nwith g.as_default(): tf.import_graph_def(gd, name='')\n"
             "[g.get_tensor_by_name(n) for n in sys.argv[2:]]")
     names = [t.tensor for t in signature.inputs + signature.outputs]
-    r = subprocess.run([sys.executable, "-c", code, pb_path, *names], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-c", code, os.path.abspath(pb_path), *names], capture_output=True, text=True,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if r.returncode != 0:
         tail = (r.stderr.strip().splitlines() or ["?"])[-1]
@@ -170,30 +201,56 @@ def check_fresh_process(pb_path, signature):
     return {"loads_in_fresh_process": True}
 
 
-def freeze(restored, out_dir, stem, seed=0, tol=1e-5):
-    """Freeze, check, and write ``out_dir/stem.pb`` + ``out_dir/stem.json``. Returns the Signature."""
-    from common import fsio
+def freeze(restored, out_dir, stem, seed=0, tol=1e-5, batch_independent=True, opset=13, force=False):
+    """Freeze, check, and write ``out_dir/stem.pb`` + ``out_dir/stem.json``. Returns the Signature.
 
+    ``restored``: a built-in model (``Restored``) or a user's (``freeze.sources.UserModel``).
+    ``batch_independent``: require it (built-in models), else measure and record it."""
+    from common import fsio
+    from convert import preflight
+
+    pb = os.path.join(out_dir, stem + ".pb")
+    card = os.path.join(out_dir, stem + ".json")
+    if not force:
+        for p in (pb, card):
+            if os.path.exists(p):
+                raise UserError(f"{p}: already exists (pass --force to overwrite)")
     gd = restored.frozen_graph_def()
     sig = restored.signature.copy()
     check_static(gd, sig)
+    preflight.check(gd, f"{stem}.pb", opset)
     rng = np.random.RandomState(seed)
     feed = restored.example_feed(rng)
     ref = restored.run(feed)
     got = run_graph_def(gd, sig, feed)
-    worst = max(rel_err(g, r) for g, r in zip(got, ref))
-    if not worst <= tol:
-        raise UserError(f"frozen graph differs from the checkpoint by {worst:.3g} (relative) > {tol}")
+    worst, ints = max_difference(got, ref, sig)
+    if not worst <= tol or ints:
+        raise UserError(f"frozen graph differs from the checkpoint by {worst:.3g} (relative) > {tol}"
+                        + (f" and in {ints} integer output element(s)" if ints else ""))
     checks = {"no_variables": True, "no_random_ops": True, "frozen_vs_checkpoint_max_rel": worst,
-              "check_seed": seed, "op_count": len(gd.node)}
-    checks.update(check_batch_independent(gd, sig, feed, restored.example_feed(rng), tol))
-    os.makedirs(out_dir, exist_ok=True)
-    pb = os.path.join(out_dir, stem + ".pb")
-    with fsio.atomic_path(pb) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(gd.SerializeToString())
-        checks.update(check_fresh_process(tmp, sig))
-    sig.checks = checks
-    sig.artifact = {"file": os.path.basename(pb), "kind": "pb", "bytes": os.path.getsize(pb)}
-    sig.save(os.path.join(out_dir, stem + ".json"))
+              "check_seed": seed, "op_count": len(gd.node), "converter_preflight": f"tf2onnx opset {opset}: ok"}
+    if hasattr(restored, "folding"):
+        checks["folding"] = restored.folding()
+    checks.update(check_batch_independent(gd, sig, feed, restored.example_feed(rng), tol, batch_independent))
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with fsio.atomic_path(pb) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(gd.SerializeToString())
+            checks.update(check_fresh_process(tmp, sig))
+        sig.checks = checks
+        sig.artifact = {"file": os.path.basename(pb), "kind": "pb", "bytes": os.path.getsize(pb)}
+        sig.save(card)
+    except OSError as e:
+        raise UserError(f"{e.filename or out_dir}: cannot write ({e.strerror})") from None
     return sig
+
+
+def open_source(sig, device="cpu"):
+    """The model a signature was frozen from, live: a built-in model's checkpoint rebuilt
+    from its config, or a user's checkpoint / SavedModel / .pb (the checkpoint backend)."""
+    if model_spec.for_signature(sig) is not None:
+        return Restored.from_signature(sig, device=device)
+    from freeze.sources import UserModel
+
+    return UserModel.from_signature(sig, device=device)

@@ -41,19 +41,27 @@ def parse_tols(items, names, what):
         if name and name not in names:
             raise UserError(f"--{what} {item}: no output {name!r}; outputs are {names}")
         try:
-            out[name] = float(val)
+            v = float(val)
         except ValueError:
             raise UserError(f"--{what} {item}: expected name:value or value, found {val!r}") from None
+        if not (np.isfinite(v) and v >= 0):
+            raise UserError(f"--{what} {item}: a tolerance must be a finite number >= 0, found {val!r}")
+        out[name] = v
     return out
 
 
 def tolerances(sig, atol=None, rtol=None):
-    """{output: dict(atol, rtol, cosine_min, red_max)} for the signature's precision mode."""
+    """{output: dict(atol, rtol, cosine_min, red_max)} for the signature's precision mode.
+    Integer and bool outputs must be equal in fp32 modes; in fp16 modes they are reported."""
     names = [t.name for t in sig.outputs]
     a, r = parse_tols(atol, names, "atol"), parse_tols(rtol, names, "rtol")
     tol = {}
+    exact = {t.name for t in sig.outputs if t.np_dtype.kind in "biu"}
     for n in names:
-        if sig.is_fp16:
+        if n in exact:  # integer and bool outputs (an argmax): equal, or reported in fp16 modes
+            t = dict(atol=None, rtol=None, cosine_min=None, red_max=None) if sig.is_fp16 else dict(
+                atol=0.0, rtol=0.0, cosine_min=None, red_max=None)
+        elif sig.is_fp16:
             t = dict(atol=None, rtol=None, cosine_min=metrics.COSINE_MIN, red_max=metrics.RED_MAX)
         else:
             t = dict(atol=None, rtol=FP32_TOL, cosine_min=None, red_max=None, atol_of_scale=FP32_TOL)
@@ -106,8 +114,67 @@ def _scale_atol(tol, specs, ref, stems, rows):
         tol[t.name]["atol"] = factor * scale
 
 
-def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress=True):
-    """Compare two msame output folders; returns the report dict (``report['passed']``)."""
+def read_labels(path, manifest):
+    """One integer label per real image, in manifest order (``first`` index of each file)."""
+    if manifest is None:
+        raise UserError(f"--labels {path}: needs the inputs' manifest (--inputs or --manifest) to "
+                        "know which image is in which file")
+    try:
+        with open(path) as f:
+            labels = np.array([int(w) for w in f.read().split()], np.int64)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read labels ({e.strerror})") from None
+    except ValueError as e:
+        raise UserError(f"{path}: expected one integer label per line ({e})") from None
+    if labels.size != manifest.n_images:
+        raise UserError(f"{path}: {labels.size} labels, the manifest {manifest.path} has "
+                        f"{manifest.n_images} images")
+    return labels
+
+
+class _Top1:
+    """Top-1 agreement of one output (offline vs reference), and accuracy against labels."""
+
+    def __init__(self, sig, name, labels, manifest):
+        self.t = sig.output(name)
+        if len(self.t.shape) != 2 or self.t.shape[0] != sig.batch:
+            raise UserError(f"--top1 {name}: expected a [batch, classes] output, found {self.t.shape}")
+        self.labels = labels
+        self.first = {f["stem"]: int(f["first"]) for f in manifest.files} if labels is not None else {}
+        self.off, self.ref, self.lab = [], [], []
+
+    def add(self, stem, got, want):
+        self.off.append(np.argmax(got[self.t.name], axis=-1))
+        self.ref.append(np.argmax(want[self.t.name], axis=-1))
+        if self.labels is not None:
+            k = len(self.off[-1])
+            if stem not in self.first:
+                raise UserError(f"--labels: file {stem!r} is not in the manifest")
+            self.lab.append(self.labels[self.first[stem]:self.first[stem] + k])
+
+    def result(self, fp16):
+        o, r = np.concatenate(self.off), np.concatenate(self.ref)
+        agree = float(np.mean(o == r)) if o.size else 1.0
+        res = {"output": self.t.name, "n_images": int(o.size), "top1_agreement": agree,
+               "n_disagree": int(np.sum(o != r)), "judged": not fp16,
+               "passed": fp16 or agree == 1.0}
+        if self.labels is not None:
+            lab = np.concatenate(self.lab)
+            res.update(offline_accuracy=float(np.mean(o == lab)), reference_accuracy=float(np.mean(r == lab)))
+            res["accuracy_shift"] = res["offline_accuracy"] - res["reference_accuracy"]
+        return res
+
+
+def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress=True, top1=None,
+          labels=None):
+    """Compare two msame output folders; returns the report dict (``report['passed']``).
+
+    ``top1``: an output of class scores [batch, classes]: top-1 agreement offline vs
+    reference (must be 1.0 in fp32 modes, reported in fp16 modes); ``labels``: the labels
+    file, for accuracy offline and reference."""
+    if labels is not None and top1 is None:
+        raise UserError("--labels needs --top1 OUTPUT (the output holding class scores)")
+    cls = _Top1(sig, top1, read_labels(labels, manifest) if labels else None, manifest) if top1 else None
     from tqdm import tqdm
 
     spec = model_spec.for_signature(sig)
@@ -172,6 +239,8 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
         if len(got) < n_out:
             continue
         n_images += k
+        if cls is not None:
+            cls.add(stem, got, want)
         group.append((stem, got, want))
         if len(group) == GROUP:
             compare_group(group)
@@ -195,12 +264,15 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
         model.append({"name": name, "n_images": int(o.size), "offline_mean": mo, "reference_mean": mg,
                       "diff": mo - mg, "max_abs_diff_per_image": float(np.nanmax(np.abs(d))) if d.size else 0.0,
                       "nonfinite": nonfinite, "tolerance": lim, "passed": ok})
+    classification = cls.result(sig.is_fp16) if cls is not None else None
     passed = (all(o["passed"] for o in outputs) and all(m["passed"] for m in model)
-              and not bad_files and not any(problems.values()))
+              and not bad_files and not any(problems.values())
+              and (classification is None or classification["passed"]))
     return {"passed": passed, "signature": sig.path, "model": sig.model,
             "precision_mode": sig.precision_mode, "offline": off_dir, "reference": ref_dir,
             "manifest": manifest.path if manifest is not None else None, "files_compared": len(stems),
             "n_images": n_images, "outputs": outputs, "model_metrics": model, "problems": problems,
+            "classification": classification,
             "failed_files": bad_files[:50], "n_failed_files": len(bad_files),
             "_per_image": {s: {k: np.concatenate(v) for k, v in d.items()} for s, d in per_image.items()}}
 
@@ -218,6 +290,15 @@ def table(report):
                      f"offline {m['offline_mean']:.6f} reference {m['reference_mean']:.6f} "
                      f"diff {m['diff']:+.3g} ({lim})"
                      + (f", {m['nonfinite']} non-finite" if m["nonfinite"] else ""))
+    c = report.get("classification")
+    if c:
+        line = (f"{'PASSED' if c['passed'] else 'FAILED'} | top-1 of {c['output']} over {c['n_images']} images: "
+                f"agreement {c['top1_agreement']:.4%} ({c['n_disagree']} differ)"
+                + ("" if c["judged"] else " (reported only)"))
+        if "offline_accuracy" in c:
+            line += (f"; accuracy offline {c['offline_accuracy']:.4%} reference {c['reference_accuracy']:.4%} "
+                     f"shift {c['accuracy_shift']:+.4%}")
+        lines.append(line)
     for kind, items in report["problems"].items():
         for p in items[:10]:
             lines.append(f"FAILED | {kind.replace('_', ' ')} file: {p}")
@@ -271,6 +352,10 @@ def build_parser():
     p.add_argument("--manifest", help="input manifest (default: found from --inputs)")
     p.add_argument("--report", help="JSON report path (default: <offline T folder>/loss_check.json); "
                                     "a PNG with the same stem is written beside it (unless --no-plot)")
+    p.add_argument("--top1", metavar="OUTPUT", help="classifier: top-1 agreement of this [batch, classes] "
+                   "output, offline vs reference")
+    p.add_argument("--labels", help="with --top1: one integer label per real image, in manifest order "
+                   "(export_images.py writes labels.txt): accuracy offline and reference")
     p.add_argument("--atol", nargs="+", help="absolute tolerance: value or name:value ...")
     p.add_argument("--rtol", nargs="+", help="relative tolerance: value or name:value ...")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (matplotlib takes seconds)")
@@ -304,7 +389,8 @@ def main(argv=None):
     else:
         raise UserError("give --reference DIR (golden outputs) or --checkpoint-reference --inputs DIRS")
     try:
-        report = check(sig, a.offline, reference, manifest, a.atol, a.rtol, progress=not a.no_progress)
+        report = check(sig, a.offline, reference, manifest, a.atol, a.rtol, progress=not a.no_progress,
+                       top1=a.top1, labels=a.labels)
         print(table(report))
         png = None if a.no_plot else plot(report, os.path.splitext(report_path)[0] + ".png")
         report["plot"] = png

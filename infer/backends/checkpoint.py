@@ -1,4 +1,8 @@
-"""The checkpoint itself, rebuilt into its inference graph: golden outputs."""
+"""The checkpoint itself, rebuilt into its inference graph: golden outputs.
+
+A built-in model is rebuilt from its config.json and restored from its checkpoint; a
+user model is loaded from the checkpoint + meta graph, SavedModel or .pb its signature
+records (freeze/sources.py), with the recorded defaults fed."""
 import os
 
 from infer.runner import Runner
@@ -12,13 +16,15 @@ class CheckpointRunner(Runner):
         self.device = device
 
     def activate_impl(self):
-        from freeze.core import Restored
+        from freeze.core import Restored, open_source
+        from models import spec
 
         sig = self.signature
-        if self.model and (os.path.exists(self.model) or os.path.exists(self.model + ".index")):
+        builtin = spec.for_signature(sig) is not None
+        if builtin and self.model and (os.path.exists(self.model) or os.path.exists(self.model + ".index")):
             self.restored = Restored(self.model, sig.batch, sig.graph, device=self.device, **sig.options)
         else:
-            self.restored = Restored.from_signature(sig, device=self.device)
+            self.restored = open_source(sig, device=self.device)
 
     def deactivate_impl(self):
         self.restored.close()

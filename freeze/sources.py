@@ -1,0 +1,256 @@
+"""A user's TensorFlow model, live in a session, with the signature it freezes to.
+
+Three sources, as TensorFlow's own freeze_graph takes them:
+
+    checkpoint   model.ckpt-N + its .meta (the graph the user's Saver wrote); a folder
+                 resolves through its ``checkpoint`` file (relative paths included)
+    saved_model  a SavedModel folder (tags, signature_def)
+    pb           an already frozen GraphDef (checks and signature only)
+
+``UserModel`` has the interface of ``freeze.core.Restored`` (signature, run,
+example_feed, frozen_graph_def, close), so freeze's checks and the checkpoint runner
+backend (verify's golden outputs) serve built-in and user models alike. The golden
+outputs come from the original graph with the recorded defaults fed (the same values
+freeze folded in), so they never depend on freeze's rewriting.
+"""
+import os
+
+import numpy as np
+
+from common.errors import UserError
+from common.tfcompat import session_config, tf
+from freeze import fold
+from freeze.signature import Signature, Tensor
+from models import spec as model_spec
+
+SOURCES = ("checkpoint", "saved_model", "pb")
+
+
+def resolve_checkpoint(path):
+    """(checkpoint prefix, step or None) for a prefix or a folder with a ``checkpoint`` file.
+    A relative path in the ``checkpoint`` file is relative to the folder; an absolute one
+    that does not exist is looked for in the folder (a copied or moved training folder)."""
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        state = tf.train.get_checkpoint_state(p)
+        if state is None or not state.model_checkpoint_path:
+            found = sorted(n for n in os.listdir(p) if n.endswith(".index"))
+            if len(found) == 1:
+                ckpt = os.path.join(p, found[0][:-len(".index")])
+            else:
+                raise UserError(f"{p}: no 'checkpoint' file naming the newest checkpoint (found "
+                                f"{len(found)} .index files{': ' + ', '.join(found[:4]) if found else ''}); "
+                                "pass a checkpoint prefix such as DIR/model.ckpt-100")
+        else:
+            ckpt = state.model_checkpoint_path
+            if not os.path.isabs(ckpt):
+                ckpt = os.path.join(p, ckpt)
+            if not os.path.isfile(ckpt + ".index"):  # an absolute path from elsewhere
+                ckpt = os.path.join(p, os.path.basename(ckpt))
+    else:
+        ckpt = p
+    if not os.path.isfile(ckpt + ".index"):
+        raise UserError(f"{ckpt}: no checkpoint at this prefix (expected {ckpt}.index)")
+    try:
+        step = int(ckpt.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        step = None
+    return ckpt, step
+
+
+def _first_line(e):
+    text = getattr(e, "message", None) or str(e) or type(e).__name__
+    return text.strip().splitlines()[0]
+
+
+def _input_meta(graph, name, layout):
+    t = graph.get_tensor_by_name(name + ":0")
+    shape = t.shape.as_list()
+    return Tensor(name.replace("/", "_"), t.name, shape, t.dtype.base_dtype.name, layout)
+
+
+class UserModel:
+    """A user's model loaded from its source, with inputs of static shape."""
+
+    def __init__(self, source, input_shape, output_names, defaults=None, layouts=None, device="cpu",
+                 name="model"):
+        """``source``: dict(kind=checkpoint|saved_model|pb, ...) as recorded in the signature;
+        ``input_shape``: [(op name, shape)] in input order; ``output_names``: op names."""
+        self.source = dict(source)
+        self.shapes = list(input_shape)
+        self.output_names = [fold.op_name(n) for n in output_names]
+        self.defaults = dict(defaults or {})
+        if not self.shapes:
+            raise UserError("--input_shape: no inputs given (e.g. \"images:16,28,28,1\")")
+        if not self.output_names:
+            raise UserError("--output_node_names: no outputs given (e.g. logits,probs)")
+        self.graph = tf.Graph()
+        self.sess = tf.Session(graph=self.graph, config=session_config(device))
+        try:
+            with self.graph.as_default():
+                self._load()
+            self._check_names()
+        except BaseException:
+            self.sess.close()
+            raise
+        self._fixed = None  # the folded, static-shape GraphDef, made once
+        layouts = layouts or {}
+        # the signature: inputs/outputs as in the graph with the static shapes fixed
+        gd = self.inference_graph_def()
+        g = tf.Graph()
+        with g.as_default():
+            tf.import_graph_def(gd, name="")
+        ins = [_input_meta(g, n, layouts.get(n, _guess_layout(s))) for n, s in self.shapes]
+        outs = []
+        unknown = []
+        for n in self.output_names:
+            t = g.get_tensor_by_name(n + ":0")
+            if not t.shape.is_fully_defined():
+                unknown.append(n)
+            outs.append([n, t])
+        if unknown:  # shapes the static inference cannot tell: run once and look
+            feed = {t.tensor: a for t, a in zip(ins, self._generic_feed(ins, np.random.RandomState(0)))}
+            with tf.Session(graph=g) as s:
+                vals = s.run([t for _, t in outs], feed)
+            shapes = [list(np.shape(v)) for v in vals]
+        else:
+            shapes = [t.shape.as_list() for _, t in outs]
+        self.signature = Signature(
+            name, "forward", ins[0].shape[0] if ins[0].shape else 1, ins,
+            [Tensor(n.replace("/", "_"), t.name, s, t.dtype.base_dtype.name, layouts.get(n, "ND"))
+             for (n, t), s in zip(outs, shapes)],
+            precision_mode="force_fp32", source=self.record(),
+            checkpoint={"path": self.source.get("checkpoint"), "step": self.source.get("step")}
+            if self.source["kind"] == "checkpoint" else None)
+
+    # --- loading -----------------------------------------------------------------------
+    def _load(self):
+        kind = self.source.get("kind")
+        try:
+            if kind == "checkpoint":
+                meta = self.source["meta_graph"]
+                if not os.path.isfile(meta):
+                    raise UserError(f"{meta}: meta graph not found (the Saver writes CKPT.meta; "
+                                    "pass --input_meta_graph)")
+                saver = tf.train.import_meta_graph(meta, clear_devices=True)
+                if saver is None:
+                    raise UserError(f"{meta}: the meta graph has no variables to restore")
+                saver.restore(self.sess, self.source["checkpoint"])
+            elif kind == "saved_model":
+                mg = tf.saved_model.loader.load(self.sess, self.source["tags"], self.source["dir"])
+                self.signature_def = mg.signature_def
+            elif kind == "pb":
+                gd = tf.GraphDef()
+                with open(self.source["path"], "rb") as f:
+                    gd.ParseFromString(f.read())
+                tf.import_graph_def(gd, name="")
+            else:
+                raise UserError(f"unknown model source {kind!r}; expected one of {SOURCES}")
+        except UserError:
+            raise
+        except (OSError, tf.errors.OpError, ValueError, KeyError, IndexError, RuntimeError) as e:
+            what = self.source.get("checkpoint") or self.source.get("dir") or self.source.get("path")
+            raise UserError(f"{what}: cannot load the {kind} ({type(e).__name__}: {_first_line(e)})") from None
+        except Exception as e:  # protobuf DecodeError has no stable import path
+            what = self.source.get("checkpoint") or self.source.get("dir") or self.source.get("path")
+            raise UserError(f"{what}: not a readable {kind} ({type(e).__name__}: {_first_line(e)})") from None
+
+    def _check_names(self):
+        ops = {op.name: op for op in self.graph.get_operations()}
+        for n in self.output_names:
+            if n not in ops:
+                close = sorted(k for k in ops if n.split("/")[-1] in k)[:5]
+                raise UserError(f"--output_node_names: the graph has no node {n!r}"
+                                + (f" (similar: {', '.join(close)})" if close else ""))
+        for n, _ in self.shapes:
+            if n not in ops:
+                raise UserError(f"--input_shape: the graph has no node {n!r}; its placeholders are "
+                                f"{sorted(k for k, v in ops.items() if v.type in fold.PLACEHOLDERS)}")
+
+    def record(self):
+        """What the signature records of the source (enough to rebuild this object)."""
+        r = dict(self.source)
+        r.update(input_shape=";".join(f"{n}:{','.join(map(str, s))}" for n, s in self.shapes),
+                 output_node_names=",".join(self.output_names), input_defaults=dict(self.defaults))
+        return r
+
+    @classmethod
+    def from_signature(cls, sig, device="cpu"):
+        src = dict(sig.source)
+        base = os.path.dirname(os.path.abspath(sig.path)) if sig.path else "."
+        for key in ("checkpoint", "meta_graph", "dir", "path"):  # relocatable: try beside the card
+            rel = src.get(key + "_rel")
+            if rel is not None and (os.path.exists(os.path.join(base, rel))
+                                    or os.path.exists(os.path.join(base, rel) + ".index")):
+                src[key] = os.path.normpath(os.path.join(base, rel))
+        layouts = {t.op: t.layout for t in sig.inputs + sig.outputs}
+        return cls(src, fold.parse_input_shape(src.get("input_shape")),
+                   src.get("output_node_names", "").split(","), src.get("input_defaults"),
+                   layouts, device, sig.model)
+
+    # --- the frozen graph -----------------------------------------------------------------
+    def inference_graph_def(self):
+        """Static input shapes, defaults folded, variables constant, dead branches and
+        switched-off dropout removed, pruned to the outputs."""
+        if self._fixed is not None:
+            return self._fixed
+        gd = self.graph.as_graph_def()
+        gd = fold.set_inputs(gd, self.shapes)
+        gd, self.folded = fold.fold_defaults(gd, {k: str(v).lower() for k, v in self.defaults.items()},
+                                             [n for n, _ in self.shapes])
+        gd, self.n_switches = fold.fold_switches(gd)
+        gd, self.dropout_folded = fold.fold_dropout(gd)
+        gd = fold.prune(gd, self.output_names)
+        try:
+            gd = tf.graph_util.convert_variables_to_constants(self.sess, gd, self.output_names)
+        except (tf.errors.OpError, ValueError) as e:
+            raise UserError(f"freezing the variables failed: {_first_line(e)}") from None
+        self._fixed = fold.prune(gd, self.output_names)
+        return self._fixed
+
+    def frozen_graph_def(self):
+        return self.inference_graph_def()
+
+    def folding(self):
+        """What the folding did, for the signature's checks."""
+        gd = self.inference_graph_def()
+        kept = {n.name for n in gd.node}
+        folded = {k: v for k, v in self.folded.items() if k in kept or k in self.defaults}
+        return {"defaults_folded": folded, "tf_cond_folded": self.n_switches,
+                "dropout_masks_folded": self.dropout_folded}
+
+    # --- running the original graph (the golden outputs) ------------------------------------
+    def run(self, feed):
+        """{input name: array} -> outputs in signature order, from the original graph with
+        the recorded defaults fed."""
+        g = self.graph
+        fd = {g.get_tensor_by_name(t.tensor): feed[t.name] for t in self.signature.inputs}
+        for name, value in self.defaults.items():
+            t = g.get_tensor_by_name(name + ":0")
+            fd[t] = fold._const_value(name, t.dtype.base_dtype, str(value).lower(), t.shape)
+        try:
+            return self.sess.run([g.get_tensor_by_name(t.tensor) for t in self.signature.outputs], fd)
+        except tf.errors.OpError as e:
+            raise UserError(f"running the {self.source['kind']} failed: {_first_line(e)}") from None
+
+    @staticmethod
+    def _generic_feed(inputs, rng):
+        sig = Signature("model", "forward", 1, inputs, inputs, source={"kind": "pb"})
+        feed = model_spec.example_feed(sig, rng)
+        return [feed[t.name] for t in inputs]
+
+    def example_feed(self, rng):
+        return model_spec.example_feed(self.signature, rng)
+
+    def close(self):
+        self.sess.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _guess_layout(shape):
+    return "NHWC" if len(shape) == 4 and shape[-1] in (1, 3, 4) else ("NCHW" if len(shape) == 4 else "ND")
