@@ -130,8 +130,8 @@ def test_iterate_walks_up_to_the_fp16_rounding_that_one_shot_keep_misses(tmp_pat
     rep = json.loads((tmp_path / "it.json").read_text())
     assert rep["converged"] and rep["first_failing"] is None and len(rep["rounds"]) >= 3
     r0 = rep["rounds"][0]
-    assert r0["bpd"]["nonfinite"] > 0 and r0["bpd_tf"]["nonfinite"] == 0
-    assert rep["rounds"][-1]["bpd"]["nonfinite"] == 0
+    assert r0["metric"]["nonfinite"] > 0 and r0["metric_tf"]["nonfinite"] == 0
+    assert rep["rounds"][-1]["metric"]["nonfinite"] == 0
     kept = it.read_text().split()
     assert kept == rep["keep_dtype"] and 0 < len(kept) < 10  # minimal-ish
     got = outputs(it)

@@ -317,11 +317,14 @@ def upstream(nodes, floats, op, kept, resolves):
     return out
 
 
-def _batch_bpd(model, sig, feed):
-    """(mean bits/dim over the finite images, non-finite count) of a model's ``bpd`` output,
-    or None when the model has none. ``model``: ModelProto or the outputs of a TF run."""
-    names = [t.name for t in sig.outputs]
-    if "bpd" not in names:
+def _batch_metric(model, sig, feed):
+    """{name, mean over the finite images, non-finite count} of the model's headline metric
+    (its spec's first, e.g. RealNVP's bits/dim) on one batch; None for a model without one.
+    ``model``: ModelProto or the outputs of a TF run."""
+    from models import spec as model_spec
+
+    spec = model_spec.for_signature(sig)
+    if spec is None or not spec.metrics:
         return None
     if isinstance(model, list):
         vals = model
@@ -329,9 +332,14 @@ def _batch_bpd(model, sig, feed):
         from convert.to_onnx import run_onnx, session
 
         vals = run_onnx(session(model), sig, feed)
-    v = np.asarray(vals[names.index("bpd")], np.float64).reshape(-1)
+    name = spec.metrics[0].name
+    per = spec.image_metrics({t.name: v for t, v in zip(sig.outputs, vals)})
+    if name not in per:
+        return None
+    v = np.asarray(per[name], np.float64).reshape(-1)
     fin = np.isfinite(v)
-    return {"mean": float(v[fin].mean()) if fin.any() else float("nan"), "nonfinite": int((~fin).sum())}
+    return {"name": name, "mean": float(v[fin].mean()) if fin.any() else float("nan"),
+            "nonfinite": int((~fin).sum())}
 
 
 def iterate(graph_def, sig, onnx_path, feed, rounds, precision_mode, keep=(), cosine_min=metrics.COSINE_MIN,
@@ -367,11 +375,11 @@ def iterate(graph_def, sig, onnx_path, feed, rounds, precision_mode, keep=(), co
             resolvable[name] = bool(fp16_block_lists(fp32, precision_mode, [name])[1])
         return resolvable[name]
 
-    tf_bpd = _batch_bpd(run_graph_def(graph_def, sig, feed), sig, feed)
+    tf_metric = _batch_metric(run_graph_def(graph_def, sig, feed), sig, feed)
     keep, history, model = list(keep), [], m
     for k in range(rounds + 1):
         r = diagnose(graph_def, sig, model, feed, cosine_min, red_max, check, match_red)
-        bpd = _batch_bpd(model, sig, feed)
+        metric = _batch_metric(model, sig, feed)
         first = r["first_failing"]
         new = [n for n in r["keep_dtype"] if n not in keep]
         roots = [n for n in r["keep_dtype"] if n in keep]
@@ -380,14 +388,14 @@ def iterate(graph_def, sig, onnx_path, feed, rounds, precision_mode, keep=(), co
         for op in roots:  # kept fp32 and failing all the same: its inputs are the problem
             new += [p for p in upstream(nodes, floats, op, set(keep) | set(new), resolves) if p not in new]
         row = {"round": k, "keep": len(keep), "first_failing": first, "first_failing_why": r["first_failing_why"],
-               "failing_layers": sum(not l["passed"] for l in r["layers"]), "bpd": bpd, "bpd_tf": tf_bpd,
+               "failing_layers": sum(not l["passed"] for l in r["layers"]), "metric": metric, "metric_tf": tf_metric,
                "added": [] if first is None or k == rounds else new}
         history.append(row)
         msg = (f"round {k}: keep {len(keep)} ops; first failing layer: {first or 'none'}"
                + (f" ({r['first_failing_why']})" if first else "") + f"; {row['failing_layers']} failing layers")
-        if bpd:
-            msg += (f"; batch mean bpd {bpd['mean']:.4f} ({bpd['nonfinite']} non-finite) "
-                    f"vs TF {tf_bpd['mean']:.4f}")
+        if metric:
+            msg += (f"; batch mean {metric['name']} {metric['mean']:.4f} ({metric['nonfinite']} non-finite) "
+                    f"vs TF {tf_metric['mean']:.4f}")
         if first and k < rounds:
             msg += f"; adding {', '.join(new) if new else 'nothing'}"
         log(msg)
@@ -413,10 +421,10 @@ def iterate(graph_def, sig, onnx_path, feed, rounds, precision_mode, keep=(), co
                 pruned += g
         if pruned:
             model = to_precision(fp32, precision_mode, keep)[0]
-            bpd = _batch_bpd(model, sig, feed)
-            if bpd:
-                log(f"after pruning: keep {len(keep)} ops; batch mean bpd {bpd['mean']:.4f} "
-                    f"({bpd['nonfinite']} non-finite) vs TF {tf_bpd['mean']:.4f}")
+            metric = _batch_metric(model, sig, feed)
+            if metric:
+                log(f"after pruning: keep {len(keep)} ops; batch mean {metric['name']} {metric['mean']:.4f} "
+                    f"({metric['nonfinite']} non-finite) vs TF {tf_metric['mean']:.4f}")
     r.update(rounds=history, converged=r["first_failing"] is None, keep_dtype=keep, precision_mode=precision_mode,
              iterate=rounds, pruned=pruned)
     return r
