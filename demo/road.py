@@ -5,7 +5,10 @@ portable ONNX model; fp32 and fp16) -> img2bin on the real test images -> the
 msame-compatible runner on each model -> golden outputs from the checkpoint ->
 loss_check. RealNVP also gets a force_fp16 model (every op in fp16, ATC's default mode),
 the precision doctor on it, and the same model rebuilt with the layers the doctor names
-kept in fp32.
+kept in fp32. Third, a model this project did not write: examples/cifar_classifier
+(a TF1 CIFAR-10 classifier with its own Saver) trained for a minute and walked through
+the generic commands (freeze_graph.py, atc.sh, img2bin image mode with --signature,
+loss_check --top1 --labels), as the README's "Bring your own model" shows.
 
 Every step is the command a user would type, run as a subprocess; the final table lists
 each stage, its artifact and its time. A previous demo output folder is removed first
@@ -27,6 +30,7 @@ PY = sys.executable
 class Road:
     def __init__(self):
         self.rows = []
+        self.results = []  # (model, label, loss_check report)
 
     def step(self, model, stage, cmd, artifact="", ok=(0,)):
         print(f"\n=== {model}: {stage}\n$ {' '.join(shlex.quote(str(c)) for c in cmd)}", flush=True)
@@ -46,6 +50,11 @@ class Road:
             art = art if len(art) <= 52 else "..." + art[-49:]
             print(f"{model:8} {stage:38} {art:52} {dt:6.1f}s  {rc}")
         print(f"{line}\n{'total':99} {sum(r[3] for r in self.rows):6.1f}s")
+        if self.results:
+            print(f"\n{'model':11} {'artifact':17} {'precision mode':20} {'loss_check':10}  offline vs checkpoint\n{line}")
+            for model, label, r in self.results:
+                print(f"{model:11} {label:17} {r['precision_mode']:20} {'PASS' if r['passed'] else 'FAIL':10}  "
+                      f"{summary(r)}")
 
 
 def report_line(path):
@@ -54,7 +63,21 @@ def report_line(path):
     return r
 
 
-def offline_and_check(road, name, d, sig, inputs, label, extra_model=None):
+def summary(r):
+    """One line of what a loss_check report measured: model metrics, else top-1, else outputs."""
+    parts = [f"{m['name']} {m['offline_mean']:.6g} vs {m['reference_mean']:.6g} ({m['diff']:+.2g})"
+             + (f", {m['nonfinite']} non-finite" if m["nonfinite"] else "") for m in r["model_metrics"]]
+    c = r.get("classification")
+    if c:
+        parts.append(f"top-1 agreement {c['top1_agreement']:.2%}"
+                     + (f", accuracy {c['offline_accuracy']:.2%} vs {c['reference_accuracy']:.2%} "
+                        f"({c['accuracy_shift']:+.2%})" if "offline_accuracy" in c else ""))
+    if not parts:
+        parts = [f"{o['name']} cosine {o['cosine']:.6f}" for o in r["outputs"]]
+    return "; ".join(parts)
+
+
+def offline_and_check(road, name, d, sig, inputs, label, extra_model=None, extra=()):
     """runner on one model + loss_check against the golden outputs; returns the report."""
     model = extra_model or os.path.join(d["model"], f"{name}.onnx")
     out = os.path.join(d["root"], "out", label)
@@ -64,8 +87,10 @@ def offline_and_check(road, name, d, sig, inputs, label, extra_model=None):
     fp16 = label != "fp32"
     road.step(name, f"loss_check ({label})", [
         PY, "verify/loss_check.py", "--signature", sig, "--offline", out, "--reference", d["ref"],
-        "--inputs", inputs, "--report", report], report, ok=(0, 1) if fp16 else (0,))
-    return report_line(report)
+        "--inputs", inputs, "--report", report, *extra], report, ok=(0, 1) if fp16 else (0,))
+    r = report_line(report)
+    road.results.append((name, os.path.basename(model), r))
+    return r
 
 
 def dirs(out, name):
@@ -152,6 +177,41 @@ def rebar(road, a):
                       os.path.join(d["model"], "rebar.fp16.onnx"))
 
 
+CIFAR_MEAN, CIFAR_COEF = "[127.5,127.5,127.5]", "[0.00784313725490196,0.00784313725490196,0.00784313725490196]"
+
+
+def classifier(road, a):
+    """A user's model: examples/cifar_classifier, through the generic commands only."""
+    n, d = "classifier", dirs(a.out, "classifier")
+    m = os.path.join(d["model"], n)
+    road.step(n, f"train (examples/, {a.classifier_seconds:g} s)", [
+        PY, "examples/cifar_classifier/train.py", "--data_dir", a.data_dir, "--train_dir", d["train"],
+        "--max_seconds", a.classifier_seconds], d["train"])
+    road.step(n, "freeze (freeze_graph.py)", [
+        PY, "freeze/freeze_graph.py", "--input_checkpoint", d["train"], "--output_node_names",
+        "logits,probs,pred", "--input_shape", "images:16,32,32,3", "--input_defaults",
+        "is_training:false;drop_rate:0", "--output", m], m + ".pb")
+    road.step(n, "convert fp32 (atc.sh)", ["bash", "convert/atc.sh", "--model", m + ".pb", "--output", m],
+              m + ".onnx")
+    road.step(n, "convert fp16 (atc.sh allow_fp32_to_fp16)", [
+        "bash", "convert/atc.sh", "--model", m + ".pb", "--output", m, "--precision_mode",
+        "allow_fp32_to_fp16"], m + ".fp16.onnx")
+    images = os.path.join(d["root"], "images")
+    road.step(n, "export test images (PNG + labels)", [
+        PY, "data_tools/export_images.py", "--dataset", "cifar10", "--split", "test", "--data-dir",
+        a.data_dir, "-o", images], images)
+    road.step(n, "img2bin (image mode, --signature)", [
+        PY, "data_tools/img2bin.py", "-i", images, "-w", "32", "-h", "32", "-f", "RGB", "-a", "NHWC",
+        "-t", "float32", "-m", CIFAR_MEAN, "-c", CIFAR_COEF, "--signature", m + ".json", "-o", d["inputs"]],
+        d["inputs"])
+    inputs = os.path.join(d["inputs"], "images")
+    road.step(n, "golden outputs (checkpoint)", [
+        PY, "verify/reference.py", "--signature", m + ".json", "--input", inputs, "--output", d["ref"]], d["ref"])
+    labels = ["--top1", "logits", "--labels", os.path.join(images, "labels.txt")]
+    offline_and_check(road, n, d, m + ".json", inputs, "fp32", extra=labels)
+    offline_and_check(road, n, d, m + ".fp16.json", inputs, "fp16", m + ".fp16.onnx", extra=labels)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=os.environ.get("DATA_DIR", "data"))
@@ -160,10 +220,12 @@ def main(argv=None):
     ap.add_argument("--rebar-steps", type=int, default=2000)
     ap.add_argument("--rebar-images", type=int, default=1000,
                     help="MNIST test images for the offline road (K=100 noise is 160 kB per image)")
-    ap.add_argument("--only", choices=("realnvp", "rebar"))
+    ap.add_argument("--classifier-seconds", type=float, default=60.0,
+                    help="training time of the example user model (examples/cifar_classifier)")
+    ap.add_argument("--only", choices=("realnvp", "rebar", "classifier"))
     a = ap.parse_args(argv)
     a.out, a.data_dir = os.path.abspath(a.out), os.path.abspath(a.data_dir)
-    for name in ("realnvp", "rebar"):
+    for name in ("realnvp", "rebar", "classifier"):
         old = os.path.join(a.out, name)
         if os.path.isdir(old) and a.only in (None, name):
             print(f"removing the previous demo output {old}")
@@ -173,6 +235,8 @@ def main(argv=None):
         realnvp(road, a)
     if a.only in (None, "rebar"):
         rebar(road, a)
+    if a.only in (None, "classifier"):
+        classifier(road, a)
     road.table()
     print(f"\nArtifacts under {a.out}: <model>/model (pb, onnx, signatures), <model>/inputs (bins + "
           f"manifest), <model>/out (msame layout), <model>/ref (golden), loss_check_*.json/png; "

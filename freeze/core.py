@@ -71,7 +71,7 @@ class Restored:
             self.sess = tf.Session(graph=self.graph, config=session_config(device))
             try:
                 saver.restore(self.sess, self.ckpt)
-            except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
+            except tf.errors.OpError as e:  # missing variables, wrong shapes, corrupt files
                 self.sess.close()
                 first = str(e.message).splitlines()[0]
                 raise UserError(f"{self.ckpt}: checkpoint does not match the model rebuilt from "

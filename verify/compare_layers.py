@@ -478,6 +478,10 @@ def main(argv=None):
     from convert.to_onnx import load_graph_def
 
     a = build_parser().parse_args(argv)
+    for flag, v, hi in (("--cosine-min", a.cosine_min, 1.0), ("--red-max", a.red_max, None),
+                        ("--match-red", a.match_red, None)):
+        if not (np.isfinite(v) and v >= 0 and (hi is None or v <= hi)):
+            raise UserError(f"{flag} must be a finite number >= 0{' and <= 1' if hi else ''}, got {v}")
     for p in (a.keep_dtype_out, a.report):
         if p and os.path.exists(p) and not a.force:
             raise UserError(f"{p}: already exists (pass --force)")
