@@ -201,6 +201,12 @@ class UserModel:
         gd, self.n_switches = fold.fold_switches(gd)
         gd, self.dropout_folded = fold.fold_dropout(gd)
         gd = fold.prune(gd, self.output_names)
+        v2 = [n for n in gd.node if n.op in ("If", "StatelessIf", "While", "StatelessWhile")]
+        if v2:
+            raise UserError(f"node {v2[0].name!r} is a {v2[0].op} (TensorFlow 2 control flow): freeze folds "
+                            "TF1 control flow (Switch/Merge, as TF 1.15 and the Ascend TF adapter build it); "
+                            "build the graph with tf.disable_v2_behavior() (or tf.disable_control_flow_v2()) "
+                            "first in the training script, then save and freeze again")
         try:
             gd = tf.graph_util.convert_variables_to_constants(self.sess, gd, self.output_names)
         except (tf.errors.OpError, ValueError) as e:

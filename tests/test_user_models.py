@@ -14,7 +14,7 @@ from convert import to_onnx
 from freeze import freeze_graph
 from freeze.signature import Signature
 from infer import msame
-from verify import loss_check, reference
+from verify import compare_layers, loss_check, reference
 
 BATCH, FILES = 4, 3
 
@@ -71,6 +71,14 @@ def test_user_model_road(tmp_path, pitfall, capsys):
     assert rep["classification"]["top1_agreement"] == 1.0
     worst = max(o["max_rel"] for o in rep["outputs"])
     assert worst < 1e-4
+
+    if pitfall == "batch_norm":  # the precision doctor on a user model, force_fp16
+        f16 = str(m / "mine.f16.onnx")
+        assert to_onnx.main(["--model", str(m / "mine.pb"), "--output", f16, "--precision_mode", "force_fp16"]) == 0
+        assert compare_layers.main(["--pb", str(m / "mine.pb"), "--onnx", f16, "--input", bins, "--keep-dtype-out",
+                                    str(tmp_path / "keep.cfg"), "--report", str(tmp_path / "doc.json")]) == 0
+        doc = json.loads((tmp_path / "doc.json").read_text())
+        assert doc["matched"] >= 4 and {"logits", "probs"} <= {layer["op"] for layer in doc["layers"]}
 
     # an altered offline output fails, and loss_check names the file
     logits = sorted(glob.glob(os.path.join(out, "*", "b1_output_0.bin")))[0]

@@ -9,6 +9,8 @@ import os
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+tf.disable_v2_behavior()  # TF1 graphs, as the users' scripts (and TF 1.15 on Ascend) build them
+
 H = W = 8
 C = 3
 CLASSES = 5

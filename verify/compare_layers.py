@@ -42,8 +42,12 @@ def tf_layers(graph_def, sig, feed):
     g = tf.Graph()
     with g.as_default():
         tf.import_graph_def(graph_def, name="")
+    # an op's first output, and any other output a node reads (FusedBatchNorm's saved
+    # statistics are not computed in inference: Grappler rewrites it to Mul + Add)
+    read = {i.name for op in g.get_operations() for i in op.inputs}
     fetch = [t for op in g.get_operations() if op.type not in SKIP_OPS for t in op.outputs
-             if t.dtype.base_dtype in (tf.float32, tf.float16, tf.float64)]
+             if t.dtype.base_dtype in (tf.float32, tf.float16, tf.float64)
+             and (t.value_index == 0 or t.name in read)]
     fetch += [g.get_tensor_by_name(t.tensor) for t in sig.outputs]
     with tf.Session(graph=g) as s:
         vals = s.run(fetch, {t.tensor: feed[t.name] for t in sig.inputs})
