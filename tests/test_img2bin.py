@@ -33,15 +33,20 @@ def test_letterbox_mean_coef_layout(tmp_path):
 
 
 def test_gray_stays_hw_and_uint8_nhwc_and_yuv(tmp_path):
-    img = _img(tmp_path / "g.jpg", 8, 8)
+    _img(tmp_path / "g.jpg", 8, 8)
     g = img2bin.convert_image(tmp_path / "g.jpg", 8, 8, "GRAY", "NCHW", "uint8")
     assert g.shape == (8, 8) and g.dtype == np.uint8
     c = img2bin.convert_image(tmp_path / "g.jpg", 8, 8, "BGR", "NHWC", "int32")
     assert c.shape == (8, 8, 3) and c.dtype == np.int32
     np.testing.assert_array_equal(c, cv2.imread(str(tmp_path / "g.jpg")).astype(np.int32))
+    np.testing.assert_array_equal(g, cv2.cvtColor(cv2.imread(str(tmp_path / "g.jpg")), cv2.COLOR_BGR2GRAY))
     y = img2bin.convert_image(tmp_path / "g.jpg", 8, 8, "YUV")
     assert y.shape == (12, 8) and y.dtype == np.uint8
-    assert img.shape == (8, 8, 3)
+    bgr = cv2.imread(str(tmp_path / "g.jpg")).astype(np.int64)  # what the tool read (jpg is lossy)
+    np.testing.assert_array_equal(y[:8], (bgr @ [29, 150, 77]) >> 8)  # Ascend's integer Y
+    sub = bgr[::2, ::2]
+    np.testing.assert_array_equal(y[8:, 0::2], ((sub @ [131, -87, -44]) >> 8) + 128 & 0xFF)
+    np.testing.assert_array_equal(y[8:, 1::2], ((sub @ [-21, -110, 131]) >> 8) + 128 & 0xFF)
 
 
 def test_sorted_txt_and_collision(tmp_path, capsys):
@@ -74,8 +79,8 @@ def test_errors_exit_nonzero(tmp_path, capsys, args, words):
     assert rc == 2 and all(w in err for w in words), err
 
 
-def _sig(path, batch, x_shape, u_shape):
-    s = Signature("m", "forward", batch, [Tensor("x", "x:0", [batch] + x_shape, layout="NHWC"),
+def _sig(path, batch, x_shape, u_shape, model="realnvp"):
+    s = Signature(model, "forward", batch, [Tensor("x", "x:0", [batch] + x_shape, layout="NHWC"),
                                           Tensor("u", "u:0", [batch] + u_shape)],
                   [Tensor("z", "z:0", [batch])])
     s.save(path)
@@ -107,7 +112,7 @@ def test_dataset_mode_real_cifar(tmp_path, cifar_dir):
 def test_dataset_mode_real_mnist_noise_independent_of_batch(tmp_path, mnist_dir):
     outs = {}
     for b in (4, 7):
-        sig = _sig(tmp_path / f"m{b}.json", b, [784], [2, 400])
+        sig = _sig(tmp_path / f"m{b}.json", b, [784], [2, 400], model="rebar")
         outs[b] = tmp_path / f"bins{b}"
         assert img2bin.main(["--dataset", "binarized_mnist", "--signature", sig, "-o", str(outs[b]),
                              "--data-dir", mnist_dir, "--limit", "30", "--seed", "1"]) == 0
