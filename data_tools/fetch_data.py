@@ -19,6 +19,7 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -106,8 +107,10 @@ def _staged(src, data_dir):
         if os.path.isfile(src):
             try:
                 _extract(src, work)
-            except (tarfile.TarError, OSError) as e:
-                raise UserError(f"{src}: not a readable tar archive ({e})") from None
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+                # EOFError / zlib.error: a truncated or corrupt .tar.gz (an interrupted download)
+                raise UserError(f"{src}: not a complete, readable tar archive ({type(e).__name__}: "
+                                f"{e}); download it again") from None
             root = work
         out = os.path.join(work, "out")
         os.mkdir(out)
@@ -154,15 +157,22 @@ def import_mnist(src, data_dir, force=False, full=False):
     return f"imported binarized MNIST into {target}"
 
 
+def _is_tar(src):
+    try:
+        return tarfile.is_tarfile(src)
+    except (OSError, EOFError, zlib.error):
+        return False
+
+
 def has_cifar(src):
-    return (os.path.isfile(src) and tarfile.is_tarfile(src) and "cifar" in os.path.basename(src).lower()) or (
+    return (os.path.isfile(src) and "cifar" in os.path.basename(src).lower() and _is_tar(src)) or (
         os.path.isdir(src) and _find(src, datasets.CIFAR_TEST[0]) is not None)
 
 
 def has_mnist(src):
     if os.path.isdir(src):
         return any(_find(src, f"binarized_mnist_test{e}") for e in (".amat", ".mat"))
-    return os.path.isfile(src) and tarfile.is_tarfile(src) and "mnist" in os.path.basename(src).lower()
+    return os.path.isfile(src) and "mnist" in os.path.basename(src).lower() and _is_tar(src)
 
 
 def fetch(data_dir, cifar_url=CIFAR_URL, mnist_url=MNIST_URL, force=False, timeout=30):

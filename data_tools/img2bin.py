@@ -148,19 +148,22 @@ def convert_txt(path, dtype):
         return np.asarray(node, dtype=np.float64).astype(dtype).reshape(shape)
     except (KeyError, ValueError, TypeError, UnicodeDecodeError, configparser.Error) as e:
         raise UserError(f"{path}: expected '[baseconf]' with input_node=[...] and shape=[...] "
-                        f"matching in size, found a problem: {type(e).__name__}: {e}") from None
+                        f"matching in size, found {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
 
-def list_inputs(src):
-    """Sorted input files; one stem may appear once only (its .bin would be overwritten)."""
+def list_inputs(src, txt=True):
+    """Sorted input files; one stem may appear once only (its .bin would be overwritten).
+    ``txt=False`` (batched for a model): images only, a folder's .txt files (labels.txt
+    beside the images) are not inputs."""
+    ext = IMAGE_EXT + ((".txt",) if txt else ())
+    what = f"images ({', '.join(IMAGE_EXT)})" + (" or .txt files" if txt else "")
     if os.path.isdir(src):
-        files = sorted(os.path.join(src, n) for n in os.listdir(src)
-                       if n.lower().endswith(IMAGE_EXT + (".txt",)))
+        files = sorted(os.path.join(src, n) for n in os.listdir(src) if n.lower().endswith(ext))
         if not files:
-            raise UserError(f"{src}: no images ({', '.join(IMAGE_EXT)}) or .txt files in the folder")
+            raise UserError(f"{src}: no {what} in the folder")
     elif os.path.isfile(src):
-        if not src.lower().endswith(IMAGE_EXT + (".txt",)):
-            raise UserError(f"{src}: input file must be an image ({', '.join(IMAGE_EXT)}) or .txt")
+        if not src.lower().endswith(ext):
+            raise UserError(f"{src}: input file must be one of: {what}")
         files = [src]
     else:
         raise UserError(f"{src}: input path does not exist")
@@ -486,7 +489,7 @@ def images_to_set(src, out, sig, pre, input_name=None, seed=0, force=False, prog
 
     spec = specs.for_signature(sig)
     x, noise = input_roles(sig, spec, input_name, "image mode")
-    files = list_inputs(src)
+    files = list_inputs(src, txt=False)
     fit_row(pre(files[0]), x, sig, files[0])  # the shape check before anything is written
     streams = _noise_streams(noise, seed)
     if prefix is None:
