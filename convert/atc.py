@@ -120,7 +120,10 @@ def save_om_signature(sig, om, model, argv, precision_mode):
     out = card_path(om, sig.path)
     art = {"file": os.path.basename(om), "kind": "om", "source": os.path.basename(model),
            "precision_mode": precision_mode, "bytes": os.path.getsize(om), "atc_argv": argv}
-    sig.copy(precision_mode=precision_mode, artifact=art).save(out)
+    try:
+        sig.copy(precision_mode=precision_mode, artifact=art).save(out)
+    except OSError as e:
+        raise UserError(f"{out}: cannot write the .om's signature ({e.strerror or e})") from None
     return out
 
 

@@ -26,6 +26,7 @@ if __package__ in (None, ""):
 
 from common.errors import UserError, cli, run  # noqa: E402
 from data_tools import datasets  # noqa: E402
+from data_tools.cliargs import ArgumentParser  # noqa: E402
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -214,12 +215,23 @@ def _get(url, dest, data_dir, timeout):
 
 @cli
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, epilog=EXAMPLE,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, epilog=EXAMPLE,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=datasets.default_data_dir(), help="default $DATA_DIR or ./data")
     ap.add_argument("--from", dest="src", help="local tarball or folder to import instead of downloading")
     ap.add_argument("--force", action="store_true", help="replace datasets already in --data-dir")
     a = ap.parse_args(argv)
+    try:
+        msgs = _run(a)
+    except OSError as e:  # unwritable or full --data-dir (downloads report their own errors)
+        raise UserError(f"{e.filename or a.data_dir}: cannot write ({e.strerror or e}); nothing was "
+                        "installed") from None
+    for m in msgs:
+        print(m)
+    return 0
+
+
+def _run(a):
     if a.src:
         if not os.path.exists(a.src):
             raise UserError(f"{a.src}: --from path does not exist")
@@ -233,9 +245,7 @@ def main(argv=None):
                             "binarized_mnist_{train,valid,test}.amat|.mat")
     else:
         msgs = fetch(a.data_dir, force=a.force)
-    for m in msgs:
-        print(m)
-    return 0
+    return msgs
 
 
 if __name__ == "__main__":

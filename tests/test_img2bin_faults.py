@@ -338,3 +338,16 @@ def test_keep_dtype_with_invalid_bytes(tmp_path, content, words):
         to_onnx.read_keep_dtype(str(tmp_path / "k.cfg"))
     assert all(w in str(e.value) for w in words) and "\n" not in str(e.value), str(e.value)
     assert to_onnx.read_keep_dtype(None) == ([], [])
+
+
+def test_fetch_into_an_unwritable_data_dir(tmp_path, capsys):
+    from tests.test_fetch_data import _fake_cifar_tgz
+
+    tgz = tmp_path / "cifar-10-python.tar.gz"
+    _fake_cifar_tgz(tgz)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert fetch_data.main(["--data-dir", str(blocker / "data"), "--from", str(tgz)]) == 2
+    line = _one_error_line(capsys)
+    assert str(blocker) in line and "cannot write" in line
+    assert blocker.read_text() == "not a folder"
