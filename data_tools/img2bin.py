@@ -617,8 +617,8 @@ def parser():
     ap.add_argument("-i", "--input", help="folder of images, one image, or a .txt file")
     ap.add_argument("-w", "--width", type=int, help=f"output width, 1..{MAX_SIDE} (image mode, required)")
     ap.add_argument("-h", "--height", type=int, help=f"output height, 1..{MAX_SIDE} (image mode, required)")
-    ap.add_argument("-f", "--output_image_format", default="BGR", choices=["BGR", "RGB", "GRAY", "YUV"])
-    ap.add_argument("-a", "--output_format", default="NCHW", choices=["NCHW", "NHWC"])
+    ap.add_argument("-f", "--output_image_format", choices=["BGR", "RGB", "GRAY", "YUV"], help="default BGR")
+    ap.add_argument("-a", "--output_format", choices=["NCHW", "NHWC"], help="default NCHW")
     ap.add_argument("-t", "--output_type", choices=DTYPES,
                     help="(image mode, required; with --signature: default and must be the input's dtype)")
     ap.add_argument("-m", "--mean", help="JSON list, one value per output channel, in output channel "
@@ -658,6 +658,8 @@ def _floats(s, flag, n, default):
 
 
 def _preprocess(a, dtype):
+    a.output_image_format = a.output_image_format or "BGR"
+    a.output_format = a.output_format or "NCHW"
     missing = [f for f, v in (("-w", a.width), ("-h", a.height), ("-t", dtype)) if v is None]
     if missing:
         raise UserError(f"{a.input}: {', '.join(missing)} required in image mode")
@@ -682,12 +684,19 @@ def _dataset_main(a):
 
     if not a.signature:
         raise UserError("--dataset needs --signature MODEL.json (freeze writes it)")
-    if a.input:
-        raise UserError(f"-i {a.input}: not used with --dataset (image mode takes -i, dataset mode --dataset)")
+    image_flags = [f for f, v in (("-i", a.input), ("-w", a.width), ("-h", a.height), ("-t", a.output_type),
+                                  ("-f", a.output_image_format), ("-a", a.output_format), ("-m", a.mean),
+                                  ("-c", a.coefficient)) if v is not None]
+    if image_flags:  # the spec says how pixels become model values: these would be ignored
+        raise UserError(f"{' '.join(image_flags)}: image mode flags, not used with --dataset (the model's "
+                        "spec maps the pixels); drop them, or use image mode (-i) instead")
     if a.limit is not None and a.limit <= 0:
         raise UserError(f"--limit must be > 0, got {a.limit}")
     sig = Signature.load(a.signature)
     spec = model_spec(sig)
+    if a.input_name is not None and a.input_name != spec.image_input:
+        raise UserError(f"--input_name {a.input_name}: model {sig.model!r}'s images go to input "
+                        f"{spec.image_input!r} in dataset mode")
     if a.dataset != spec.dataset:
         raise UserError(f"{a.signature}: model {sig.model!r} is evaluated on {spec.dataset}, "
                         f"found --dataset {a.dataset}")
@@ -710,8 +719,9 @@ def main(argv=None):
             return _dataset_main(a)
         if not a.input:
             raise UserError("-i/--input is required (or --dataset for dataset mode)")
-        if a.limit is not None:
-            raise UserError("--limit is for dataset mode; pass a folder holding the images you want")
+        if a.limit is not None or a.data_dir is not None:
+            raise UserError(f"{'--limit' if a.limit is not None else '--data-dir'} is for dataset mode "
+                            "(--dataset); with -i, pass a folder holding the images you want")
         if not a.signature:
             if a.input_name:
                 raise UserError("--input_name needs --signature MODEL.json")

@@ -351,3 +351,18 @@ def test_fetch_into_an_unwritable_data_dir(tmp_path, capsys):
     line = _one_error_line(capsys)
     assert str(blocker) in line and "cannot write" in line
     assert blocker.read_text() == "not a folder"
+
+
+def test_image_flags_are_not_silently_ignored_in_dataset_mode(tmp_path, capsys, fake_cifar):
+    rn = Signature("realnvp", "forward", 2, [Tensor("x", "x:0", [2, 32, 32, 3], layout="NHWC"),
+                                             Tensor("u", "u:0", [2, 32, 32, 3])], [Tensor("z", "z:0", [2])])
+    rn.save(tmp_path / "rn.json")
+    base = ["--dataset", "cifar10", "--signature", str(tmp_path / "rn.json"), "--data-dir", fake_cifar,
+            "-o", str(tmp_path / "s")]
+    assert img2bin.main(base + ["-m", "[1,1,1]", "-a", "NCHW"]) == 2
+    line = _one_error_line(capsys)
+    assert "-a -m" in line and "not used with --dataset" in line
+    assert img2bin.main(base + ["--input_name", "u"]) == 2
+    assert "'x'" in _one_error_line(capsys)
+    assert not (tmp_path / "s").exists()
+    assert img2bin.main(base) == 0 and binfiles.Manifest.load(tmp_path / "s").n_images == 8
