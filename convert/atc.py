@@ -25,7 +25,7 @@ import sys
 
 from common.errors import UserError, cli, run
 from data_tools.cliargs import ArgumentParser
-from freeze.signature import FP16_MODES, PRECISION_MODES, Signature, card_path, find_beside
+from freeze.signature import FP16_MODES, PRECISION_MODES, Signature, find_beside
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ECODE = re.compile(r"^(E[0-9A-Z]{5})\b.*$", re.M)
@@ -54,7 +54,9 @@ def up_to_date(model, onnx_path, precision_mode, keep_dtype=None, parent_card=No
     precision mode (a keep_dtype file always rebuilds)."""
     if keep_dtype or not os.path.isfile(onnx_path) or os.path.getmtime(onnx_path) < os.path.getmtime(model):
         return False
-    card = card_path(onnx_path, parent_card)
+    from convert.to_onnx import own_card
+
+    card = own_card(onnx_path, parent_card)
     if not os.path.isfile(card):
         return False
     try:
@@ -117,7 +119,9 @@ def run_atc(argv, output, timeout=None):
 
 def save_om_signature(sig, om, model, argv, precision_mode):
     """The .om's own signature (card_path: never the .pb's card); returns its path."""
-    out = card_path(om, sig.path)
+    from convert.to_onnx import own_card
+
+    out = own_card(om, sig.path)
     art = {"file": os.path.basename(om), "kind": "om", "source": os.path.basename(model),
            "precision_mode": precision_mode, "bytes": os.path.getsize(om), "atc_argv": argv}
     try:
@@ -194,8 +198,10 @@ def main(argv=None):
         print(f"wrote {onnx_path} and {s.path} ({a.precision_mode}); max rel error vs frozen graph "
               f"{c['onnx_vs_frozen_max_rel']:.3g}")
         return 0
+    from convert.to_onnx import own_card
+
     om = output + ".om"
-    card = card_path(om, sig.path)
+    card = own_card(om, sig.path)
     if not a.force:
         for p in (om, card):
             if os.path.exists(p):

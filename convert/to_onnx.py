@@ -16,6 +16,7 @@ On ONNX Runtime's CPU provider the fp16 nodes compute in fp32 between fp16 round
 (it inserts casts), close to but not bit-exact with the NPU: judge with cosine / RED.
 """
 import argparse
+import json
 import logging
 import os
 
@@ -80,6 +81,24 @@ def read_keep_dtype(path):
         else:
             names.append(line)
     return names, types
+
+
+def own_card(artifact_path, parent_card=None):
+    """Where an artifact's own signature goes: ``card_path`` (``<stem>.json``, or
+    ``<file>.json`` when ``<stem>.json`` is the parent's card), and ``<file>.json`` too
+    when ``<stem>.json`` already belongs to another artifact (``m/mine.fp16.om`` and
+    ``m/mine.fp16.onnx`` would share ``m/mine.fp16.json``). find_beside reads
+    ``<file>.json`` first, so readers find it either way."""
+    p = card_path(artifact_path, parent_card)
+    alt = os.fspath(artifact_path) + ".json"
+    if p == alt or not os.path.isfile(p):
+        return p
+    try:
+        with open(p) as f:
+            owner = (json.load(f).get("artifact") or {}).get("file")
+    except (OSError, ValueError, AttributeError):
+        return p  # unreadable: the existence check reports it
+    return p if owner in (None, os.path.basename(artifact_path)) else alt
 
 
 def unsupported_ops(model):
@@ -325,7 +344,7 @@ def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset
         raise UserError(f"--output must end in .onnx, got {output}")
     sig = find_beside(pb_path)
     # the onnx's own card, never the pb's (m/realnvp.onnx beside m/realnvp.pb: m/realnvp.onnx.json)
-    sig_out = card_path(output, sig.path)
+    sig_out = own_card(output, sig.path)
     if not force:
         for p in (output, sig_out):
             if os.path.exists(p):

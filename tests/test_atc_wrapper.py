@@ -192,3 +192,20 @@ def test_shell_wrapper(env, repo_root):
     r = subprocess.run(["bash", os.path.join(repo_root, "convert", "atc.sh")], capture_output=True, text=True,
                        env=dict(os.environ, PYTHON=sys.executable), cwd=str(tmp))
     assert r.returncode == 2 and r.stderr.startswith("error: --model is required") and r.stderr.count("\n") == 1
+
+
+def test_om_and_onnx_of_one_stem_keep_their_own_cards(env, monkeypatch, capsys):
+    """m/realnvp.fp16.om and m/realnvp.fp16.onnx would share m/realnvp.fp16.json: the second
+    artifact gets <file>.json, and neither stage rewrites the other's card."""
+    pb, tmp = env
+    m = tmp / "m"
+    assert atc.main(["--model", pb, "--output", str(m / "realnvp.fp16"), "--precision_mode", "force_fp16"]) == 0
+    om_card = (m / "realnvp.fp16.json").read_bytes()
+    monkeypatch.setenv("PATH", str(tmp / "empty"))  # no atc: the portable fp16 model, same stem
+    args = ["--model", pb, "--output", str(m / "realnvp"), "--precision_mode", "force_fp16"]
+    assert atc.main(args) == 0
+    card = Signature.load(str(m / "realnvp.fp16.onnx.json"))
+    assert card.artifact["file"] == "realnvp.fp16.onnx" and card.artifact["source"] == "realnvp.pb"
+    assert (m / "realnvp.fp16.json").read_bytes() == om_card
+    capsys.readouterr()
+    assert atc.main(args) == 0 and "up to date" in capsys.readouterr().err  # its own card is read
