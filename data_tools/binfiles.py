@@ -210,6 +210,20 @@ class Manifest:
                 raise UserError(f"{p}: holds {len(found)} .bin files, the manifest {self.path} lists "
                                 f"{len(stems)}; they differ in {odd}")
 
+    def check_member(self, folder):
+        """UserError unless ``folder`` is one of this set's input folders and every .bin in
+        it is listed here."""
+        folder = os.path.realpath(os.fspath(folder))
+        mine = [os.path.realpath(p) for p in self.input_dirs()]
+        if folder not in mine:
+            raise UserError(f"{self.path}: belongs to the input folders {mine}, not {folder}")
+        stems = {f["stem"] for f in self.files}
+        extra = sorted(os.path.splitext(n)[0] for n in os.listdir(folder)
+                       if n.endswith(".bin") and os.path.splitext(n)[0] not in stems)
+        if extra:
+            raise UserError(f"{folder}: {extra[0]}.bin is not in the manifest {self.path} "
+                            f"({len(extra)} such file(s)); is the manifest another set's?")
+
     @classmethod
     def load(cls, path):
         path = os.fspath(path)
@@ -227,10 +241,15 @@ class Manifest:
 
 
 def find_manifest(path):
-    """The manifest for an input folder: in it, or in its parent (DIR/x -> DIR)."""
+    """The manifest for an input folder: in it, or in its parent (DIR/x -> DIR). A manifest
+    found in the parent must be this folder's: the folder is one of its input folders and
+    holds no .bin file it does not list (else it is another set's: UserError)."""
     path = os.path.abspath(os.fspath(path))
     for d in (path, os.path.dirname(path)):
         p = os.path.join(d, MANIFEST)
         if os.path.isfile(p):
-            return Manifest.load(p)
+            m = Manifest.load(p)
+            if d != path:
+                m.check_member(path)
+            return m
     return None

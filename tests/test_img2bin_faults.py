@@ -366,3 +366,14 @@ def test_image_flags_are_not_silently_ignored_in_dataset_mode(tmp_path, capsys, 
     assert "'x'" in _one_error_line(capsys)
     assert not (tmp_path / "s").exists()
     assert img2bin.main(base) == 0 and binfiles.Manifest.load(tmp_path / "s").n_images == 8
+
+
+def test_find_manifest_refuses_another_sets_manifest(tmp_path):
+    d, _ = _manifest(tmp_path)
+    assert binfiles.find_manifest(d / "x").n_images == 6
+    (d / "x" / "foreign_00000.bin").write_bytes(b"\0" * 32)  # a .bin the manifest does not list
+    with pytest.raises(UserError, match="foreign_00000.bin is not in the manifest"):
+        binfiles.find_manifest(d / "x")
+    (d / "y").mkdir()
+    with pytest.raises(UserError, match="belongs to the input folders"):
+        binfiles.find_manifest(d / "y")
