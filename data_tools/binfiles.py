@@ -28,6 +28,7 @@ image mode ``images[r]``, so labels kept beside the images (one per line, same o
 line up with the rows.
 """
 import os
+import re
 
 import numpy as np
 
@@ -67,6 +68,21 @@ def read_bin(path, tensor):
     return np.fromfile(path, dtype=tensor.np_dtype).reshape(tensor.shape)
 
 
+def input_dirs(sig):
+    """{input name: folder name}: the name itself, or with characters other than letters,
+    digits, ``_ . -`` replaced by ``_`` (TF names like ``input/images``), made unique."""
+    dirs, used = {}, set()
+    for t in sig.inputs:
+        d = re.sub(r"[^A-Za-z0-9_.-]", "_", t.name).strip(".") or "input"
+        base, k = d, 1
+        while d in used:
+            k += 1
+            d = f"{base}_{k}"
+        used.add(d)
+        dirs[t.name] = d
+    return dirs
+
+
 def batch_stem(prefix, index):
     return f"{prefix}_{index:05d}"
 
@@ -93,7 +109,7 @@ def new_manifest(sig, files, n_images, image_input, noise_inputs=(), seed=0, dat
         "image_input": image_input, "noise_inputs": list(noise_inputs),
         "seed": int(seed), "n_images": int(n_images), "padding": PADDING,
         "noise": NOISE if noise_inputs else None,
-        "inputs": [{"name": t.name, "dir": t.name} for t in sig.inputs],
+        "inputs": [{"name": name, "dir": d} for name, d in input_dirs(sig).items()],
         "files": list(files),
     }
 

@@ -389,7 +389,8 @@ def write_set(sig, out, items, n_images, prefix, manifest_fields, force=False, p
     from tqdm import tqdm
 
     manifest_path = os.path.join(out, binfiles.MANIFEST)
-    targets = [os.path.join(out, t.name) for t in sig.inputs] + [manifest_path]
+    names = binfiles.input_dirs(sig)
+    targets = [os.path.join(out, d) for d in names.values()] + [manifest_path]
     busy = [p for p in targets if os.path.lexists(p)]
     if busy and not force:
         raise UserError(f"{busy[0]}: already exists (expected an empty output folder); "
@@ -397,9 +398,9 @@ def write_set(sig, out, items, n_images, prefix, manifest_fields, force=False, p
     B = sig.batch
     with staging(out) as tmp:
         dirs = {}
-        for t in sig.inputs:
-            os.mkdir(os.path.join(tmp, t.name))
-            dirs[t.name] = os.path.join(tmp, t.name, "")
+        for name, d in names.items():
+            os.mkdir(os.path.join(tmp, d))
+            dirs[name] = os.path.join(tmp, d, "")
         files = []
         for first, k, arrays in tqdm(items, total=-(-n_images // B), disable=not progress,
                                      unit="batch", desc="img2bin"):
@@ -413,8 +414,8 @@ def write_set(sig, out, items, n_images, prefix, manifest_fields, force=False, p
         # manifest that does not describe its files
         for p in sorted(busy, key=lambda p: p != manifest_path):
             shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)
-        for t in sig.inputs:
-            os.replace(os.path.join(tmp, t.name), os.path.join(out, t.name))
+        for d in names.values():
+            os.replace(os.path.join(tmp, d), os.path.join(out, d))
         os.replace(os.path.join(tmp, binfiles.MANIFEST), manifest_path)
     return manifest
 

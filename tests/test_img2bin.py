@@ -206,3 +206,17 @@ def test_export_images_round_trip(tmp_path, fake_cifar):
     before = {n: (pics / n).read_bytes() for n in os.listdir(pics)}
     assert export_images.main(["--dataset", "cifar10", "--data-dir", fake_cifar, "-o", str(pics)]) == 2
     assert {n: (pics / n).read_bytes() for n in os.listdir(pics)} == before
+
+
+def test_input_names_with_slashes_get_plain_folders(tmp_path):
+    src = tmp_path / "pics"
+    src.mkdir()
+    _img(src / "a.png", 4, 4)
+    t = Tensor("input/images", "input/images:0", [1, 4, 4, 3], layout="NHWC")
+    Signature("mine", "forward", 1, [t], [Tensor("y", "y:0", [1])], source={"kind": "pb"}).save(tmp_path / "s.json")
+    out = tmp_path / "bins"
+    assert img2bin.main(["-i", str(src), "-w", "4", "-h", "4", "-a", "NHWC", "--signature", str(tmp_path / "s.json"),
+                         "-o", str(out)]) == 0
+    m = binfiles.Manifest.load(out)
+    assert m.inputs == [{"name": "input/images", "dir": "input_images"}]
+    assert os.listdir(out / "input_images") == ["pics_00000.bin"]
