@@ -133,7 +133,7 @@ def save_om_signature(sig, om, model, argv, precision_mode):
 
 def build_parser():
     p = ArgumentParser(
-        prog="atc.sh",
+        prog="atc.sh", allow_abbrev=False,  # an atc flag passed through is never taken for a prefix of ours
         description="Convert a frozen .pb with ATC (.om), or, where atc is absent, to the portable "
                     "ONNX model. atc flags not listed here are passed through unchanged.",
         epilog="example: bash convert/atc.sh --model m/mine.pb --output m/mine --soc_version Ascend910 "
