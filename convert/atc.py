@@ -1,13 +1,21 @@
 """ATC wrapper: frozen .pb -> .om with arguments derived from the signature.
 
+Generic: ``bash convert/atc.sh --model m/mine.pb --output m/mine`` for any frozen model
+with a signature beside it (freeze writes it); the built-in models' scripts
+(atc_realnvp.sh, atc_rebar.sh) are presets that only add the demo's model path as the
+default --model.
+
 Where ``atc`` is on PATH it is called with an argv list (no shell); success is exit 0
-AND "ATC run success" in its output AND the .om exists. Where it is absent the
-portable ONNX model is built instead (convert/to_onnx.py, same precision mode), so
-the road continues on a host without CANN. Unknown ``--flag=value`` options are
-passed to atc unchanged.
+AND "ATC run success" in its output AND exactly ``<output>.om`` (ATC appends the suffix)
+written by this run. Where it is absent the portable ONNX model is built instead
+(convert/to_onnx.py, same precision mode), so the road continues on a host without CANN.
+Unknown ``--flag=value`` options are passed to atc unchanged. --input_format comes from
+the signature's input layouts (one value for all inputs, as ATC takes it).
+
+Each artifact gets its own signature (freeze/signature.card_path): ``m/mine.om`` beside
+``m/mine.pb`` gets ``m/mine.om.json``; the .pb's card is never rewritten.
 """
 import argparse
-import glob
 import os
 import re
 import shlex
@@ -16,37 +24,61 @@ import subprocess
 import sys
 
 from common.errors import UserError, cli, run
-from freeze.signature import FP16_MODES, PRECISION_MODES, Signature, find_beside, path_beside
+from data_tools.cliargs import ArgumentParser
+from freeze.signature import FP16_MODES, PRECISION_MODES, Signature, find_beside
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = {"realnvp": "runs/demo/realnvp/model/realnvp.pb", "rebar": "runs/demo/rebar/model/rebar.pb"}
 ECODE = re.compile(r"^(E[0-9A-Z]{5})\b.*$", re.M)
 SUCCESS = "ATC run success"
+INPUT_FORMATS = ("NCHW", "NHWC", "ND", "NCDHW", "NDHWC")
 
 
-def up_to_date(model, onnx_path, precision_mode, keep_dtype=None):
+def input_format(sig):
+    """ATC's --input_format from the signature's input layouts: the one image layout the
+    inputs declare (ND inputs take any), ND when none does; two different ones are an
+    error (ATC takes one value for all inputs)."""
+    layouts = sorted({t.layout for t in sig.inputs if t.layout in INPUT_FORMATS and t.layout != "ND"})
+    if len(layouts) > 1:
+        raise UserError(f"{sig.path}: inputs declare layouts {layouts}; ATC takes one --input_format "
+                        "for all inputs: pass --input_format")
+    unknown = sorted({t.layout for t in sig.inputs if t.layout not in INPUT_FORMATS})
+    if unknown:
+        raise UserError(f"{sig.path}: input layout(s) {unknown} not one of {', '.join(INPUT_FORMATS)}; "
+                        "pass --input_format")
+    return layouts[0] if layouts else "ND"
+
+
+def up_to_date(model, onnx_path, precision_mode, keep_dtype=None, parent_card=None):
     """Make's rule for the portable fallback: the .onnx exists, is newer than the .pb, and its
-    signature records it with this precision mode (a keep_dtype file always rebuilds)."""
+    own signature (card_path, never the .pb's) records it, made from this .pb with this
+    precision mode (a keep_dtype file always rebuilds)."""
     if keep_dtype or not os.path.isfile(onnx_path) or os.path.getmtime(onnx_path) < os.path.getmtime(model):
         return False
+    from convert.to_onnx import own_card
+
+    card = own_card(onnx_path, parent_card)
+    if not os.path.isfile(card):
+        return False
     try:
-        card = find_beside(onnx_path)
+        s = Signature.load(card)
     except UserError:
         return False
-    files = {card.artifact.get("file"), (card.artifact.get("onnx") or {}).get("file")}
-    return os.path.basename(onnx_path) in files and card.precision_mode == precision_mode
+    art = s.artifact
+    return (art.get("file") == os.path.basename(onnx_path) and art.get("kind") == "onnx"
+            and art.get("source") in (None, os.path.basename(model))
+            and s.precision_mode == precision_mode)
 
 
 def build_argv(sig, model, output, soc_version="Ascend910", precision_mode="force_fp32",
-               log="error", keep_dtype=None, dynamic_batch_size=None, extra=(), atc="atc"):
+               log="error", keep_dtype=None, dynamic_batch_size=None, extra=(), atc="atc", fmt=None):
     """The exact atc argv for a model and its signature."""
     shape = sig.atc_input_shape()
     if dynamic_batch_size:  # the batch gear is chosen at run time: batch dim -1
         shape = ";".join(f"{t.op}:{','.join(['-1'] + [str(d) for d in t.shape[1:]])}" for t in sig.inputs)
     argv = [atc, f"--model={model}", "--framework=3", f"--output={output}",
             f"--soc_version={soc_version}", f"--input_shape={shape}",
-            f"--out_nodes={sig.atc_out_nodes()}", "--input_format=NHWC", "--output_type=FP32",
-            f"--precision_mode={precision_mode}", f"--log={log}"]
+            f"--out_nodes={sig.atc_out_nodes()}", f"--input_format={fmt or input_format(sig)}",
+            "--output_type=FP32", f"--precision_mode={precision_mode}", f"--log={log}"]
     if keep_dtype:
         argv.append(f"--keep_dtype={keep_dtype}")
     if dynamic_batch_size:
@@ -54,53 +86,68 @@ def build_argv(sig, model, output, soc_version="Ascend910", precision_mode="forc
     return argv + list(extra)
 
 
+def _stamp(path):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def run_atc(argv, output, timeout=None):
-    """Run atc; returns its console text. UserError (with the E-code line) on failure."""
+    """Run atc; returns (console text, ``<output>.om``). UserError (with the E-code line) on
+    failure, or when the .om is missing or is the one that was there before the run."""
+    om = output + ".om"
+    before = _stamp(om)
     try:
         r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            timeout=timeout)
-    except OSError as e:
+    except (OSError, subprocess.SubprocessError) as e:
         raise UserError(f"{argv[0]}: cannot run atc ({e})") from None
     text = r.stdout or ""
-    oms = sorted(glob.glob(glob.escape(output) + "*.om"))
-    if r.returncode == 0 and SUCCESS in text and oms:
-        return text, oms[0]
+    after = _stamp(om)
+    if r.returncode == 0 and SUCCESS in text and after is not None and after != before:
+        return text, om
     codes = [m.group(0).strip() for m in ECODE.finditer(text)]
     if r.returncode == 0 and SUCCESS in text:
-        why = f"atc reported success but wrote no {output}.om"
+        why = f"atc reported success but wrote no {om}" + (" (the old one is unchanged)" if after else "")
     else:
         why = f"atc failed (exit {r.returncode})"
     raise UserError(f"{argv[1].split('=', 1)[1]}: {why}: "
                     f"{codes[0] if codes else (text.strip().splitlines() or ['no output'])[-1]}")
 
 
-def save_om_signature(sig, om, argv, precision_mode):
-    """Signature beside the .om (stem of --output); the pb's own card just records the om."""
-    out = path_beside(om)
-    art = {"file": os.path.basename(om), "kind": "om", "precision_mode": precision_mode,
-           "bytes": os.path.getsize(om), "atc_argv": argv}
-    if os.path.abspath(out) == os.path.abspath(sig.path or ""):
-        new = sig.copy(artifact=dict(sig.artifact, om=art))
-    else:
-        new = sig.copy(precision_mode=precision_mode, artifact=art)
-    new.save(out)
+def save_om_signature(sig, om, model, argv, precision_mode):
+    """The .om's own signature (card_path: never the .pb's card); returns its path."""
+    from convert.to_onnx import own_card
+
+    out = own_card(om, sig.path)
+    art = {"file": os.path.basename(om), "kind": "om", "source": os.path.basename(model),
+           "precision_mode": precision_mode, "bytes": os.path.getsize(om), "atc_argv": argv}
+    try:
+        sig.copy(precision_mode=precision_mode, artifact=art).save(out)
+    except OSError as e:
+        raise UserError(f"{out}: cannot write the .om's signature ({e.strerror or e})") from None
     return out
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
+        prog="atc.sh", allow_abbrev=False,  # an atc flag passed through is never taken for a prefix of ours
         description="Convert a frozen .pb with ATC (.om), or, where atc is absent, to the portable "
                     "ONNX model. atc flags not listed here are passed through unchanged.",
-        epilog="example: bash convert/atc_realnvp.sh --model runs/demo/realnvp/model/realnvp.pb "
-               "--output runs/demo/realnvp/model/realnvp --soc_version Ascend910 --dry-run",
+        epilog="example: bash convert/atc.sh --model m/mine.pb --output m/mine --soc_version Ascend910 "
+               "--dry-run\n         bash convert/atc_realnvp.sh   (preset: the demo's model)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kind", choices=sorted(DEMO), default="realnvp", help="model kind (demo paths)")
-    p.add_argument("--model", help="frozen .pb (default: the demo's, e.g. %s)" % DEMO["realnvp"])
+    p.add_argument("--model", help="frozen .pb, its signature beside it (a preset script gives a default)")
+    p.add_argument("--default-model", dest="default_model", help=argparse.SUPPRESS)
     p.add_argument("--output", help="output path without suffix (default: beside the .pb, same stem)")
     p.add_argument("--soc_version", default="Ascend910", help="Ascend chip, as in npu-smi info")
     p.add_argument("--precision_mode", default="force_fp32", choices=PRECISION_MODES,
-                   help="default force_fp32 (not ATC's force_fp16): the likelihood sums thousands "
-                        "of log terms (logdet, bits/dim) that fp16 cannot hold to 1e-4 bpd")
+                   help="default force_fp32 (not ATC's force_fp16): an offline model must first "
+                        "reproduce the checkpoint; choose an fp16 mode once it does")
+    p.add_argument("--input_format", choices=INPUT_FORMATS,
+                   help="default: from the signature's input layouts")
     p.add_argument("--keep_dtype", help="cfg of op names kept at original precision")
     p.add_argument("--dynamic_batch_size", help='batch gears, e.g. "1,8,16"')
     p.add_argument("--log", default="error", choices=("debug", "info", "warning", "error", "null"))
@@ -116,7 +163,12 @@ def main(argv=None):
     bad = [e for e in extra if not e.startswith("-")]
     if bad:
         raise UserError(f"unexpected argument {bad[0]!r}; pass atc flags as --flag=value")
-    model = a.model or os.path.relpath(os.path.join(ROOT, DEMO[a.kind]))
+    if a.model:
+        model = a.model
+    elif a.default_model:
+        model = os.path.relpath(os.path.join(ROOT, a.default_model))
+    else:
+        raise UserError("--model is required: the frozen .pb to convert (see --help)")
     if not os.path.isfile(model):
         raise UserError(f"{model}: frozen graph not found"
                         + (" (run `make demo` first, or pass --model)" if not a.model else ""))
@@ -126,7 +178,7 @@ def main(argv=None):
     sig = find_beside(model)
     atc = shutil.which("atc")
     argv = build_argv(sig, model, output, a.soc_version, a.precision_mode, a.log, a.keep_dtype,
-                      a.dynamic_batch_size, extra, atc or "atc")
+                      a.dynamic_batch_size, extra, atc or "atc", a.input_format)
     if a.dry_run:
         print(shlex.join(argv))
         return 0
@@ -135,7 +187,7 @@ def main(argv=None):
 
         suffix = ".fp16.onnx" if a.precision_mode in FP16_MODES else ".onnx"
         onnx_path = output + suffix
-        if not a.force and up_to_date(model, onnx_path, a.precision_mode, a.keep_dtype):
+        if not a.force and up_to_date(model, onnx_path, a.precision_mode, a.keep_dtype, sig.path):
             print(f"atc not found on PATH (no CANN here); the portable model {onnx_path} is up to date "
                   f"(newer than {model}, built with {a.precision_mode}); --force rebuilds it", file=sys.stderr)
             return 0
@@ -143,14 +195,20 @@ def main(argv=None):
               file=sys.stderr)
         s = to_onnx.convert(model, onnx_path, a.precision_mode, a.keep_dtype, force=a.force)
         c = s.checks.get("onnx", s.checks)
-        print(f"wrote {onnx_path} ({a.precision_mode}); max rel error vs frozen graph "
+        print(f"wrote {onnx_path} and {s.path} ({a.precision_mode}); max rel error vs frozen graph "
               f"{c['onnx_vs_frozen_max_rel']:.3g}")
         return 0
-    if not a.force and glob.glob(glob.escape(output) + "*.om"):
-        raise UserError(f"{output}.om: already exists (pass --force to replace it)")
+    from convert.to_onnx import own_card
+
+    om = output + ".om"
+    card = own_card(om, sig.path)
+    if not a.force:
+        for p in (om, card):
+            if os.path.exists(p):
+                raise UserError(f"{p}: already exists (pass --force to replace it)")
     print(shlex.join(argv), file=sys.stderr)
     text, om = run_atc(argv, output)
-    card = save_om_signature(sig, om, argv, a.precision_mode)
+    card = save_om_signature(sig, om, model, argv, a.precision_mode)
     print(f"wrote {om} and {card}")
     return 0
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Frozen realnvp .pb -> .om with ATC (or the portable ONNX model where atc is absent).
+# Preset of convert/atc.sh for the demo's RealNVP: with no --model it converts
+# runs/demo/realnvp/model/realnvp.pb (after `make demo`). Every other flag as atc.sh.
 # example: bash convert/atc_realnvp.sh --model runs/demo/realnvp/model/realnvp.pb --output runs/demo/realnvp/model/realnvp --soc_version Ascend910
-# With no arguments it converts the demo's model (after `make demo`). See --help.
-exec bash "$(dirname "${BASH_SOURCE[0]}")/_atc_shim.sh" realnvp "$@"
+exec bash "$(dirname "${BASH_SOURCE[0]}")/atc.sh" --default-model runs/demo/realnvp/model/realnvp.pb "$@"

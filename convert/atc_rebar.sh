@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Frozen rebar .pb -> .om with ATC (or the portable ONNX model where atc is absent).
+# Preset of convert/atc.sh for the demo's SBN (REBAR): with no --model it converts
+# runs/demo/rebar/model/rebar.pb (after `make demo`). Every other flag as atc.sh.
 # example: bash convert/atc_rebar.sh --model runs/demo/rebar/model/rebar.pb --output runs/demo/rebar/model/rebar --soc_version Ascend910
-# With no arguments it converts the demo's model (after `make demo`). See --help.
-exec bash "$(dirname "${BASH_SOURCE[0]}")/_atc_shim.sh" rebar "$@"
+exec bash "$(dirname "${BASH_SOURCE[0]}")/atc.sh" --default-model runs/demo/rebar/model/rebar.pb "$@"

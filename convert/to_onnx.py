@@ -16,6 +16,7 @@ On ONNX Runtime's CPU provider the fp16 nodes compute in fp32 between fp16 round
 (it inserts casts), close to but not bit-exact with the NPU: judge with cosine / RED.
 """
 import argparse
+import json
 import logging
 import os
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from common import fsio
 from common.errors import UserError, cli, run
-from freeze.signature import FP16_MODES, PRECISION_MODES, find_beside, path_beside
+from freeze.signature import FP16_MODES, PRECISION_MODES, card_path, find_beside
 
 OPSETS = range(11, 16)  # what ATC's ONNX parser takes across CANN versions
 CUBE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum", "ConvInteger", "MatMulInteger"}
@@ -51,22 +52,53 @@ def load_graph_def(pb_path):
 
 
 def read_keep_dtype(path):
-    """ATC's --keep_dtype cfg -> (TF op names, ONNX op types)."""
+    """ATC's --keep_dtype cfg -> (TF op names, ONNX op types). UTF-8 text, one entry a
+    line; anything else is a one-line error naming the file and line."""
     if not path:
         return [], []
     if not os.path.isfile(path):
         raise UserError(f"{path}: keep_dtype file not found")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the keep_dtype file ({e.strerror or e})") from None
     names, types = [], []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            if line.startswith("OpType::"):
-                types.append(line[len("OpType::"):])
-            else:
-                names.append(line)
+    for lineno, b in enumerate(raw.splitlines(), 1):
+        try:
+            line = b.decode("utf-8").strip()
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path}:{lineno}: expected UTF-8 text (an op name or OpType::TYPE per line), "
+                            f"found byte 0x{b[e.start]:02x}") from None
+        if not line or line.startswith("#"):
+            continue
+        if any(c.isspace() or not c.isprintable() for c in line):
+            raise UserError(f"{path}:{lineno}: expected one op name or OpType::TYPE per line, found {line!r}")
+        if line.startswith("OpType::"):
+            if not line[len("OpType::"):]:
+                raise UserError(f"{path}:{lineno}: expected OpType::TYPE, found {line!r}")
+            types.append(line[len("OpType::"):])
+        else:
+            names.append(line)
     return names, types
+
+
+def own_card(artifact_path, parent_card=None):
+    """Where an artifact's own signature goes: ``card_path`` (``<stem>.json``, or
+    ``<file>.json`` when ``<stem>.json`` is the parent's card), and ``<file>.json`` too
+    when ``<stem>.json`` already belongs to another artifact (``m/mine.fp16.om`` and
+    ``m/mine.fp16.onnx`` would share ``m/mine.fp16.json``). find_beside reads
+    ``<file>.json`` first, so readers find it either way."""
+    p = card_path(artifact_path, parent_card)
+    alt = os.fspath(artifact_path) + ".json"
+    if p == alt or not os.path.isfile(p):
+        return p
+    try:
+        with open(p) as f:
+            owner = (json.load(f).get("artifact") or {}).get("file")
+    except (OSError, ValueError, AttributeError):
+        return p  # unreadable: the existence check reports it
+    return p if owner in (None, os.path.basename(artifact_path)) else alt
 
 
 def unsupported_ops(model):
@@ -311,14 +343,10 @@ def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset
     if not output.endswith(".onnx"):
         raise UserError(f"--output must end in .onnx, got {output}")
     sig = find_beside(pb_path)
-    sig_out = path_beside(output)
-    same_card = os.path.abspath(sig_out) == os.path.abspath(sig.path or "")
-    if same_card and precision_mode != sig.precision_mode:
-        raise UserError(f"{output}: shares its signature {sig_out} with {pb_path} ({sig.precision_mode}); "
-                        f"name a {precision_mode} model differently, e.g. "
-                        f"{output[:-5]}.{'fp16' if precision_mode in FP16_MODES else precision_mode}.onnx")
+    # the onnx's own card, never the pb's (m/realnvp.onnx beside m/realnvp.pb: m/realnvp.onnx.json)
+    sig_out = own_card(output, sig.path)
     if not force:
-        for p in (output,) + (() if same_card else (sig_out,)):
+        for p in (output, sig_out):
             if os.path.exists(p):
                 raise UserError(f"{p}: already exists (pass --force to replace it)")
     keep_names, keep_types = read_keep_dtype(keep_dtype)
@@ -338,8 +366,11 @@ def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset
     got = run_onnx(sess, sig, feed)
     ref = run_graph_def(gd, sig, feed)
     err = max_rel(got, ref)
-    with fsio.atomic_path(output) as tmp:
-        onnx.save(model, tmp)
+    try:
+        with fsio.atomic_path(output) as tmp:
+            onnx.save(model, tmp)
+    except OSError as e:
+        raise UserError(f"{output}: cannot write the model ({e.strerror or e})") from None
     art = {"file": os.path.basename(output), "kind": "onnx", "opset": opset,
            "precision_mode": precision_mode, "bytes": os.path.getsize(output),
            "source": os.path.basename(pb_path)}
@@ -347,14 +378,12 @@ def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset
         art["keep_dtype"] = {"file": os.path.abspath(keep_dtype), "nodes_kept_fp32": kept,
                              "op_types_kept_fp32": keep_types}
     check = {"onnx_vs_frozen_max_rel": err, "onnx_checker": True, "onnxruntime_loads": True}
-    if same_card:  # realnvp.onnx beside realnvp.pb: one card, the onnx recorded in it
-        out = sig.copy()
-        out.artifact = dict(sig.artifact, onnx=art)
-        out.checks = dict(sig.checks, onnx=check)
-    else:
-        checks = {k: v for k, v in sig.checks.items() if k != "onnx"}
-        out = sig.copy(precision_mode=precision_mode, artifact=art, checks=dict(checks, **check))
-    out.save(sig_out)
+    checks = {k: v for k, v in sig.checks.items() if k != "onnx"}
+    out = sig.copy(precision_mode=precision_mode, artifact=art, checks=dict(checks, **check))
+    try:
+        out.save(sig_out)
+    except OSError as e:
+        raise UserError(f"{sig_out}: cannot write the signature ({e.strerror or e})") from None
     return out
 
 

@@ -1,8 +1,9 @@
 """Input .bin files and their manifest: the writer and the reader (this stage owns them).
 
 An input .bin holds one static batch of one model input: raw C-order bytes in the
-signature's dtype and shape, no header (what msame feeds to the model). A dataset
-written for a model is a folder:
+signature's dtype and shape, no header (what msame feeds to the model). A set of inputs
+written for a model (img2bin's dataset mode, or its image mode with --signature) is a
+folder:
 
     DIR/manifest.json
     DIR/<input name>/<prefix>_<00000>.bin       one folder per model input, in signature order
@@ -10,12 +11,24 @@ written for a model is a folder:
 so msame's multi-input form is ``--input DIR/x,DIR/u`` (files matched by name). The
 manifest says which images are in which file and how many rows are padding:
 
-    {"format": "ascend-road-inputs/1", "dataset": "cifar10", "split": "test",
-     "signature": {...model, batch, inputs...}, "seed": 0, "n_images": 1017,
+    {"format": "ascend-road-inputs/1",
+     "source": "dataset" | "images",
+     "dataset": "cifar10" | null, "split": "test" | null,
+     "images_dir": null | "/abs/folder/of/images",
+     "images": null | ["a.png", "b.png", ...],      # image mode: source files, row order
+     "preprocess": null | {"width": 32, ..., "output_type": "float32"},   # image mode flags
+     "signature": {...path, model, graph, batch, inputs...},
+     "image_input": "x", "noise_inputs": ["u"],
+     "seed": 0, "n_images": 1017, "padding": "repeat_last", "noise": "...",
      "inputs": [{"name": "x", "dir": "x"}, {"name": "u", "dir": "u"}],
      "files": [{"stem": "cifar10_test_00000", "first": 0, "n_real": 16, "n_pad": 0}, ...]}
+
+Row r of the whole set (over the files in order, padding rows skipped) is image r: in
+image mode ``images[r]``, so labels kept beside the images (one per line, same order)
+line up with the rows.
 """
 import os
+import re
 
 import numpy as np
 
@@ -24,6 +37,8 @@ from common.errors import UserError
 
 FORMAT = "ascend-road-inputs/1"
 MANIFEST = "manifest.json"
+PADDING = "repeat_last"
+NOISE = "uniform (0,1) float32, numpy PCG64([seed, crc32(name)]), image order"
 
 
 def write_bin(path, array, tensor=None):
@@ -53,6 +68,102 @@ def read_bin(path, tensor):
     return np.fromfile(path, dtype=tensor.np_dtype).reshape(tensor.shape)
 
 
+def input_dirs(sig):
+    """{input name: folder name}: the name itself, or with characters other than letters,
+    digits, ``_ . -`` replaced by ``_`` (TF names like ``input/images``), made unique."""
+    dirs, used = {}, set()
+    for t in sig.inputs:
+        d = re.sub(r"[^A-Za-z0-9_.-]", "_", t.name).strip(".") or "input"
+        base, k = d, 1
+        while d in used:
+            k += 1
+            d = f"{base}_{k}"
+        used.add(d)
+        dirs[t.name] = d
+    return dirs
+
+
+def batch_stem(prefix, index):
+    return f"{prefix}_{index:05d}"
+
+
+def file_entry(stem, first, n_real, batch):
+    return {"stem": stem, "first": int(first), "n_real": int(n_real), "n_pad": int(batch - n_real)}
+
+
+def new_manifest(sig, files, n_images, image_input, noise_inputs=(), seed=0, dataset=None, split=None,
+                 images=None, images_dir=None, preprocess=None):
+    """The manifest dict of a set of input files written for ``sig`` (img2bin's two modes
+    build it here, so both write the same fields). ``files``: ``file_entry`` dicts in
+    order; ``images``: source file names in row order (image mode), else None."""
+    return {
+        "format": FORMAT,
+        "source": "images" if images is not None else "dataset",
+        "dataset": dataset, "split": split,
+        "images_dir": images_dir and os.path.abspath(images_dir),
+        "images": list(images) if images is not None else None,
+        "preprocess": preprocess,
+        "signature": {"path": sig.path and os.path.abspath(sig.path), "model": sig.model,
+                      "graph": sig.graph, "batch": sig.batch,
+                      "inputs": [t.to_dict() for t in sig.inputs]},
+        "image_input": image_input, "noise_inputs": list(noise_inputs),
+        "seed": int(seed), "n_images": int(n_images), "padding": PADDING,
+        "noise": NOISE if noise_inputs else None,
+        "inputs": [{"name": name, "dir": d} for name, d in input_dirs(sig).items()],
+        "files": list(files),
+    }
+
+
+def _validate(d, path):
+    """Structure and arithmetic of a manifest: one UserError naming the first problem."""
+    def bad(what, found):
+        raise UserError(f"{path}: {what}, found {found!r}")
+
+    sig = d.get("signature", {})
+    if not isinstance(sig, dict):
+        bad("expected 'signature' an object", sig)
+    batch = sig.get("batch")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        bad("expected signature.batch a positive integer", batch)
+    n = d.get("n_images")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        bad("expected n_images a positive integer", n)
+    inputs = d.get("inputs")
+    if not isinstance(inputs, list) or not inputs or not all(
+            isinstance(i, dict) and isinstance(i.get("name"), str) and isinstance(i.get("dir"), str)
+            and i["dir"] and os.sep not in i["dir"] and i["dir"] not in (".", "..") for i in inputs):
+        bad("expected inputs a non-empty list of {name, dir} (dir a plain folder name)", inputs)
+    files = d.get("files")
+    if not isinstance(files, list) or not files:
+        bad("expected files a non-empty list", files)
+    first, stems = 0, set()
+    for k, f in enumerate(files):
+        if not isinstance(f, dict) or not isinstance(f.get("stem"), str) or not f["stem"]:
+            bad(f"files[{k}]: expected an object with a 'stem'", f)
+        vals = [f.get(key) for key in ("first", "n_real", "n_pad")]
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in vals):
+            bad(f"files[{k}] ({f['stem']}): first, n_real, n_pad must be integers", vals)
+        if batch is None:  # a manifest without its signature: the first file says the batch
+            batch = f["n_real"] + f["n_pad"]
+        if not 1 <= f["n_real"] <= batch:
+            bad(f"files[{k}] ({f['stem']}): n_real must be 1..{batch} (the batch)", f["n_real"])
+        if f["n_real"] + f["n_pad"] != batch:
+            bad(f"files[{k}] ({f['stem']}): n_real + n_pad must be the batch {batch}",
+                f["n_real"] + f["n_pad"])
+        if f["first"] != first:
+            bad(f"files[{k}] ({f['stem']}): first must be {first} (rows run on from the file before)",
+                f["first"])
+        if f["stem"] in stems:
+            bad(f"files[{k}]: stems must be unique", f["stem"])
+        stems.add(f["stem"])
+        first += f["n_real"]
+    if first != n:
+        bad(f"n_images must equal the real rows of the files ({first})", n)
+    images = d.get("images")
+    if images is not None and (not isinstance(images, list) or len(images) != n):
+        bad(f"images must list the {n} source files", images if not isinstance(images, list) else len(images))
+
+
 class Manifest:
     def __init__(self, d, path):
         self.d, self.path = d, path
@@ -70,6 +181,16 @@ class Manifest:
     def n_images(self):
         return int(self.d["n_images"])
 
+    @property
+    def batch(self):
+        f = self.files[0]
+        return int(self.d.get("signature", {}).get("batch") or f["n_real"] + f["n_pad"])
+
+    @property
+    def images(self):
+        """Source image file names in row order (image mode), else None."""
+        return self.d.get("images")
+
     def input_dirs(self):
         return [os.path.join(self.root, i["dir"]) for i in self.inputs]
 
@@ -78,17 +199,57 @@ class Manifest:
         for f in self.files:
             if f["stem"] == stem:
                 return int(f["n_real"])
-        raise UserError(f"{self.path}: no file with stem {stem!r} in the manifest")
+        raise UserError(f"{self.path}: no file with stem {stem!r} in the manifest "
+                        f"(is it another set's manifest? it lists {self.files[0]['stem']}...)")
+
+    def check_signature(self, sig):
+        """UserError unless the manifest was written for this signature's batch and inputs."""
+        want = [(t.name, t.shape, t.dtype) for t in sig.inputs]
+        got = [(t.get("name"), t.get("shape"), t.get("dtype"))
+               for t in self.d.get("signature", {}).get("inputs") or []]
+        if self.batch != sig.batch or (got and want != got):
+            raise UserError(f"{self.path}: written for batch {self.batch} inputs {got}, but "
+                            f"{sig.path or 'the signature'} has batch {sig.batch} inputs {want}")
+
+    def check_inputs(self, dirs):
+        """UserError unless ``dirs`` (msame's --input folders) are this set's folders and hold
+        exactly its files."""
+        mine = [os.path.realpath(p) for p in self.input_dirs()]
+        given = [os.path.realpath(os.fspath(p)) for p in dirs]
+        if given != mine:
+            raise UserError(f"{self.path}: belongs to the input folders {mine}, not {given}")
+        stems = {f["stem"] for f in self.files}
+        for p in given:
+            found = {os.path.splitext(n)[0] for n in os.listdir(p) if n.endswith(".bin")}
+            if found != stems:
+                odd = sorted(found ^ stems)[:3]
+                raise UserError(f"{p}: holds {len(found)} .bin files, the manifest {self.path} lists "
+                                f"{len(stems)}; they differ in {odd}")
+
+    def check_member(self, folder):
+        """UserError unless ``folder`` is one of this set's input folders and every .bin in
+        it is listed here."""
+        folder = os.path.realpath(os.fspath(folder))
+        mine = [os.path.realpath(p) for p in self.input_dirs()]
+        if folder not in mine:
+            raise UserError(f"{self.path}: belongs to the input folders {mine}, not {folder}")
+        stems = {f["stem"] for f in self.files}
+        extra = sorted(os.path.splitext(n)[0] for n in os.listdir(folder)
+                       if n.endswith(".bin") and os.path.splitext(n)[0] not in stems)
+        if extra:
+            raise UserError(f"{folder}: {extra[0]}.bin is not in the manifest {self.path} "
+                            f"({len(extra)} such file(s)); is the manifest another set's?")
 
     @classmethod
     def load(cls, path):
         path = os.fspath(path)
         if os.path.isdir(path):
             path = os.path.join(path, MANIFEST)
-        d = fsio.read_json(path, "manifest not found (img2bin --dataset writes it)")
+        d = fsio.read_json(path, "manifest not found (img2bin --dataset, or -i with --signature, writes it)")
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             found = d.get("format") if isinstance(d, dict) else type(d).__name__
             raise UserError(f"{path}: not an input manifest (expected format {FORMAT!r}, found {found!r})")
+        _validate(d, path)
         return cls(d, path)
 
     def save(self, path=None):
@@ -96,10 +257,15 @@ class Manifest:
 
 
 def find_manifest(path):
-    """The manifest for an input folder: in it, or in its parent (DIR/x -> DIR)."""
+    """The manifest for an input folder: in it, or in its parent (DIR/x -> DIR). A manifest
+    found in the parent must be this folder's: the folder is one of its input folders and
+    holds no .bin file it does not list (else it is another set's: UserError)."""
     path = os.path.abspath(os.fspath(path))
     for d in (path, os.path.dirname(path)):
         p = os.path.join(d, MANIFEST)
         if os.path.isfile(p):
-            return Manifest.load(p)
+            m = Manifest.load(p)
+            if d != path:
+                m.check_member(path)
+            return m
     return None

@@ -71,19 +71,38 @@ def load_cifar10(data_dir=None, split="train"):
 
 
 def _read_amat(path):
+    """Larochelle's text: 784 numbers a row. Binary garbage, non-numbers, NaN/inf and an
+    empty file are one-line errors naming the file and line."""
     rows = []
-    with open(path, "r") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("ascii")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{lineno}: expected text (784 numbers per row), found byte "
+                                f"0x{raw[e.start]:02x}; not an .amat file") from None
             if not line.strip():
                 continue
             vals = line.split()
             if len(vals) != 784:
                 raise UserError(f"{path}:{lineno}: expected 784 values per row, found {len(vals)}")
-            rows.append(vals)
+            try:
+                row = np.asarray(vals, dtype=np.float64)
+            except ValueError:
+                bad = next(v for v in vals if not _is_number(v))
+                raise UserError(f"{path}:{lineno}: expected numbers, found {bad[:20]!r}") from None
+            rows.append(row)
+    if not rows:
+        raise UserError(f"{path}: expected rows of 784 values, found an empty file")
+    return np.stack(rows)
+
+
+def _is_number(v):
     try:
-        return np.asarray(rows, dtype=np.float64)
-    except ValueError as e:
-        raise UserError(f"{path}: non-numeric value ({e})") from None
+        float(v)
+        return True
+    except ValueError:
+        return False
 
 
 def _read_mat(path):
@@ -133,8 +152,18 @@ def load_binarized_mnist(data_dir=None, split="train"):
 
 def load(dataset, split, data_dir=None):
     """Images of a dataset split as uint8: CIFAR-10 [N,32,32,3], MNIST [N,784]."""
+    return load_labeled(dataset, split, data_dir)[0]
+
+
+def load_labeled(dataset, split, data_dir=None):
+    """(images, labels or None): CIFAR-10's int64 class labels; binarized MNIST has none."""
     if dataset == "cifar10":
-        return load_cifar10(data_dir, split)[0]
+        return load_cifar10(data_dir, split)
     if dataset == "binarized_mnist":
-        return load_binarized_mnist(data_dir, split)
+        return load_binarized_mnist(data_dir, split), None
     raise UserError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+
+
+def image_shape(dataset):
+    """(H, W, C) of one image as a picture: CIFAR-10 RGB 32x32, binarized MNIST gray 28x28."""
+    return {"cifar10": (32, 32, 3), "binarized_mnist": (28, 28, 1)}[dataset]

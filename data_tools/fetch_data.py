@@ -19,12 +19,14 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common.errors import UserError, cli, run  # noqa: E402
 from data_tools import datasets  # noqa: E402
+from data_tools.cliargs import ArgumentParser  # noqa: E402
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -106,8 +108,10 @@ def _staged(src, data_dir):
         if os.path.isfile(src):
             try:
                 _extract(src, work)
-            except (tarfile.TarError, OSError) as e:
-                raise UserError(f"{src}: not a readable tar archive ({e})") from None
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+                # EOFError / zlib.error: a truncated or corrupt .tar.gz (an interrupted download)
+                raise UserError(f"{src}: not a complete, readable tar archive ({type(e).__name__}: "
+                                f"{e}); download it again") from None
             root = work
         out = os.path.join(work, "out")
         os.mkdir(out)
@@ -154,15 +158,22 @@ def import_mnist(src, data_dir, force=False, full=False):
     return f"imported binarized MNIST into {target}"
 
 
+def _is_tar(src):
+    try:
+        return tarfile.is_tarfile(src)
+    except (OSError, EOFError, zlib.error):
+        return False
+
+
 def has_cifar(src):
-    return (os.path.isfile(src) and tarfile.is_tarfile(src) and "cifar" in os.path.basename(src).lower()) or (
+    return (os.path.isfile(src) and "cifar" in os.path.basename(src).lower() and _is_tar(src)) or (
         os.path.isdir(src) and _find(src, datasets.CIFAR_TEST[0]) is not None)
 
 
 def has_mnist(src):
     if os.path.isdir(src):
         return any(_find(src, f"binarized_mnist_test{e}") for e in (".amat", ".mat"))
-    return os.path.isfile(src) and tarfile.is_tarfile(src) and "mnist" in os.path.basename(src).lower()
+    return os.path.isfile(src) and "mnist" in os.path.basename(src).lower() and _is_tar(src)
 
 
 def fetch(data_dir, cifar_url=CIFAR_URL, mnist_url=MNIST_URL, force=False, timeout=30):
@@ -204,12 +215,23 @@ def _get(url, dest, data_dir, timeout):
 
 @cli
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, epilog=EXAMPLE,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, epilog=EXAMPLE,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=datasets.default_data_dir(), help="default $DATA_DIR or ./data")
     ap.add_argument("--from", dest="src", help="local tarball or folder to import instead of downloading")
     ap.add_argument("--force", action="store_true", help="replace datasets already in --data-dir")
     a = ap.parse_args(argv)
+    try:
+        msgs = _run(a)
+    except OSError as e:  # unwritable or full --data-dir (downloads report their own errors)
+        raise UserError(f"{e.filename or a.data_dir}: cannot write ({e.strerror or e}); nothing was "
+                        "installed") from None
+    for m in msgs:
+        print(m)
+    return 0
+
+
+def _run(a):
     if a.src:
         if not os.path.exists(a.src):
             raise UserError(f"{a.src}: --from path does not exist")
@@ -223,9 +245,7 @@ def main(argv=None):
                             "binarized_mnist_{train,valid,test}.amat|.mat")
     else:
         msgs = fetch(a.data_dir, force=a.force)
-    for m in msgs:
-        print(m)
-    return 0
+    return msgs
 
 
 if __name__ == "__main__":

@@ -33,15 +33,20 @@ def test_letterbox_mean_coef_layout(tmp_path):
 
 
 def test_gray_stays_hw_and_uint8_nhwc_and_yuv(tmp_path):
-    img = _img(tmp_path / "g.jpg", 8, 8)
+    _img(tmp_path / "g.jpg", 8, 8)
     g = img2bin.convert_image(tmp_path / "g.jpg", 8, 8, "GRAY", "NCHW", "uint8")
     assert g.shape == (8, 8) and g.dtype == np.uint8
     c = img2bin.convert_image(tmp_path / "g.jpg", 8, 8, "BGR", "NHWC", "int32")
     assert c.shape == (8, 8, 3) and c.dtype == np.int32
     np.testing.assert_array_equal(c, cv2.imread(str(tmp_path / "g.jpg")).astype(np.int32))
+    np.testing.assert_array_equal(g, cv2.cvtColor(cv2.imread(str(tmp_path / "g.jpg")), cv2.COLOR_BGR2GRAY))
     y = img2bin.convert_image(tmp_path / "g.jpg", 8, 8, "YUV")
     assert y.shape == (12, 8) and y.dtype == np.uint8
-    assert img.shape == (8, 8, 3)
+    bgr = cv2.imread(str(tmp_path / "g.jpg")).astype(np.int64)  # what the tool read (jpg is lossy)
+    np.testing.assert_array_equal(y[:8], (bgr @ [29, 150, 77]) >> 8)  # Ascend's integer Y
+    sub = bgr[::2, ::2]
+    np.testing.assert_array_equal(y[8:, 0::2], ((sub @ [131, -87, -44]) >> 8) + 128 & 0xFF)
+    np.testing.assert_array_equal(y[8:, 1::2], ((sub @ [-21, -110, 131]) >> 8) + 128 & 0xFF)
 
 
 def test_sorted_txt_and_collision(tmp_path, capsys):
@@ -74,8 +79,8 @@ def test_errors_exit_nonzero(tmp_path, capsys, args, words):
     assert rc == 2 and all(w in err for w in words), err
 
 
-def _sig(path, batch, x_shape, u_shape):
-    s = Signature("m", "forward", batch, [Tensor("x", "x:0", [batch] + x_shape, layout="NHWC"),
+def _sig(path, batch, x_shape, u_shape, model="realnvp"):
+    s = Signature(model, "forward", batch, [Tensor("x", "x:0", [batch] + x_shape, layout="NHWC"),
                                           Tensor("u", "u:0", [batch] + u_shape)],
                   [Tensor("z", "z:0", [batch])])
     s.save(path)
@@ -107,7 +112,7 @@ def test_dataset_mode_real_cifar(tmp_path, cifar_dir):
 def test_dataset_mode_real_mnist_noise_independent_of_batch(tmp_path, mnist_dir):
     outs = {}
     for b in (4, 7):
-        sig = _sig(tmp_path / f"m{b}.json", b, [784], [2, 400])
+        sig = _sig(tmp_path / f"m{b}.json", b, [784], [2, 400], model="rebar")
         outs[b] = tmp_path / f"bins{b}"
         assert img2bin.main(["--dataset", "binarized_mnist", "--signature", sig, "-o", str(outs[b]),
                              "--data-dir", mnist_dir, "--limit", "30", "--seed", "1"]) == 0
@@ -122,3 +127,96 @@ def test_dataset_mode_real_mnist_noise_independent_of_batch(tmp_path, mnist_dir)
     np.testing.assert_array_equal(x4, x7)
     np.testing.assert_array_equal(rows(4, "u", [2, 400]), rows(7, "u", [2, 400]))
     assert json.load(open(outs[4] / "manifest.json"))["seed"] == 1
+
+
+# --- image mode with --signature: a user's folder of images, batched for their model -------
+
+def _user_sig(path, batch, shape, dtype="float32", layout="NHWC", inputs=None, model="mine"):
+    ins = inputs or [Tensor("images", "images:0", [batch] + shape, dtype, layout)]
+    s = Signature(model, "forward", batch, ins, [Tensor("logits", "logits:0", [batch, 10])],
+                  source={"kind": "pb"})
+    s.save(path)
+    return str(path)
+
+
+def test_image_mode_with_signature_batches_pads_and_lists_files(tmp_path, capsys):
+    src = tmp_path / "pics"
+    src.mkdir()
+    imgs = {f"p{i}.png": _img(src / f"p{i}.png", 6, 6, seed=i) for i in range(5)}
+    sig = _user_sig(tmp_path / "mine.json", 2, [6, 6, 3])
+    out = tmp_path / "bins"
+    assert img2bin.main(["-i", str(src), "-w", "6", "-h", "6", "-f", "RGB", "-a", "NHWC", "-m", "[1,2,3]",
+                         "-c", "[0.5,0.25,2]", "--signature", sig, "-o", str(out)]) == 0
+    m = binfiles.Manifest.load(out)
+    assert m.images == sorted(imgs) and m.n_images == 5 and m.d["source"] == "images"
+    assert [(f["stem"], f["first"], f["n_real"], f["n_pad"]) for f in m.files] == [
+        ("pics_00000", 0, 2, 0), ("pics_00001", 2, 2, 0), ("pics_00002", 4, 1, 1)]
+    assert m.d["preprocess"]["output_type"] == "float32" and m.d["image_input"] == "images"
+    t = Signature.load(sig).inputs[0]
+    rows = np.concatenate([binfiles.read_bin(out / "images" / f"{f['stem']}.bin", t) for f in m.files])
+    want = np.stack([(imgs[n][..., ::-1].astype(np.float32) - [1, 2, 3]) * np.float32([0.5, 0.25, 2])
+                     for n in sorted(imgs)])
+    np.testing.assert_array_equal(rows[:5], want)
+    np.testing.assert_array_equal(rows[5], rows[4])  # padding repeats the last image
+    assert sorted(os.listdir(out)) == ["images", "manifest.json"]  # no staging folder left
+    # layout and dtype come from the signature: NCHW uint8
+    sig2 = _user_sig(tmp_path / "mine2.json", 4, [3, 6, 6], "uint8", "NCHW")
+    assert img2bin.main(["-i", str(src), "-w", "6", "-h", "6", "--signature", sig2, "-o", str(tmp_path / "b2")]) == 0
+    t2 = Signature.load(sig2).inputs[0]
+    x = binfiles.read_bin(tmp_path / "b2" / "images" / "pics_00000.bin", t2)
+    np.testing.assert_array_equal(x[0], imgs["p0.png"].transpose(2, 0, 1))  # BGR, NCHW, uint8
+    capsys.readouterr()
+
+
+def test_image_mode_with_signature_fills_a_builtin_models_noise(tmp_path):
+    src = tmp_path / "pics"
+    src.mkdir()
+    for i in range(3):
+        _img(src / f"{i}.png", 4, 4, seed=i)
+    sig = _sig(tmp_path / "rn.json", 2, [4, 4, 3], [4, 4, 3])  # built-in realnvp: x + noise u
+    out = tmp_path / "bins"
+    assert img2bin.main(["-i", str(src), "-w", "4", "-h", "4", "-a", "NHWC", "--signature", sig, "-o", str(out),
+                         "--seed", "5"]) == 0
+    m = binfiles.Manifest.load(out)
+    assert m.d["noise_inputs"] == ["u"] and [i["dir"] for i in m.inputs] == ["x", "u"]
+    u = binfiles.read_bin(out / "u" / "pics_00000.bin", Signature.load(sig).inputs[1])
+    np.testing.assert_array_equal(u.reshape(-1), img2bin.Noise(5, "u").next(u.size))
+
+
+def test_export_images_round_trip(tmp_path, fake_cifar):
+    from data_tools import export_images
+
+    pics = tmp_path / "pics"
+    assert export_images.main(["--dataset", "cifar10", "--split", "test", "--data-dir", fake_cifar,
+                               "-o", str(pics), "--limit", "5"]) == 0
+    images, labels = datasets.load_labeled("cifar10", "test", fake_cifar)
+    assert sorted(os.listdir(pics)) == [f"cifar10_test_{i:05d}.png" for i in range(5)] + ["labels.txt"]
+    assert (pics / "labels.txt").read_text().split() == [str(v) for v in labels[:5]]
+    sig = _user_sig(tmp_path / "mine.json", 4, [32, 32, 3])
+    out = tmp_path / "bins"
+    assert img2bin.main(["-i", str(pics), "-w", "32", "-h", "32", "-f", "RGB", "-a", "NHWC",
+                         "--signature", sig, "-o", str(out)]) == 0
+    m = binfiles.Manifest.load(out)
+    assert m.images == [f"cifar10_test_{i:05d}.png" for i in range(5)]
+    t = Signature.load(sig).inputs[0]
+    rows = np.concatenate([binfiles.read_bin(out / "images" / f"{f['stem']}.bin", t)[:f["n_real"]]
+                           for f in m.files])
+    np.testing.assert_array_equal(rows, images[:5].astype(np.float32))  # PNG is lossless, RGB kept
+    # again without --force: refused, nothing changed
+    before = {n: (pics / n).read_bytes() for n in os.listdir(pics)}
+    assert export_images.main(["--dataset", "cifar10", "--data-dir", fake_cifar, "-o", str(pics)]) == 2
+    assert {n: (pics / n).read_bytes() for n in os.listdir(pics)} == before
+
+
+def test_input_names_with_slashes_get_plain_folders(tmp_path):
+    src = tmp_path / "pics"
+    src.mkdir()
+    _img(src / "a.png", 4, 4)
+    t = Tensor("input/images", "input/images:0", [1, 4, 4, 3], layout="NHWC")
+    Signature("mine", "forward", 1, [t], [Tensor("y", "y:0", [1])], source={"kind": "pb"}).save(tmp_path / "s.json")
+    out = tmp_path / "bins"
+    assert img2bin.main(["-i", str(src), "-w", "4", "-h", "4", "-a", "NHWC", "--signature", str(tmp_path / "s.json"),
+                         "-o", str(out)]) == 0
+    m = binfiles.Manifest.load(out)
+    assert m.inputs == [{"name": "input/images", "dir": "input_images"}]
+    assert os.listdir(out / "input_images") == ["pics_00000.bin"]
