@@ -10,6 +10,8 @@ Output shapes come from the graph where static, else from one run on zeros.
 Frozen .pb: ``--input_shape "name:16,28,28,1;name2:..."`` (placeholders whose static
 shape is complete may be left out) and ``--output_node_names a,b`` (ATC's --out_nodes,
 ``name`` or ``name:i``); dtypes from the graph; output shapes from one run on zeros.
+Input order (msame's --input order): the placeholders named in --input_shape in that
+order, then the others in graph order.
 
 The signature: model = file stem, graph "forward", source {"kind": "onnx" | "pb"},
 batch = the first input's first dimension (1 for a scalar input).
@@ -200,6 +202,20 @@ def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_fi
     if unknown:
         raise UserError(f"--input_shape: {model} has no placeholder {unknown[0]!r}; "
                         f"its placeholders are {[op.name for op in placeholders]}")
+    order = {n.split(":")[0]: k for k, n in enumerate(given)}  # --input_shape order, then the graph's
+    placeholders.sort(key=lambda op: order.get(op.name, len(order)))
+    names = [n.strip() for n in str(output_nodes).replace(";", ",").split(",") if n.strip()]
+    outs = []
+    for n in names:
+        tn = n if ":" in n else n + ":0"
+        try:
+            t = g.get_tensor_by_name(tn)
+        except (KeyError, ValueError):
+            raise UserError(f"--output_node_names: {model} has no tensor {tn!r}") from None
+        dtype = t.dtype.base_dtype.name
+        if dtype not in DTYPES:
+            raise UserError(f"{model}: output {tn!r} has dtype {dtype}, not one of {DTYPES}")
+        outs.append((tn, dtype))
     ins = []
     for k, op in enumerate(placeholders):
         t = op.outputs[0]
@@ -216,18 +232,6 @@ def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_fi
         first = first_files[k] if first_files and k < len(first_files) else None
         shape = _resolve(model, op.name, dims, dtype, _lookup(given, op.name), dym, first)
         ins.append(Tensor(op.name, t.name, shape, dtype, where=model))
-    names = [n.strip() for n in str(output_nodes).replace(";", ",").split(",") if n.strip()]
-    outs = []
-    for n in names:
-        tn = n if ":" in n else n + ":0"
-        try:
-            t = g.get_tensor_by_name(tn)
-        except (KeyError, ValueError):
-            raise UserError(f"--output_node_names: {model} has no tensor {tn!r}") from None
-        dtype = t.dtype.base_dtype.name
-        if dtype not in DTYPES:
-            raise UserError(f"{model}: output {tn!r} has dtype {dtype}, not one of {DTYPES}")
-        outs.append((tn, dtype))
     try:
         with tf.Session(graph=g) as s:
             res = s.run([o for o, _ in outs], {t.tensor: np.zeros(t.shape, t.np_dtype) for t in ins})

@@ -8,6 +8,7 @@ path runs without TensorFlow being imported, and the om path needs neither.
         z, logdet = r.infer({"x": x, "u": u})
     run_dir = run_inputs(r, ["bins/x", "bins/u"], "out")       # msame folder mode
 """
+import contextlib
 import importlib
 import json
 import os
@@ -328,7 +329,7 @@ def _check_content(path, buf, tensor, check):
     bad = np.flatnonzero(~np.isfinite(flat) | (flat < lo) | (flat > hi))
     k = int(bad[0])
     raise UserError(f"{path}: input {tensor.name!r} ({tensor.dtype}) holds {bad.size} value(s) not {what} "
-                    f"(first: {flat[k]!r} at index {k}); is the file written as {tensor.dtype} "
+                    f"(first: {flat[k].item()!r} at index {k}); is the file written as {tensor.dtype} "
                     f"{tensor.shape}?")
 
 
@@ -482,32 +483,88 @@ def run_inputs(runner, inputs, output, fmt="BIN", resume=False, loop=1, progress
     sig = runner.signature
     fmt = "TXT" if fmt == "TXT" else "BIN"  # msame: exactly "TXT", anything else BIN
     inputs = [os.fspath(i) for i in inputs]
+    if not 1 <= int(loop) <= 100:
+        raise UserError(f"--loop must be in 1 to 100, got {loop}")
+    check_manifest(sig, inputs)  # first: swapped folders are named as such, not as a size mismatch
     mode, items = plan(sig, inputs)
     if mode != "file":
         loop = 1
-    if not 1 <= int(loop) <= 100:
-        raise UserError(f"--loop must be in 1 to 100, got {loop}")
-    check_manifest(sig, inputs)
     checks = _content_checks(sig, inputs)
     record = make_record(runner, inputs, mode, items, fmt)
-    run_dir = (resume_dir(output, record) if resume else None) or layout.new_run_dir(output)
-    previous = layout.read_record(run_dir) if resume else None
+    run_dir = resume_dir(output, record) if resume else None
+    previous = layout.read_record(run_dir) if run_dir else None
+    if run_dir is None:
+        run_dir = layout.new_run_dir(output)
+    try:
+        return _run(runner, mode, items, checks, fmt, loop, progress, log, say, record, run_dir,
+                    previous, resume)
+    except UserError:
+        if previous is None:
+            _drop_if_empty(run_dir)
+        raise
+
+
+def _drop_if_empty(run_dir):
+    """Remove a new run folder in which no output was written (it would be one more run in
+    OUT for loss_check to refuse); one with outputs stays, its record saying incomplete."""
+    with contextlib.suppress(OSError):
+        names = os.listdir(run_dir)
+        if not any(layout.OUTPUT_RE.match(n) for n in names):
+            for n in names:
+                os.unlink(os.path.join(run_dir, n))
+            os.rmdir(run_dir)
+
+
+def _run(runner, mode, items, checks, fmt, loop, progress, log, say, record, run_dir, previous, resume):
+    sig = runner.signature
     t_start = time.time()
     layout.write_record(run_dir, dict(record, complete=False, started=t_start, run_dir=os.path.abspath(run_dir)))
     say("[INFO] create model output success")
     say(run_dir)
-    n_out = len(sig.outputs)
     times, done, skipped, redone = [], [], [], []
     t_wall = time.perf_counter()
     bar = None
     if progress and len(items) > 1:
         from tqdm import tqdm
         bar = tqdm(total=len(items), unit="file", desc="infer", leave=False)
+    prefix = os.path.join(run_dir, "")
+    try:
+        _loop_files(runner, mode, items, checks, fmt, loop, log, say, resume, prefix, bar,
+                    times, done, skipped, redone)
+    finally:
+        bar and bar.close()  # leave=False: the bar's line is cleared, an error prints clean
+    wall = time.perf_counter() - t_wall
+    ms = [t * 1e3 for t in times]
+    if mode == "folder":
+        say(f"Inference average time : {np.mean(ms) if ms else 0:.2f} ms")
+        if len(ms) > 1:
+            say(f"Inference average time without first time: {np.mean(ms[1:]):.2f} ms")
+    else:
+        say(f"Inference average time: {np.mean(ms) if ms else 0:f} ms")
+        if len(ms) > 1:
+            say(f"Inference average time without first time: {np.mean(ms[1:]):f} ms")
+    lat = _stats(times, sig.batch)
+    summary = dict(
+        record, complete=True, started=t_start, run_dir=os.path.abspath(run_dir), batch=sig.batch,
+        loop=int(loop), files=len(done), skipped_resume=len(skipped), redone_resume=len(redone),
+        images=len(done) * sig.batch, wall_s=wall,
+        wall_throughput_images_per_s=len(done) * sig.batch / wall if wall and done else None,
+        latency_ms=lat, throughput_images_per_s=lat.get("throughput_images_per_s"))
+    if previous is not None:
+        previous.pop("previous", None)
+        summary["previous"] = previous
+    layout.write_record(run_dir, summary)
+    return run_dir
+
+
+def _loop_files(runner, mode, items, checks, fmt, loop, log, say, resume, prefix, bar,
+                times, done, skipped, redone):
+    sig = runner.signature
+    n_out = len(sig.outputs)
     # one input buffer per model input, reused for every file (outputs are written
     # before the next file is read): no per-file allocation, memory flat
     bufs = [np.zeros(t.shape, t.np_dtype) for t in sig.inputs]
     views = [_byte_view(b) for b in bufs]
-    prefix = os.path.join(run_dir, "")
     for stem, files in items:
         stem = stem or runner.stem
         outs = [prefix + layout.output_name(stem, i, fmt) for i in range(n_out)]
@@ -542,26 +599,3 @@ def run_inputs(runner, inputs, output, fmt="BIN", resume=False, loop=1, progress
                 say("[INFO] destroy model input success")
         done.append(stem)
         bar and bar.update()
-    bar and bar.close()
-    wall = time.perf_counter() - t_wall
-    ms = [t * 1e3 for t in times]
-    if mode == "folder":
-        say(f"Inference average time : {np.mean(ms) if ms else 0:.2f} ms")
-        if len(ms) > 1:
-            say(f"Inference average time without first time: {np.mean(ms[1:]):.2f} ms")
-    else:
-        say(f"Inference average time: {np.mean(ms) if ms else 0:f} ms")
-        if len(ms) > 1:
-            say(f"Inference average time without first time: {np.mean(ms[1:]):f} ms")
-    lat = _stats(times, sig.batch)
-    summary = dict(
-        record, complete=True, started=t_start, run_dir=os.path.abspath(run_dir), batch=sig.batch,
-        loop=int(loop), files=len(done), skipped_resume=len(skipped), redone_resume=len(redone),
-        images=len(done) * sig.batch, wall_s=wall,
-        wall_throughput_images_per_s=len(done) * sig.batch / wall if wall and done else None,
-        latency_ms=lat, throughput_images_per_s=lat.get("throughput_images_per_s"))
-    if previous is not None:
-        previous.pop("previous", None)
-        summary["previous"] = previous
-    layout.write_record(run_dir, summary)
-    return run_dir
