@@ -83,7 +83,8 @@ def _resolve(model, name, dims, dtype, given, dym_batch, first_file):
         return list(dims)
     if dynamic != [0]:
         raise UserError(f"{model}: input {name!r} has dynamic dims {dims} beyond the batch; give "
-                        f"--input_shape \"{name.split(':')[0]}:{','.join(str(d) if isinstance(d, int) else 'N' for d in dims)}\"")
+                        f"--input_shape \"{name.split(':')[0]}:{','.join(str(d or '?') for d in dims)}\" "
+                        "with numbers for the symbols (msame: --dymDims)")
     if dym_batch is not None:
         return [dym_batch] + list(dims[1:])
     if first_file is None:

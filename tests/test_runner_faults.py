@@ -390,3 +390,26 @@ def test_bare_pb_with_input_shape_and_output_names(tmp_path, capsys):
     assert json.load(open(os.path.join(d, "run.json")))["backend"] == "tf"
     rc, _, err = _msame(capsys, "--model", pb, "--output", tmp_path / "p", "--output_node_names", "nope")
     assert rc == 2 and "has no tensor 'nope:0'" in _one_line(err)
+
+
+def test_bare_onnx_other_dynamic_dims_need_shapes(tmp_path, capsys):
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Neg", ["x"], ["y"])], "dims",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "L"])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "L"])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "dims.onnx")
+    np.arange(10, dtype=np.float32).tofile(tmp_path / "x.bin")
+    rc, _, err = _msame(capsys, "--model", tmp_path / "dims.onnx", "--input", tmp_path / "x.bin",
+                        "--output", tmp_path / "o")
+    assert rc == 2 and "input 'x' has dynamic dims ['N', 'L'] beyond the batch; give --input_shape " \
+                       "\"x:N,L\" with numbers for the symbols (msame: --dymDims)" in _one_line(err)
+    assert not os.path.exists(tmp_path / "o")
+    rc, _, err = _msame(capsys, "--model", tmp_path / "dims.onnx", "--input", tmp_path / "x.bin",
+                        "--output", tmp_path / "o", "--dymDims", "x:2,5")
+    assert rc == 0, err
+    y = np.fromfile(os.path.join(layout.select_run(tmp_path / "o"), "dims_output_0.bin"), np.float32)
+    np.testing.assert_array_equal(y, -np.arange(10, dtype=np.float32))
