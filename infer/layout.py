@@ -11,9 +11,17 @@ extension (folder mode) or the model file name without its extension (file mode)
 BIN is the raw C-order bytes of the output in its dtype. TXT is what msame writes:
 every value as C++ ``ostream << value`` (``%g``, 6 significant digits) followed by one
 space, a newline after each row of the last dimension; rank-1 outputs on one line with
-no newline.
+no newline; NaN with its sign bit set is ``-nan`` (glibc); int8/uint8 values are written
+as one character each (C++ streams ``int8_t`` as ``char``: msame's behaviour, kept).
+
+Each run folder also holds ``run.json`` (``RECORD``): what produced it (model and
+signature digests, input folders and a digest of their file lists, outfmt, backend) and
+the latency summary. Runs are chosen by ``select_run`` (content, never modification time).
 """
 import datetime
+import hashlib
+import json
+import math
 import os
 import re
 
@@ -32,7 +40,10 @@ def timestamp(now=None):
 
 def new_run_dir(output, now=None):
     """Create ``output/<T>`` (output itself is created if missing; msame needs it to exist)."""
-    os.makedirs(output, exist_ok=True)
+    try:
+        os.makedirs(output, exist_ok=True)
+    except OSError as e:  # a file stands there, read-only parent, ...
+        raise UserError(f"{output}: cannot create the output folder ({e.strerror or e})") from None
     while True:
         d = os.path.join(output, timestamp(now))
         try:
@@ -40,6 +51,8 @@ def new_run_dir(output, now=None):
             return d
         except FileExistsError:
             now = None  # same microsecond: take a fresh timestamp
+        except OSError as e:
+            raise UserError(f"{d}: cannot create the run folder ({e.strerror or e})") from None
 
 
 def output_name(stem, index, fmt="BIN"):
@@ -53,23 +66,35 @@ def stem_of(path):
 
 
 def format_txt(array):
-    """msame's TXT text for one output array."""
+    """msame's TXT text for one output array (a str; int8/uint8 values are one character
+    each, as msame streams them, so write it with ``txt_bytes``)."""
     a = np.asarray(array)
     if a.dtype == np.float16:
         a = a.astype(np.float32)
     flat = a.reshape(-1)
-    vals = [_g6(v) for v in flat.tolist()] if a.dtype.kind == "f" else [
-        str(int(v)) for v in flat.tolist()]
+    if a.dtype.kind == "f":
+        vals = [_g6(v) for v in flat.tolist()]
+    elif a.dtype in (np.int8, np.uint8):  # C++ streams (u)int8_t as a char: msame's bug, kept
+        vals = [chr(v & 0xFF) for v in flat.tolist()]
+    else:  # ints; bool as 0/1
+        vals = [str(int(v)) for v in flat.tolist()]
     if a.ndim <= 1:
         return "".join(v + " " for v in vals)
     last = a.shape[-1]
+    if last == 0:
+        return ""
     rows = [" ".join(vals[i:i + last]) + " \n" for i in range(0, len(vals), last)]
     return "".join(rows)
 
 
+def txt_bytes(text):
+    """The bytes of msame's TXT file: every char one byte (ASCII, or an int8 value)."""
+    return text.encode("latin-1")
+
+
 def _g6(v):
-    if v != v:
-        return "nan" if not str(v).startswith("-") else "-nan"
+    if v != v:  # glibc's %g prints the sign bit of a NaN: "-nan"
+        return "-nan" if math.copysign(1.0, v) < 0 else "nan"
     if v in (float("inf"), float("-inf")):
         return "inf" if v > 0 else "-inf"
     return "%g" % v
@@ -77,13 +102,38 @@ def _g6(v):
 
 def write_output(path, array, fmt=None):
     """Write one output file atomically, BIN (raw bytes) or TXT (msame's text); the
-    format follows the file extension unless given."""
+    format follows the file extension unless given. A failed write (read-only or full
+    folder, a file where a folder should be) is a UserError naming the path."""
     if fmt is None:
         fmt = "TXT" if os.fspath(path).endswith(".txt") else "BIN"
-    if fmt == "TXT":
-        fsio.write_text(path, format_txt(array))
-    else:
-        fsio.write_array(path, array)  # C-order bytes; copies only a non-contiguous array
+    try:
+        if fmt == "TXT":
+            fsio.write_bytes(path, txt_bytes(format_txt(array)))
+        else:
+            fsio.write_array(path, array)  # C-order bytes; copies only a non-contiguous array
+    except OSError as e:
+        raise UserError(f"{path}: cannot write the output ({e.strerror or e})") from None
+
+
+def _read_txt_chars(path, tensor):
+    """An int8/uint8 TXT output: one byte per value, each followed by a space, a newline
+    after each row of the last dimension (msame streams these types as characters)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    last = tensor.shape[-1] if len(tensor.shape) > 1 else 0
+    vals, i = [], 0
+    while i + 1 < len(data) and len(vals) < tensor.size:
+        vals.append(data[i])
+        if data[i + 1:i + 2] != b" ":
+            raise UserError(f"{path}: not msame TXT output for {tensor.dtype} "
+                            f"(byte {i + 1} is {data[i + 1:i + 2]!r}, expected a space)")
+        i += 2
+        if last and len(vals) % last == 0 and data[i:i + 1] == b"\n":
+            i += 1
+    if i != len(data) or len(vals) != tensor.size:
+        raise UserError(f"{path}: expected {tensor.size} values for output {tensor.name!r} "
+                        f"{tensor.shape} {tensor.dtype}, found {len(vals)} and {len(data) - i} extra bytes")
+    return np.array(vals, np.uint8).view(tensor.np_dtype).reshape(tensor.shape)
 
 
 def read_output(path, tensor=None):
@@ -91,6 +141,8 @@ def read_output(path, tensor=None):
     signature Tensor when one is given."""
     path = os.fspath(path)
     if path.endswith(".txt"):
+        if tensor is not None and tensor.dtype in ("int8", "uint8"):
+            return _read_txt_chars(path, tensor)
         try:
             with open(path) as f:
                 a = np.array(f.read().split(), dtype=np.float64)
@@ -116,26 +168,111 @@ def read_output(path, tensor=None):
     return a
 
 
-def latest_run_dir(path):
-    """Given msame's --output folder or one of its <T> folders, the folder holding outputs.
+# --- the run record: what produced a run folder --------------------------------------
 
-    If ``path`` holds output files itself it is returned; else its newest sub-folder
-    (by modification time, never by parsing T) that holds output files."""
+RECORD = "run.json"
+RECORD_FORMAT = "ascend-road-run/2"
+
+
+def record_path(run_dir):
+    """``OUT/<T>/run.json``: the record of what produced the run, and its latency summary.
+    Its name never matches msame's output pattern, so readers of outputs skip it."""
+    return os.path.join(os.fspath(run_dir), RECORD)
+
+
+def read_record(run_dir):
+    """The run record of a run folder, or None when it has none (msame's own runs,
+    or runs made before records existed); a record that is not valid is an error."""
+    p = record_path(run_dir)
+    if not os.path.isfile(p):
+        return None
+    try:
+        with open(p) as f:
+            d = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{p}: not a valid run record ({e})") from None
+    if not isinstance(d, dict) or d.get("format") != RECORD_FORMAT:
+        found = d.get("format") if isinstance(d, dict) else type(d).__name__
+        raise UserError(f"{p}: not a run record (expected format {RECORD_FORMAT!r}, found {found!r})")
+    return d
+
+
+def write_record(run_dir, record):
+    p = record_path(run_dir)
+    try:
+        fsio.write_json(p, dict(record, format=RECORD_FORMAT))
+    except OSError as e:
+        raise UserError(f"{p}: cannot write the run record ({e.strerror or e})") from None
+    return p
+
+
+def file_digest(path, chunk=1 << 20):
+    """sha256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(chunk), b""):
+                h.update(block)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
+    return h.hexdigest()
+
+
+def listing_digest(names_sizes):
+    """sha256 of a file list: names and sizes, in order (what a run read, cheaply)."""
+    h = hashlib.sha256()
+    for name, size in names_sizes:
+        h.update(f"{name}\0{size}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def _has_outputs(d):
+    try:
+        return any(OUTPUT_RE.match(n) for n in os.listdir(d))
+    except OSError:
+        return False
+
+
+def run_dirs(path):
+    """The run folders directly under msame's --output folder ``path``: sub-folders
+    holding a run record or msame output files (others, e.g. ``plots/``, are ignored)."""
+    path = os.fspath(path)
+    try:
+        names = sorted(os.listdir(path))
+    except OSError:
+        return []
+    subs = [os.path.join(path, n) for n in names]
+    return [d for d in subs if os.path.isdir(d) and (os.path.isfile(record_path(d)) or _has_outputs(d))]
+
+
+def select_run(path):
+    """The run folder that ``path`` names, chosen by content, never by modification time.
+
+    ``path`` holding output files (or a run record) itself is the run; else its run
+    sub-folders (``run_dirs``): exactly one is the run; several are an error listing
+    them (name one: ``OUT/<T>``)."""
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise UserError(f"{path}: output folder not found")
-    if any(OUTPUT_RE.match(n) for n in os.listdir(path)):
+    if _has_outputs(path) or os.path.isfile(record_path(path)):
         return path
-    subs = [os.path.join(path, n) for n in os.listdir(path)]
-    subs = [d for d in subs if os.path.isdir(d) and any(OUTPUT_RE.match(n) for n in os.listdir(d))]
-    if not subs:
+    runs = run_dirs(path)
+    if not runs:
         raise UserError(f"{path}: no msame outputs (<stem>_output_<i>.bin|.txt) in it or its sub-folders")
-    return max(subs, key=lambda d: (os.path.getmtime(d), d))
+    if len(runs) > 1:
+        raise UserError(f"{path}: holds {len(runs)} runs ({', '.join(os.path.basename(d) for d in runs)}); "
+                        f"name one, e.g. {runs[-1]}")
+    return runs[0]
+
+
+def latest_run_dir(path):
+    """Kept for callers of the old name: the run folder ``select_run`` picks."""
+    return select_run(path)
 
 
 def collect_outputs(path):
-    """{stem: {index: file path}} for the output files in a run folder (or newest one)."""
-    d = latest_run_dir(path)
+    """{stem: {index: file path}} for the output files in a run folder (``select_run``)."""
+    d = select_run(path)
     found = {}
     for n in sorted(os.listdir(d)):
         m = OUTPUT_RE.match(n)

@@ -7,8 +7,15 @@ be an .om (run by the real msame when it is on PATH), or, with no NPU, the porta
 Differences from msame, on purpose:
   * every input file is checked against the model's signature (count of inputs, size =
     shape x dtype) before anything runs; an error names the file, expected and found size;
-  * output files are written atomically, never partially; --resume reuses the newest run
-    folder and skips inputs whose outputs all exist;
+  * output files are written atomically, never partially; each run folder holds run.json,
+    the record of what made it (model and signature digests, inputs, outfmt) and its
+    latency summary; --resume continues only the run whose record matches and re-checks
+    every output it keeps;
+  * input folders are matched to the model's inputs by the manifest when there is one;
+    float inputs must be finite (and in range where the signature says so);
+  * a bare .onnx (no signature beside it) runs with its names, shapes and dtypes read from
+    the model (--dymBatch or the input file size resolves a dynamic batch); a bare .pb
+    runs with --input_shape and --output_node_names;
   * the exit status is non-zero (2) on any error; msame exits 0 on most errors.
 """
 import argparse
@@ -23,7 +30,7 @@ from common.errors import UserError, cli, run  # noqa: E402
 EXAMPLE = """example:
   python infer/msame.py --model out/realnvp.onnx --input bins/x,bins/u --output out/msame --outfmt TXT
   python infer/msame.py --model out/realnvp.pb --input x.bin,u.bin --output out/msame --loop 10"""
-MEANINGLESS = ("profiler", "dump", "dymBatch", "dymHW", "dymDims", "dymShape", "outputSize")
+MEANINGLESS = ("profiler", "dump", "dymHW", "outputSize")
 ACL_DTYPE = {"float32": 0, "float16": 1, "int8": 2, "int32": 3, "uint8": 4, "uint32": 8,
              "int64": 9, "bool": 12}
 ACL_FORMAT = {"NCHW": 0, "NHWC": 1}
@@ -40,13 +47,22 @@ def parser():
     ap.add_argument("--loop", default="1", help="runs per input in file mode, 1..100")
     ap.add_argument("--device", default="0", help="NPU id 0..255 (om backend)")
     ap.add_argument("--debug", default="false", help="'true' prints the model description")
+    ap.add_argument("--dymBatch", default=None, help="batch size for a model whose batch is dynamic")
+    ap.add_argument("--dymDims", default=None, help="'in1:1,600;in2:1,600': shapes for dynamic dims "
+                    "(a model read without a signature)")
+    ap.add_argument("--dymShape", default=None, help=argparse.SUPPRESS)  # same form as --dymDims here
     for name in MEANINGLESS:
         ap.add_argument(f"--{name}", default=None, help=argparse.SUPPRESS)
     g = ap.add_argument_group("extensions (not in msame)")
     g.add_argument("--backend", choices=["onnxruntime", "tf", "checkpoint", "om"],
                    help="default from the model's extension")
-    g.add_argument("--signature", help="MODEL.json (default: beside the model)")
-    g.add_argument("--resume", action="store_true", help="reuse the newest run folder, skip done inputs")
+    g.add_argument("--signature", help="MODEL.json (default: beside the model; a bare .onnx is read "
+                   "from the model itself)")
+    g.add_argument("--input_shape", help="ATC's form 'name:16,28,28,1;name2:...': input shapes of a model "
+                   "run without a signature (a .pb, or an .onnx with dynamic dims)")
+    g.add_argument("--output_node_names", help="outputs of a .pb run without a signature: 'a,b' or 'a:0,b:1'")
+    g.add_argument("--resume", action="store_true", help="continue the run in --output made by this "
+                   "model on these inputs (its run.json says so); done outputs are re-checked and kept")
     g.add_argument("--run-device", default="cpu", choices=["cpu", "gpu", "npu"],
                    help="where tf/checkpoint/onnxruntime backends run (default cpu)")
     return ap
@@ -65,17 +81,21 @@ def _loop(v):
 
 
 def describe(sig):
-    print("[DEBUG] start print model description")
-    print(f"[DEBUG] NumInputs: {len(sig.inputs)}")
-    print(f"[DEBUG] NumOutputs: {len(sig.outputs)}")
+    """msame's --debug true model description (ModelProcess::PrintDesc): per input then
+    per output its size, dims (each followed by a space, on their own line), name,
+    aclFormat and aclDataType numbers; then the end line."""
+    lines = ["[DEBUG] start print model description", f"[DEBUG] NumInputs: {len(sig.inputs)}",
+             f"[DEBUG] NumOutputs: {len(sig.outputs)}"]
     for kind, ts in (("input", sig.inputs), ("output", sig.outputs)):
         for i, t in enumerate(ts):
-            print(f"[DEBUG] the size of {i} {kind}: {t.nbytes}")
-            print(f"[DEBUG] the dims of {i} {kind}:")
-            print(" ".join(map(str, t.shape)))
-            print(f"[DEBUG] the name of {i} {kind}: {t.tensor}")
-            print(f"[DEBUG] the Format of {i} {kind}: {ACL_FORMAT.get(t.layout, 2)}")
-            print(f"[DEBUG] the DataType of {i} {kind}: {ACL_DTYPE.get(t.dtype, -1)}")
+            lines += [f"[DEBUG] the size of {i} {kind}: {t.nbytes}",
+                      f"[DEBUG] the dims of {i} {kind}:",
+                      "".join(f"{d} " for d in t.shape),
+                      f"[DEBUG] the name of {i} {kind}: {t.tensor}",
+                      f"[DEBUG] the Format of {i} {kind}: {ACL_FORMAT.get(t.layout, 2)}",
+                      f"[DEBUG] the DataType of {i} {kind}: {ACL_DTYPE.get(t.dtype, -1)}"]
+    lines.append("[DEBUG] end print model description")
+    print("\n".join(lines))
 
 
 @cli
@@ -90,21 +110,29 @@ def main(argv=None):
 
 
 def _main(a):
-    from infer.runner import open_runner, run_inputs
+    from infer.runner import is_file_mode, open_runner, run_inputs
 
     for name in MEANINGLESS:
         if getattr(a, name) is not None:
             print(f"[WARN] --{name} is accepted but has no effect here (static-shape models, no NPU)")
+    dym = [n for n in ("dymBatch", "dymDims", "dymShape") if getattr(a, n) is not None]
+    if len(dym) > 1:
+        raise UserError(f"--{dym[0]} and --{dym[1]}: give at most one of --dymBatch, --dymDims, --dymShape")
+    if a.input_shape and (a.dymDims or a.dymShape):
+        raise UserError("--input_shape and --dymDims/--dymShape say the same thing: give one")
     loop = _loop(a.loop)
     if not (a.device.isdigit() and 0 <= int(a.device) <= 255):
         raise UserError(f"--device must be an integer 0..255, got {a.device!r}")
-    inputs = [s.strip() for s in a.input.split(",") if s.strip()]
-    if inputs and not all(".bin" in os.path.basename(i) for i in inputs) and not all(
-            os.path.isdir(i) for i in inputs):
-        bad = next(i for i in inputs if not os.path.isdir(i) and ".bin" not in os.path.basename(i))
-        raise UserError(f"{bad}: input parameter must be folder or file ending in '.bin'")
+    inputs = [s.strip() for s in a.input.split(",")]
+    if a.input.strip() == "":
+        inputs = []
+    elif not all(inputs):
+        raise UserError(f"--input {a.input!r}: an empty item; expected DIR1,DIR2 or a.bin,b.bin "
+                        "(one per model input), or no --input for all-zero inputs")
     device = a.device if a.backend == "om" or a.model.endswith(".om") else a.run_device
-    runner = open_runner(a.model, a.signature, a.backend, device)
+    runner = open_runner(a.model, a.signature, a.backend, device, dym_batch=a.dymBatch,
+                         input_shape=a.input_shape or a.dymDims or a.dymShape,
+                         output_nodes=a.output_node_names, inputs=inputs)
     print("[INFO] acl init success")
     print(f"[INFO] open device {a.device} success")
     print("[INFO] create context success")
@@ -113,12 +141,12 @@ def _main(a):
     with runner:
         print(f"[INFO] load model {a.model} success")
         print("[INFO] create model description success")
+        print("[INFO] get input dynamic gear count success")
         if a.debug == "true":
             describe(runner.signature)
-        print("[INFO] get input dynamic gear count success")
         run_inputs(runner, inputs, a.output, fmt=a.outfmt, resume=a.resume, loop=loop,
                    progress=True, log=lambda s: print(s, flush=False))
-        if not inputs or ".bin" in os.path.basename(inputs[0]):
+        if not inputs or is_file_mode(inputs):
             print("[INFO] destroy model input success")
     print("[INFO] unload model success, model Id is 1")
     print(f"[INFO] pid: {os.getpid()} Execute sample success")

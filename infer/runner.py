@@ -8,15 +8,17 @@ path runs without TensorFlow being imported, and the om path needs neither.
         z, logdet = r.infer({"x": x, "u": u})
     run_dir = run_inputs(r, ["bins/x", "bins/u"], "out")       # msame folder mode
 """
+import contextlib
 import importlib
 import json
+import math
 import os
+import re
 import stat
 import time
 
 import numpy as np
 
-from common import fsio
 from common.errors import UserError
 from freeze.signature import Signature, find_beside
 from infer import layout
@@ -108,12 +110,39 @@ class Runner:
         raise NotImplementedError
 
 
-def load_signature(model, signature=None):
+def load_signature(model, signature=None, backend=None, dym_batch=None, input_shape=None,
+                   output_nodes=None, first_files=None):
+    """The model's Signature: ``signature`` (path or Signature), else the one beside the
+    model, else (a bare .onnx or .pb) one read from the model itself (infer/modelsig.py)."""
     if isinstance(signature, Signature):
-        return signature
-    if signature:
-        return Signature.load(signature)
-    return find_beside(model)
+        sig = signature
+    elif signature:
+        sig = Signature.load(signature)
+    else:
+        sig = None
+        bare = backend in ("onnxruntime", "tf") and (input_shape or output_nodes or not _has_card(model))
+        if not bare:
+            sig = find_beside(model)
+        elif backend == "onnxruntime":
+            from infer import modelsig
+            return modelsig.from_onnx(model, dym_batch, input_shape, first_files)
+        else:
+            from infer import modelsig
+            return modelsig.from_pb(model, input_shape, output_nodes, dym_batch, first_files)
+    if dym_batch is not None and int(dym_batch) != sig.batch:
+        raise UserError(f"--dymBatch {dym_batch}: {sig.path or model} has a static batch of {sig.batch} "
+                        "(the dynamic_batch_size parameter is not specified for model conversion)")
+    return sig
+
+
+def _has_card(model):
+    try:
+        find_beside(model)
+        return True
+    except UserError as e:
+        if "no signature beside it" in str(e):
+            return False
+        raise
 
 
 def pick_backend(model):
@@ -126,9 +155,12 @@ def pick_backend(model):
                     "or a checkpoint); pass --backend")
 
 
-def open_runner(model, signature=None, backend=None, device="cpu"):
+def open_runner(model, signature=None, backend=None, device="cpu", dym_batch=None, input_shape=None,
+                output_nodes=None, inputs=None):
     """A Runner for the model; backend from the extension unless given; the signature is
-    loaded from ``signature`` (path or Signature) or found beside the model."""
+    loaded from ``signature`` (path or Signature), found beside the model, or (a bare
+    .onnx / .pb) read from the model: a dynamic batch is ``dym_batch`` or follows from
+    the size of the first input file (``inputs``: msame's --input items)."""
     model = os.fspath(model)
     backend = backend or pick_backend(model)
     if backend not in BACKENDS:
@@ -137,17 +169,41 @@ def open_runner(model, signature=None, backend=None, device="cpu"):
         raise UserError(f"{model}: model file not found")
     if backend == "checkpoint" and signature is None:
         raise UserError(f"{model}: the checkpoint backend needs the model's signature (--signature)")
-    sig = load_signature(model, signature)
+    first = _first_files([os.fspath(i) for i in inputs or []])
+    sig = load_signature(model, signature, backend, dym_batch, input_shape, output_nodes, first)
     return importlib.import_module(BACKENDS[backend]).make(model, sig, device)
 
 
+def _first_files(inputs):
+    """The first file of each --input item (folder mode: the first name listed in folder 1)."""
+    if not inputs:
+        return None
+    if is_file_mode(inputs):
+        return list(inputs)
+    try:
+        names = _listing(inputs[0])
+    except UserError:
+        return None
+    return [os.path.join(d, names[0]) for d in inputs] if names else None
+
+
 # --- msame's loop over input files -------------------------------------------------
+
+def is_file_mode(inputs):
+    """msame's test: file mode when the first --input item contains ".bin" anywhere in
+    its path string (``input_files[0].find(".bin")``), folder mode otherwise."""
+    return ".bin" in os.fspath(inputs[0])
+
 
 def _listing(folder):
     """msame's folder listing: entries not starting with '.', sorted byte-wise."""
     if not os.path.isdir(folder):
         raise UserError(f"{folder}: input folder not found")
-    return sorted(n for n in os.listdir(folder) if not n.startswith("."))
+    try:
+        names = os.listdir(folder)
+    except OSError as e:
+        raise UserError(f"{folder}: cannot list the input folder ({e.strerror or e})") from None
+    return sorted((n for n in names if not n.startswith(".")), key=os.fsencode)
 
 
 def plan(signature, inputs):
@@ -160,8 +216,13 @@ def plan(signature, inputs):
     if len(inputs) != n_in:
         raise UserError(f"{inputs[0]}: the model has {n_in} inputs {names}, --input gave "
                         f"{len(inputs)} item(s)")
-    folder = ".bin" not in os.path.basename(os.fspath(inputs[0]))  # msame's substring test
+    folder = not is_file_mode(inputs)
     if folder:
+        for d in inputs:
+            if not os.path.isdir(d):
+                what = "a file" if os.path.exists(d) else "not found"
+                raise UserError(f"--input {','.join(inputs)}: folder mode (the first item has no '.bin'), "
+                                f"but {d} is {what}; give folders only, or .bin files only")
         items, seen = [], {}
         for name in _listing(inputs[0]):
             stem = layout.stem_of(name)
@@ -182,12 +243,100 @@ def plan(signature, inputs):
             except OSError:  # as os.path.isfile: any error means "not found"
                 st = None
             if st is None or not stat.S_ISREG(st.st_mode):
-                raise UserError(f"{f}: input file not found (input {t.name!r})")
+                what = "is a folder, not a file" if st is not None else "not found"
+                raise UserError(f"{f}: input file {what} (input {t.name!r})")
             n = st.st_size
             if n != nbytes:
                 raise UserError(f"{f}: input {t.name!r} expects {t.nbytes} bytes "
                                 f"({t.shape} {t.dtype}), found {n}")
     return ("folder" if folder else "file"), items
+
+
+def check_manifest(signature, inputs):
+    """Match --input folders to the model's inputs by the manifest's record of which
+    folder holds which input (data_tools/binfiles.py), not by position alone."""
+    from data_tools.binfiles import find_manifest
+
+    if not inputs:
+        return
+    folders = [os.path.abspath(i if os.path.isdir(i) else os.path.dirname(i)) for i in inputs]
+    names = [t.name for t in signature.inputs]
+    for i, (item, folder) in enumerate(zip(inputs, folders)):
+        try:
+            m = find_manifest(folder)
+            held = {os.path.normpath(os.path.join(m.root, e["dir"])): e["name"] for e in m.inputs} if m else {}
+        except (UserError, KeyError, TypeError):
+            continue  # not one of ours: nothing to check against
+        name = held.get(os.path.normpath(folder))
+        if name is None or name == names[i]:
+            continue
+        right = {v: k for k, v in held.items()}
+        if name not in names:
+            raise UserError(f"{item}: {m.path} says this folder holds input {name!r}; "
+                            f"the model's inputs are {names}")
+        fix = [right.get(n, "?") for n in names]
+        raise UserError(f"--input {','.join(inputs)}: {item} holds input {name!r} ({m.path}), "
+                        f"but the model's input {i} is {names[i]!r}, held in "
+                        f"{right.get(names[i], 'no folder of that manifest')}; in model order: "
+                        f"--input {','.join(fix)}")
+
+
+_RANGE_RE = re.compile(r"in \[\s*(-?[0-9.]+)\s*,\s*(-?[0-9.]+)\s*[\])]")
+IMAGE_LIMIT = 1e4  # an image value beyond this is not a pixel in any mapping we know
+
+
+def value_range(tensor, meaning=""):
+    """(lo, hi, what) the values of a float input must lie in, from its meaning (signature
+    or manifest): "in [a, b]" / "in {0,1}", uniforms in [0, 1], images |v| <= 1e4; else None."""
+    text = (tensor.meaning or meaning or "").lower()
+    m = _RANGE_RE.search(text)
+    if m:
+        return float(m[1]), float(m[2]), f"in [{m[1]}, {m[2]}]"
+    if "{0,1}" in text.replace(" ", ""):
+        return 0.0, 1.0, "in {0, 1}"
+    if "uniform" in text:
+        return 0.0, 1.0, "uniform in [0, 1]"
+    if "image" in text or "pixel" in text:
+        return -IMAGE_LIMIT, IMAGE_LIMIT, f"image values within +-{IMAGE_LIMIT:g}"
+    return None
+
+
+def _content_checks(signature, inputs):
+    """Per input, None or (lo, hi, what) for a float input (finite always checked)."""
+    from data_tools.binfiles import find_manifest
+
+    meanings = {}
+    if inputs:
+        try:
+            m = find_manifest(inputs[0] if os.path.isdir(inputs[0]) else os.path.dirname(inputs[0]))
+            for t in (m.d.get("signature") or {}).get("inputs", []) if m else []:
+                meanings[t.get("name")] = t.get("meaning", "")
+        except (UserError, AttributeError, TypeError):
+            pass
+    checks = []
+    for t in signature.inputs:
+        if t.np_dtype.kind != "f":
+            checks.append(None)
+            continue
+        checks.append(value_range(t, meanings.get(t.name, "")) or (-np.inf, np.inf, "finite"))
+    return checks
+
+
+def _check_content(path, buf, tensor, check):
+    lo, hi, what = check
+    if lo == -np.inf:  # finite only: a float64 sum is finite unless a value is NaN or inf
+        if math.isfinite(buf.sum(dtype=np.float64)):
+            return
+    elif buf.min() >= lo and buf.max() <= hi:  # a NaN makes min/max NaN: caught too
+        return
+    flat = buf.reshape(-1)
+    bad = np.flatnonzero(~np.isfinite(flat) | (flat < lo) | (flat > hi))
+    if not bad.size:
+        return
+    k = int(bad[0])
+    raise UserError(f"{path}: input {tensor.name!r} ({tensor.dtype}) holds {bad.size} value(s) not {what} "
+                    f"(first: {flat[k].item()!r} at index {k}); is the file written as {tensor.dtype} "
+                    f"{tensor.shape}?")
 
 
 _O_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
@@ -200,7 +349,10 @@ def _byte_view(a):
 def _read_into(path, view, tensor):
     """Read the input file ``path`` into ``view`` (a byte view of a preallocated input
     array of exactly the file's size, checked by plan(); a file changed since is an error)."""
-    fd = os.open(path, _O_READ)
+    try:
+        fd = os.open(path, _O_READ)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read input {tensor.name!r} ({e.strerror or e})") from None
     try:
         n = 0
         while n < len(view):
@@ -211,17 +363,10 @@ def _read_into(path, view, tensor):
         if n != len(view) or os.read(fd, 1):
             raise UserError(f"{path}: input {tensor.name!r} expects {tensor.nbytes} bytes "
                             f"({tensor.shape} {tensor.dtype}); the file changed while running")
+    except OSError as e:
+        raise UserError(f"{path}: cannot read input {tensor.name!r} ({e.strerror or e})") from None
     finally:
         os.close(fd)
-
-
-def _newest_run_dir(output):
-    if os.path.isdir(output):
-        subs = [os.path.join(output, n) for n in os.listdir(output)]
-        subs = [d for d in subs if os.path.isdir(d)]
-        if subs:
-            return max(subs, key=lambda d: (os.path.getmtime(d), d))
-    return None
 
 
 def _stats(times_s, batch):
@@ -234,51 +379,216 @@ def _stats(times_s, batch):
 
 
 def summary_path(run_dir):
-    """``OUT/<T>_summary.json``: beside the run folder (ais_bench's place), so the run
-    folder holds only msame's output files."""
-    return os.path.normpath(run_dir) + "_summary.json"
+    """Where a run's record and latency summary are: ``OUT/<T>/run.json`` (layout.RECORD)."""
+    return layout.record_path(run_dir)
+
+
+# --- the run record: what made a run, so that --resume and loss_check pick by it -------
+
+def _model_digest(model):
+    if os.path.isfile(model):
+        return layout.file_digest(model)
+    if os.path.isfile(model + ".index"):  # a checkpoint prefix: its index names every tensor and shard
+        return layout.file_digest(model + ".index")
+    return None
+
+
+def _signature_digest(sig):
+    if sig.path and os.path.isfile(sig.path):
+        return layout.file_digest(sig.path)
+    import hashlib
+
+    return hashlib.sha256(json.dumps(sig.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def make_record(runner, inputs, mode, items, fmt):
+    """The identity part of a run record: model, signature, inputs, outfmt, backend."""
+    sig = runner.signature
+    ins = []
+    for k, t in enumerate(sig.inputs):
+        if mode == "zero":
+            ins.append({"name": t.name, "path": None, "files": 0, "listing_sha256": None})
+            continue
+        files = [f[k] for _, f in items]
+        ins.append({"name": t.name, "path": os.path.abspath(inputs[k]), "files": len(files),
+                    "listing_sha256": layout.listing_digest(
+                        (os.path.basename(f), t.nbytes) for f in files)})  # plan() checked every size
+    return {
+        "model": {"path": os.path.abspath(runner.model), "sha256": _model_digest(runner.model)},
+        "signature": {"path": sig.path and os.path.abspath(sig.path), "sha256": _signature_digest(sig),
+                      "model": sig.model, "batch": sig.batch},
+        "inputs": ins, "mode": mode, "outfmt": fmt, "backend": runner.backend,
+    }
+
+
+def record_differences(run, want):
+    """What differs between a run's record and the run about to be made (empty: same)."""
+    if run is None:
+        return ["it has no run record (made by msame or before records existed)"]
+    diffs = []
+    rm, wm = run.get("model") or {}, want["model"]
+    if rm.get("sha256") != wm["sha256"]:
+        a, b = os.path.basename(rm.get("path") or "?"), os.path.basename(wm["path"])
+        if a == b:
+            a, b = f"{rm.get('path')} (sha256 {str(rm.get('sha256'))[:12]})", f"{wm['path']} (sha256 {str(wm['sha256'])[:12]})"
+        diffs.append(f"model digest differs: run was made by {a}, not {b}")
+    if (run.get("signature") or {}).get("sha256") != want["signature"]["sha256"]:
+        diffs.append(f"signature digest differs: run used {(run.get('signature') or {}).get('path')}, "
+                     f"not {want['signature']['path']}")
+    for key in ("outfmt", "backend", "mode"):
+        if run.get(key) != want[key]:
+            diffs.append(f"{key} differs: run has {run.get(key)!r}, not {want[key]!r}")
+    ri = run.get("inputs") or []
+    for k, w in enumerate(want["inputs"]):
+        r = ri[k] if k < len(ri) and isinstance(ri[k], dict) else {}
+        if r.get("listing_sha256") != w["listing_sha256"] or r.get("name") != w["name"]:
+            diffs.append(f"input {w['name']!r} differs: run read {r.get('path')} ({r.get('files')} files), "
+                         f"not {w['path']} ({w['files']} files)")
+    if len(ri) != len(want["inputs"]):
+        diffs.append(f"run had {len(ri)} inputs, not {len(want['inputs'])}")
+    return diffs
+
+
+def resume_dir(output, want):
+    """The run under ``output`` made by the same model on the same inputs (its record
+    matches ``want``), None when ``output`` holds no run; an error naming the
+    difference when runs exist but none matches, or several match."""
+    runs = layout.run_dirs(output)
+    if not runs:
+        return None
+    same, why = [], []
+    for d in runs:
+        diffs = record_differences(layout.read_record(d), want)
+        (why.append(f"{os.path.basename(d)}: {diffs[0]}") if diffs else same.append(d))
+    if len(same) == 1:
+        return same[0]
+    if same:
+        raise UserError(f"{output}: --resume matches {len(same)} runs "
+                        f"({', '.join(os.path.basename(d) for d in same)}); keep one")
+    raise UserError(f"{output}: --resume found no run of this model on these inputs; "
+                    + "; ".join(why))
+
+
+def _output_ok(path, tensor, fmt):
+    """An output a resumed run may keep: present and complete (size against the signature)."""
+    try:
+        if fmt == "TXT":
+            layout.read_output(path, tensor)
+            return True
+        return os.stat(path).st_size == tensor.nbytes
+    except (OSError, UserError):
+        return False
 
 
 def run_inputs(runner, inputs, output, fmt="BIN", resume=False, loop=1, progress=True, log=None):
     """Run every input file (msame folder / file / zero mode), write msame's output layout
-    under ``output/<T>/`` and a summary JSON beside it; return the run folder.
+    under ``output/<T>/`` with the run record ``run.json`` in it; return the run folder.
 
     ``log``: a callable taking msame's console lines (None: silent)."""
     say = log or (lambda s: None)
     sig = runner.signature
     fmt = "TXT" if fmt == "TXT" else "BIN"  # msame: exactly "TXT", anything else BIN
-    mode, items = plan(sig, [os.fspath(i) for i in inputs])
-    if mode != "file":
-        loop = 1
+    inputs = [os.fspath(i) for i in inputs]
     if not 1 <= int(loop) <= 100:
         raise UserError(f"--loop must be in 1 to 100, got {loop}")
-    run_dir = (_newest_run_dir(output) if resume else None) or layout.new_run_dir(output)
+    check_manifest(sig, inputs)  # first: swapped folders are named as such, not as a size mismatch
+    mode, items = plan(sig, inputs)
+    if mode != "file":
+        loop = 1
+    checks = _content_checks(sig, inputs)
+    record = make_record(runner, inputs, mode, items, fmt)
+    run_dir = resume_dir(output, record) if resume else None
+    previous = layout.read_record(run_dir) if run_dir else None
+    if run_dir is None:
+        run_dir = layout.new_run_dir(output)
+    try:
+        return _run(runner, mode, items, checks, fmt, loop, progress, log, say, record, run_dir,
+                    previous, resume)
+    except UserError:
+        if previous is None:
+            _drop_if_empty(run_dir)
+        raise
+
+
+def _drop_if_empty(run_dir):
+    """Remove a new run folder in which no output was written (it would be one more run in
+    OUT for loss_check to refuse); one with outputs stays, its record saying incomplete."""
+    with contextlib.suppress(OSError):
+        names = os.listdir(run_dir)
+        if not any(layout.OUTPUT_RE.match(n) for n in names):
+            for n in names:
+                os.unlink(os.path.join(run_dir, n))
+            os.rmdir(run_dir)
+
+
+def _run(runner, mode, items, checks, fmt, loop, progress, log, say, record, run_dir, previous, resume):
+    sig = runner.signature
+    t_start = time.time()
+    layout.write_record(run_dir, dict(record, complete=False, started=t_start, run_dir=os.path.abspath(run_dir)))
     say("[INFO] create model output success")
     say(run_dir)
-    n_out = len(sig.outputs)
-    times, done, skipped = [], [], []
+    times, done, skipped, redone = [], [], [], []
     t_wall = time.perf_counter()
     bar = None
     if progress and len(items) > 1:
         from tqdm import tqdm
         bar = tqdm(total=len(items), unit="file", desc="infer", leave=False)
+    prefix = os.path.join(run_dir, "")
+    try:
+        _loop_files(runner, mode, items, checks, fmt, loop, log, say, resume, prefix, bar,
+                    times, done, skipped, redone)
+    finally:
+        bar and bar.close()  # leave=False: the bar's line is cleared, an error prints clean
+    wall = time.perf_counter() - t_wall
+    ms = [t * 1e3 for t in times]
+    if mode == "folder":
+        say(f"Inference average time : {np.mean(ms) if ms else 0:.2f} ms")
+        if len(ms) > 1:
+            say(f"Inference average time without first time: {np.mean(ms[1:]):.2f} ms")
+    else:
+        say(f"Inference average time: {np.mean(ms) if ms else 0:f} ms")
+        if len(ms) > 1:
+            say(f"Inference average time without first time: {np.mean(ms[1:]):f} ms")
+    lat = _stats(times, sig.batch)
+    summary = dict(
+        record, complete=True, started=t_start, run_dir=os.path.abspath(run_dir), batch=sig.batch,
+        loop=int(loop), files=len(done), skipped_resume=len(skipped), redone_resume=len(redone),
+        images=len(done) * sig.batch, wall_s=wall,
+        wall_throughput_images_per_s=len(done) * sig.batch / wall if wall and done else None,
+        latency_ms=lat, throughput_images_per_s=lat.get("throughput_images_per_s"))
+    if previous is not None:
+        previous.pop("previous", None)
+        summary["previous"] = previous
+    layout.write_record(run_dir, summary)
+    return run_dir
+
+
+def _loop_files(runner, mode, items, checks, fmt, loop, log, say, resume, prefix, bar,
+                times, done, skipped, redone):
+    sig = runner.signature
+    n_out = len(sig.outputs)
     # one input buffer per model input, reused for every file (outputs are written
     # before the next file is read): no per-file allocation, memory flat
     bufs = [np.zeros(t.shape, t.np_dtype) for t in sig.inputs]
     views = [_byte_view(b) for b in bufs]
-    prefix = os.path.join(run_dir, "")
     for stem, files in items:
         stem = stem or runner.stem
         outs = [prefix + layout.output_name(stem, i, fmt) for i in range(n_out)]
-        if resume and all(os.path.isfile(p) for p in outs):
-            skipped.append(stem)
-            bar and bar.update()
-            continue
+        if resume:
+            present = [os.path.exists(p) for p in outs]
+            if all(present) and all(_output_ok(p, t, fmt) for p, t in zip(outs, sig.outputs)):
+                skipped.append(stem)
+                bar and bar.update()
+                continue
+            if any(present):
+                redone.append(stem)
         feed = {}
-        for f, t, buf, view in zip(files, sig.inputs, bufs, views):
+        for f, t, buf, view, check in zip(files, sig.inputs, bufs, views, checks):
             if f is not None:
                 log and say(f"[INFO] start to process file:{f}")
                 _read_into(f, view, t)
+                if check is not None:
+                    _check_content(f, buf, t, check)
             feed[t.name] = buf  # zero mode: the zero-filled buffer
         for _ in range(int(loop)):
             res = runner.infer(feed, check=False)  # plan() checked every file's size
@@ -295,32 +605,3 @@ def run_inputs(runner, inputs, output, fmt="BIN", resume=False, loop=1, progress
                 say("[INFO] destroy model input success")
         done.append(stem)
         bar and bar.update()
-    bar and bar.close()
-    wall = time.perf_counter() - t_wall
-    ms = [t * 1e3 for t in times]
-    if mode == "folder":
-        say(f"Inference average time : {np.mean(ms) if ms else 0:.2f} ms")
-        if len(ms) > 1:
-            say(f"Inference average time without first time: {np.mean(ms[1:]):.2f} ms")
-    else:
-        say(f"Inference average time: {np.mean(ms) if ms else 0:f} ms")
-        if len(ms) > 1:
-            say(f"Inference average time without first time: {np.mean(ms[1:]):f} ms")
-    summary = {
-        "format": "ascend-road-run/1", "run_dir": os.path.abspath(run_dir), "mode": mode,
-        "backend": runner.backend, "model": os.path.abspath(runner.model),
-        "signature": sig.path and os.path.abspath(sig.path), "batch": sig.batch, "outfmt": fmt,
-        "loop": int(loop), "files": len(done), "skipped_resume": len(skipped),
-        "images": len(done) * sig.batch, "wall_s": wall,
-        "wall_throughput_images_per_s": len(done) * sig.batch / wall if wall and done else None, "latency_ms": _stats(times, sig.batch),
-        "throughput_images_per_s": _stats(times, sig.batch).get("throughput_images_per_s"),
-        "inputs": [os.path.abspath(os.fspath(i)) for i in inputs],
-    }
-    sp = summary_path(run_dir)
-    if resume and os.path.isfile(sp):
-        with open(sp) as f:
-            prev = json.load(f)
-        prev.pop("previous", None)
-        summary["previous"] = prev
-    fsio.write_json(sp, summary)
-    return run_dir

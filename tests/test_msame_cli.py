@@ -33,7 +33,7 @@ def test_folder_mode_console_and_layout(tmp_path):
     run_dir = out[i + 1]
     assert re.fullmatch(r"\d{6,8}_\d{1,2}_\d{1,2}_\d{1,2}_\d{1,6}", os.path.basename(run_dir))
     assert sorted(os.listdir(run_dir)) == ["b000_output_0.txt", "b000_output_1.txt",
-                                           "b001_output_0.txt", "b001_output_1.txt"]
+                                           "b001_output_0.txt", "b001_output_1.txt", "run.json"]
     assert sum(bool(re.fullmatch(r"Inference time: [0-9.e+-]+ms", ln)) for ln in out) == 2
     assert any(re.fullmatch(r"Inference average time : \d+\.\d\d ms", ln) for ln in out)
     assert re.fullmatch(r"\[INFO\] pid: \d+ Execute sample success", out[-5])

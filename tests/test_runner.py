@@ -46,7 +46,8 @@ def test_folder_mode_naming_and_multi_input_match(model, tmp_path):
                              progress=False, log=lines.append)
         ref = {n: r.infer(f) for n, f in zip(names, feeds)}
     assert os.path.dirname(run_dir) == str(tmp_path / "out") and lines[1] == run_dir
-    assert sorted(os.listdir(run_dir)) == sorted(f"{s}_output_{i}.bin" for s in ("a", "b10", "B2") for i in (0, 1))
+    assert sorted(os.listdir(run_dir)) == sorted([f"{s}_output_{i}.bin" for s in ("a", "b10", "B2") for i in (0, 1)]
+                                                 + ["run.json"])  # the run record lives in the run
     starts = [ln.split(":", 1)[1] for ln in lines if ln.startswith("[INFO] start to process file:")]
     assert [os.path.basename(s) for s in starts[::2]] == ["B2.bin", "a.bin", "b10.bin"]  # byte-wise sort
     for n in names:
@@ -65,7 +66,7 @@ def test_file_mode_txt_named_after_model(model, tmp_path):
         run_dir = run_inputs(r, [tmp_path / "in/x/b000.bin", tmp_path / "in/u/b000.bin"], tmp_path / "o",
                              fmt="TXT", loop=3, progress=False)
         y, s = r.infer(feed)
-    assert sorted(os.listdir(run_dir)) == ["tiny_output_0.txt", "tiny_output_1.txt"]
+    assert sorted(os.listdir(run_dir)) == ["run.json", "tiny_output_0.txt", "tiny_output_1.txt"]
     txt1 = open(os.path.join(run_dir, "tiny_output_1.txt")).read()
     assert txt1 == "".join("%g " % v for v in s) and "\n" not in txt1  # rank 1: one line
     lines0 = open(os.path.join(run_dir, "tiny_output_0.txt")).read().split("\n")
@@ -94,11 +95,12 @@ def test_resume_skips_finished(model, tmp_path):
         os.unlink(os.path.join(run_dir, "b001_output_1.bin"))
         kept = os.path.getmtime(os.path.join(run_dir, "b000_output_0.bin"))
         again = run_inputs(r, ins, tmp_path / "o", resume=True, progress=False)
-    assert again == run_dir and len(os.listdir(tmp_path / "o")) == 2  # run folder + its summary
+    assert again == run_dir and os.listdir(tmp_path / "o") == [os.path.basename(run_dir)]  # record inside
     assert os.path.isfile(os.path.join(run_dir, "b001_output_1.bin"))
     assert os.path.getmtime(os.path.join(run_dir, "b000_output_0.bin")) == kept
     s = json.load(open(summary_path(run_dir)))
-    assert (s["files"], s["skipped_resume"]) == (1, 2)
+    assert (s["files"], s["skipped_resume"], s["redone_resume"]) == (1, 2, 1) and s["complete"]
+    assert s["previous"]["files"] == 3 and summary_path(run_dir) == os.path.join(run_dir, "run.json")
 
 
 def test_backend_choice_and_om_without_msame(model, tmp_path, monkeypatch):

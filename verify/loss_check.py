@@ -179,7 +179,7 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
 
     spec = model_spec.for_signature(sig)
     off, ref = layout.collect_outputs(offline), layout.collect_outputs(reference)
-    off_dir, ref_dir = layout.latest_run_dir(offline), layout.latest_run_dir(reference)
+    off_dir, ref_dir = layout.select_run(offline), layout.select_run(reference)
     n_out = len(sig.outputs)
     tol = tolerances(sig, atol, rtol)
     problems = {"missing": [], "extra": [], "wrong_size": []}
@@ -344,7 +344,7 @@ def build_parser():
                "--checkpoint-reference --inputs bins/x,bins/u",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--signature", required=True, help="signature of the offline model (.json)")
-    p.add_argument("--offline", required=True, help="msame --output folder (newest <T> used) or a <T> folder")
+    p.add_argument("--offline", required=True, help="msame --output folder holding one run (several: name one, OUT/<T>) or a <T> folder")
     p.add_argument("--reference", help="golden outputs folder (with --checkpoint-reference: where to write them)")
     p.add_argument("--checkpoint-reference", action="store_true",
                    help="compute the golden outputs from the checkpoint on --inputs first")
@@ -372,7 +372,7 @@ def main(argv=None):
     manifest = Manifest.load(a.manifest) if a.manifest else (find_manifest(inputs[0]) if inputs else None)
     if manifest is None:
         print("note: no manifest (--manifest or --inputs): every row counts as a real image", file=sys.stderr)
-    offline_dir = layout.latest_run_dir(a.offline)
+    offline_dir = layout.select_run(a.offline)
     report_path = a.report or os.path.join(offline_dir, "loss_check.json")
     if os.path.exists(report_path) and not a.force:
         raise UserError(f"{report_path}: already exists (pass --force or another --report)")

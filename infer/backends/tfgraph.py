@@ -1,4 +1,6 @@
 """A frozen TensorFlow graph (.pb) in a TF1 session: the exact reference for the .om."""
+import numpy as np
+
 from common.errors import UserError
 from infer.runner import Runner
 
@@ -18,26 +20,64 @@ class FrozenGraphRunner(Runner):
             with open(self.model, "rb") as f:
                 gd.ParseFromString(f.read())
         except Exception as e:
-            raise UserError(f"{self.model}: not a frozen GraphDef ({type(e).__name__}: {e})") from None
+            msg = str(e).splitlines()[0] if str(e) else ""
+            raise UserError(f"{self.model}: not a frozen GraphDef ({type(e).__name__}: {msg})") from None
         self.graph = tf.Graph()
-        with self.graph.as_default():
-            tf.import_graph_def(gd, name="")
         try:
-            get = self.graph.get_tensor_by_name
-            self.ins = [get(t.tensor) for t in self.signature.inputs]
-            self.outs = [get(t.tensor) for t in self.signature.outputs]
-        except KeyError as e:
-            raise UserError(f"{self.model}: graph lacks a signature tensor ({e})") from None
+            with self.graph.as_default():
+                tf.import_graph_def(gd, name="")
+        except Exception as e:  # a corrupt or partial GraphDef
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise UserError(f"{self.model}: TensorFlow cannot import the graph ({msg})") from None
+        get = self.graph.get_tensor_by_name
+        self.ins, self.outs = [], []
+        for what, ts, into in (("input", self.signature.inputs, self.ins),
+                               ("output", self.signature.outputs, self.outs)):
+            for t in ts:
+                try:
+                    g = get(t.tensor)
+                except (KeyError, ValueError):
+                    raise UserError(f"{self.model}: graph lacks the signature's {what} tensor "
+                                    f"{t.tensor!r} ({what} {t.name!r})") from None
+                self._check(what, t, g)
+                into.append(g)
         config = session_config(self.device)
         self.sess = tf.Session(graph=self.graph, config=config)
         # one callable: no per-call feed/fetch resolution, so per-file overhead stays low
-        self.fn = self.sess.make_callable(self.outs, self.ins)
+        try:
+            self.fn = self.sess.make_callable(self.outs, self.ins)
+        except Exception as e:
+            self.sess.close()
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise UserError(f"{self.model}: TensorFlow cannot run the signature's tensors ({msg})") from None
 
     def deactivate_impl(self):
         self.sess.close()
 
+    def _check(self, what, t, g):
+        """The signature agrees with the graph: dtype and every static dimension."""
+        dtype = g.dtype.base_dtype.name
+        if dtype != t.dtype:
+            raise UserError(f"{self.model}: {what} {t.tensor!r} is {dtype} in the graph, the signature "
+                            f"{self.signature.path or ''} says {t.dtype}")
+        if g.shape.dims is None:
+            return
+        dims = g.shape.as_list()
+        if what == "output" and len(dims) != len(t.shape) and None not in dims and \
+                int(np.prod(dims)) == t.size:
+            return  # same values, another rank (a scalar recorded as [1]): the runner reshapes
+        if len(dims) != len(t.shape) or any(d is not None and d != w for d, w in zip(dims, t.shape)):
+            raise UserError(f"{self.model}: {what} {t.tensor!r} has shape "
+                            f"{[d if d is not None else '?' for d in dims]} in the graph, the signature "
+                            f"{self.signature.path or ''} says {t.shape}")
+
     def infer_impl(self, feed):
-        return self.fn(*[feed[t.name] for t in self.signature.inputs])
+        try:
+            return self.fn(*[feed[t.name] for t in self.signature.inputs])
+        except Exception as e:  # tf.errors.* (InvalidArgument, ...): one line, not a traceback
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise UserError(f"{self.model}: TensorFlow failed on inputs "
+                            f"{[t.name for t in self.signature.inputs]} ({msg})") from None
 
 
 def make(model, signature, device="cpu"):
