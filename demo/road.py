@@ -225,6 +225,7 @@ def main(argv=None):
     ap.add_argument("--only", choices=("realnvp", "rebar", "classifier"))
     a = ap.parse_args(argv)
     a.out, a.data_dir = os.path.abspath(a.out), os.path.abspath(a.data_dir)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines, in every step
     for name in ("realnvp", "rebar", "classifier"):
         old = os.path.join(a.out, name)
         if os.path.isdir(old) and a.only in (None, name):
