@@ -44,16 +44,17 @@ class Road:
         return rc
 
     def table(self):
-        line = "-" * 112
-        print(f"\n{line}\n{'model':8} {'stage':38} {'artifact':52} {'time':>7}  rc\n{line}")
+        line = "-" * 120
+        print(f"\n{line}\n{'model':10} {'stage':44} {'artifact':52} {'time':>7}  rc\n{line}")
         for model, stage, art, dt, rc in self.rows:
             art = art if len(art) <= 52 else "..." + art[-49:]
-            print(f"{model:8} {stage:38} {art:52} {dt:6.1f}s  {rc}")
-        print(f"{line}\n{'total':99} {sum(r[3] for r in self.rows):6.1f}s")
+            print(f"{model:10} {stage:44} {art:52} {dt:6.1f}s  {rc}")
+        print(f"{line}\n{'total':107} {sum(r[3] for r in self.rows):6.1f}s")
         if self.results:
-            print(f"\n{'model':11} {'artifact':17} {'precision mode':20} {'loss_check':10}  offline vs checkpoint\n{line}")
+            print(f"\n{'model':10} {'artifact':30} {'precision mode':20} {'loss_check':10}  offline vs checkpoint"
+                  f"\n{line}")
             for model, label, r in self.results:
-                print(f"{model:11} {label:17} {r['precision_mode']:20} {'PASS' if r['passed'] else 'FAIL':10}  "
+                print(f"{model:10} {label:30} {r['precision_mode']:20} {'PASS' if r['passed'] else 'FAIL':10}  "
                       f"{summary(r)}")
 
 
