@@ -60,8 +60,10 @@ def write(out_dir, stem="tiny", batch=2, **kw):
     with open(pb, "wb") as f:
         f.write(gd.SerializeToString())
     t = lambda v, layout="ND": Tensor(v.op.name, v.name, v.shape.as_list(), "float32", layout)  # noqa: E731
+    hw = inputs[0].shape.as_list()[1]
     Signature("realnvp", "forward", batch, [t(v, "NHWC") for v in inputs], [t(v) for v in outputs],
-              config={"tiny": True}, precision_mode="force_fp32",
+              config={"image_shape": [hw, hw, 3], "num_scales": 2, "n_blocks": 1, "n_features": 4,
+                      "alpha": ALPHA}, precision_mode="force_fp32",
               artifact={"file": stem + ".pb", "kind": "pb"}).save(os.path.join(out_dir, stem + ".json"))
     return pb
 

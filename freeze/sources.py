@@ -42,11 +42,12 @@ def resolve_checkpoint(path):
                                 f"{len(found)} .index files{': ' + ', '.join(found[:4]) if found else ''}); "
                                 "pass a checkpoint prefix such as DIR/model.ckpt-100")
         else:
-            ckpt = state.model_checkpoint_path
-            if not os.path.isabs(ckpt):
-                ckpt = os.path.join(p, ckpt)
-            if not os.path.isfile(ckpt + ".index"):  # an absolute path from elsewhere
-                ckpt = os.path.join(p, os.path.basename(ckpt))
+            # the folder's own files, never another folder's: an absolute path in a copied
+            # or moved folder's 'checkpoint' file still names the original
+            named = state.model_checkpoint_path
+            ckpt = os.path.join(p, os.path.basename(named))
+            if not os.path.isfile(ckpt + ".index"):
+                ckpt = named if os.path.isabs(named) else os.path.join(p, named)
     else:
         ckpt = p
     if not os.path.isfile(ckpt + ".index"):

@@ -66,8 +66,8 @@ def _rsqrt_model(out_dir, batch=2):
     pb = os.path.join(out_dir, "rs.pb")
     with open(pb, "wb") as f:
         f.write(g.as_graph_def().SerializeToString())
-    Signature("realnvp", "forward", batch, [Tensor("x", "x:0", [batch, 4, 4, 4], "float32", "NHWC")],
-              [Tensor("y", "y:0", [batch, 4, 4, 4], "float32", "NHWC")], config={"tiny": True},
+    Signature("rs", "forward", batch, [Tensor("x", "x:0", [batch, 4, 4, 4], "float32", "NHWC")],
+              [Tensor("y", "y:0", [batch, 4, 4, 4], "float32", "NHWC")],
               precision_mode="force_fp32", artifact={"file": "rs.pb", "kind": "pb"}).save(
         os.path.join(out_dir, "rs.json"))
     return pb

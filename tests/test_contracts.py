@@ -60,7 +60,7 @@ def test_msame_txt_format():
     assert layout.format_txt(b).count("\n") == 4
 
 
-def test_layout_roundtrip_and_newest_dir(tmp_path):
+def test_layout_roundtrip_and_run_selection(tmp_path):
     t = Tensor("z", "z:0", [2, 3])
     a = np.random.rand(2, 3).astype(np.float32)
     d1 = layout.new_run_dir(tmp_path)
@@ -68,9 +68,10 @@ def test_layout_roundtrip_and_newest_dir(tmp_path):
     layout.write_output(os.path.join(d1, layout.output_name("b0", 0)), a)
     d2 = layout.new_run_dir(tmp_path)
     layout.write_output(os.path.join(d2, layout.output_name("b0", 0, "TXT")), a)
-    os.utime(d1, (1, 1))
-    assert layout.latest_run_dir(tmp_path) == d2
-    got = layout.collect_outputs(tmp_path)
+    with pytest.raises(UserError, match="holds 2 runs"):
+        layout.select_run(tmp_path)  # never by modification time
+    assert layout.select_run(d2) == d2
+    got = layout.collect_outputs(d2)
     assert list(got) == ["b0"] and got["b0"][0].endswith("b0_output_0.txt")
     np.testing.assert_allclose(layout.read_output(got["b0"][0], t), a, rtol=1e-5)
     np.testing.assert_array_equal(layout.read_output(os.path.join(d1, "b0_output_0.bin"), t), a)

@@ -34,12 +34,14 @@ def _run(path, sig):
     return to_onnx.run_onnx(sess, sig, tiny.feed(sig, seed=3))
 
 
-def test_fp32_matches_tf_and_shares_the_card(pb):
+def test_fp32_matches_tf_and_gets_its_own_card(pb):
     out = pb[:-3] + ".onnx"
+    before = open(pb[:-3] + ".json").read()
     to_onnx.convert(pb, out)
-    sig = Signature.load(pb[:-3] + ".json")  # the .pb's own card, now recording the onnx
-    assert sig.artifact["file"] == "tiny.pb" and sig.artifact["onnx"]["file"] == "tiny.onnx"
-    assert sig.checks["onnx"]["onnx_vs_frozen_max_rel"] <= 1e-5
+    assert open(pb[:-3] + ".json").read() == before  # the .pb's card is freeze's: never rewritten
+    sig = Signature.load(out + ".json")  # tiny.onnx.json: tiny.json is the .pb's
+    assert sig.artifact["file"] == "tiny.onnx" and sig.artifact["source"] == "tiny.pb"
+    assert sig.checks["onnx_vs_frozen_max_rel"] <= 1e-5
     ref = run_graph_def(to_onnx.load_graph_def(pb), sig, tiny.feed(sig, seed=3))
     for g, r in zip(_run(out, sig), ref):
         assert metrics.elementwise_ok(g, r, atol=1e-5, rtol=1e-5)
@@ -94,9 +96,14 @@ def test_unsupported_op_named(tmp_path):
 def test_cli_bad_opset_and_mode(pb, capsys):
     assert to_onnx.main(["--model", pb, "--output", pb[:-3] + ".o9.onnx", "--opset", "9"]) == 2
     assert "--opset must be in 11..15" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        to_onnx.main(["--model", pb, "--output", pb[:-3] + ".onnx", "--precision_mode", "bogus"])
+    assert e.value.code == 2 and "invalid choice: 'bogus'" in capsys.readouterr().err
+    # an fp16 model under the .pb's stem: its own card says so, the .pb's card stays fp32
     assert to_onnx.main(["--model", pb, "--output", pb[:-3] + ".onnx", "--precision_mode",
-                         "force_fp16", "--force"]) == 2
-    assert "shares its signature" in capsys.readouterr().err
+                         "force_fp16", "--force"]) == 0
+    assert Signature.load(pb[:-3] + ".onnx.json").precision_mode == "force_fp16"
+    assert Signature.load(pb[:-3] + ".json").precision_mode == "force_fp32"
 
 
 def test_allow_fp32_to_fp16_keeps_non_cube_tensors_fp32(pb, tmp_path):
