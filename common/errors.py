@@ -14,6 +14,15 @@ class UserError(Exception):
     exit_code = 2
 
 
+def first_line(e):
+    """The informative line of an exception's message, for a one-line error (TensorFlow's
+    start with "Graph execution error:" and a node trace before the cause)."""
+    text = getattr(e, "message", None) or str(e) or type(e).__name__
+    skip = ("Graph execution error", "Detected at node", "Node:", "[[")
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip() and not ln.strip().startswith(skip)]
+    return (lines or [type(e).__name__])[0][:300]
+
+
 def fail(msg):
     raise UserError(msg)
 

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from common.errors import UserError
+from common.errors import UserError, first_line
 from common.tfcompat import session_config, tf
 from freeze.signature import Signature, Tensor
 from models import spec as model_spec
@@ -73,7 +73,7 @@ class Restored:
                 saver.restore(self.sess, self.ckpt)
             except tf.errors.OpError as e:  # missing variables, wrong shapes, corrupt files
                 self.sess.close()
-                first = str(e.message).splitlines()[0]
+                first = first_line(e)
                 raise UserError(f"{self.ckpt}: checkpoint does not match the model rebuilt from "
                                 f"{self.info['_path']} ({first})") from None
 

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from common.errors import UserError
+from common.errors import UserError, first_line
 from common.tfcompat import session_config, tf
 from freeze import fold
 from freeze.signature import Signature, Tensor
@@ -57,11 +57,6 @@ def resolve_checkpoint(path):
     except (IndexError, ValueError):
         step = None
     return ckpt, step
-
-
-def _first_line(e):
-    text = getattr(e, "message", None) or str(e) or type(e).__name__
-    return text.strip().splitlines()[0]
 
 
 def _input_meta(graph, name, layout):
@@ -151,10 +146,10 @@ class UserModel:
             raise
         except (OSError, tf.errors.OpError, ValueError, KeyError, IndexError, RuntimeError) as e:
             what = self.source.get("checkpoint") or self.source.get("dir") or self.source.get("path")
-            raise UserError(f"{what}: cannot load the {kind} ({type(e).__name__}: {_first_line(e)})") from None
+            raise UserError(f"{what}: cannot load the {kind} ({type(e).__name__}: {first_line(e)})") from None
         except Exception as e:  # protobuf DecodeError has no stable import path
             what = self.source.get("checkpoint") or self.source.get("dir") or self.source.get("path")
-            raise UserError(f"{what}: not a readable {kind} ({type(e).__name__}: {_first_line(e)})") from None
+            raise UserError(f"{what}: not a readable {kind} ({type(e).__name__}: {first_line(e)})") from None
 
     def _check_names(self):
         ops = {op.name: op for op in self.graph.get_operations()}
@@ -211,7 +206,7 @@ class UserModel:
         try:
             gd = tf.graph_util.convert_variables_to_constants(self.sess, gd, self.output_names)
         except (tf.errors.OpError, ValueError) as e:
-            raise UserError(f"freezing the variables failed: {_first_line(e)}") from None
+            raise UserError(f"freezing the variables failed: {first_line(e)}") from None
         self._fixed = fold.prune(gd, self.output_names)
         return self._fixed
 
@@ -238,7 +233,7 @@ class UserModel:
         try:
             return self.sess.run([g.get_tensor_by_name(t.tensor) for t in self.signature.outputs], fd)
         except tf.errors.OpError as e:
-            raise UserError(f"running the {self.source['kind']} failed: {_first_line(e)}") from None
+            raise UserError(f"running the {self.source['kind']} failed: {first_line(e)}") from None
 
     @staticmethod
     def _generic_feed(inputs, rng):
