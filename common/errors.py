@@ -40,9 +40,21 @@ def cli(main):
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # `tool | head`: the reader left; say nothing more
+            _silence_stdout()
+            return 141
         return 0 if rc is None else rc
 
     return wrapper
+
+
+def _silence_stdout():
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def run(main):
