@@ -10,6 +10,18 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
+# modules that train, freeze or walk a whole road: `make test-fast` skips them
+SLOW_MODULES = {"test_road", "test_train_realnvp", "test_train_rebar", "test_train_faults", "test_distributed",
+                "test_freeze_realnvp", "test_freeze_rebar", "test_user_models", "test_compare_layers",
+                "test_sbn", "test_report"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def _data_dir(sub):
     d = os.environ.get("DATA_DIR", os.path.join(ROOT, "data"))
     if not os.path.isdir(os.path.join(d, sub)):
