@@ -16,7 +16,7 @@ PY = sys.executable
 
 
 def sh(root, *cmd, ok=(0,)):
-    env = dict(os.environ, PATH=os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+    env = dict(os.environ, PYTHON=PY, PATH=os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
                                                 if not os.path.isfile(os.path.join(p, "atc"))))
     r = subprocess.run([str(c) for c in cmd], cwd=root, capture_output=True, text=True, env=env)
     assert r.returncode in ok, f"{cmd[:3]} exit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
