@@ -24,7 +24,7 @@ from common import fsio  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
 from data_tools import datasets  # noqa: E402
 from data_tools.cliargs import ArgumentParser  # noqa: E402
-from data_tools.img2bin import interruptible, staging  # noqa: E402
+from data_tools.img2bin import committing, interruptible, staging  # noqa: E402
 
 LABELS = "labels.txt"
 EXAMPLE = """example:
@@ -66,8 +66,9 @@ def export(images, labels, dataset, split, out, force=False, progress=True):
             fsio.write_bytes(os.path.join(tmp, n), buf)
         if labels is not None:
             fsio.write_text(os.path.join(tmp, LABELS), "".join(f"{int(v)}\n" for v in labels))
-        for n in targets:
-            os.replace(os.path.join(tmp, n), os.path.join(out, n))
+        with committing():
+            for n in targets:
+                os.replace(os.path.join(tmp, n), os.path.join(out, n))
     return names
 
 

@@ -199,13 +199,33 @@ class Preprocess:
 
 class Interrupted(UserError):
     def __init__(self, signum):
-        super().__init__(f"interrupted by {signal.Signals(signum).name}; nothing was written "
-                         "(partial output removed)")
+        super().__init__(f"interrupted by {signal.Signals(signum).name}; no partial output left "
+                         "(the output folder holds its previous files, or all the new ones)")
         self.exit_code = 128 + signum
 
 
+_commit = {"active": False, "pending": None}
+
+
 def _raise_interrupted(signum, frame):
+    if _commit["active"]:  # the final renames run to the end; the signal is raised after
+        _commit["pending"] = signum
+        return
     raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def committing():
+    """The renames that move a finished staging folder's files into place: a SIGTERM /
+    SIGINT arriving meanwhile waits until they are all done."""
+    _commit["active"], _commit["pending"] = True, None
+    try:
+        yield
+    finally:
+        _commit["active"] = False
+        signum, _commit["pending"] = _commit["pending"], None
+        if signum is not None:
+            raise Interrupted(signum)
 
 
 @contextlib.contextmanager
@@ -288,8 +308,9 @@ def images_to_bins(src, out, w, h, fmt="BGR", layout="NCHW", dtype="float32", me
         staged = [os.path.join(tmp, os.path.basename(p)) for p in outs]
         for f, p in zip(tqdm(files, disable=not progress or len(files) < 2, unit="img"), staged):
             fsio.write_array(p, pre(f))
-        for s, p in zip(staged, outs):
-            os.replace(s, p)
+        with committing():
+            for s, p in zip(staged, outs):
+                os.replace(s, p)
     return outs
 
 
@@ -412,11 +433,12 @@ def write_set(sig, out, items, n_images, prefix, manifest_fields, force=False, p
         fsio.write_json(os.path.join(tmp, binfiles.MANIFEST), manifest)
         # the old manifest goes first and the new one comes last: a folder never holds a
         # manifest that does not describe its files
-        for p in sorted(busy, key=lambda p: p != manifest_path):
-            shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)
-        for d in names.values():
-            os.replace(os.path.join(tmp, d), os.path.join(out, d))
-        os.replace(os.path.join(tmp, binfiles.MANIFEST), manifest_path)
+        with committing():
+            for p in sorted(busy, key=lambda p: p != manifest_path):
+                shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)
+            for d in names.values():
+                os.replace(os.path.join(tmp, d), os.path.join(out, d))
+            os.replace(os.path.join(tmp, binfiles.MANIFEST), manifest_path)
     return manifest
 
 

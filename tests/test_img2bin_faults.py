@@ -377,3 +377,26 @@ def test_find_manifest_refuses_another_sets_manifest(tmp_path):
     (d / "y").mkdir()
     with pytest.raises(UserError, match="belongs to the input folders"):
         binfiles.find_manifest(d / "y")
+
+
+def test_a_signal_during_the_final_renames_waits_for_them(tmp_path, monkeypatch, capsys):
+    """SIGTERM while the finished files are moved into place: all of them are moved, then
+    the run stops with the one line."""
+    src = tmp_path / "pics"
+    src.mkdir()
+    for i in range(3):
+        _img(src / f"{i}.png", 4, 4, seed=i)
+    out = tmp_path / "out"
+    real = os.replace
+    calls = []
+
+    def replace(a, b):
+        if os.path.dirname(os.fspath(b)) == str(out):  # a final rename, not a staged write
+            calls.append(b)
+            if len(calls) == 1:
+                os.kill(os.getpid(), signal.SIGTERM)  # its handler runs before the next rename
+        real(a, b)
+    monkeypatch.setattr(os, "replace", replace)
+    assert img2bin.main(["-i", str(src), "-w", "4", "-h", "4", "-t", "uint8", "-o", str(out)]) == 128 + signal.SIGTERM
+    assert "interrupted by SIGTERM" in _one_error_line(capsys)
+    assert sorted(os.listdir(out)) == ["0.bin", "1.bin", "2.bin"] and len(calls) == 3
