@@ -136,6 +136,8 @@ def test_padding_excluded_and_nan_counted(pair, capsys):
     man = tmp / "bins" / "manifest.json"
     man.parent.mkdir()
     (man.parent / "x").mkdir()
+    for s in outs:  # the input files the manifest lists (loss_check checks the set is this one)
+        (man.parent / "x" / f"{s}.bin").write_bytes(b"")
     man.write_text(json.dumps({"format": MANIFEST_FORMAT, "n_images": 9, "inputs": [{"name": "x", "dir": "x"}],
                                "files": files}))
     z = outs["img_00002"][0].copy()

@@ -372,6 +372,10 @@ def main(argv=None):
     manifest = Manifest.load(a.manifest) if a.manifest else (find_manifest(inputs[0]) if inputs else None)
     if manifest is None:
         print("note: no manifest (--manifest or --inputs): every row counts as a real image", file=sys.stderr)
+    else:  # the manifest of these inputs, written for this model: else its padding counts are wrong
+        manifest.check_signature(sig)
+        if inputs:
+            manifest.check_inputs(inputs)
     offline_dir = layout.select_run(a.offline)
     report_path = a.report or os.path.join(offline_dir, "loss_check.json")
     if os.path.exists(report_path) and not a.force:
