@@ -36,7 +36,21 @@ def _tensor_meta(io):
     return Tensor(t.op.name, t.name, shape, t.dtype.base_dtype.name, io.layout, io.meaning)
 
 
-class Restored:
+class LiveModel:
+    """A model live in a session, what freeze and the checkpoint backend use: ``signature``,
+    ``run(feed)``, ``example_feed(rng)``, ``frozen_graph_def()``; ``sess`` closed on exit."""
+
+    def close(self):
+        self.sess.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Restored(LiveModel):
     """A checkpoint restored into its inference graph, ready to run.
 
     ``Restored.from_signature(sig)`` rebuilds the graph a signature describes (the
@@ -90,15 +104,6 @@ class Restored:
         gd = tf.graph_util.convert_variables_to_constants(
             self.sess, self.graph.as_graph_def(), [m.op for m in self.signature.outputs])
         return tf.graph_util.extract_sub_graph(gd, [m.op for m in self.signature.outputs])
-
-    def close(self):
-        self.sess.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # --- checks on a frozen graph --------------------------------------------------

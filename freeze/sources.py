@@ -20,6 +20,7 @@ import numpy as np
 from common.errors import UserError, first_line
 from common.tfcompat import session_config, tf
 from freeze import fold
+from freeze.core import LiveModel
 from freeze.signature import Signature, Tensor
 from models import spec as model_spec
 
@@ -65,7 +66,7 @@ def _input_meta(graph, name, layout):
     return Tensor(name.replace("/", "_"), t.name, shape, t.dtype.base_dtype.name, layout)
 
 
-class UserModel:
+class UserModel(LiveModel):
     """A user's model loaded from its source, with inputs of static shape."""
 
     def __init__(self, source, input_shape, output_names, defaults=None, layouts=None, device="cpu",
@@ -243,15 +244,6 @@ class UserModel:
 
     def example_feed(self, rng):
         return model_spec.example_feed(self.signature, rng)
-
-    def close(self):
-        self.sess.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _guess_layout(shape):
