@@ -36,7 +36,7 @@ def test_known_difference_and_gate(tmp_path, capsys):
     test = final[("bpd", "test")]
     assert test[0]["value"] == 6.5 and test[1]["value"] == pytest.approx(6.63)
     assert test[1]["rel_diff"] == pytest.approx(0.13 / 6.5) and test[1]["abs_diff"] == pytest.approx(0.13)
-    assert final[("bpd", "train")][1]["how"] == "last logged window"
+    assert final[("bpd", "train")][1]["how"] == "last logged value"
     matched = [m for m in res["matched"] if m["split"] == "train"]
     assert [m["step"] for m in matched] == [10, 20, 30, 40]
     assert all(m["values"][1] - m["values"][0] == pytest.approx(0.13) for m in matched)

@@ -48,7 +48,8 @@ EXAMPLE = """examples:
   python verify/report.py --road runs/demo/rebar --train runs/demo/_train/rebar:CPU \\
       --train runs/rebar_npu:NPU --paper "REBAR paper: train elbo=-98.8" -o report/ --force
 """
-SKIP_DIRS = {"inputs", "ref", "img"}  # input bins and golden outputs hold no report JSON
+SKIP_DIRS = {"inputs", "img"}  # input bins (and the manifest) hold no stage report
+MODE_ORDER = ("force_fp32", "must_keep_origin_dtype", "allow_fp32_to_fp16", "allow_mix_precision", "force_fp16")
 
 
 # --- formatting -------------------------------------------------------------------------
@@ -186,8 +187,29 @@ class Road:
                     continue
                 seen.add(p)
                 out.append((p, s, kind or os.path.splitext(f)[1][1:], mode))
-        order = {"pb": 0, "om": 1, "onnx": 2}
-        return sorted(out, key=lambda a: (order.get(a[2], 3), os.path.basename(a[0])))
+        return sorted(out, key=lambda a: artifact_order(a[0], a[2], a[3]))
+
+
+def artifact_order(path, kind, mode):
+    """.pb first, then .om, then .onnx; fp32 modes before fp16 ones; by name."""
+    return ({"pb": 0, "om": 1, "onnx": 2}.get(kind, 3),
+            MODE_ORDER.index(mode) if mode in MODE_ORDER else len(MODE_ORDER), os.path.basename(path or ""))
+
+
+def recorded_digests(d, path=""):
+    """[(key path, hex digest)] of every sha256 / digest string recorded in a JSON object."""
+    out = []
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out += recorded_digests(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(d, list):
+        for i, v in enumerate(d):
+            out += recorded_digests(v, f"{path}[{i}]")
+    elif isinstance(d, str) and ("sha256" in path.lower() or "digest" in path.lower()):
+        h = d.split(":", 1)[1] if d.lower().startswith("sha256:") else d
+        if len(h) >= 16 and all(c in "0123456789abcdefABCDEF" for c in h):
+            out.append((path, h.lower()))
+    return out
 
 
 # --- environment ----------------------------------------------------------------------------
@@ -360,8 +382,10 @@ class Section:
             s = run_.summary()
             rows.append([run_.label, rel(run_.path), num(s["last_step"], "d"), num(s["batch_size"]),
                          num(s["steps_per_sec"], ".4g"), num(s["step_time_s"], ".4g"), num(s["images_per_sec"], ".4g"),
-                         num(s["wall_s"], ".1f")])
-        self.table(["run", "folder", "steps", "batch", "steps/s", "step time (s)", "images/s", "training wall time (s)"],
+                         f"{num(s['wall_s'], '.1f')} (to step {run_.wall_time()[-1][0]})" if s["wall_s"] else
+                         ("not recorded", "na")])
+        self.table(["run", "folder", "steps", "batch", "steps/s", "step time (s)", "images/s",
+                    "training wall time (s)"],
                    rows, "Throughput from the trainer's records: RealNVP-style 'seconds' or REBAR-style "
                          "'steps_per_sec' (training steps only; evaluation excluded).")
         header = ["run"] + [f"{sp} {n}" for n in names for sp in SPLITS
@@ -375,7 +399,7 @@ class Section:
                 row.append(f"{num(f[0])} (step {f[1]}, {f[2]})" if f else NOT_RUN)
             rows.append(row)
         self.table(header, rows, "Final values from metrics.jsonl. Train: the last epoch mean when the run "
-                                 "completed an epoch, else the last logged window.")
+                                 "completed an epoch, else the last logged value.")
         if len(self.runs) > 1:
             self.compared(names)
         png = curves_png(self.runs, names)
@@ -614,28 +638,59 @@ class Section:
     # --- performance -----------------------------------------------------------------
     def performance(self):
         self.h("Inference performance")
-        sums = self.road.found["summary"]
+        sums = sorted(self.road.found["summary"],
+                      key=lambda s: (s.get("backend") == "checkpoint",
+                                     artifact_order(s.get("model"), os.path.splitext(s.get("model") or "")[1][1:],
+                                                    self.mode_of(s))))
         if not sums:
             self.p("Runner not run here: no runner summary (OUT/<T>_summary.json or OUT/<T>/run.json) under the road.")
             return
-        rows = []
+        rows, cmds = [], []
         for s in sums:
             lat = s.get("latency_ms") or {}
-            dig = s.get("digests") or s.get("model_sha256") or (s.get("model_digest"))
-            rows.append([os.path.basename(s.get("model") or "?"), s.get("backend"), s.get("batch"),
-                         s.get("files"), s.get("images"),
+            rows.append([os.path.basename(s.get("model") or "?"), s.get("backend"), self.mode_of(s) or "",
+                         s.get("batch"), s.get("files"), s.get("images"),
                          num(s.get("throughput_images_per_s"), ".5g"), num(s.get("wall_throughput_images_per_s"), ".5g"),
                          num(lat.get("median"), ".4g"), num(lat.get("p99"), ".4g"), num(lat.get("mean"), ".4g"),
-                         rel(s["_path"]) + (f" (digests recorded)" if dig else "")])
-        self.table(["model", "backend", "batch", "files", "images", "images/s (inference)", "images/s (wall)",
-                    "latency median (ms)", "latency p99 (ms)", "latency mean (ms)", "summary"], rows,
+                         self.digest_check(s), rel(s["_path"])])
+            if s.get("backend") != "checkpoint":
+                cmds.append(cmd("python", "infer/msame.py", "--model", rel(s.get("model")), "--input",
+                                ",".join(rel(i) for i in s.get("inputs") or []) or "INPUT_DIRS", "--output",
+                                rel(os.path.dirname(os.path.normpath(s["run_dir"]))),
+                                *(["--outfmt", "TXT"] if s.get("outfmt") == "TXT" else [])))
+        self.table(["model", "backend", "precision mode", "batch", "files", "images", "images/s (inference)",
+                    "images/s (wall)", "latency median (ms)", "latency p99 (ms)", "latency mean (ms)",
+                    "model digest", "summary"], rows,
                    "From the runner's summaries: latency per batch file (model execution only); wall images/s "
-                   "includes reading inputs and writing outputs.")
-        s = sums[0]
-        self.cmd(cmd("python", "infer/msame.py", "--model", rel(s.get("model")), "--input",
-                     ",".join(rel(i) for i in s.get("inputs") or []) or "INPUT_DIRS", "--output",
-                     rel(os.path.dirname(os.path.normpath(s["run_dir"]))),
-                     *(["--outfmt", "TXT"] if s.get("outfmt") == "TXT" else [])))
+                   "includes reading inputs and writing outputs. The checkpoint backend's run is the golden "
+                   "reference (verify/reference.py). Model digest: what the runner recorded, checked against the "
+                   "artifact on disk.")
+        if cmds:
+            self.cmd("\n".join(cmds))
+
+    def mode_of(self, summary):
+        sig = next((x for x in self.road.found["signature"]
+                    if os.path.abspath(x["_path"]) == os.path.abspath(summary.get("signature") or "")), None)
+        if sig is None:
+            return None
+        art = sig.get("artifact") or {}
+        base = os.path.basename(summary.get("model") or "")
+        for sub in ("onnx", "om"):
+            if isinstance(art.get(sub), dict) and art[sub].get("file") == base:
+                return art[sub].get("precision_mode") or sig.get("precision_mode")
+        return art.get("precision_mode") or sig.get("precision_mode")
+
+    def digest_check(self, s):
+        found = recorded_digests({k: v for k, v in s.items() if k != "previous"})
+        if not found:
+            return ("not recorded", "na")
+        model = [h for k, h in found if "model" in k.lower()] or [found[0][1]]
+        p = s.get("model")
+        if not p or not os.path.isfile(p):
+            return f"{model[0][:16]} (model file not on disk)"
+        now = sha256(p, n=64)
+        ok = now.startswith(model[0]) or model[0].startswith(now)
+        return (f"{model[0][:16]} ({'matches' if ok else 'differs from'} the file)", "ok" if ok else "bad")
 
     def build(self):
         for part in (self.model, self.training, self.accuracy, self.offline, self.doctor, self.performance):

@@ -2,7 +2,7 @@
 CSS, pictures as data: URIs, no script, nothing fetched) and Markdown for a ModelZoo
 README (pictures as files beside it). One list of blocks, so both say the same.
 
-Blocks: ("h", level, text), ("p", text), ("cmd", text), ("table", header, rows, note),
+Blocks: ("h", level, text), ("p", text), ("cmd", text: one command a line), ("table", header, rows, note),
 ("img", name, png bytes, caption), ("kv", [(key, value)]), ("list", [text]).
 A cell is a string, or (string, css class) with class ok | bad | na.
 """
@@ -51,7 +51,7 @@ def to_html(title, blocks):
         elif kind == "note":
             out.append(f'<p class="note">{e(b[1])}</p>')
         elif kind == "cmd":
-            out.append(f"<pre>$ {e(b[1])}</pre>")
+            out.append("<pre>" + "\n".join(f"$ {e(line)}" for line in b[1].split("\n")) + "</pre>")
         elif kind == "list":
             out.append("<ul>" + "".join(f"<li>{e(x)}</li>" for x in b[1]) + "</ul>")
         elif kind == "kv":

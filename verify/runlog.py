@@ -131,7 +131,7 @@ class Run:
             if ep:
                 return ep[-1].value, ep[-1].step, "epoch mean"
             p = pts[-1]
-            return p.value, p.step, "last logged window" if p.kind == "train" else p.kind
+            return p.value, p.step, "last logged value" if p.kind == "train" else p.kind
         p = pts[-1]
         return p.value, p.step, p.kind or split
 
