@@ -109,7 +109,7 @@ def make_road(root, model="toy", metric=True, doctor=True):
     return road, reports
 
 
-def make_train(root, name="run", offset=0.0, sps=20.0):
+def make_train(root, name="run", offset=0.0, sps=20.0, model="toy"):
     """A REBAR-style run (eval records with a split, steps_per_sec) of the same toy model."""
     d = os.path.join(root, name)
     recs = []
@@ -122,7 +122,7 @@ def make_train(root, name="run", offset=0.0, sps=20.0):
     recs.append({"step": 400, "kind": "eval", "split": "test", "score": -166.125 + offset, "iwae": -161.0 + offset,
                  "samples": 10, "n_images": 20})
     _write(os.path.join(d, "metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in recs))
-    _write(os.path.join(d, "config.json"), {"model": "toy", "config": {"batch_size": 24}, "train": {}, "step": 400})
+    _write(os.path.join(d, "config.json"), {"model": model, "config": {"batch_size": 24}, "train": {}, "step": 400})
     return d
 
 
@@ -344,3 +344,25 @@ def test_renders_in_a_real_browser(built, tmp_path):
     for q in range(4):
         part = page[q * ph // 4:(q + 1) * ph // 4]
         assert (part.sum(2) < 300).mean() > 0.0005, f"quarter {q + 1} of the page is blank"
+
+
+def test_demo_writes_one_report_for_every_road(tmp_path, repo_root, capsys):
+    """demo/road.py's last step on a demo-like --out: every model folder, its training run, its paper row."""
+    import importlib.util
+    import types
+
+    spec = importlib.util.spec_from_file_location("demo_road", os.path.join(repo_root, "demo", "road.py"))
+    road = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(road)
+    out = tmp_path / "demo"
+    make_road(str(out), model="realnvp")
+    make_road(str(out), model="user_model", metric=False, doctor=False)  # any TF model: no paper, no training
+    make_train(str(out / "_train"), "realnvp", model="realnvp")
+    steps = road.Road()
+    road.write_report(steps, types.SimpleNamespace(out=str(out)))
+    (model, stage, art, _, rc), = steps.rows
+    assert rc == 0 and stage == "self-verification report" and model == "realnvp+user_model"
+    assert str(out / "report" / "index.html") in capsys.readouterr().out
+    p = parse(str(out / "report" / "index.html"))
+    text = " ".join(p.text)
+    assert "RealNVP paper (given)" in text and "user_model (" in text and "CPU (training run)" in text
