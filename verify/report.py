@@ -64,6 +64,19 @@ def num(v, spec=".8g"):
     return format(v, spec)
 
 
+def with_keep(mode, sig):
+    """The precision mode, and the keep_dtype list the artifact was built with."""
+    kd = ((sig or {}).get("artifact") or {}).get("keep_dtype")
+    if not isinstance(kd, dict):
+        return mode
+    n = len(kd.get("nodes_kept_fp32") or []) or "some"
+    return f"{mode} + keep_dtype ({n} nodes fp32)"
+
+
+def short_list(names, n=3):
+    return ", ".join(names[:n]) + (f" ... ({len(names) - n} more)" if len(names) > n else "")
+
+
 def signed(v, spec="+.3g"):
     return num(v, spec)
 
@@ -341,7 +354,7 @@ class Section:
         rows = []
         for path, sig, kind, mode in r.artifacts():
             exists = os.path.isfile(path)
-            rows.append([os.path.basename(path), kind, mode or "not recorded",
+            rows.append([os.path.basename(path), kind, with_keep(mode or "not recorded", sig),
                          num(os.path.getsize(path), "d") if exists else ("missing", "bad"),
                          sha256(path) if exists else ("missing", "bad"),
                          os.path.basename(sig["_path"]), sha256(sig["_path"])])
@@ -509,10 +522,10 @@ class Section:
                            f"{num(checks.get('frozen_vs_checkpoint_max_rel'), '.3g')}"
                            + ("" if checks.get("batch_independent", True) else ", batch coupled")
                            if ok else "freeze checks not recorded")
-                    rows.append([name, mode or "", (txt, "ok" if ok else "na")]
+                    rows.append([name, with_keep(mode or "", sig), (txt, "ok" if ok else "na")]
                                 + [""] * (3 * len(metric_names)) + ["", ""])
                 else:
-                    rows.append([name, mode or "", NOT_RUN] + [""] * (3 * len(metric_names)) + ["", ""])
+                    rows.append([name, with_keep(mode or "", sig), NOT_RUN] + [""] * (3 * len(metric_names)) + ["", ""])
                 continue
             for lc in runs_:
                 rows.append(self.lc_row(name, lc, metric_names))
@@ -529,7 +542,9 @@ class Section:
 
     def lc_row(self, name, lc, metric_names):
         mm = {m["name"]: m for m in lc["model_metrics"]}
-        row = [name, lc.get("precision_mode") or "", verdict(lc["passed"])]
+        sig = next((x for x in self.road.found["signature"]
+                    if os.path.abspath(x["_path"]) == os.path.abspath(lc.get("signature") or "")), None)
+        row = [name, with_keep(lc.get("precision_mode") or "", sig), verdict(lc["passed"])]
         for n in metric_names:
             m = mm.get(n)
             row += [num(m["offline_mean"]), num(m["reference_mean"]), signed(m["diff"])] if m else ["", "", ""]
@@ -603,10 +618,11 @@ class Section:
                                  r.get("first_failing_why") or "", r.get("failing_layers"),
                                  num(b.get("mean")) if b else "not recorded",
                                  num(b.get("nonfinite"), "d") if b else "", num(bt.get("mean")) if bt else "",
-                                 ", ".join(r.get("added") or []) or ""])
+                                 short_list(r.get("added") or [])])
                 self.table(["round", "ops kept fp32", "first failing layer", "why", "failing layers",
-                            "batch metric (fp16)", "non-finite images", "batch metric (TF)", "added to keep list"],
-                           rows, "Batch metric: the doctor's mean of the model's per-image metric output on its batch.")
+                            "batch bpd (fp16)", "non-finite images", "batch bpd (TF)", "added to keep list"],
+                           rows, "Batch bpd: the doctor's mean of the model's per-image bpd output on its batch, "
+                                 "where the model has one.")
             else:
                 layers = [l for l in d.get("layers", []) if not l.get("passed")][:10]
                 if layers:
@@ -617,7 +633,7 @@ class Section:
             self.p(f"Keep list ({len(keep)} ops kept in fp32, the --keep_dtype file for ATC): "
                    + (", ".join(keep) if keep else "empty"))
             if d.get("pruned"):
-                self.p(f"Pruned after converging ({len(d['pruned'])} ops no longer needed): {', '.join(d['pruned'])}")
+                self.p(f"Pruned after converging ({len(d['pruned'])} ops no longer needed): {short_list(d['pruned'], 6)}")
 
     def doctor_cmd(self, d):
         s = self.road.main_sig
@@ -630,7 +646,9 @@ class Section:
         summ = self.road.summary_for(lc.get("offline")) if lc else None
         inputs = ",".join(rel(i) for i in summ["inputs"]) if summ and summ.get("inputs") else "INPUT_DIRS"
         keep = os.path.join(os.path.dirname(pb), "keep_dtype.cfg")
-        return cmd("python", "verify/compare_layers.py", "--pb", rel(pb), "--onnx", rel(onnx), "--input", inputs,
+        fp32 = next((p for p, sig, kind, m in self.road.artifacts() if kind == "onnx" and m == "force_fp32"), None)
+        return cmd("python", "verify/compare_layers.py", "--pb", rel(pb), "--onnx", rel(onnx),
+                   *(["--fp32-onnx", rel(fp32)] if fp32 else []), "--input", inputs,
                    "--keep-dtype-out", rel(keep), "--report", rel(d["_path"]),
                    *(["--iterate", d["iterate"]] if d.get("iterate") else []),
                    *(["--batch-file", batch] if batch else []), "--force")
