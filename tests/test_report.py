@@ -288,6 +288,11 @@ def test_refuses_to_overwrite_and_names_bad_input(built, capsys):
     assert err.startswith("error: --paper 'test score'") and "METRIC=VALUE" in err
     assert report.main(["--road", built["road"], "--train", built["plain"], "-o", built["out"] + "4"]) == 2
     assert "metrics.jsonl: not found" in capsys.readouterr().err
+    # with several models, a --train must follow its --road
+    assert report.main(["--train", built["cpu"], "--road", built["road"], "--road", built["plain"],
+                        "-o", built["out"] + "5"]) == 2
+    assert "given before any --road" in capsys.readouterr().err
+    assert not any(os.path.exists(built["out"] + s) for s in "2345")  # nothing written on a bad input
 
 
 def _browser():
