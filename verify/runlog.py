@@ -162,12 +162,16 @@ class Run:
         return list(self._time)
 
     def time_at(self, step):
-        """Seconds at a step, interpolated between the records that give time (None outside)."""
+        """Seconds at a step, interpolated between the records that give time; past the last
+        one (a final evaluation) at the run's mean rate, up to the run's last step. For
+        placing points on the wall-time axis only; None where the run records no time."""
         import numpy as np
 
         t = self._time
-        if len(t) < 1 or step > t[-1][0] or step < 0:
+        if len(t) < 1 or step < 0 or step > self.last_step:
             return None
+        if step > t[-1][0]:
+            return t[-1][1] * step / t[-1][0] if t[-1][0] else None
         xs = [0] + [s for s, _ in t]
         ys = [0.0] + [v for _, v in t]
         return float(np.interp(step, xs, ys))
