@@ -416,7 +416,7 @@ class Section:
         if len(self.runs) > 1:
             self.compared(names)
         png = curves_png(self.runs, names)
-        self.img(f"{self.road.model}_training.png", png,
+        self.img(f"{os.path.basename(self.road.path)}_training.png", png,
                  f"{self.road.model}: {', '.join(names) or 'no metric'} against steps and wall time "
                  f"({', '.join(r.label for r in self.runs)})")
 
@@ -586,7 +586,7 @@ class Section:
                    + "; ".join(f"{os.path.basename(f['file'])} ({f['output']}: {f['why']})" for f in lc["failed_files"][:3]))
         png = read_png(lc.get("plot"), lc["_path"]) or read_png(os.path.splitext(lc["_path"])[0] + ".png")
         if png:
-            self.img(os.path.basename(os.path.splitext(lc["_path"])[0]) + ".png", png,
+            self.img(f"{os.path.basename(self.road.path)}_{os.path.basename(os.path.splitext(lc['_path'])[0])}.png", png,
                      f"{name}: per-image metric offline vs checkpoint, and the histogram of their differences")
         elif lc["model_metrics"]:
             self.note("Per-image scatter not available: loss_check ran with --no-plot.")

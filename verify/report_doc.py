@@ -108,7 +108,10 @@ def to_markdown(title, blocks, image_dir="img"):
                 out += [f"*{note}*", ""]
         elif kind == "img":
             _, name, data, caption = b
-            rel = f"{image_dir}/{name}"
+            rel, k = f"{image_dir}/{name}", 1
+            while rel in images and images[rel] != data:  # two models' pictures of the same name
+                k += 1
+                rel = f"{image_dir}/{name[:-4] if name.endswith('.png') else name}_{k}.png"
             images[rel] = data
             out += [f"![{caption}]({rel})", ""]
         else:
