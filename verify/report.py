@@ -42,6 +42,7 @@ from verify.runlog import SPLITS, Run, parse_run_arg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOT_RUN = ("not run", "na")
+NOT_LOGGED = ("not logged", "na")
 EXAMPLE = """examples:
   python verify/report.py --road runs/demo/realnvp --train runs/demo/_train/realnvp:CPU \\
       --paper "test bpd=3.49" -o report/
@@ -330,6 +331,13 @@ class Section:
     def img(self, name, data, caption):
         self.blocks.append(("img", name, data, caption))
 
+    def loss_checks(self):
+        """The loss_check reports in artifact order (.pb, .om, .onnx; fp32 modes first)."""
+        def key(lc):
+            name = self.artifact_name(lc)
+            return artifact_order(name, os.path.splitext(name)[1][1:], lc.get("precision_mode"))
+        return sorted(self.road.found["loss_check"], key=key)
+
     # --- model ---------------------------------------------------------------
     def model(self):
         r, s = self.road, self.road.main_sig
@@ -409,7 +417,7 @@ class Section:
             for col in header[1:]:
                 sp, n = col.split(" ", 1)
                 f = run_.final(n, sp)
-                row.append(f"{num(f[0])} (step {f[1]}, {f[2]})" if f else NOT_RUN)
+                row.append(f"{num(f[0])} (step {f[1]}, {f[2]})" if f else NOT_LOGGED)
             rows.append(row)
         self.table(header, rows, "Final values from metrics.jsonl. Train: the last epoch mean when the run "
                                  "completed an epoch, else the last logged value.")
@@ -431,7 +439,7 @@ class Section:
             cells = [f"{row['split']} {row['metric']}"]
             for i, v in enumerate(row["values"]):
                 if v["value"] is None:
-                    cells.append(NOT_RUN)
+                    cells.append(NOT_LOGGED)
                 else:
                     cells.append(num(v["value"]) + ("" if i == 0 else f" ({v['rel_diff']:+.3%})"))
             rows.append(cells)
@@ -468,9 +476,9 @@ class Section:
             row = [f"{run_.label} (training run)"]
             for n, sp in cols:
                 f = run_.final(n, sp)
-                row.append(num(f[0]) if f else NOT_RUN)
+                row.append(num(f[0]) if f else NOT_LOGGED)
             rows.append(row + [f"{run_.last_step} steps"])
-        for lc in self.road.found["loss_check"]:
+        for lc in self.loss_checks():
             mm = {m["name"]: m for m in lc["model_metrics"]}
             if not mm:
                 continue
@@ -499,7 +507,7 @@ class Section:
     # --- offline road -----------------------------------------------------------
     def offline(self):
         self.h("Offline road: each artifact against the checkpoint")
-        lcs = self.road.found["loss_check"]
+        lcs = self.loss_checks()
         by_art = {}
         for lc in lcs:
             by_art.setdefault(self.artifact_name(lc), []).append(lc)

@@ -26,7 +26,7 @@ td:first-child,th:first-child{text-align:left}
 tr:nth-child(even) td{background:#fafbfc}
 td.ok{color:#116329;font-weight:600}td.bad{color:#b3000b;font-weight:600}td.na{color:#8a939c;font-style:italic}
 .note{color:#57606a;font-size:12px}
-figure{margin:10px 0}figure img{max-width:100%;border:1px solid #d0d7de}
+figure{margin:10px 0}figure img{max-width:100%;max-height:520px;border:1px solid #d0d7de}
 figcaption{color:#57606a;font-size:12px}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 14px;margin:6px 0}
 dt{color:#57606a}dd{margin:0;font-family:"DejaVu Sans Mono",monospace;font-size:12px;word-break:break-all}
