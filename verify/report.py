@@ -675,18 +675,17 @@ class Section:
         for s in sums:
             lat = s.get("latency_ms") or {}
             rows.append([os.path.basename(s.get("model") or "?"), s.get("backend"), self.mode_of(s) or "",
-                         s.get("batch"), s.get("files"), s.get("images"),
+                         s.get("batch"), s.get("images"),
                          num(s.get("throughput_images_per_s"), ".5g"), num(s.get("wall_throughput_images_per_s"), ".5g"),
-                         num(lat.get("median"), ".4g"), num(lat.get("p99"), ".4g"), num(lat.get("mean"), ".4g"),
-                         self.digest_check(s), rel(s["_path"])])
+                         num(lat.get("median"), ".4g"), num(lat.get("p99"), ".4g"),
+                         self.digest_check(s), os.path.relpath(os.path.dirname(s["_path"]), self.road.path)])
             if s.get("backend") != "checkpoint":
                 cmds.append(cmd("python", "infer/msame.py", "--model", rel(s.get("model")), "--input",
                                 ",".join(rel(i) for i in s.get("inputs") or []) or "INPUT_DIRS", "--output",
                                 rel(os.path.dirname(os.path.normpath(s["run_dir"]))),
                                 *(["--outfmt", "TXT"] if s.get("outfmt") == "TXT" else [])))
-        self.table(["model", "backend", "precision mode", "batch", "files", "images", "images/s (inference)",
-                    "images/s (wall)", "latency median (ms)", "latency p99 (ms)", "latency mean (ms)",
-                    "model digest", "summary"], rows,
+        self.table(["model", "backend", "precision mode", "batch", "images", "images/s (inference)",
+                    "images/s (wall)", "latency median (ms)", "latency p99 (ms)", "model digest", "summary in"], rows,
                    "From the runner's summaries: latency per batch file (model execution only); wall images/s "
                    "includes reading inputs and writing outputs. The checkpoint backend's run is the golden "
                    "reference (verify/reference.py). Model digest: what the runner recorded, checked against the "

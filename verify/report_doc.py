@@ -20,7 +20,7 @@ p{margin:6px 0}
 pre{background:#0f1720;color:#d6e2ee;padding:8px 10px;border-radius:3px;overflow-x:auto;
  font:12px/1.4 "DejaVu Sans Mono",Menlo,Consolas,monospace;white-space:pre-wrap;word-break:break-all}
 table{border-collapse:collapse;margin:8px 0 4px;font-size:13px}
-th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:right;vertical-align:top}
+th,td{border:1px solid #d0d7de;padding:3px 6px;text-align:right;vertical-align:top}
 th{background:#eef2f6;text-align:center}
 td:first-child,th:first-child{text-align:left}
 tr:nth-child(even) td{background:#fafbfc}
