@@ -205,7 +205,7 @@ def test_numbers_are_the_source_jsons(built):
         assert row["loss_check"] == ("PASS" if lc["passed"] else "FAIL")
         assert row["non-finite"].startswith(f"{mm['nonfinite']} of 30")
         assert row["precision mode"] == lc["precision_mode"]
-    assert rows["m.pb"]["loss_check"].startswith("freeze checks: frozen vs checkpoint max rel 3.25e-07")
+    assert rows["m.pb"]["loss_check"] == "freeze: frozen vs checkpoint max rel 3.25e-07; batch independent"
     # per-output cosine / RED / max error
     outs = [t for t in table_with(p.tables, "output")]
     assert len(outs) == 4

@@ -74,6 +74,22 @@ def with_keep(mode, sig):
     return f"{mode} + keep_dtype ({n} nodes fp32)"
 
 
+def freeze_checks(checks):
+    """The .pb's row: what freeze verified, from the signature's checks."""
+    if checks.get("frozen_vs_checkpoint_max_rel") is None:
+        return "freeze checks not recorded", "na"
+    said = [f"freeze: frozen vs checkpoint max rel {num(checks['frozen_vs_checkpoint_max_rel'], '.3g')}"]
+    bad = False
+    for key, yes, no in (("batch_independent", "batch independent", "BATCH COUPLED"),
+                         ("loads_in_fresh_process", "loads in a fresh process", "does NOT load in a fresh process"),
+                         ("no_variables", "no variables", "HAS variables"),
+                         ("no_random_ops", "no random ops", "HAS random ops")):
+        if key in checks:
+            said.append(yes if checks[key] else no)
+            bad |= not checks[key]
+    return "; ".join(said), "bad" if bad else "ok"
+
+
 def short_list(names, n=3):
     return ", ".join(names[:n]) + (f" ... ({len(names) - n} more)" if len(names) > n else "")
 
@@ -524,16 +540,9 @@ class Section:
             checks = (sig.get("checks") or {})
             runs_ = by_art.pop(name, [])
             if not runs_:
-                if kind == "pb":
-                    ok = checks.get("frozen_vs_checkpoint_max_rel") is not None
-                    txt = (f"freeze checks: frozen vs checkpoint max rel "
-                           f"{num(checks.get('frozen_vs_checkpoint_max_rel'), '.3g')}"
-                           + ("" if checks.get("batch_independent", True) else ", batch coupled")
-                           if ok else "freeze checks not recorded")
-                    rows.append([name, with_keep(mode or "", sig), (txt, "ok" if ok else "na")]
-                                + [""] * (3 * len(metric_names)) + ["", ""])
-                else:
-                    rows.append([name, with_keep(mode or "", sig), NOT_RUN] + [""] * (3 * len(metric_names)) + ["", ""])
+                # a .pb is checked by freeze itself (unless the runner ran it too)
+                verdict_cell = freeze_checks(checks) if kind == "pb" else NOT_RUN
+                rows.append([name, with_keep(mode or "", sig), verdict_cell] + [""] * (3 * len(metric_names)) + ["", ""])
                 continue
             for lc in runs_:
                 rows.append(self.lc_row(name, lc, metric_names))
