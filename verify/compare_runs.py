@@ -13,7 +13,6 @@ within, 1 beyond, 2 bad input.
 """
 import argparse
 import os
-import sys
 
 from common import fsio
 from common.errors import UserError, cli, run

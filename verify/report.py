@@ -542,7 +542,8 @@ class Section:
             if not runs_:
                 # a .pb is checked by freeze itself (unless the runner ran it too)
                 verdict_cell = freeze_checks(checks) if kind == "pb" else NOT_RUN
-                rows.append([name, with_keep(mode or "", sig), verdict_cell] + [""] * (3 * len(metric_names)) + ["", ""])
+                rows.append([name, with_keep(mode or "", sig), verdict_cell]
+                            + [""] * (3 * len(metric_names)) + ["", ""])
                 continue
             for lc in runs_:
                 rows.append(self.lc_row(name, lc, metric_names))
@@ -590,20 +591,24 @@ class Section:
         self.table(["output", "cosine", "RED", "max abs", "max rel", "RMSE", "NaN/Inf", "elements failing", "verdict"],
                    rows, f"{lc.get('files_compared')} files, {lc.get('n_images')} images; report {rel(lc['_path'])}")
         for m in lc["model_metrics"]:
-            lim = "reported, not judged (fp16 mode)" if m.get("tolerance") is None else f"tolerance {num(m['tolerance'], '.3g')}"
+            lim = ("reported, not judged (fp16 mode)" if m.get("tolerance") is None
+                   else f"tolerance {num(m['tolerance'], '.3g')}")
             self.p(f"Mean {m['name']} over {m['n_images']} images: offline {num(m['offline_mean'])}, checkpoint "
                    f"{num(m['reference_mean'])}, shift {signed(m['diff'])}, largest per-image difference "
                    f"{num(m.get('max_abs_diff_per_image'), '.3g')}, {m['nonfinite']} non-finite; {lim}: "
                    f"{'PASS' if m['passed'] else 'FAIL'}.")
         probs = {k: v for k, v in (lc.get("problems") or {}).items() if v}
         for k, v in probs.items():
-            self.p(f"{k.replace('_', ' ')} files ({len(v)}): {', '.join(map(rel, v[:5]))}{' ...' if len(v) > 5 else ''}")
+            self.p(f"{k.replace('_', ' ')} files ({len(v)}): {', '.join(map(rel, v[:5]))}"
+                   + (" ..." if len(v) > 5 else ""))
         if lc.get("n_failed_files"):
             self.p(f"{lc['n_failed_files']} failing file(s), first: "
-                   + "; ".join(f"{os.path.basename(f['file'])} ({f['output']}: {f['why']})" for f in lc["failed_files"][:3]))
+                   + "; ".join(f"{os.path.basename(f['file'])} ({f['output']}: {f['why']})"
+                               for f in lc["failed_files"][:3]))
         png = read_png(lc.get("plot"), lc["_path"]) or read_png(os.path.splitext(lc["_path"])[0] + ".png")
         if png:
-            self.img(f"{os.path.basename(self.road.path)}_{os.path.basename(os.path.splitext(lc['_path'])[0])}.png", png,
+            stem = os.path.basename(os.path.splitext(lc["_path"])[0])
+            self.img(f"{os.path.basename(self.road.path)}_{stem}.png", png,
                      f"{name}: per-image metric offline vs checkpoint, and the histogram of their differences")
         elif lc["model_metrics"]:
             self.note("Per-image scatter not available: loss_check ran with --no-plot.")
@@ -650,15 +655,19 @@ class Section:
             self.p(f"Keep list ({len(keep)} ops kept in fp32, the --keep_dtype file for ATC): "
                    + (", ".join(keep) if keep else "empty"))
             if d.get("pruned"):
-                self.p(f"Pruned after converging ({len(d['pruned'])} ops no longer needed): {short_list(d['pruned'], 6)}")
+                self.p(f"Pruned after converging ({len(d['pruned'])} ops no longer needed): "
+                       f"{short_list(d['pruned'], 6)}")
 
     def doctor_cmd(self, d):
         s = self.road.main_sig
         mode = d.get("precision_mode")
-        pb = os.path.join(os.path.dirname(s["_path"]), s["artifact"]["file"]) if s and s.get("artifact", {}).get("file") else "MODEL.pb"
+        pb = (os.path.join(os.path.dirname(s["_path"]), s["artifact"]["file"])
+              if s and (s.get("artifact") or {}).get("file") else "MODEL.pb")
         onnx = next((p for p, sig, kind, m in self.road.artifacts() if kind == "onnx" and m == mode
                      and not ((sig.get("artifact") or {}).get("keep_dtype"))), "MODEL.fp16.onnx")
-        lc = next((x for x in self.road.found["loss_check"] if x.get("precision_mode") == mode and x.get("failed_files")), None)
+        # the doctor examines a batch loss_check named (make demo: the first failing file)
+        lc = next((x for x in self.road.found["loss_check"]
+                   if x.get("precision_mode") == mode and x.get("failed_files")), None)
         batch = os.path.basename(lc["failed_files"][0]["file"]).rsplit("_output_", 1)[0] if lc else None
         summ = self.road.summary_for(lc.get("offline")) if lc else None
         inputs = ",".join(rel(i) for i in summ["inputs"]) if summ and summ.get("inputs") else "INPUT_DIRS"
@@ -685,7 +694,8 @@ class Section:
             lat = s.get("latency_ms") or {}
             rows.append([os.path.basename(s.get("model") or "?"), s.get("backend"), self.mode_of(s) or "",
                          s.get("batch"), s.get("images"),
-                         num(s.get("throughput_images_per_s"), ".5g"), num(s.get("wall_throughput_images_per_s"), ".5g"),
+                         num(s.get("throughput_images_per_s"), ".5g"),
+                         num(s.get("wall_throughput_images_per_s"), ".5g"),
                          num(lat.get("median"), ".4g"), num(lat.get("p99"), ".4g"),
                          self.digest_check(s), os.path.relpath(os.path.dirname(s["_path"]), self.road.path)])
             if s.get("backend") != "checkpoint":
@@ -763,7 +773,8 @@ def environment_blocks(argv_text):
               ("p", "Versions and host of the machine that wrote this report (the road's stages ran on it when "
                     "the report is written at the end of the road, as make demo does)."),
               ("kv", versions() + host() + [("git commit", git_commit()),
-                                            ("written", datetime.datetime.now().astimezone().isoformat(timespec="seconds"))]),
+                                            ("written", datetime.datetime.now().astimezone()
+                                             .isoformat(timespec="seconds"))]),
               ("cmd", argv_text)]
     return blocks
 
