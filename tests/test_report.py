@@ -33,6 +33,13 @@ def _png(path, color):
     Image.new("RGB", (60, 40), color).save(path)
 
 
+def _sha(path):
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def _sig(model, mode, art, outputs, checks=None):
     return {"format": SIG, "model": model, "graph": "forward", "batch": 4, "config": {},
             "checkpoint": {"path": "/nowhere/ckpt/model.ckpt-30", "step": 30}, "precision_mode": mode,
@@ -68,7 +75,11 @@ def make_road(root, model="toy", metric=True, doctor=True):
             ("fp16", "m.fp16.onnx", "m.fp16.json", "allow_fp32_to_fp16", False, -4.2e-3, 3)):
         run_dir = os.path.join(road, "out", label, "2026122_15_0_0_1")
         os.makedirs(run_dir)
-        _write(run_dir + "_summary.json", {
+        # fp32: today's OUT/<T>_summary.json; fp16: OUT/<T>/run.json, the same keys plus digests
+        summary_path = run_dir + "_summary.json" if label == "fp32" else os.path.join(run_dir, "run.json")
+        digests = {} if label == "fp32" else {"digests": {"model": {"path": onnx, "sha256": _sha(os.path.join(m, onnx))},
+                                                          "inputs": {"x": {"sha256": "ab" * 32}}}}
+        _write(summary_path, {**digests,
             "format": "ascend-road-run/1", "run_dir": run_dir, "mode": "folder", "backend": "onnxruntime",
             "model": os.path.join(m, onnx), "signature": os.path.join(m, sig), "batch": 4, "outfmt": "BIN",
             "loop": 1, "files": 8, "skipped_resume": 0, "images": 32, "wall_s": 0.5,
@@ -221,6 +232,10 @@ def test_numbers_are_the_source_jsons(built):
     prow = {r[0]: dict(zip(perf[0], r)) for r in perf[1:]}
     assert float(prow["m.fp16.onnx"]["images/s (inference)"]) == pytest.approx(1238.5, rel=1e-3)
     assert float(prow["m.onnx"]["latency median (ms)"]) == 5.5 and float(prow["m.onnx"]["latency p99 (ms)"]) == 9.75
+    # the runner's run.json inside the run folder is read too, its model digest checked against the file
+    assert prow["m.fp16.onnx"]["model digest"] == _sha(os.path.join(built["road"], "model", "m.fp16.onnx"))[:16] \
+        + " (matches the file)"
+    assert prow["m.onnx"]["model digest"] == "not recorded"
     # doctor rounds and keep list
     rounds = table_with(p.tables, "round")[0]
     assert [r[2] for r in rounds[1:]] == ["Log_3", "none"] and float(rounds[1][5]) == 6.2413

@@ -618,8 +618,11 @@ class Section:
         self.h("Precision doctor")
         docs = self.road.found["doctor"]
         if not docs:
-            self.p("Precision doctor not run on this model (no compare_layers report under the road): "
-                   "every fp16 artifact passed, or nobody asked. Run verify/compare_layers.py on a failing batch.")
+            failed = [self.artifact_name(lc) for lc in self.loss_checks() if not lc["passed"]]
+            self.p("Precision doctor not run on this model (no compare_layers report under the road). "
+                   + (f"loss_check failed for {', '.join(failed)}: run verify/compare_layers.py on a batch it "
+                      "names to find the layers to keep in fp32." if failed else
+                      "Every loss_check under the road passed."))
             return
         for d in docs:
             mode = d.get("precision_mode") or "one diagnosis"
