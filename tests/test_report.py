@@ -54,7 +54,7 @@ def _out(name, cosine, red, max_abs, nan=0, passed=True, why=""):
             "rmse": max_abs / 2, "elementwise_fail": 2 if not passed else 0, "min_atol": 0, "min_rtol": 0}
 
 
-def make_road(root, model="toy", metric=True, doctor=True):
+def make_road(root, model="toy", metric=True, doctor=True, top1=False):
     """A model's road as the demo lays it out: model/ (pb + fp32 and fp16 onnx, signatures),
     out/<label>/<T> with runner summaries, loss_check_<label>.json + png, a doctor report."""
     road = os.path.join(root, model)
@@ -77,16 +77,21 @@ def make_road(root, model="toy", metric=True, doctor=True):
         os.makedirs(run_dir)
         # fp32: today's OUT/<T>_summary.json; fp16: OUT/<T>/run.json, the same keys plus digests
         summary_path = run_dir + "_summary.json" if label == "fp32" else os.path.join(run_dir, "run.json")
-        digests = {} if label == "fp32" else {"digests": {"model": {"path": onnx, "sha256": _sha(os.path.join(m, onnx))},
-                                                          "inputs": {"x": {"sha256": "ab" * 32}}}}
-        _write(summary_path, {**digests,
+        summary = {
             "format": "ascend-road-run/1", "run_dir": run_dir, "mode": "folder", "backend": "onnxruntime",
             "model": os.path.join(m, onnx), "signature": os.path.join(m, sig), "batch": 4, "outfmt": "BIN",
             "loop": 1, "files": 8, "skipped_resume": 0, "images": 32, "wall_s": 0.5,
             "wall_throughput_images_per_s": 64.0 + len(label),
             "latency_ms": {"count": 8, "min": 1.0, "median": 1.5 + len(label), "p99": 9.75, "mean": 2.0, "max": 10.0,
                            "throughput_images_per_s": 1234.5 + len(label)},
-            "throughput_images_per_s": 1234.5 + len(label), "inputs": [os.path.join(road, "inputs", "x")]})
+            "throughput_images_per_s": 1234.5 + len(label), "inputs": [os.path.join(road, "inputs", "x")]}
+        if label == "fp16":  # the run record: paths with their digests
+            summary.update(format="ascend-road-run/2",
+                           model={"path": os.path.join(m, onnx), "sha256": _sha(os.path.join(m, onnx))},
+                           signature={"path": os.path.join(m, sig), "sha256": "cd" * 32, "model": model, "batch": 4},
+                           inputs=[{"name": "x", "path": os.path.join(road, "inputs", "x"), "files": 8,
+                                    "listing_sha256": "ab" * 32}])
+        _write(summary_path, summary)
         lc = {"passed": passed, "signature": os.path.join(m, sig), "model": model, "precision_mode": mode,
               "offline": run_dir, "reference": os.path.join(road, "ref"), "manifest": None, "files_compared": 8,
               "n_images": 30,
@@ -101,6 +106,10 @@ def make_road(root, model="toy", metric=True, doctor=True):
               "failed_files": [] if passed else [{"file": os.path.join(run_dir, "b003_output_0.bin"), "output": outs[0],
                                                   "why": "7 NaN"}],
               "n_failed_files": 0 if passed else 1}
+        if top1:
+            lc["classification"] = {"output": outs[0], "n_images": 30, "top1_agreement": 29 / 30, "n_disagree": 1,
+                                    "judged": passed, "passed": True, "offline_accuracy": 0.5 + shift,
+                                    "reference_accuracy": 0.5, "accuracy_shift": shift}
         p = os.path.join(road, f"loss_check_{label}.json")
         if metric:
             lc["plot"] = os.path.splitext(p)[0] + ".png"
@@ -192,19 +201,21 @@ def built(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("report"))
     road, reports = make_road(tmp)
     plain, _ = make_road(tmp, model="plain", metric=False, doctor=False)
+    cls, cls_reports = make_road(tmp, model="cls", metric=False, doctor=False, top1=True)
     cpu, npu = make_train(tmp, "cpu"), make_train(tmp, "npu", offset=-1.5, sps=10.0)
     out = os.path.join(tmp, "report")
     rc = report.main(["--road", road, "--train", f"{cpu}:CPU", "--train", f"{npu}:NPU",
-                      "--paper", "test score=-150.5, train score=-140", "--road", plain, "-o", out])
+                      "--paper", "test score=-150.5, train score=-140", "--road", plain, "--road", cls, "-o", out])
     assert rc == 0
-    return {"out": out, "road": road, "reports": reports, "cpu": cpu, "npu": npu, "plain": plain, "tmp": tmp}
+    return {"out": out, "road": road, "reports": reports, "cpu": cpu, "npu": npu, "plain": plain, "tmp": tmp,
+            "cls_reports": cls_reports}
 
 
 def test_numbers_are_the_source_jsons(built):
     p = parse(os.path.join(built["out"], "index.html"))
     offline = [t for t in table_with(p.tables, "artifact") if "loss_check" in t[0]]
     road_rows = [r for t in offline for r in t if r[0] in ("m.onnx", "m.fp16.onnx")]
-    assert len(road_rows) == 4  # two artifacts in each of the two models
+    assert len(road_rows) == 6  # two artifacts in each of the three models
     header = next(t for t in offline if any(r[0] == "m.onnx" for r in t) and "score offline" in t[0])[0]
     rows = {r[0]: dict(zip(header, r)) for t in offline if t[0] == header for r in t[1:]}
     for label, art in (("fp32", "m.onnx"), ("fp16", "m.fp16.onnx")):
@@ -219,7 +230,7 @@ def test_numbers_are_the_source_jsons(built):
     assert rows["m.pb"]["loss_check"] == "freeze: frozen vs checkpoint max rel 3.25e-07; batch independent"
     # per-output cosine / RED / max error
     outs = [t for t in table_with(p.tables, "output")]
-    assert len(outs) == 4
+    assert len(outs) == 6  # one per loss_check of the three models
     fp16 = next(t for t in outs if any(r[-1].startswith("FAIL") for r in t))
     z = dict(zip(fp16[0], fp16[1]))
     src = built["reports"]["fp16"]["outputs"][0]
@@ -268,7 +279,7 @@ def test_accuracy_table_in_the_ports_form(built):
 def test_missing_parts_are_said(built):
     p = parse(os.path.join(built["out"], "index.html"))
     text = " ".join(p.text)
-    plain = text[text.index("plain ("):]
+    plain = text[text.index("plain ("):text.index("cls (")]
     assert "No training folder given" in plain
     assert "Precision doctor not run on this model" in plain
     assert "No metric declared" in plain
@@ -276,6 +287,19 @@ def test_missing_parts_are_said(built):
     offline = [t for t in table_with(p.tables, "artifact") if "loss_check" in t[0] and "score offline" not in t[0]]
     row = next(r for t in offline for r in t if r[0] == "m.fp16.onnx")
     assert "7 elements" in row
+
+
+def test_top1_accuracy_where_loss_check_had_labels(built):
+    """A classifier (no declared metric, loss_check --top1 --labels): top-1 accuracy is its metric."""
+    p = parse(os.path.join(built["out"], "index.html"))
+    acc = table_with(p.tables, "source")[-1]
+    rows = {r[0]: dict(zip(acc[0], r)) for r in acc[1:]}
+    c = built["cls_reports"]["fp16"]["classification"]
+    assert float(rows["offline m.fp16.onnx (allow_fp32_to_fp16)"]["test top-1 accuracy"]) == \
+        pytest.approx(c["offline_accuracy"], rel=1e-8)
+    text = " ".join(p.text)
+    assert "offline and checkpoint agree on 96.6667% (1 differ)" in text
+    assert "reported, not judged (fp16 mode): PASS" in text
 
 
 def test_html_is_self_contained_and_markdown_has_the_same_numbers(built):

@@ -226,6 +226,35 @@ def artifact_order(path, kind, mode):
             MODE_ORDER.index(mode) if mode in MODE_ORDER else len(MODE_ORDER), os.path.basename(path or ""))
 
 
+def run_path(summary, key):
+    """A path the runner recorded: ``<T>_summary.json`` holds it as a string, the run record
+    ``<T>/run.json`` as {"path": ..., "sha256": ...}."""
+    v = (summary or {}).get(key)
+    return v.get("path") if isinstance(v, dict) else v
+
+
+def run_inputs(summary):
+    """The input folders of a run: strings (summary) or {"name", "path", ...} (run record)."""
+    out = []
+    for i in (summary or {}).get("inputs") or []:
+        p = i.get("path") if isinstance(i, dict) else i
+        if p:
+            out.append(p)
+    return out
+
+
+def lc_metrics(lc):
+    """The model-level numbers of a loss_check report: its model metrics, and top-1 accuracy
+    where it was given labels (--top1 --labels)."""
+    out = [dict(m) for m in lc.get("model_metrics") or []]
+    c = lc.get("classification")
+    if isinstance(c, dict) and "offline_accuracy" in c:
+        out.append({"name": "top-1 accuracy", "n_images": c.get("n_images"), "offline_mean": c["offline_accuracy"],
+                    "reference_mean": c.get("reference_accuracy"), "diff": c.get("accuracy_shift"),
+                    "nonfinite": None, "tolerance": None, "passed": c.get("passed", True)})
+    return out
+
+
 def recorded_digests(d, path=""):
     """[(key path, hex digest)] of every sha256 / digest string recorded in a JSON object."""
     out = []
@@ -478,7 +507,7 @@ class Section:
         for _, vals in self.given:
             names += [m for (m, _) in vals if m not in names]
         for lc in self.road.found["loss_check"]:
-            names += [m["name"] for m in lc["model_metrics"] if m["name"] not in names]
+            names += [m["name"] for m in lc_metrics(lc) if m["name"] not in names]
         if not names:
             self.p("No metric declared: the model's training logs and loss_check reports name none. "
                    "Per-output results are in the offline road below.")
@@ -495,7 +524,7 @@ class Section:
                 row.append(num(f[0]) if f else NOT_LOGGED)
             rows.append(row + [f"{run_.last_step} steps"])
         for lc in self.loss_checks():
-            mm = {m["name"]: m for m in lc["model_metrics"]}
+            mm = {m["name"]: m for m in lc_metrics(lc)}
             if not mm:
                 continue
             row = [f"offline {self.artifact_name(lc)} ({lc.get('precision_mode')})"]
@@ -510,8 +539,8 @@ class Section:
 
     def artifact_name(self, lc):
         s = self.road.summary_for(lc.get("offline"))
-        if s and s.get("model"):
-            return os.path.basename(s["model"])
+        if run_path(s, "model"):
+            return os.path.basename(run_path(s, "model"))
         sig = next((x for x in self.road.found["signature"]
                     if os.path.abspath(x["_path"]) == os.path.abspath(lc.get("signature") or "")), None)
         art = (sig or {}).get("artifact") or {}
@@ -529,7 +558,7 @@ class Section:
             by_art.setdefault(self.artifact_name(lc), []).append(lc)
         metric_names = []
         for lc in lcs:
-            metric_names += [m["name"] for m in lc["model_metrics"] if m["name"] not in metric_names]
+            metric_names += [m["name"] for m in lc_metrics(lc) if m["name"] not in metric_names]
         header = ["artifact", "precision mode", "loss_check"]
         for n in metric_names:
             header += [f"{n} offline", f"{n} checkpoint", f"{n} shift"]
@@ -559,15 +588,15 @@ class Section:
             self.lc_detail(lc)
 
     def lc_row(self, name, lc, metric_names):
-        mm = {m["name"]: m for m in lc["model_metrics"]}
+        mm = {m["name"]: m for m in lc_metrics(lc)}
         sig = next((x for x in self.road.found["signature"]
                     if os.path.abspath(x["_path"]) == os.path.abspath(lc.get("signature") or "")), None)
         row = [name, with_keep(lc.get("precision_mode") or "", sig), verdict(lc["passed"])]
         for n in metric_names:
             m = mm.get(n)
             row += [num(m["offline_mean"]), num(m["reference_mean"]), signed(m["diff"])] if m else ["", "", ""]
-        if mm:
-            nonfin = max(m["nonfinite"] for m in mm.values())
+        if lc.get("model_metrics"):
+            nonfin = max(m["nonfinite"] for m in lc["model_metrics"])
             nf = f"{nonfin} of {lc.get('n_images')} images"
         else:
             nonfin = sum(o.get("nan", 0) + o.get("inf", 0) for o in lc["outputs"])
@@ -597,6 +626,15 @@ class Section:
                    f"{num(m['reference_mean'])}, shift {signed(m['diff'])}, largest per-image difference "
                    f"{num(m.get('max_abs_diff_per_image'), '.3g')}, {m['nonfinite']} non-finite; {lim}: "
                    f"{'PASS' if m['passed'] else 'FAIL'}.")
+        c = lc.get("classification")
+        if isinstance(c, dict):
+            line = (f"Top-1 of {c.get('output')} over {c.get('n_images')} images: offline and checkpoint agree on "
+                    f"{num(c.get('top1_agreement'), '.4%')} ({c.get('n_disagree')} differ)")
+            if "offline_accuracy" in c:
+                line += (f"; accuracy offline {num(c['offline_accuracy'], '.4%')}, checkpoint "
+                         f"{num(c.get('reference_accuracy'), '.4%')}, shift {num(c.get('accuracy_shift'), '+.4%')}")
+            judged = "judged" if c.get("judged", True) else "reported, not judged (fp16 mode)"
+            self.p(f"{line}; {judged}: {'PASS' if c.get('passed', True) else 'FAIL'}.")
         probs = {k: v for k, v in (lc.get("problems") or {}).items() if v}
         for k, v in probs.items():
             self.p(f"{k.replace('_', ' ')} files ({len(v)}): {', '.join(map(rel, v[:5]))}"
@@ -673,7 +711,7 @@ class Section:
                    if x.get("precision_mode") == mode and x.get("failed_files")), None)
         batch = os.path.basename(lc["failed_files"][0]["file"]).rsplit("_output_", 1)[0] if lc else None
         summ = self.road.summary_for(lc.get("offline")) if lc else None
-        inputs = ",".join(rel(i) for i in summ["inputs"]) if summ and summ.get("inputs") else "INPUT_DIRS"
+        inputs = ",".join(rel(i) for i in run_inputs(summ)) or "INPUT_DIRS"
         keep = os.path.join(os.path.dirname(pb), "keep_dtype.cfg")
         fp32 = next((p for p, sig, kind, m in self.road.artifacts() if kind == "onnx" and m == "force_fp32"), None)
         return cmd("python", "verify/compare_layers.py", "--pb", rel(pb), "--onnx", rel(onnx),
@@ -687,7 +725,8 @@ class Section:
         self.h("Inference performance")
         sums = sorted(self.road.found["summary"],
                       key=lambda s: (s.get("backend") == "checkpoint",
-                                     artifact_order(s.get("model"), os.path.splitext(s.get("model") or "")[1][1:],
+                                     artifact_order(run_path(s, "model"),
+                                                    os.path.splitext(run_path(s, "model") or "")[1][1:],
                                                     self.mode_of(s))))
         if not sums:
             self.p("Runner not run here: no runner summary (OUT/<T>_summary.json or OUT/<T>/run.json) under the road.")
@@ -695,15 +734,15 @@ class Section:
         rows, cmds = [], []
         for s in sums:
             lat = s.get("latency_ms") or {}
-            rows.append([os.path.basename(s.get("model") or "?"), s.get("backend"), self.mode_of(s) or "",
+            rows.append([os.path.basename(run_path(s, "model") or "?"), s.get("backend"), self.mode_of(s) or "",
                          s.get("batch"), s.get("images"),
                          num(s.get("throughput_images_per_s"), ".5g"),
                          num(s.get("wall_throughput_images_per_s"), ".5g"),
                          num(lat.get("median"), ".4g"), num(lat.get("p99"), ".4g"),
                          self.digest_check(s), os.path.relpath(os.path.dirname(s["_path"]), self.road.path)])
             if s.get("backend") != "checkpoint":
-                cmds.append(cmd("python", "infer/msame.py", "--model", rel(s.get("model")), "--input",
-                                ",".join(rel(i) for i in s.get("inputs") or []) or "INPUT_DIRS", "--output",
+                cmds.append(cmd("python", "infer/msame.py", "--model", rel(run_path(s, "model")), "--input",
+                                ",".join(rel(i) for i in run_inputs(s)) or "INPUT_DIRS", "--output",
                                 rel(os.path.dirname(os.path.normpath(s["run_dir"]))),
                                 *(["--outfmt", "TXT"] if s.get("outfmt") == "TXT" else [])))
         self.table(["model", "backend", "precision mode", "batch", "images", "images/s (inference)",
@@ -717,11 +756,11 @@ class Section:
 
     def mode_of(self, summary):
         sig = next((x for x in self.road.found["signature"]
-                    if os.path.abspath(x["_path"]) == os.path.abspath(summary.get("signature") or "")), None)
+                    if os.path.abspath(x["_path"]) == os.path.abspath(run_path(summary, "signature") or "")), None)
         if sig is None:
             return None
         art = sig.get("artifact") or {}
-        base = os.path.basename(summary.get("model") or "")
+        base = os.path.basename(run_path(summary, "model") or "")
         for sub in ("onnx", "om"):
             if isinstance(art.get(sub), dict) and art[sub].get("file") == base:
                 return art[sub].get("precision_mode") or sig.get("precision_mode")
@@ -732,7 +771,7 @@ class Section:
         if not found:
             return ("not recorded", "na")
         model = [h for k, h in found if "model" in k.lower()] or [found[0][1]]
-        p = s.get("model")
+        p = run_path(s, "model")
         if not p or not os.path.isfile(p):
             return f"{model[0][:16]} (model file not on disk)"
         now = sha256(p, n=64)
