@@ -772,6 +772,8 @@ class Section:
             return ("not recorded", "na")
         model = [h for k, h in found if "model" in k.lower()] or [found[0][1]]
         p = run_path(s, "model")
+        if p and not os.path.isfile(p) and os.path.isfile(p + ".index"):
+            p += ".index"  # a checkpoint prefix: the runner digests its index file
         if not p or not os.path.isfile(p):
             return f"{model[0][:16]} (model file not on disk)"
         now = sha256(p, n=64)
