@@ -213,6 +213,29 @@ def classifier(road, a):
     offline_and_check(road, n, d, m + ".fp16.json", inputs, "fp16", m + ".fp16.onnx", extra=labels)
 
 
+# Values the accuracy table quotes (verify/report.py --paper): RealNVP paper, CIFAR-10 test
+# bits/dim; REBAR paper, train ELBO of the linear 2-layer SBN. A model without one gets none.
+PAPER = {"realnvp": "RealNVP paper: test bpd=3.49", "rebar": "REBAR paper: train elbo=-98.8"}
+
+
+def write_report(road, a):
+    """The self-verification report of every model road under --out (a folder with model/,
+    any TF model the road ran), with its training run where kept under _train/; prints its path."""
+    names = sorted(n for n in os.listdir(a.out) if not n.startswith(("_", ".")) and n != "report"
+                   and os.path.isdir(os.path.join(a.out, n, "model")))
+    if not names:
+        return
+    out = os.path.join(a.out, "report")
+    cmd = [PY, "verify/report.py", "-o", out, "--force"]  # regenerated from this run's outputs
+    for n in names:
+        cmd += ["--road", os.path.join(a.out, n)]
+        if os.path.isfile(os.path.join(a.out, "_train", n, "metrics.jsonl")):
+            cmd += ["--train", os.path.join(a.out, "_train", n) + ":CPU"]
+        cmd += ["--paper", PAPER[n]] if n in PAPER else []
+    road.step("+".join(names), "self-verification report", cmd, os.path.join(out, "index.html"))
+    print(f"\nSelf-verification report: {os.path.join(out, 'index.html')} (Markdown: {os.path.join(out, 'REPORT.md')})")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=os.environ.get("DATA_DIR", "data"))
@@ -243,6 +266,7 @@ def main(argv=None):
     print(f"\nArtifacts under {a.out}: <model>/model (pb, onnx, signatures), <model>/inputs (bins + "
           f"manifest), <model>/out (msame layout), <model>/ref (golden), loss_check_*.json/png; "
           f"training runs under {os.path.join(a.out, '_train')}")
+    write_report(road, a)
 
 
 if __name__ == "__main__":
