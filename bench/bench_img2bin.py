@@ -73,8 +73,9 @@ def run(data_dir, repeats=9):
         for i in range(k):
             cv2.imwrite(os.path.join(pngs, f"{i:05d}.png"), images[i][..., ::-1])
         t_ascend = statistics.median(_timed(  # a fresh output folder each time (nothing to replace)
-            lambda: img2bin.images_to_bins(pngs, os.path.join(work, f"asc{r}"), 32, 32, "RGB", "NHWC", "float32",
-                                           [127.5] * 3, [1 / 127.5] * 3, progress=False)) for r in range(3))
+            lambda r=r: img2bin.images_to_bins(pngs, os.path.join(work, f"asc{r}"), 32, 32, "RGB", "NHWC",
+                                               "float32", [127.5] * 3, [1 / 127.5] * 3, progress=False))
+            for r in range(3))
         ascend_per_image = t_ascend / k
         # memory: tracemalloc peak while writing 1x vs 4x the data
         peaks = {}

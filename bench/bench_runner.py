@@ -2,7 +2,6 @@
 ORT's achieved FLOP rate vs a float32 sgemm measured in the same run, per-file overhead
 on a tiny model (target < 2 ms) and memory at 1,000 vs 10,000 files (target flat)."""
 import os
-import resource
 import shutil
 import subprocess
 import sys

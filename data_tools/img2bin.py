@@ -54,7 +54,7 @@ if __package__ in (None, ""):
 import numpy as np  # noqa: E402
 
 from common import fsio  # noqa: E402
-from common.errors import UserError, cli, run  # noqa: E402
+from common.errors import UserError, cli, first_line, run  # noqa: E402
 from data_tools import binfiles  # noqa: E402
 from data_tools.cliargs import ArgumentParser  # noqa: E402
 
@@ -148,7 +148,7 @@ def convert_txt(path, dtype):
         return np.asarray(node, dtype=np.float64).astype(dtype).reshape(shape)
     except (KeyError, ValueError, TypeError, UnicodeDecodeError, configparser.Error) as e:
         raise UserError(f"{path}: expected '[baseconf]' with input_node=[...] and shape=[...] "
-                        f"matching in size, found {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+                        f"matching in size, found {type(e).__name__}: {first_line(e)}") from None
 
 
 def list_inputs(src, txt=True):

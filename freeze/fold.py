@@ -244,7 +244,7 @@ def fold_switches(gd):
     # a Merge's value_index output (port 1) is now a constant
     merged = {k: v for k, v in live_in.items()}
     for m in out.node:
-        for k, i in enumerate(m.input):
+        for i in m.input:
             if op_name(i) in merged and _port(i) == 1 and not i.startswith("^"):
                 raise UserError(f"node {m.name!r} reads which branch of {op_name(i)!r} ran; "
                                 "freeze cannot fold that tf.cond")

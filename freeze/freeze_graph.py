@@ -81,7 +81,7 @@ def source_of(a):
         return dict(kind="checkpoint", step=step, **both("checkpoint", ckpt), **both("meta_graph", meta))
     if a.input_saved_model_dir:
         d = a.input_saved_model_dir
-        if not (os.path.isfile(os.path.join(d, "saved_model.pb")) or os.path.isfile(os.path.join(d, "saved_model.pbtxt"))):
+        if not any(os.path.isfile(os.path.join(d, f)) for f in ("saved_model.pb", "saved_model.pbtxt")):
             raise UserError(f"{d}: not a SavedModel (expected saved_model.pb in it)")
         tags = [t.strip() for t in a.saved_model_tags.split(",") if t.strip()]
         return dict(kind="saved_model", tags=tags, **both("dir", d))

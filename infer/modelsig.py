@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from common.errors import UserError
+from common.errors import UserError, first_line
 from freeze.signature import DTYPES, Signature, Tensor
 
 ONNX_DTYPES = {1: "float32", 10: "float16", 6: "int32", 7: "int64", 2: "uint8", 3: "int8",
@@ -113,7 +113,7 @@ def from_onnx(model, dym_batch=None, input_shape=None, first_files=None):
     try:
         m = onnx.load(model, load_external_data=False)
     except Exception as e:  # protobuf DecodeError and friends
-        raise UserError(f"{model}: not an ONNX model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise UserError(f"{model}: not an ONNX model ({type(e).__name__}: {first_line(e)})") from None
     given = parse_input_shape(input_shape)
     dym = None if dym_batch is None else _positive_int(dym_batch, "--dymBatch")
     inits = {i.name for i in m.graph.initializer}

@@ -430,7 +430,8 @@ def record_differences(run, want):
     if rm.get("sha256") != wm["sha256"]:
         a, b = os.path.basename(rm.get("path") or "?"), os.path.basename(wm["path"])
         if a == b:
-            a, b = f"{rm.get('path')} (sha256 {str(rm.get('sha256'))[:12]})", f"{wm['path']} (sha256 {str(wm['sha256'])[:12]})"
+            a = f"{rm.get('path')} (sha256 {str(rm.get('sha256'))[:12]})"
+            b = f"{wm['path']} (sha256 {str(wm['sha256'])[:12]})"
         diffs.append(f"model digest differs: run was made by {a}, not {b}")
     if (run.get("signature") or {}).get("sha256") != want["signature"]["sha256"]:
         diffs.append(f"signature digest differs: run used {(run.get('signature') or {}).get('path')}, "

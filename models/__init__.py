@@ -2,7 +2,8 @@
 
 ``models.spec`` holds what the road knows of each built-in model (``spec.get(name)``):
 its dataset, pixel mapping, noise inputs, metrics and graph module. Each graph module
-(``models.realnvp``, ``models.sbn``) provides, besides what its trainer uses, the inference contract freeze and the checkpoint runner rely on:
+(``models.realnvp``, ``models.sbn``) provides, besides what its trainer uses, the inference
+contract freeze and the checkpoint runner rely on:
 
     GRAPHS = ("forward", ...)            # inference graphs it can build
     inference_graph(config, batch, graph="forward", **opts) -> (inputs, outputs)

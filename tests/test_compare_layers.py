@@ -62,7 +62,7 @@ def _rsqrt_model(out_dir, batch=2):
         r = tf.math.rsqrt(x * x + 1.0, name="norm")
         w = tf.constant((np.random.RandomState(0).randn(1, 1, 4, 4) * 0.5).astype(np.float32))
         c = tf.nn.relu(tf.nn.conv2d(r, w, [1, 1, 1, 1], "SAME"), name="act")
-        y = tf.identity(c * r, "y")
+        tf.identity(c * r, "y")
     pb = os.path.join(out_dir, "rs.pb")
     with open(pb, "wb") as f:
         f.write(g.as_graph_def().SerializeToString())

@@ -7,7 +7,7 @@ from data_tools import datasets
 from freeze import freeze_rebar
 from freeze.core import RANDOM_OPS, VARIABLE_OPS
 from freeze.signature import Signature
-from models import estimators, sbn
+from models import estimators
 from train import runinfo, train_rebar
 
 HP = "model=SBNRebar,n_layer=2,n_hidden=50,learning_rate=0.001"

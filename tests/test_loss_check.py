@@ -8,9 +8,9 @@ import pytest
 from data_tools.binfiles import FORMAT as MANIFEST_FORMAT
 from freeze.signature import Signature, Tensor
 from infer import layout
-from verify import loss_check, metrics
 from models.realnvp_spec import bits_per_dim
 from models.sbn_spec import bounds as sbn_bounds
+from verify import loss_check, metrics
 
 B = 4
 

@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import numpy as np
+from tiny_model import tiny_model, write_bins
 
 from infer.runner import open_runner
-from tiny_model import tiny_model, write_bins
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MSAME = os.path.join(ROOT, "infer", "msame.py")

@@ -3,12 +3,10 @@ here, so the portable ONNX model) -> img2bin -> msame runner -> golden outputs f
 checkpoint -> loss_check; then a corrupted output file makes loss_check fail and name it."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from infer import layout
 

@@ -5,11 +5,11 @@ import os
 
 import numpy as np
 import pytest
+from tiny_model import tiny_model, write_bins
 
 from common.errors import UserError
 from infer import layout
 from infer.runner import open_runner, run_inputs, summary_path
-from tiny_model import tiny_model, write_bins
 
 
 @pytest.fixture(scope="module")

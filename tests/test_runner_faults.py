@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+from tiny_model import tiny_model, write_bins
 
 from common import fsio
 from common.errors import UserError
@@ -16,7 +17,6 @@ from data_tools.binfiles import FORMAT as INPUTS_FORMAT
 from freeze.signature import Signature, Tensor
 from infer import layout, msame
 from infer.runner import is_file_mode, open_runner, run_inputs
-from tiny_model import tiny_model, write_bins
 
 
 @pytest.fixture(scope="module")

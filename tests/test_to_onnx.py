@@ -54,7 +54,8 @@ def test_fp16_internals_fp32_io_and_close(pb):
     sig16 = to_onnx.convert(pb, out, "force_fp16")
     assert Signature.load(pb[:-3] + ".fp16.json").precision_mode == "force_fp16" == sig16.precision_mode
     m, t = _types(out)
-    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in list(m.graph.input) + list(m.graph.output))
+    io = list(m.graph.input) + list(m.graph.output)
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in io)
     assert t["Tanh:0"] == F16 and t["scale_exp:0"] == F16
     sig = Signature.load(pb[:-3] + ".json")
     ref = run_graph_def(to_onnx.load_graph_def(pb), sig, tiny.feed(sig, seed=3))

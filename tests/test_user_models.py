@@ -8,8 +8,8 @@ import os
 
 import numpy as np
 import pytest
-
 import user_models
+
 from convert import to_onnx
 from freeze import freeze_graph
 from freeze.signature import Signature

@@ -12,9 +12,10 @@ B, H, W, C, F = 2, 6, 6, 3, 4
 @functools.lru_cache(maxsize=None)
 def tiny_model():
     """{"pb", "onnx", "json", "dir"}: y = tanh(conv3x3(x) + u) [B,H,W,F], s = sum(y) [B]."""
+    import tf2onnx
+
     from common.tfcompat import tf
     from freeze.signature import Signature, Tensor
-    import tf2onnx
 
     d = tempfile.mkdtemp(prefix="tiny_model_")
     g = tf.Graph()

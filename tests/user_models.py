@@ -74,7 +74,7 @@ def _network(pitfall, images):
         h = tf.bitcast(tf.bitcast(h, tf.int32), tf.float32, name="roundtrip")
     flat = tf.reshape(h, [-1, H * W * 6])
     logits = tf.identity(_dense(flat, "fc", CLASSES), name="logits")
-    probs = tf.nn.softmax(logits, name="probs")
+    tf.nn.softmax(logits, name="probs")
     outputs = ["logits", "probs"]
     if pitfall in ("int64_output", "frozen_pb", "saved_model", "batch_norm"):
         tf.argmax(logits, 1, name="pred")  # int64

@@ -208,8 +208,9 @@ def diagnose(graph_def, sig, onnx_path, feed, cosine_min=metrics.COSINE_MIN, red
              fp32_onnx=None, match_red=1e-4):
     """Per-layer report, first failing layer, and the TF op names to keep at fp32.
 
-    ``onnx_path``: the examined model, a path or ModelProto.     ``fp32_onnx``: the fp32 ONNX model (path or ModelProto) the examined one was converted
-    from; built from ``graph_def`` when None. Names are validated on it first."""
+    ``onnx_path``: the examined model, a path or ModelProto. ``fp32_onnx``: the fp32 ONNX
+    model (path or ModelProto) the examined one was converted from; built from ``graph_def``
+    when None. Names are validated on it first."""
     import onnx
 
     m16 = onnx.load(onnx_path) if isinstance(onnx_path, str) else onnx_path
@@ -277,8 +278,9 @@ def diagnose(graph_def, sig, onnx_path, feed, cosine_min=metrics.COSINE_MIN, red
     first = next((l for l in layers if not l["passed"]), None)
     nonfin = next((l for l in layers if l["nan"] or l["inf"]), None)
     return {"tf_tensors": len(tf_vals), "matched": len(layers), "name_matches_dropped": len(dropped),
-            "dropped": dropped, "dropped_then_matched_by_helper": sum(t in valid for t in dropped), "validated_by_helper": sum(1 for t, (n, _, _, _) in valid.items()
-                                                          if n.split("__")[0] != n or t.split(":")[0] != n),
+            "dropped": dropped, "dropped_then_matched_by_helper": sum(t in valid for t in dropped),
+            "validated_by_helper": sum(1 for t, (n, _, _, _) in valid.items()
+                                       if n.split("__")[0] != n or t.split(":")[0] != n),
             "absent_in_model": absent, "match_red": match_red, "layers": layers,
             "first_failing": first and first["op"], "first_failing_why": first and first["why"],
             "first_nonfinite": nonfin and nonfin["op"],
@@ -533,7 +535,8 @@ def main(argv=None):
     if a.iterate:
         n = len(r["rounds"]) - 1
         if r["converged"]:
-            print(f"converged after {n} rebuild(s): nothing fails on this batch with {len(r['keep_dtype'])} ops kept fp32")
+            print(f"converged after {n} rebuild(s): nothing fails on this batch with "
+                  f"{len(r['keep_dtype'])} ops kept fp32")
         elif n < a.iterate:
             print(f"stuck after {n} rebuild(s): nothing new to keep, {r['first_failing']} still fails")
         else:

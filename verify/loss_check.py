@@ -344,7 +344,8 @@ def build_parser():
                "--checkpoint-reference --inputs bins/x,bins/u",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--signature", required=True, help="signature of the offline model (.json)")
-    p.add_argument("--offline", required=True, help="msame --output folder holding one run (several: name one, OUT/<T>) or a <T> folder")
+    p.add_argument("--offline", required=True,
+                   help="msame --output folder holding one run (several: name one, OUT/<T>) or a <T> folder")
     p.add_argument("--reference", help="golden outputs folder (with --checkpoint-reference: where to write them)")
     p.add_argument("--checkpoint-reference", action="store_true",
                    help="compute the golden outputs from the checkpoint on --inputs first")
