@@ -83,36 +83,36 @@ class UserModel(LiveModel):
             raise UserError("--output_node_names: no outputs given (e.g. logits,probs)")
         self.graph = tf.Graph()
         self.sess = tf.Session(graph=self.graph, config=session_config(device))
+        self._fixed = None  # the folded, static-shape GraphDef, made once
         try:
             with self.graph.as_default():
                 self._load()
             self._check_names()
+            self.signature = self._signature(name, layouts or {})
         except BaseException:
             self.sess.close()
             raise
-        self._fixed = None  # the folded, static-shape GraphDef, made once
-        layouts = layouts or {}
-        # the signature: inputs/outputs as in the graph with the static shapes fixed
+
+    def _signature(self, name, layouts):
+        """Inputs and outputs as in the folded graph, with the static shapes fixed."""
         gd = self.inference_graph_def()
         g = tf.Graph()
         with g.as_default():
             tf.import_graph_def(gd, name="")
         ins = [_input_meta(g, n, layouts.get(n, _guess_layout(s))) for n, s in self.shapes]
-        outs = []
-        unknown = []
-        for n in self.output_names:
-            t = g.get_tensor_by_name(n + ":0")
-            if not t.shape.is_fully_defined():
-                unknown.append(n)
-            outs.append([n, t])
-        if unknown:  # shapes the static inference cannot tell: run once and look
-            feed = {t.tensor: a for t, a in zip(ins, self._generic_feed(ins, np.random.RandomState(0)))}
-            with tf.Session(graph=g) as s:
-                vals = s.run([t for _, t in outs], feed)
+        outs = [(n, g.get_tensor_by_name(n + ":0")) for n in self.output_names]
+        if not all(t.shape.is_fully_defined() for _, t in outs):  # static inference cannot tell: run once
+            values = model_spec.generic_feed(ins, np.random.RandomState(0))
+            try:
+                with tf.Session(graph=g) as s:
+                    vals = s.run([t for _, t in outs], {t.tensor: values[t.name] for t in ins})
+            except tf.errors.OpError as e:
+                raise UserError(f"the frozen graph does not run on inputs of shape {self.record()['input_shape']}: "
+                                f"{first_line(e)}") from None
             shapes = [list(np.shape(v)) for v in vals]
         else:
             shapes = [t.shape.as_list() for _, t in outs]
-        self.signature = Signature(
+        return Signature(
             name, "forward", ins[0].shape[0] if ins[0].shape else 1, ins,
             [Tensor(n.replace("/", "_"), t.name, s, t.dtype.base_dtype.name, layouts.get(n, "ND"))
              for (n, t), s in zip(outs, shapes)],
@@ -235,12 +235,6 @@ class UserModel(LiveModel):
             return self.sess.run([g.get_tensor_by_name(t.tensor) for t in self.signature.outputs], fd)
         except tf.errors.OpError as e:
             raise UserError(f"running the {self.source['kind']} failed: {first_line(e)}") from None
-
-    @staticmethod
-    def _generic_feed(inputs, rng):
-        sig = Signature("model", "forward", 1, inputs, inputs, source={"kind": "pb"})
-        feed = model_spec.example_feed(sig, rng)
-        return [feed[t.name] for t in inputs]
 
     def example_feed(self, rng):
         return model_spec.example_feed(self.signature, rng)

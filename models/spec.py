@@ -89,8 +89,14 @@ def example_feed(sig, rng) -> dict:
     if spec is not None:
         feed = spec.graph_module().example_feed(sig.config, sig.batch, sig.graph, rng, **sig.options)
         return {t.name: np.asarray(feed[t.name], t.np_dtype) for t in sig.inputs}
+    return generic_feed(sig.inputs, rng)
+
+
+def generic_feed(tensors, rng) -> dict:
+    """{name: array} for signature Tensors by dtype: floats uniform in [-1, 1], integers in
+    [0, 10), bools random."""
     feed = {}
-    for t in sig.inputs:
+    for t in tensors:
         if t.np_dtype.kind == "f":
             v = rng.uniform(-1.0, 1.0, t.shape)
         elif t.np_dtype.kind == "b":
