@@ -216,11 +216,14 @@ class Collectives:
 
         from common.tfcompat import tf
 
-        flat, shapes = _flatten(tensors)
-        with tf.device(self.cluster.device + "/device:CPU:0"):
-            red = collective_ops.all_reduce(flat, self.n, GROUP_KEY, self._next(), "Add", "Div",
-                                            timeout=self.cluster.timeout)
-        return _unflatten(red, shapes)
+        # in a name scope: the model's own ops keep the names a single process gives them
+        # (variables such as the EMA's shadows are named after tensors)
+        with tf.name_scope("allreduce"):
+            flat, shapes = _flatten(tensors)
+            with tf.device(self.cluster.device + "/device:CPU:0"):
+                red = collective_ops.all_reduce(flat, self.n, GROUP_KEY, self._next(), "Add", "Div",
+                                                timeout=self.cluster.timeout)
+            return _unflatten(red, shapes)
 
     def broadcast_from_chief(self, variables):
         """An op that sets every variable to the chief's value (float and integer ones)."""
@@ -229,6 +232,14 @@ class Collectives:
         from common.tfcompat import tf
 
         ops = []
+        with tf.name_scope("broadcast"):
+            return self._broadcast(variables, ops)
+
+    def _broadcast(self, variables, ops):
+        from tensorflow.python.ops import collective_ops
+
+        from common.tfcompat import tf
+
         for kind, vs in _by_kind(variables):
             wire = tf.float32 if kind == "f32" else tf.float64
             with tf.device(self.cluster.device + "/device:CPU:0"):
@@ -261,9 +272,12 @@ class HcclCollectives:
         self.ops = hccl_ops
 
     def allreduce_mean(self, tensors):
-        flat, shapes = _flatten(tensors)
-        red = self.ops.allreduce(flat, "sum") / float(self.n)
-        return _unflatten(red, shapes)
+        from common.tfcompat import tf
+
+        with tf.name_scope("allreduce"):
+            flat, shapes = _flatten(tensors)
+            red = self.ops.allreduce(flat, "sum") / float(self.n)
+            return _unflatten(red, shapes)
 
     def broadcast_from_chief(self, variables):
         from common.tfcompat import tf

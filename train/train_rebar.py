@@ -239,21 +239,25 @@ def build_model(hp, mean_xs, coll=None):
                         "not split over workers; use SBNNVIL, SBNMuProp, SBNRebar or SBNDynamicRebar, or one worker")
 
     class DataParallel(cls):
-        def _extra_gradients(self, objective):
-            local_grads, self.local_logs = self.grads, dict(self.logs)
+        def _gradients(self):
+            grads, objective = super()._gradients()
+            self.local_grads, self.local_logs = grads, dict(self.logs)
+            grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self.model_vars)]
             keys = sorted(self.logs)
-            red = coll.allreduce_mean(local_grads + [self.logs[k] for k in keys])
-            self.grads = red[:len(local_grads)]
-            self.logs = dict(zip(keys, red[len(local_grads):]))
-            self.grad_vec = estimators.vectorize(self.grads)
-            if isinstance(self, estimators.SBNRebar):
-                extra = self._variance_gradients()
-            else:  # per-example means: the workers' mean is the global batch's
-                extra = super()._extra_gradients(objective)
-            if not extra:
-                return extra
-            red = coll.allreduce_mean([g for g, _ in extra])
-            return list(zip(red, [v for _, v in extra]))
+            red = coll.allreduce_mean(grads + [self.logs[k] for k in keys])
+            self.logs = dict(zip(keys, red[len(grads):]))
+            return red[:len(grads)], objective  # the base class vectorizes them into grad_vec = G
+
+        def _extra_gradients(self, objective):
+            with tf.name_scope("data_parallel"):
+                if isinstance(self, estimators.SBNRebar):
+                    extra = self._variance_gradients()
+                else:  # per-example means: the workers' mean is the global batch's
+                    extra = super()._extra_gradients(objective)
+                if not extra:
+                    return extra
+                red = coll.allreduce_mean([g for g, _ in extra])
+                return list(zip(red, [v for _, v in extra]))
 
         def _variance_gradients(self):
             G = self.grad_vec
