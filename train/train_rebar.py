@@ -397,7 +397,9 @@ def train(a, cluster=None):
             save(step)  # before any record: a folder with results always has a checkpoint to resume
         N, W = model.n_rows, sbn.noise_width(hp)
         ns = hp["n_samples"]
-        fetch = {"train": model.train_op, "logs": model.logs, "gv": model.grad_variance}
+        # grad_variance reads the EMA the train op updates, in no fixed order within one run:
+        # read it after the step, so the records are the same in every run
+        fetch = {"train": model.train_op, "logs": model.logs}
         if cluster is not None:
             stop_in = tf.placeholder_with_default(0.0, [], name="stop")
             fetch["stop"] = coll.allreduce_mean([stop_in])[0]
@@ -419,6 +421,7 @@ def train(a, cluster=None):
                 if cluster is not None:
                     feed[stop_in] = float(bool(stop.signum))
                 out = collective(fetch, feed, f"step {step + 1}")
+                out["gv"] = sess.run(model.grad_variance)
                 logs = out["logs"]
                 if not (np.isfinite(logs["elbo"]) and np.isfinite(out["gv"])):
                     bar.close()
