@@ -72,15 +72,22 @@ class Cluster:
         self.is_chief = index == 0
         self.device = f"/job:worker/replica:0/task:{index}"
         self.server = None
+        self.backend = "grpc"
+
+    @property
+    def target(self):
+        return self.server.target if self.server is not None else ""
 
     def __repr__(self):
         return f"worker {self.index} of {self.n} ({self.hosts[self.index]})"
 
     # --- the server ---------------------------------------------------------------
     def start(self, config):
-        """Start this worker's gRPC server (a port in use is a one-line error)."""
+        """Start this worker's gRPC server (a port in use is a one-line error); HCCL needs none."""
         from common.tfcompat import tf
 
+        if self.backend != "grpc":
+            return None
         host, port = _split_host(self.hosts[self.index], self.source)
         with socket.socket() as s:  # TF's own failure here is a multi-line log plus a traceback
             try:
@@ -99,6 +106,8 @@ class Cluster:
         return self.server
 
     def session_config(self, config):
+        if self.backend != "grpc":
+            return config
         config.experimental.collective_group_leader = LEADER
         del config.device_filters[:]
         config.device_filters.append(self.device)  # never wait for the other workers' devices
@@ -120,7 +129,7 @@ class Cluster:
         return out
 
     def missing_message(self, what):
-        gone = self.unreachable()
+        gone = self.unreachable() if self.backend == "grpc" else []
         if gone:
             who = ", ".join(f"task {i} ({self.hosts[i]})" for i in gone)
             why = f"{who} {'is' if len(gone) == 1 else 'are'} not running (port closed)"
@@ -131,10 +140,13 @@ class Cluster:
                 f"to continue from the chief's last checkpoint")
 
 
-def from_args(a, env=None):
-    """The Cluster of the flags or TF_CONFIG; None for a single-process run."""
+def from_args(a, env=None, device="cpu"):
+    """The Cluster of the flags or TF_CONFIG (on npu: of RANK_SIZE/RANK_ID/RANK_TABLE_FILE);
+    None for a single-process run."""
     env = os.environ if env is None else env
     timeout = getattr(a, "peer_timeout", 300.0)
+    if device == "npu":
+        return ascend_cluster(env, timeout)
     if getattr(a, "worker_hosts", ""):
         hosts = [h.strip() for h in a.worker_hosts.split(",") if h.strip()]
         if a.task_index is None:
@@ -283,8 +295,10 @@ class HcclCollectives:
         from common.tfcompat import tf
 
         vs = list(variables)
-        vals = self.ops.broadcast([v.read_value() if hasattr(v, "read_value") else v for v in vs], root_rank=0)
-        return tf.group(*[tf.assign(v, x) for v, x in zip(vs, vals)])
+        # HCCL broadcasts float and int32 tensors: integer variables (the global step) go as int32
+        wire = [v.read_value() if v.dtype.base_dtype.is_floating else tf.cast(v, tf.int32) for v in vs]
+        vals = self.ops.broadcast(wire, root_rank=0)
+        return tf.group(*[tf.assign(v, tf.cast(x, v.dtype.base_dtype)) for v, x in zip(vs, vals)])
 
 
 def ascend_cluster(env=None, timeout=300.0):
@@ -304,8 +318,8 @@ def ascend_cluster(env=None, timeout=300.0):
     if not table or not os.path.isfile(table):
         raise UserError(f"RANK_TABLE_FILE: expected the HCCL rank table (a JSON file) for RANK_SIZE {size}, "
                         f"found {table!r}")
-    c = Cluster([f"rank{i}:1" for i in range(size)], rank, timeout, "RANK_ID/RANK_SIZE")
-    c.device = ""
+    c = Cluster([f"rank{i}:{i + 1}" for i in range(size)], rank, timeout, "RANK_ID/RANK_SIZE")
+    c.device, c.backend = None, "hccl"
     return c
 
 

@@ -277,7 +277,7 @@ def _check_args(a):
 def main(argv=None):
     a = parser().parse_args(argv)
     _check_args(a)
-    cluster = distributed.from_args(a)
+    cluster = distributed.from_args(a, device=a.device)
     with tf.Graph().as_default(), op_determinism(a.deterministic):
         if cluster is not None and not cluster.is_chief:
             return _train(a, cluster)  # writes nothing into --train_url: no folder, no lock
@@ -320,8 +320,7 @@ def _train(a, cluster=None):
     sess_config = make_session_config(a.device, a.nr_gpu, a.precision_mode, deterministic=a.deterministic)
     coll = watchdog = None
     if cluster is not None:
-        cluster.session_config(sess_config)
-        cluster.start(sess_config)
+        cluster.start(cluster.session_config(sess_config))
         coll = distributed.make_collectives(cluster, a.device)
         watchdog = distributed.Watchdog(cluster)
 
@@ -345,14 +344,14 @@ def _train(a, cluster=None):
         print(f"{cluster!r}: global batch {gb} = --batch_size {b} x {workers} workers; "
               f"--learning_rate {a.learning_rate} applies to the mean gradient of the global batch", flush=True)
 
-    tf.set_random_seed(a.seed)
+    tf.set_random_seed(a.seed + 7919 * rank)  # each worker its own init: the chief's is broadcast
     with tf.device(cluster.device if cluster is not None else None):
         g = TrainGraph(config, b, a.nr_gpu, a.device, a.learning_rate, a.lr_decay, a.dropout_p, collectives=coll)
         sync = coll.broadcast_from_chief(tf.global_variables()) if coll is not None else None
         saver = tf.train.Saver(tf.global_variables(), max_to_keep=5, save_relative_paths=True)
     metrics_path = os.path.join(a.train_url, METRICS)
     writer = tf.summary.FileWriter(a.train_url) if chief else None
-    sess = tf.Session(cluster.server.target if cluster is not None else "", config=sess_config)
+    sess = tf.Session(cluster.target if cluster is not None else "", config=sess_config)
     resume = {}
 
     def save(step):

@@ -283,7 +283,7 @@ def build_model(hp, mean_xs, coll=None):
 @cli
 def main(argv=None):
     a = parse_args(argv)
-    cluster = distributed.from_args(a)
+    cluster = distributed.from_args(a, device=a.device)
     with tf.Graph().as_default():
         if cluster is not None and not cluster.is_chief:
             return train(a, cluster)
@@ -319,8 +319,7 @@ def train(a, cluster=None):
         config.use_per_session_threads = True
     coll = watchdog = None
     if cluster is not None:
-        cluster.session_config(config)
-        cluster.start(config)
+        cluster.start(cluster.session_config(config))
         coll = distributed.make_collectives(cluster, a.device)
         watchdog = distributed.Watchdog(cluster)
     train_x = datasets.load_binarized_mnist(a.data_path, "train")
@@ -339,13 +338,13 @@ def train(a, cluster=None):
         print(f"{cluster!r}: global batch {gb} = batch_size {bs} x {workers} workers; learning_rate "
               f"{hp['learning_rate']} applies to the mean gradient of the global batch", flush=True)
 
-    tf.set_random_seed(a.seed)
+    tf.set_random_seed(a.seed + 7919 * rank)  # each worker its own init: the chief's is broadcast
     with tf.device(cluster.device if cluster is not None else None):
         model = build_model(hp, mean_xs, coll)
         ev = Evaluator(model.net, a.eval_samples)
         sync = coll.broadcast_from_chief(tf.global_variables()) if coll is not None else None
         saver = tf.train.Saver(max_to_keep=3, save_relative_paths=True)
-    sess = tf.Session(cluster.server.target if cluster is not None else "", config=config)
+    sess = tf.Session(cluster.target if cluster is not None else "", config=config)
 
     def collective(fetches, feed, what):
         if cluster is None:
