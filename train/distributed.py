@@ -122,8 +122,9 @@ class Cluster:
                 continue
             host, port = _split_host(h, self.source)
             try:
-                with socket.create_connection((host, port), timeout=2):
-                    pass
+                with socket.create_connection((host, port), timeout=2) as c:
+                    if c.getsockname() == c.getpeername():  # TCP self-connect to a closed local port
+                        raise OSError("self-connect")
             except OSError:
                 out.append(i)
         return out

@@ -15,6 +15,7 @@ Example:
       --hparams "model=SBNDynamicRebar,learning_rate=0.0003,n_layer=2,task=sbn" --steps 20000
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -407,7 +408,7 @@ def train(a, cluster=None):
         order, feed = None, None
         bar = tqdm(total=a.steps, initial=step, desc="train", file=sys.stderr, leave=False, mininterval=2,
                    disable=not chief)
-        with runguard.Interrupts() as stop:
+        with runguard.Interrupts() as stop, contextlib.closing(bar):  # (an error line gets its own line)
             while step < a.steps:
                 epoch, j = divmod(step, steps_per_epoch)
                 if order is None or j == 0:
