@@ -57,7 +57,7 @@ def _worker(index, hosts, n, reps):
                 got = s.run(op)
                 times.append(time.perf_counter() - t)
     expect = 4 * (len(hosts) + 1) / 2.0
-    print(json.dumps({"index": index, "times": times, "ok": abs(got - expect) < 1e-3}), flush=True)
+    print(json.dumps({"index": index, "times": times, "ok": bool(abs(got - expect) < 1e-3)}), flush=True)
 
 
 def measure(n, workers, reps=10):
