@@ -8,7 +8,6 @@ The workers start from different graph seeds, so agreement also proves the chief
 """
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys

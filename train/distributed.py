@@ -108,6 +108,9 @@ class Cluster:
     def session_config(self, config):
         if self.backend != "grpc":
             return config
+        # a distributed session has no per-session pools: the server's (sized by this same
+        # config, e.g. one thread each with --deterministic) run the steps
+        config.use_per_session_threads = False
         config.experimental.collective_group_leader = LEADER
         del config.device_filters[:]
         config.device_filters.append(self.device)  # never wait for the other workers' devices
