@@ -48,6 +48,9 @@ def main(argv=None):
     if want("train_rebar"):
         from bench import bench_train_rebar
         save(a.results, "train_rebar", bench_train_rebar.run(a.data_dir))
+    if want("allreduce"):
+        from bench import bench_allreduce
+        save(a.results, "allreduce", bench_allreduce.run(a.data_dir, a.results))
     if want("img2bin"):
         from bench import bench_img2bin
         save(a.results, "img2bin", bench_img2bin.run(a.data_dir))

@@ -35,7 +35,7 @@ from common.errors import UserError, cli, run
 from common.tfcompat import device_names, session_config, tf
 from data_tools import datasets
 from models import realnvp
-from train import runinfo
+from train import distributed, runguard, runinfo
 
 EVAL_BATCH = 100
 ADAM = {"beta1": 0.95, "beta2": 0.9995, "epsilon": 1e-8}
@@ -58,6 +58,8 @@ def parser():
     a("--train_url", default="out/", help="output folder: checkpoints, config.json, logs, pictures")
     a("--data_set", default="cifar", help="dataset; only 'cifar' (CIFAR-10) is supported")
     a("--save_interval", type=int, default=2, help="epochs between checkpoints (and at the end)")
+    a("--save_every_steps", type=int, default=200,
+      help="also checkpoint every N steps (0: off); 200 steps of the small config at batch 32 take ~1.5 min here")
     a("--load_params", type=int, choices=(0, 1), default=0, help="1: resume from the newest checkpoint in --train_url")
     a("--learning_rate", type=float, default=0.001, help="initial learning rate")
     a("--lr_decay", type=float, default=0.999995, help="learning-rate decay per step")
@@ -78,6 +80,7 @@ def parser():
     a("--precision_mode", default="allow_fp32_to_fp16", help="NPU precision mode (--device npu)")
     a("--deterministic", action="store_true",
       help="bitwise-repeatable runs: one intra/inter-op thread and TF op determinism (slower)")
+    distributed.add_flags(ap)
     return ap
 
 
@@ -132,7 +135,7 @@ class TrainGraph:
     ``eval_head`` is accepted for compatibility and ignored."""
 
     def __init__(self, config, batch_size, n_towers=1, device="cpu", lr0=1e-3, lr_decay=0.999995,
-                 dropout_p=0.0, eval_head=None):
+                 dropout_p=0.0, eval_head=None, collectives=None):
         if batch_size % n_towers:
             raise UserError(f"--batch_size {batch_size} must be divisible by --nr_gpu {n_towers}")
         shape = list(config["image_shape"])
@@ -140,6 +143,7 @@ class TrainGraph:
         self.x = tf.placeholder(tf.float32, [batch_size] + shape, name="x_train")
         self.u = tf.placeholder(tf.float32, [batch_size] + shape, name="u_train")
         self.seed = tf.placeholder(tf.int64, [2], name="dropout_seed")
+        task = collectives.cluster.index if collectives is not None else 0
         # a tensor only when dropout is trained: without it the graph has no dropout ops at all
         self.dropout = tf.placeholder_with_default(tf.constant(dropout_p, tf.float32), [], name="dropout_p") \
             if dropout_p > 0 else None
@@ -150,13 +154,18 @@ class TrainGraph:
                                           tf.split(self.u, n_towers))):
             with tf.device(d), tf.name_scope(f"tower{i}"):
                 _, _, bpd = realnvp.encode(x, u, config, dropout_p=0.0 if self.dropout is None else self.dropout,
-                                           seed=self.seed + tf.constant([0, 100000 * i], tf.int64))
+                                           seed=self.seed + tf.constant([0, 100000 * (i + n_towers * task)], tf.int64))
                 bpds.append(bpd)
                 losses.append(tf.reduce_mean(bpd))
                 self.params = tf.trainable_variables(realnvp.SCOPE)
                 grads.append(tf.gradients(losses[-1], self.params))
         self.loss = tf.add_n(losses) / n_towers
         avg = [tf.add_n(list(g)) / n_towers for g in zip(*grads)]
+        # a flag any worker raises (a signal) reaches all of them in the same all-reduce
+        self.stop = tf.placeholder_with_default(tf.constant(0.0), [], name="stop")
+        self.stop_all = self.stop
+        if collectives is not None:  # the mean over workers of the gradients and the loss: one all-reduce
+            *avg, self.loss, self.stop_all = collectives.allreduce_mean(avg + [self.loss, self.stop])
         opt = tf.train.AdamOptimizer(tf.cast(self.lr, tf.float32), **ADAM)
         # No update before every gradient is computed: the variables are ref variables, so a
         # gradient op still reading W (e.g. the weight-norm gain's gradient) after W's ApplyAdam
@@ -214,10 +223,7 @@ def _append(path, rec):
 
 
 def _read_metrics(path):
-    if not os.path.isfile(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return runguard.read_metrics(path)
 
 
 def write_pictures(sess, g, train_url, n_samples, seed, metrics):
@@ -261,8 +267,8 @@ def _check_args(a):
     for k in ("batch_size", "nr_gpu", "save_interval", "log_every", "sample_batch_size", "max_epochs"):
         if getattr(a, k) < 1:
             raise UserError(f"--{k} must be >= 1, got {getattr(a, k)}")
-    if a.seed < 0:
-        raise UserError(f"--seed must be >= 0, got {a.seed}")
+    runguard.check_nonneg(seed=a.seed, max_steps=a.max_steps, save_every_steps=a.save_every_steps,
+                          init_batch_size=a.init_batch_size, test_images=a.test_images)
     if not 0 <= a.dropout_p < 1:
         raise UserError(f"--dropout_p must be in [0, 1), got {a.dropout_p}")
 
@@ -271,107 +277,191 @@ def _check_args(a):
 def main(argv=None):
     a = parser().parse_args(argv)
     _check_args(a)
+    cluster = distributed.from_args(a, device=a.device)
     with tf.Graph().as_default(), op_determinism(a.deterministic):
-        return _train(a)
+        if cluster is not None and not cluster.is_chief:
+            return _train(a, cluster)  # writes nothing into --train_url: no folder, no lock
+        os.makedirs(a.train_url, exist_ok=True)
+        with runguard.FolderLock(a.train_url):
+            return _train(a, cluster)
 
 
-def _train(a):
-    os.makedirs(a.train_url, exist_ok=True)
-    ckpt = tf.train.latest_checkpoint(a.train_url)
+def _model_config(a, chief):
+    """(config dict, checkpoint to resume or None) -- the chief's folder decides."""
+    ckpt = runinfo.latest(a.train_url) if os.path.isdir(a.train_url) else None
+    metrics = os.path.join(a.train_url, METRICS)
+    if not chief:  # a worker follows the chief's folder when it sees it (one host or a shared disk)
+        if a.load_params and os.path.isfile(os.path.join(a.train_url, runinfo.CONFIG)):
+            return realnvp.get_config(runinfo.load(a.train_url)["config"]), None
+        return realnvp.get_config(a.config), None
     if a.load_params:
         if ckpt is None:
             raise UserError(f"{a.train_url}: --load_params 1 but no checkpoint in this folder")
         info = runinfo.load(a.train_url)
         if info["model"] != "realnvp":
             raise UserError(f"{info['_path']}: expected model 'realnvp', found {info['model']!r}")
-        config = realnvp.get_config(info["config"])
-    else:
-        if ckpt is not None:
-            raise UserError(f"{a.train_url}: already holds checkpoint {os.path.basename(ckpt)}; "
-                            "pass --load_params 1 to resume or choose another --train_url")
-        config = realnvp.get_config(a.config)
+        runinfo.check_readable(ckpt)
+        runguard.read_metrics(metrics)  # a corrupt metrics.jsonl stops the run before any work
+        return realnvp.get_config(info["config"]), ckpt
+    if ckpt is not None:
+        raise UserError(f"{a.train_url}: already holds checkpoint {os.path.basename(ckpt)}; "
+                        "pass --load_params 1 to resume or choose another --train_url")
+    if os.path.isfile(metrics):
+        raise UserError(f"{metrics}: results without a checkpoint; refusing to overwrite "
+                        "(use another --train_url or remove it)")
+    return realnvp.get_config(a.config), None
+
+
+def _train(a, cluster=None):
+    chief = cluster is None or cluster.is_chief
+    workers = 1 if cluster is None else cluster.n
+    rank = 0 if cluster is None else cluster.index
+    config, ckpt = _model_config(a, chief)
     sess_config = make_session_config(a.device, a.nr_gpu, a.precision_mode, deterministic=a.deterministic)
+    coll = watchdog = None
+    if cluster is not None:
+        cluster.start(cluster.session_config(sess_config))
+        coll = distributed.make_collectives(cluster, a.device)
+        watchdog = distributed.Watchdog(cluster)
 
     train_x = datasets.load("cifar10", "train", a.data_url)
     test_x = datasets.load("cifar10", "test", a.data_url)
     if list(train_x.shape[1:]) != list(config["image_shape"]):
         raise UserError(f"{a.data_url}: images are {list(train_x.shape[1:])}, config wants {config['image_shape']}")
-    spe = len(train_x) // a.batch_size
+    b = a.batch_size
+    gb = b * workers  # the global batch: worker k takes rows k*b:(k+1)*b of each
+    spe = len(train_x) // gb
     if spe == 0:
-        raise UserError(f"{a.data_url}: {len(train_x)} training images, fewer than --batch_size {a.batch_size}")
+        raise UserError(f"{a.data_url}: {len(train_x)} training images, fewer than the global batch {gb} "
+                        f"(--batch_size {b} x {workers} workers)")
     stats = {"dataset": "cifar10", "train_images": int(len(train_x)), "test_images": int(len(test_x)),
              "steps_per_epoch": spe, "preprocessing": "(x_uint8 - 127.5) / 127.5",
              "pixel_mean": float(train_x.mean()), "pixel_std": float(train_x.std())}
+    if workers > 1:
+        stats.update(workers=workers, global_batch=gb)
     max_steps = a.max_epochs * spe if not a.max_steps else min(a.max_steps, a.max_epochs * spe)
+    if cluster is not None and chief:
+        print(f"{cluster!r}: global batch {gb} = --batch_size {b} x {workers} workers; "
+              f"--learning_rate {a.learning_rate} applies to the mean gradient of the global batch", flush=True)
 
-    tf.set_random_seed(a.seed)
-    g = TrainGraph(config, a.batch_size, a.nr_gpu, a.device, a.learning_rate, a.lr_decay, a.dropout_p)
-    saver = tf.train.Saver(tf.global_variables(), max_to_keep=5)
-    writer = tf.summary.FileWriter(a.train_url)
+    tf.set_random_seed(a.seed + 7919 * rank)  # each worker its own init: the chief's is broadcast
+    with tf.device(cluster.device if cluster is not None else None):
+        g = TrainGraph(config, b, a.nr_gpu, a.device, a.learning_rate, a.lr_decay, a.dropout_p, collectives=coll)
+        sync = coll.broadcast_from_chief(tf.global_variables()) if coll is not None else None
+        saver = tf.train.Saver(tf.global_variables(), max_to_keep=5, save_relative_paths=True)
     metrics_path = os.path.join(a.train_url, METRICS)
-    sess = tf.Session(config=sess_config)
+    writer = tf.summary.FileWriter(a.train_url) if chief else None
+    sess = tf.Session(cluster.target if cluster is not None else "", config=sess_config)
+    resume = {}
 
     def save(step):
         if not g.params_finite(sess):
             raise UserError(f"parameters are not finite at step {step}; not saving "
-                            f"(last good checkpoint: {tf.train.latest_checkpoint(a.train_url)})")
+                            f"(last good checkpoint: {runinfo.latest(a.train_url)})")
         path = saver.save(sess, os.path.join(a.train_url, runinfo.CKPT_PREFIX), global_step=step,
                           write_meta_graph=False)
         runinfo.save(a.train_url, "realnvp", config, train=vars(a), data_stats=stats, step=step,
-                     adam=ADAM)
+                     adam=ADAM, resume=dict(resume, step=step))
         return path
 
-    if a.load_params:
-        saver.restore(sess, ckpt)
-        step = int(sess.run(g.global_step))
-        # records past the restored step belong to the lost tail of the interrupted run
-        kept = [r for r in _read_metrics(metrics_path) if r["step"] <= step]
-        fsio.write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
-        last_saved = step
-        print(f"resumed {ckpt} at step {step}", file=sys.stderr)
+    if chief and ckpt is not None:
+        try:
+            saver.restore(sess, ckpt)
+        except tf.errors.OpError as e:
+            raise UserError(f"{ckpt}: cannot restore ({type(e).__name__}: {str(e).strip().splitlines()[0][:160]}); "
+                            "expected a checkpoint of this model and config") from None
     else:
         sess.run(tf.global_variables_initializer())
-        step = last_saved = 0
-        if a.init_batch_size:
-            g.add_init()
+        if chief and a.init_batch_size:
+            with tf.device(cluster.device if cluster is not None else None):
+                g.add_init()
             rng = np.random.RandomState([a.seed, 0, 4])
             x0 = prepro(train_x[rng.permutation(len(train_x))[:a.init_batch_size]])
             sess.run(g.init_bpd, {g.x_init: x0, g.u_init: rng.uniform(0, 1, x0.shape).astype(np.float32)})
-        _append(metrics_path, {"step": 0, "kind": "start", "test_bpd": evaluate(sess, g, test_x, a.seed, a.test_images)})
+    if sync is not None:  # every worker starts from the chief's values (fresh init or checkpoint)
+        distributed.run_collective(sess, sync, None, cluster, watchdog, "start (broadcast of the chief's variables)")
+    step = int(sess.run(g.global_step))
+    epoch_sum, epoch_n = 0.0, 0
+    if ckpt is not None:
+        # records past the restored step belong to the lost tail of the interrupted run
+        runguard.truncate_metrics(metrics_path, step)
+        st = runinfo.load(a.train_url).get("resume") or {}
+        if st.get("step") == step:  # the running epoch mean, so the epoch record is the uninterrupted one
+            epoch_sum, epoch_n = float(st.get("epoch_loss_sum", 0.0)), int(st.get("epoch_loss_n", 0))
+        print(f"resumed {ckpt} at step {step}", file=sys.stderr)
+    elif step == 0:
+        test_bpd = evaluate(sess, g, test_x, a.seed, a.test_images)
+        if chief:
+            save(0)  # before any record: a folder with results always has a checkpoint to resume
+            _append(metrics_path, {"step": 0, "kind": "start", "test_bpd": test_bpd})
+    last_saved = step
 
     from tqdm import tqdm
 
-    order, order_epoch, epoch_losses = None, None, []
+    order, order_epoch = None, None
     t0 = time.time()
-    with tqdm(total=max_steps, initial=step, desc="realnvp", unit="step", file=sys.stderr) as bar:
+    with runguard.Interrupts() as stop, \
+            tqdm(total=max_steps, initial=step, desc="realnvp", unit="step", file=sys.stderr, disable=not chief) as bar:
         while step < max_steps:
             epoch, i = divmod(step, spe)
             if order_epoch != epoch:
                 order, order_epoch = epoch_order(a.seed, epoch, len(train_x)), epoch
-            x = prepro(train_x[order[i * a.batch_size:(i + 1) * a.batch_size]])
-            feed = {g.x: x, g.u: step_noise(a.seed, step, x.shape), g.seed: [a.seed, step]}
-            _, loss, lr = sess.run([g.train_op, g.loss, g.lr], feed)
+            rows = order[i * gb:(i + 1) * gb][rank * b:(rank + 1) * b]
+            x = prepro(train_x[rows])
+            u = step_noise(a.seed, step, (gb,) + x.shape[1:])[rank * b:(rank + 1) * b]
+            feed = {g.x: x, g.u: u, g.seed: [a.seed, step], g.stop: float(bool(stop.signum))}
+            fetch = [g.train_op, g.loss, g.lr, g.stop_all]
+            if cluster is None:
+                _, loss, lr, stop_all = sess.run(fetch, feed)
+            else:
+                _, loss, lr, stop_all = distributed.run_collective(sess, fetch, feed, cluster, watchdog,
+                                                                   f"step {step + 1}")
             if not np.isfinite(loss):
                 raise UserError(f"training diverged: loss is {loss} at step {step + 1}; stopped without "
-                                f"saving (last good checkpoint: {tf.train.latest_checkpoint(a.train_url)})")
+                                f"saving (last good checkpoint: {runinfo.latest(a.train_url)})")
             step += 1
-            epoch_losses.append(float(loss))
+            epoch_sum += float(loss)
+            epoch_n += 1
+            resume.update(epoch_loss_sum=epoch_sum, epoch_loss_n=epoch_n)
             bar.update(1)
             bar.set_postfix(bpd=f"{loss:.3f}")
-            if step % a.log_every == 0:
+            if step % a.log_every == 0 and chief:
                 _append(metrics_path, {"step": step, "kind": "train", "train_bpd": float(loss), "lr": float(lr),
                                        "seconds": round(time.time() - t0, 2)})
                 writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="train_bpd", simple_value=float(loss)),
                                                      tf.Summary.Value(tag="lr", simple_value=float(lr))]), step)
+                bar.write(f"step {step} train bpd {loss:.4f} lr {lr:.3g}", file=sys.stdout)
+                sys.stdout.flush()
             if step % spe == 0:
                 test_bpd = evaluate(sess, g, test_x, a.seed, a.test_images)
-                _append(metrics_path, {"step": step, "kind": "epoch", "epoch": step // spe,
-                                       "train_bpd": float(np.mean(epoch_losses)), "test_bpd": test_bpd})
-                writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="test_bpd", simple_value=test_bpd)]), step)
-                epoch_losses = []
-                if (step // spe) % a.save_interval == 0:
+                if chief:
+                    _append(metrics_path, {"step": step, "kind": "epoch", "epoch": step // spe,
+                                           "train_bpd": epoch_sum / epoch_n, "test_bpd": test_bpd})
+                    writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="test_bpd", simple_value=test_bpd)]),
+                                       step)
+                epoch_sum, epoch_n = 0.0, 0
+                resume.update(epoch_loss_sum=0.0, epoch_loss_n=0)
+                if chief and (step // spe) % a.save_interval == 0:
                     save(step)
                     last_saved = step
+            if chief and a.save_every_steps and step % a.save_every_steps == 0 and last_saved != step:
+                save(step)
+                last_saved = step
+            if stop.signum or stop_all > 0:
+                if not chief:
+                    raise stop.error(f"stopped at step {step} with the other workers; the chief saved the "
+                                     f"checkpoint (continue with --load_params 1)") if stop.signum else \
+                        runguard.Interrupted(f"stopped at step {step}: another worker was interrupted; the chief "
+                                             "saved the checkpoint (continue with --load_params 1)", 15)
+                path = save(step) if last_saved != step else runinfo.latest(a.train_url)
+                msg = (f"interrupted at step {step}; checkpoint saved: {path} "
+                       "(continue with --load_params 1)")
+                raise stop.error(msg) if stop.signum else runguard.Interrupted(
+                    f"a worker was interrupted: {msg}", 15)
+    if not chief:
+        sess.close()
+        print(f"{cluster!r}: done at step {step}", flush=True)
+        return 0
     if last_saved != step:
         save(step)
     test_bpd = evaluate(sess, g, test_x, a.seed, a.test_images)
@@ -381,7 +471,7 @@ def _train(a):
     samples, curve = write_pictures(sess, g, a.train_url, a.sample_batch_size, a.seed, _read_metrics(metrics_path))
     sess.close()
     print(f"test bpd {test_bpd:.4f} at step {step}\n"
-          f"checkpoint: {tf.train.latest_checkpoint(a.train_url)}\n"
+          f"checkpoint: {runinfo.latest(a.train_url)}\n"
           f"logs: {metrics_path} (TensorBoard: tensorboard --logdir {a.train_url})\n"
           f"pictures: {samples} {curve}")
 

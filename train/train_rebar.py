@@ -15,6 +15,7 @@ Example:
       --hparams "model=SBNDynamicRebar,learning_rate=0.0003,n_layer=2,task=sbn" --steps 20000
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from common.errors import UserError, cli, run
 from common.tfcompat import session_config, tf
 from data_tools import datasets
 from models import estimators, sbn
-from train import runinfo
+from train import distributed, runguard, runinfo
 
 ASCEND_HPARAMS = "model=SBNDynamicRebar,learning_rate=0.0003,n_layer=2,task=sbn"
 METRICS = "metrics.jsonl"
@@ -50,12 +51,22 @@ def parse_args(argv):
     ap.add_argument("--eval_samples", type=int, default=100, help="K of the IWAE-K bound (K>100: multiple of 100)")
     ap.add_argument("--eval_limit", type=int, default=0, help="evaluate on the first N images of each split (0: all)")
     ap.add_argument("--save_secs", type=float, default=600, help="checkpoint at least this often")
+    ap.add_argument("--save_every_steps", type=int, default=5000,
+                    help="also checkpoint every N steps (0: off); 5000 steps of SBNDynamicRebar take ~4 min here")
+    ap.add_argument("--load_params", type=int, choices=(0, 1), default=None,
+                    help="1: resume from the newest checkpoint (required); 0: refuse a folder holding one; "
+                         "default: resume when there is one")
     ap.add_argument("--device", default="cpu", choices=("cpu", "gpu", "npu"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--deterministic", action="store_true",
+                    help="bitwise-repeatable runs: one intra/inter-op thread (slower)")
+    distributed.add_flags(ap)
     a = ap.parse_args(argv)
     for k in ("steps", "log_every", "eval_samples"):
         if getattr(a, k) < 1:
             raise UserError(f"--{k} must be >= 1, got {getattr(a, k)}")
+    runguard.check_nonneg(seed=a.seed, save_every_steps=a.save_every_steps, eval_freq=a.eval_freq,
+                          eval_limit=a.eval_limit)
     if a.eval_samples > 100 and a.eval_samples % 100:
         raise UserError(f"--eval_samples above 100 must be a multiple of 100 (chunks of 100), got {a.eval_samples}")
     return a
@@ -111,20 +122,23 @@ def describe(r):
 
 
 class Metrics:
-    def __init__(self, working_dir, resume_step):
+    """metrics.jsonl: the records up to the resumed step are kept, later ones dropped; only the
+    chief (``write``) writes, every worker keeps its records for the curve."""
+
+    def __init__(self, working_dir, resume_step, write=True):
         self.path = os.path.join(working_dir, METRICS)
+        self.write = write
         self.records = []
-        if os.path.isfile(self.path):
-            with open(self.path) as f:
-                self.records = [r for r in map(json.loads, filter(str.strip, f)) if r["step"] <= resume_step]
-            fsio.write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+        if write and os.path.isfile(self.path):
+            self.records = runguard.truncate_metrics(self.path, resume_step)
 
     def add(self, **r):
         r = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in r.items()}
         self.records.append(r)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(r) + "\n")
-        print(describe(r), flush=True)
+        if self.write:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(r) + "\n")
+            print(describe(r), flush=True)
 
 
 def plot_curve(records, path, title):
@@ -180,22 +194,135 @@ def check_resume(info, hp, working_dir):
                         f"--hparams gives {', '.join(f'{k}={v[1]}' for k, v in diff.items())})")
 
 
+class Acc:
+    """Running sums of the per-step records (a log window or an epoch): means of sums added in
+    step order, so a resumed run, restoring the sums from config.json, writes the same records."""
+
+    def __init__(self, d=None):
+        d = d or {}
+        self.n = int(d.get("n", 0))
+        self.elbo, self.gv = float(d.get("elbo", 0.0)), float(d.get("gv", 0.0))
+        self.temperature = d.get("temperature")
+        self.etas = d.get("etas")
+
+    def add(self, rec):
+        self.n += 1
+        self.elbo += rec["elbo"]
+        self.gv += rec["gv"]
+        if rec["temperature"] is not None:
+            self.temperature = (self.temperature or 0.0) + rec["temperature"]
+        if rec["etas"] is not None:
+            self.etas = rec["etas"] if self.etas is None else [a + b for a, b in zip(self.etas, rec["etas"])]
+
+    def state(self):
+        return {"n": self.n, "elbo": self.elbo, "gv": self.gv, "temperature": self.temperature, "etas": self.etas}
+
+
+def summary(acc, step, epoch, kind):
+    r = dict(step=step, kind=kind, epoch=epoch, elbo=acc.elbo / acc.n, log_grad_variance=float(np.log(acc.gv / acc.n)))
+    if acc.temperature is not None:
+        r["temperature"] = acc.temperature / acc.n
+    if acc.etas is not None:
+        r["etas"] = [e / acc.n for e in acc.etas]
+    return r
+
+
+def build_model(hp, mean_xs, coll=None):
+    """The estimator; with collectives, its data-parallel version: the model gradients and logs
+    are the means over workers, and the control variates' gradients are those of the variance of
+    the *global* gradient G (d mean(G^2)/d theta = mean over workers of the product of G with
+    each worker's d g_k/d theta: a vector-Jacobian product per worker, then one more all-reduce)."""
+    if coll is None:
+        return estimators.build(hp, mean_xs)
+    cls = estimators.CLASSES[hp["model"]]
+    if cls is estimators.SBN:
+        raise UserError("--hparams model=SBN: its leave-one-out baseline couples the whole batch, so it does "
+                        "not split over workers; use SBNNVIL, SBNMuProp, SBNRebar or SBNDynamicRebar, or one worker")
+
+    class DataParallel(cls):
+        def _gradients(self):
+            grads, objective = super()._gradients()
+            self.local_grads, self.local_logs = grads, dict(self.logs)
+            grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self.model_vars)]
+            keys = sorted(self.logs)
+            red = coll.allreduce_mean(grads + [self.logs[k] for k in keys])
+            self.logs = dict(zip(keys, red[len(grads):]))
+            return red[:len(grads)], objective  # the base class vectorizes them into grad_vec = G
+
+        def _extra_gradients(self, objective):
+            with tf.name_scope("data_parallel"):
+                if isinstance(self, estimators.SBNRebar):
+                    extra = self._variance_gradients()
+                else:  # per-example means: the workers' mean is the global batch's
+                    extra = super()._extra_gradients(objective)
+                if not extra:
+                    return extra
+                red = coll.allreduce_mean([g for g, _ in extra])
+                return list(zip(red, [v for _, v in extra]))
+
+        def _variance_gradients(self):
+            G = self.grad_vec
+            w = 2.0 * G / float(G.shape.num_elements())
+            extra = [(g, v) for g, v in zip(tf.gradients(self.g, self.extra_vars, grad_ys=w), self.extra_vars)
+                     if g is not None]
+            if not isinstance(self, estimators.SBNDynamicRebar):
+                return extra
+            auto = tf.gradients(self.g, self.log_temperature, grad_ys=w)[0]
+            reinf = None
+            for tilde, score in self.tilde_terms:  # as SBNDynamicRebar, with the global gradient
+                d = tf.gradients(tf.reduce_sum(tilde), self.log_temp_rows)[0]
+                r = tf.gradients(tf.reduce_mean(estimators.sg(d) * score), self.model_vars)
+                r = [tf.zeros_like(v) if g is None else e * g for g, e, v in zip(r, self.etas, self.model_vars)]
+                reinf = r if reinf is None else [a + b for a, b in zip(reinf, r)]
+            by_hand = tf.reduce_mean(2.0 * estimators.sg(G) * estimators.vectorize(reinf))
+            return extra + [(by_hand if auto is None else auto + by_hand, self.log_temperature)]
+
+    DataParallel.__name__ = cls.__name__
+    return DataParallel(sbn.check_hparams(hp), mean_xs)
+
+
 @cli
 def main(argv=None):
+    a = parse_args(argv)
+    cluster = distributed.from_args(a, device=a.device)
     with tf.Graph().as_default():
-        return train(parse_args(argv))
+        if cluster is not None and not cluster.is_chief:
+            return train(a, cluster)
+        os.makedirs(a.working_dir, exist_ok=True)
+        with runguard.FolderLock(a.working_dir):
+            return train(a, cluster)
 
 
-def train(a):
+def train(a, cluster=None):
+    chief = cluster is None or cluster.is_chief
+    workers = 1 if cluster is None else cluster.n
+    rank = 0 if cluster is None else cluster.index
     hp = sbn.parse_hparams(a.hparams)
     wd = a.working_dir
-    ckpt = tf.train.latest_checkpoint(wd) if os.path.isdir(wd) else None
-    if ckpt:
-        info = runinfo.load(wd)
-        check_resume(info, hp, wd)
-    elif os.path.isfile(os.path.join(wd, METRICS)):
-        raise UserError(f"{os.path.join(wd, METRICS)}: results without a checkpoint; refusing to overwrite "
-                        "(use another --working_dir or remove it)")
+    ckpt = runinfo.latest(wd) if chief and os.path.isdir(wd) else None
+    if chief:
+        if a.load_params == 1 and not ckpt:
+            raise UserError(f"{wd}: --load_params 1 but no checkpoint in this folder")
+        if a.load_params == 0 and ckpt:
+            raise UserError(f"{wd}: already holds checkpoint {os.path.basename(ckpt)}; pass --load_params 1 "
+                            "(or nothing) to resume, or choose another --working_dir")
+        if ckpt:
+            info = runinfo.load(wd)
+            check_resume(info, hp, wd)
+            runinfo.check_readable(ckpt)
+            runguard.read_metrics(os.path.join(wd, METRICS))
+        elif os.path.isfile(os.path.join(wd, METRICS)):
+            raise UserError(f"{os.path.join(wd, METRICS)}: results without a checkpoint; refusing to overwrite "
+                            "(use another --working_dir or remove it)")
+    config = session_config(a.device)
+    if a.deterministic:
+        config.intra_op_parallelism_threads = config.inter_op_parallelism_threads = 1
+        config.use_per_session_threads = True
+    coll = watchdog = None
+    if cluster is not None:
+        cluster.start(cluster.session_config(config))
+        coll = distributed.make_collectives(cluster, a.device)
+        watchdog = distributed.Watchdog(cluster)
     train_x = datasets.load_binarized_mnist(a.data_path, "train")
     valid = datasets.load_binarized_mnist(a.data_path, "valid")
     test = datasets.load_binarized_mnist(a.data_path, "test")
@@ -203,88 +330,150 @@ def train(a):
         valid, test = valid[:a.eval_limit], test[:a.eval_limit]
     mean_xs = train_x.mean(0).astype(np.float32)
     bs = hp["batch_size"]
-    steps_per_epoch = len(train_x) // bs
+    gb = bs * workers  # the global batch: worker k takes rows k*bs:(k+1)*bs of each
+    steps_per_epoch = len(train_x) // gb
     if steps_per_epoch < 1:
-        raise UserError(f"{a.data_path}: {len(train_x)} training images, fewer than batch_size={bs}")
-    os.makedirs(wd, exist_ok=True)
+        raise UserError(f"{a.data_path}: {len(train_x)} training images, fewer than the global batch {gb} "
+                        f"(batch_size={bs} x {workers} workers)")
+    if cluster is not None and chief:
+        print(f"{cluster!r}: global batch {gb} = batch_size {bs} x {workers} workers; learning_rate "
+              f"{hp['learning_rate']} applies to the mean gradient of the global batch", flush=True)
 
-    tf.set_random_seed(a.seed)
-    model = estimators.build(hp, mean_xs)
-    ev = Evaluator(model.net, a.eval_samples)
-    saver = tf.train.Saver(max_to_keep=3)
-    sess = tf.Session(config=session_config(a.device))
+    tf.set_random_seed(a.seed + 7919 * rank)  # each worker its own init: the chief's is broadcast
+    with tf.device(cluster.device if cluster is not None else None):
+        model = build_model(hp, mean_xs, coll)
+        ev = Evaluator(model.net, a.eval_samples)
+        sync = coll.broadcast_from_chief(tf.global_variables()) if coll is not None else None
+        saver = tf.train.Saver(max_to_keep=3, save_relative_paths=True)
+    sess = tf.Session(cluster.target if cluster is not None else "", config=config)
+
+    def collective(fetches, feed, what):
+        if cluster is None:
+            return sess.run(fetches, feed)
+        return distributed.run_collective(sess, fetches, feed, cluster, watchdog, what)
+
     try:
         sess.run(tf.global_variables_initializer())
-        step = 0
         if ckpt:
-            saver.restore(sess, ckpt)
-            step = int(sess.run(model.global_step))
+            try:
+                saver.restore(sess, ckpt)
+            except tf.errors.OpError as e:
+                raise UserError(f"{ckpt}: cannot restore ({type(e).__name__}: "
+                                f"{str(e).strip().splitlines()[0][:160]}); expected a checkpoint of this model") from None
+        if sync is not None:
+            collective(sync, None, "start (broadcast of the chief's variables)")
+        step = int(sess.run(model.global_step))
+        if ckpt:
             print(f"resumed from {ckpt} at step {step}", flush=True)
-        metrics = Metrics(wd, step)
+        metrics = Metrics(wd, step, write=chief)
+        st = (runinfo.load(wd).get("resume") or {}) if ckpt else {}
+        st = st if st.get("step") == step else {}
+        window, epoch_acc = Acc(st.get("window")), Acc(st.get("epoch"))
         train_flags = {k: v for k, v in vars(a).items()}
         data_stats = {"dataset": "binarized_mnist", "n_train": len(train_x), "n_valid": len(valid),
                       "n_test": len(test), "mean_pixel": float(mean_xs.mean()),
                       "mean_xs": "in the checkpoint (variables mean_xs, train_bias)"}
+        if workers > 1:
+            data_stats.update(workers=workers, global_batch=gb)
         title = f"SBN {hp['model']} n_layer={hp['n_layer']} {'nonlinear' if hp['nonlinear'] else 'linear'} lr={hp['learning_rate']}"
 
         def save(at):
             path = saver.save(sess, os.path.join(wd, runinfo.CKPT_PREFIX), global_step=at)
             runinfo.save(wd, "rebar", hp, train=train_flags, data_stats=data_stats, step=at,
-                         hparams=sbn.format_hparams(hp))
+                         hparams=sbn.format_hparams(hp),
+                         resume={"step": at, "window": window.state(), "epoch": epoch_acc.state()})
             return path
 
         def evaluate(at):
             for split, xs in (("valid", valid), ("test", test)):
-                elbo, iwae = ev.bounds(sess, xs, desc=f"eval {split}")
+                elbo, iwae = ev.bounds(sess, xs, desc=f"eval {split}" if chief else None)
                 metrics.add(step=at, kind="eval", split=split, elbo=elbo, iwae=iwae, samples=a.eval_samples,
                             n_images=len(xs))
 
         if step >= a.steps:
             print(f"{wd}: already at step {step} >= --steps {a.steps}; nothing to do", flush=True)
             return 0
+        if chief and not ckpt:
+            save(step)  # before any record: a folder with results always has a checkpoint to resume
         N, W = model.n_rows, sbn.noise_width(hp)
-        fetch = {"train": model.train_op, "logs": model.logs, "gv": model.grad_variance}
-        window, epoch_acc, last_save, t0, t_window = [], [], time.time(), time.time(), time.time()
+        ns = hp["n_samples"]
+        # grad_variance reads the EMA the train op updates, in no fixed order within one run:
+        # read it after the step, so the records are the same in every run
+        fetch = {"train": model.train_op, "logs": model.logs}
+        if cluster is not None:
+            stop_in = tf.placeholder_with_default(0.0, [], name="stop")
+            fetch["stop"] = coll.allreduce_mean([stop_in])[0]
+        last_save, t0, t_window = time.time(), time.time(), time.time()
+        last_saved_step = step
         order, feed = None, None
-        bar = tqdm(total=a.steps, initial=step, desc="train", file=sys.stderr, leave=False, mininterval=2)
-        while step < a.steps:
-            epoch, j = divmod(step, steps_per_epoch)
-            if order is None or j == 0:
-                order = batch_order(a.seed, epoch, len(train_x))
-            feed = {model.x: train_x[order[j * bs:(j + 1) * bs]].astype(np.float32), model.u: noise(a.seed, step, (N, W))}
-            out = sess.run(fetch, feed)
-            logs = out["logs"]
-            if not (np.isfinite(logs["elbo"]) and np.isfinite(out["gv"])):
-                bar.close()
-                last = tf.train.latest_checkpoint(wd)
-                raise UserError(f"training diverged at step {step} (ELBO {logs['elbo']}, grad variance {out['gv']}); "
-                                f"last good checkpoint kept: {last or 'none saved yet'}")
-            step += 1
-            bar.update(1)
-            rec = dict(elbo=float(logs["elbo"]), gv=float(out["gv"]),
-                       temperature=float(logs["temperature"]) if "temperature" in logs else None,
-                       etas=[float(e) for e in logs["etas"]] if "etas" in logs else None)
-            window.append(rec)
-            epoch_acc.append(rec)
-            if step % a.log_every == 0:
-                now = time.time()
-                metrics.add(**summary(window, step, epoch, "train"), steps_per_sec=len(window) / (now - t_window))
-                window, t_window = [], now
-            if j == steps_per_epoch - 1:
-                metrics.add(**summary(epoch_acc, step, epoch, "epoch"), n_steps=len(epoch_acc))
-                epoch_acc = []
-                if a.eval_freq and (epoch + 1) % a.eval_freq == 0 and step < a.steps:
-                    if healthy(sess, model, feed, step):
+        bar = tqdm(total=a.steps, initial=step, desc="train", file=sys.stderr, leave=False, mininterval=2,
+                   disable=not chief)
+        with runguard.Interrupts() as stop, contextlib.closing(bar):  # (an error line gets its own line)
+            while step < a.steps:
+                epoch, j = divmod(step, steps_per_epoch)
+                if order is None or j == 0:
+                    order = batch_order(a.seed, epoch, len(train_x))
+                rows = order[j * gb:(j + 1) * gb][rank * bs:(rank + 1) * bs]
+                u = noise(a.seed, step, (ns * gb, W))
+                if workers > 1:  # rows are [sample, image]: this worker's images of every sample
+                    u = u.reshape(ns, gb, W)[:, rank * bs:(rank + 1) * bs].reshape(N, W)
+                feed = {model.x: train_x[rows].astype(np.float32), model.u: u}
+                if cluster is not None:
+                    feed[stop_in] = float(bool(stop.signum))
+                out = collective(fetch, feed, f"step {step + 1}")
+                out["gv"] = sess.run(model.grad_variance)
+                logs = out["logs"]
+                if not (np.isfinite(logs["elbo"]) and np.isfinite(out["gv"])):
+                    bar.close()
+                    last = runinfo.latest(wd) if chief else None
+                    raise UserError(f"training diverged at step {step} (ELBO {logs['elbo']}, grad variance {out['gv']}); "
+                                    f"last good checkpoint kept: {last or 'none saved yet'}")
+                step += 1
+                bar.update(1)
+                rec = dict(elbo=float(logs["elbo"]), gv=float(out["gv"]),
+                           temperature=float(logs["temperature"]) if "temperature" in logs else None,
+                           etas=[float(e) for e in logs["etas"]] if "etas" in logs else None)
+                window.add(rec)
+                epoch_acc.add(rec)
+                if step % a.log_every == 0:
+                    now = time.time()
+                    metrics.add(**summary(window, step, epoch, "train"), steps_per_sec=window.n / (now - t_window))
+                    window, t_window = Acc(), now
+                if j == steps_per_epoch - 1:
+                    metrics.add(**summary(epoch_acc, step, epoch, "epoch"), n_steps=epoch_acc.n)
+                    epoch_acc = Acc()
+                    if a.eval_freq and (epoch + 1) % a.eval_freq == 0 and step < a.steps:
+                        if chief and healthy(sess, model, feed, step):
+                            save(step)
+                            last_save, last_saved_step = time.time(), step
+                        evaluate(step)
+                if chief and last_saved_step != step and (
+                        time.time() - last_save > a.save_secs
+                        or (a.save_every_steps and step % a.save_every_steps == 0)) and healthy(sess, model, feed, step):
+                    save(step)
+                    last_save, last_saved_step = time.time(), step
+                if stop.signum or out.get("stop", 0) > 0:
+                    bar.close()
+                    signum = stop.signum or 15
+                    if not chief:
+                        raise runguard.Interrupted(f"stopped at step {step} with the other workers; the chief saved "
+                                                   "the checkpoint (continue with --load_params 1)", signum)
+                    if last_saved_step != step:
+                        if not healthy(sess, model, feed, step):
+                            raise UserError(f"interrupted at step {step} with a non-finite ELBO; not saved (last good "
+                                            f"checkpoint: {runinfo.latest(wd) or 'none'})")
                         save(step)
-                        last_save = time.time()
-                    evaluate(step)
-            if time.time() - last_save > a.save_secs and healthy(sess, model, feed, step):
-                save(step)
-                last_save = time.time()
+                    raise runguard.Interrupted(f"{'SIGINT' if signum == 2 else 'SIGTERM'}: interrupted at step "
+                                               f"{step}; checkpoint saved: {runinfo.latest(wd)} "
+                                               "(continue with --load_params 1)", signum)
         bar.close()
         if not healthy(sess, model, feed, step):
             raise UserError(f"training diverged after step {step} (ELBO is not finite); last good checkpoint "
-                            f"kept: {tf.train.latest_checkpoint(wd) or 'none saved yet'}")
+                            f"kept: {(runinfo.latest(wd) if chief else None) or 'none saved yet'}")
+        if not chief:
+            evaluate(step)
+            print(f"{cluster!r}: done at step {step}", flush=True)
+            return 0
         path = save(step)
         print(f"saved {path} ({time.time() - t0:.0f}s)", flush=True)
         evaluate(step)
@@ -295,19 +484,10 @@ def train(a):
         sess.close()
 
 
-def summary(recs, step, epoch, kind):
-    r = dict(step=step, kind=kind, epoch=epoch, elbo=float(np.mean([x["elbo"] for x in recs])),
-             log_grad_variance=float(np.log(np.mean([x["gv"] for x in recs]))))
-    if recs[0]["temperature"] is not None:
-        r["temperature"] = float(np.mean([x["temperature"] for x in recs]))
-    if recs[0]["etas"] is not None:
-        r["etas"] = [float(e) for e in np.mean([x["etas"] for x in recs], 0)]
-    return r
-
-
 def healthy(sess, model, feed, step):
-    """The parameters about to be saved still give a finite ELBO on the last batch."""
-    return feed is None or bool(np.isfinite(sess.run(model.logs["elbo"], feed)))
+    """The parameters about to be saved still give a finite ELBO on the last batch (this worker's
+    part of it: no collective op, so the chief can check alone)."""
+    return feed is None or bool(np.isfinite(sess.run(getattr(model, "local_logs", model.logs)["elbo"], feed)))
 
 
 if __name__ == "__main__":
