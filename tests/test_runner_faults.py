@@ -62,11 +62,12 @@ def _other_model(model, folder):
 def _manifest(root, meanings=None):
     sig = Signature.load(tiny_model()["json"])
     ins = [dict(t.to_dict(), meaning=(meanings or {}).get(t.name, "")) for t in sig.inputs]
-    fsio.write_json(os.path.join(root, "manifest.json"), {
-        "format": INPUTS_FORMAT, "dataset": "tiny", "split": "test", "n_images": 2,
+    stems = sorted(n[:-4] for n in os.listdir(os.path.join(root, "x")) if n.endswith(".bin"))
+    fsio.write_json(os.path.join(root, "manifest.json"), {  # every file of the set, as img2bin lists them
+        "format": INPUTS_FORMAT, "dataset": "tiny", "split": "test", "n_images": sig.batch * len(stems),
         "signature": {"model": "tiny", "batch": sig.batch, "inputs": ins},
         "inputs": [{"name": "x", "dir": "x"}, {"name": "u", "dir": "u"}],
-        "files": [{"stem": "b000", "first": 0, "n_real": 2, "n_pad": 0}]})
+        "files": [{"stem": s, "first": sig.batch * i, "n_real": sig.batch, "n_pad": 0} for i, s in enumerate(stems)]})
 
 
 # --- run record, resume, run selection ------------------------------------------------
@@ -182,7 +183,9 @@ def test_float64_bytes_in_a_float32_input(model, tmp_path, capsys):
     assert rc == 0
     before = _snapshot(tmp_path / "o")
     bad = tmp_path / "B/u/b000.bin"
-    np.random.RandomState(0).rand(2 * 6 * 6 * 4 // 2).astype(np.float64).tofile(bad)  # same byte count
+    # same byte count; values k/1024 leave the low word 0, so every float32 read is finite and
+    # the high words (about 1.9) are out of the uniform's range
+    (np.random.RandomState(0).randint(1, 1024, 2 * 6 * 6 * 4 // 2) / 1024.0).tofile(bad)
     rc, _, err = _msame(capsys, "--model", model["onnx"], "--input", ins, "--output", tmp_path / "o")
     line = _one_line(err)
     assert rc == 2 and f"{bad}: input 'u' (float32) holds" in line and "uniform in [0, 1]" in line
