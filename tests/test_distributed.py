@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 
 from common.tfcompat import tf
-from train import distributed, launch, runguard, runinfo
+from train import distributed, launch, runguard, runinfo, train_rebar
 from train import train_realnvp as T
-from train import train_rebar
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable

@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 from common.tfcompat import tf
-from train import runguard, runinfo
+from train import runguard, runinfo, train_rebar
 from train import train_realnvp as T
-from train import train_rebar
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING = ("seconds", "steps_per_sec")

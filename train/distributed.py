@@ -243,7 +243,6 @@ class Collectives:
 
     def broadcast_from_chief(self, variables):
         """An op that sets every variable to the chief's value (float and integer ones)."""
-        from tensorflow.python.ops import collective_ops
 
         from common.tfcompat import tf
 

@@ -60,10 +60,10 @@ class FolderLock:
                 pid, host = owner.get("pid"), owner.get("host")
                 if host not in (None, me["host"]):
                     raise UserError(f"{self.path}: folder in use by a trainer on host {host} (pid {pid}); "
-                                    "stop it, or remove the lock file if that run is gone")
+                                    "stop it, or remove the lock file if that run is gone") from None
                 if isinstance(pid, int) and _pid_alive(pid):
                     raise UserError(f"{self.path}: another trainer (pid {pid}) is using this folder; "
-                                    "wait for it or stop it, or choose another output folder")
+                                    "wait for it or stop it, or choose another output folder") from None
                 print(f"{self.path}: stale lock of pid {pid} (not running); taken over", file=sys.stderr, flush=True)
                 try:
                     os.unlink(self.path)

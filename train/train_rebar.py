@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common import fsio
-from common.errors import UserError, cli, run
+from common.errors import UserError, cli, first_line, run
 from common.tfcompat import session_config, tf
 from data_tools import datasets
 from models import estimators, sbn
@@ -359,7 +359,7 @@ def train(a, cluster=None):
                 saver.restore(sess, ckpt)
             except tf.errors.OpError as e:
                 raise UserError(f"{ckpt}: cannot restore ({type(e).__name__}: "
-                                f"{str(e).strip().splitlines()[0][:160]}); expected a checkpoint of this model") from None
+                                f"{first_line(e)[:160]}); expected a checkpoint of this model") from None
         if sync is not None:
             collective(sync, None, "start (broadcast of the chief's variables)")
         step = int(sess.run(model.global_step))
@@ -375,7 +375,8 @@ def train(a, cluster=None):
                       "mean_xs": "in the checkpoint (variables mean_xs, train_bias)"}
         if workers > 1:
             data_stats.update(workers=workers, global_batch=gb)
-        title = f"SBN {hp['model']} n_layer={hp['n_layer']} {'nonlinear' if hp['nonlinear'] else 'linear'} lr={hp['learning_rate']}"
+        kind = "nonlinear" if hp["nonlinear"] else "linear"
+        title = f"SBN {hp['model']} n_layer={hp['n_layer']} {kind} lr={hp['learning_rate']}"
 
         def save(at):
             path = saver.save(sess, os.path.join(wd, runinfo.CKPT_PREFIX), global_step=at)
@@ -426,7 +427,8 @@ def train(a, cluster=None):
                 if not (np.isfinite(logs["elbo"]) and np.isfinite(out["gv"])):
                     bar.close()
                     last = runinfo.latest(wd) if chief else None
-                    raise UserError(f"training diverged at step {step} (ELBO {logs['elbo']}, grad variance {out['gv']}); "
+                    raise UserError(f"training diverged at step {step} (ELBO {logs['elbo']}, "
+                                    f"grad variance {out['gv']}); "
                                     f"last good checkpoint kept: {last or 'none saved yet'}")
                 step += 1
                 bar.update(1)
@@ -447,9 +449,9 @@ def train(a, cluster=None):
                             save(step)
                             last_save, last_saved_step = time.time(), step
                         evaluate(step)
-                if chief and last_saved_step != step and (
-                        time.time() - last_save > a.save_secs
-                        or (a.save_every_steps and step % a.save_every_steps == 0)) and healthy(sess, model, feed, step):
+                due = time.time() - last_save > a.save_secs or (a.save_every_steps
+                                                                 and step % a.save_every_steps == 0)
+                if chief and last_saved_step != step and due and healthy(sess, model, feed, step):
                     save(step)
                     last_save, last_saved_step = time.time(), step
                 if stop.signum or out.get("stop", 0) > 0:
