@@ -80,7 +80,7 @@ def test_rebar_variance_below_reinforce_and_nvil(mnist_dir):
     train = datasets.load_binarized_mnist(mnist_dir, "train")
     res = rebar_variance.measure(hp, train, None, ("REINFORCE", "NVIL", "REBAR"), draws=30, cv_steps=50,
                                  progress=False)
-    assert len({r["elbo"] for r in res.values()}) >= 1
+    assert len({r["params_sha256"] for r in res.values()}) == 1  # one set of parameters for all
     assert res["REBAR"]["log_variance_q"] < res["REINFORCE"]["log_variance_q"] - 1
     assert res["REBAR"]["log_variance_q"] < res["NVIL"]["log_variance_q"] - 1
     assert res["REBAR"]["log_variance"] < min(res["REINFORCE"]["log_variance"], res["NVIL"]["log_variance"])

@@ -17,6 +17,7 @@ Example:
   python train/rebar_variance.py --data_path $DATA_DIR --ckpt runs/rebar --out runs/rebar/variance
 """
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -69,6 +70,10 @@ def measure(hp, train, params=None, estimators_=tuple(LABELS), draws=200, cv_ste
                     raise UserError(f"parameters have no variable {k!r} (expected those of n_layer="
                                     f"{hp['n_layer']}, nonlinear={hp['nonlinear']})")
                 v.load(params[k], s)
+            # what the session holds now: every estimator must be measured at the same parameters
+            names = sorted(tvars)
+            digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes()
+                                             for a in s.run([tvars[k] for k in names]))).hexdigest()
             t0 = time.time()
             if m.extra_grads:
                 for _ in tqdm(range(cv_steps), desc=f"{name}: control variates", file=sys.stderr,
@@ -89,7 +94,7 @@ def measure(hp, train, params=None, estimators_=tuple(LABELS), draws=200, cv_ste
                          "mean_grad_norm": float(np.linalg.norm(mean)), "elbo": float(logs["elbo"]),
                          "temperature": float(logs["temperature"]) if "temperature" in logs else None,
                          "etas_mean": float(np.mean(logs["etas"])) if "etas" in logs else None,
-                         "seconds": time.time() - t0}
+                         "seconds": time.time() - t0, "params_sha256": digest}
     return out
 
 
