@@ -175,16 +175,20 @@ def test_fallback_builds_portable_model_when_atc_absent(env, monkeypatch, capsys
     assert atc.main(args + ["--force"]) == 0 and onnx_path.stat().st_mtime_ns != before
 
 
-def test_shell_wrapper(env, repo_root):
+def test_shell_wrapper(env, repo_root, capsys):
     pb, tmp = env
     r = subprocess.run(["bash", os.path.join(repo_root, "convert", "atc_rebar.sh"), "--model", pb, "--dry-run"],
                        capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable), cwd=str(tmp))
     assert r.returncode == 0, r.stderr
     assert "--out_nodes=z:0;logdet:0;bpd:0" in r.stdout
-    r = subprocess.run(["bash", os.path.join(repo_root, "convert", "atc_rebar.sh")], capture_output=True,
+    # the preset's default model is the demo's, whether `make demo` has run or not
+    r = subprocess.run(["bash", os.path.join(repo_root, "convert", "atc_rebar.sh"), "--dry-run"], capture_output=True,
                        text=True, env=dict(os.environ, PYTHON=sys.executable), cwd=str(tmp))
-    if not os.path.exists(os.path.join(repo_root, "runs/demo/rebar/model/rebar.pb")):
-        assert r.returncode == 2 and "make demo" in r.stderr and "rebar.pb" in r.stderr
+    assert os.path.join("runs", "demo", "rebar", "model", "rebar.pb") in r.stdout + r.stderr
+    # and a default model that does not exist says how to make it
+    assert atc.main(["--default-model", "runs/no-such-demo/model/rebar.pb"]) == 2
+    err = capsys.readouterr().err
+    assert "make demo" in err and "no-such-demo" in err
     # the generic wrapper: no model kind, no default model
     r = subprocess.run(["bash", os.path.join(repo_root, "convert", "atc.sh"), "--model", pb, "--dry-run"],
                        capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable), cwd=str(tmp))
