@@ -34,7 +34,7 @@ import numpy as np
 from common.errors import UserError
 from common.tfcompat import tf
 from models import IO
-from models.flow_ops import channel, checkerboard, coupling, squeeze
+from models.flow_ops import DEFAULT_OPTS, channel, checkerboard, coupling, opts_of, squeeze
 
 SCOPE = "realnvp"
 GRAPHS = ("forward", "sample")
@@ -63,7 +63,18 @@ def get_config(name_or_dict):
         raise UserError(f"RealNVP config: num_scales must be 2 (the taesungp CIFAR layout), found {c['num_scales']}")
     if h % 4 or w % 4:
         raise UserError(f"RealNVP config: image height and width must be multiples of 4, found {h}x{w}")
+    try:
+        opts_of(c)
+    except ValueError as e:
+        raise UserError(f"RealNVP config: {e}") from None
     return c
+
+
+def with_options(config, **opts):
+    """config with the ablation switches (flow_ops.DEFAULT_OPTS) that are not None set."""
+    c = dict(get_config(config))
+    c.update({k: v for k, v in opts.items() if v is not None and k in DEFAULT_OPTS})
+    return get_config(c)
 
 
 def latent_shape(config):
@@ -74,12 +85,13 @@ def latent_shape(config):
 def _steps(config):
     """The flow as a list of (kind, name, mask or None), in forward order."""
     h, w, c = config["image_shape"]
-    steps = [("coupling", f"Checkerboard0_{i + 1}", checkerboard(h, w, c, i % 2)) for i in range(3)]
+    phase = opts_of(config)["mask_phase"]
+    steps = [("coupling", f"Checkerboard0_{i + 1}", checkerboard(h, w, c, i % 2, phase)) for i in range(3)]
     steps.append(("squeeze", "Squeeze0", None))
     h, w, c = h // 2, w // 2, 4 * c
     steps += [("coupling", f"Channel0_{i + 1}", channel(h, w, c, i % 2)) for i in range(3)]
     steps.append(("factor_out", "FactorOut0", None))
-    steps += [("coupling", f"Checkerboard1_{i + 1}", checkerboard(h, w, c // 2, i % 2)) for i in range(4)]
+    steps += [("coupling", f"Checkerboard1_{i + 1}", checkerboard(h, w, c // 2, i % 2, phase)) for i in range(4)]
     return steps
 
 
@@ -88,6 +100,7 @@ def flow(y, config, logdet=None, reverse=False, init=False, dropout_p=0.0, seed=
     reverse subtracts). ``seed``: int64 [2] tensor for dropout."""
     config = get_config(config)
     nb, nf = config["n_blocks"], config["n_features"]
+    opts = opts_of(config)
     steps = _steps(config)
     if logdet is None:
         logdet = tf.zeros(tf.shape(y)[:1], y.dtype)
@@ -100,7 +113,7 @@ def flow(y, config, logdet=None, reverse=False, init=False, dropout_p=0.0, seed=
             kind, name, mask = steps[k]
             if kind == "coupling":
                 s = None if seed is None else seed + tf.constant([0, 1000 * (k + 1)], seed.dtype)
-                z, logdet = coupling(name, z, logdet, mask, nb, nf, reverse, init, dropout_p, s)
+                z, logdet = coupling(name, z, logdet, mask, nb, nf, reverse, init, dropout_p, s, opts)
             elif kind == "squeeze":
                 z, logdet = squeeze(name, z, logdet, reverse)
             elif reverse:  # factor_out undone: the factored half goes back in front

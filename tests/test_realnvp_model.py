@@ -148,3 +148,30 @@ def test_data_dependent_init_sets_scales():
     np.testing.assert_allclose(a, b, rtol=1e-4)
     # l has RMS ~0.1 on half the dims of 10 couplings: per-dim log-det small but non-zero
     assert 0 < np.abs(b).max() / 3072 < 0.5 and np.std(b) > 0
+
+
+def test_ablation_switches_build_invertible_flows():
+    """Issue #14's switches (flow_ops.DEFAULT_OPTS): the reference-style variants are exact flows too,
+    and mask_phase "ref" is the complement of ours (the reference's checkerboard0)."""
+    from models import flow_ops
+
+    ours, ref = flow_ops.checkerboard(4, 4, 1, 0), flow_ops.checkerboard(4, 4, 1, 0, "ref")
+    np.testing.assert_array_equal(ours + ref, 1)
+    assert ref[0, 0, 1, 0] == 1 and ref[0, 0, 0, 0] == 0  # the reference's 2x2 unit [[0,1],[1,0]]
+    cfg = realnvp.with_options(TINY, scale_init="ref", scale_param="wn_vector", gain_init="ref", mask_phase="ref")
+    with pytest.raises(Exception, match="scale_param"):
+        realnvp.with_options(TINY, scale_param="vector")
+    rng = np.random.RandomState(5)
+    shape = TINY["image_shape"]
+    with tf.Graph().as_default(), _session() as s:
+        y = tf.placeholder(tf.float32, [None] + shape)
+        z, ld = realnvp.flow(y, cfg)
+        y_back, ld_back = realnvp.flow(z, cfg, logdet=ld, reverse=True)
+        s.run(tf.global_variables_initializer())
+        names = {v.op.name.split("/")[-1] for v in tf.global_variables()}
+        yv = rng.normal(0, 1, [3] + shape)
+        ybv, ldv, ldb = s.run([y_back, ld, ld_back], {y: yv})
+    assert {"tanh_scale_v", "tanh_scale_g"} <= names and "tanh_scale" not in names
+    np.testing.assert_allclose(ybv, yv, atol=1e-4)
+    assert np.abs(ldv).min() > 0.1  # random-start scales: not the identity
+    np.testing.assert_allclose(ldb, 0, atol=1e-3)
