@@ -20,9 +20,12 @@ EPS = 1e-6
 INIT_SCALE = 0.1  # std of the initial log-scale and shift after the data-dependent init
 SQRT3 = float(np.sqrt(3.0))
 
-# Switches for the learning-speed ablations of issue #14 (docs/realnvp_ablations.md); the
-# defaults are the behaviour the model had before them. They live in the model config
-# (config.json), so a frozen graph is built the way it was trained.
+# Switches for the learning-speed ablations of issue #14 (docs/realnvp_ablations.md). They
+# live in the model config (config.json), so a frozen graph is built the way it was trained
+# (a config without them gets these defaults; only scale_param and mask_phase change the graph).
+# The default scale_init is 1.0 since issue #14: with "ddi" (the earlier default) the tanh scale
+# started near 0.16 and, growing ~1e-3 per Adam step, capped |l| (the coupling's log-scale)
+# for hundreds of steps; that cap was what made this port learn slower than the reference.
 #   scale_init  "ddi": the init pass sets the tanh scale so l, m have RMS INIT_SCALE (0 without it),
 #               after setting the output conv's gain for unit-RMS pre-tanh activations;
 #               "ref": the reference's draw, U(-sqrt3, sqrt3); a number: that constant. With these
@@ -32,7 +35,7 @@ SQRT3 = float(np.sqrt(3.0))
 #   gain_init   "one": weight-norm gains start at 1; "ref": U(-sqrt3, sqrt3) like the reference
 #               (the init pass still overwrites the output conv's gain)
 #   mask_phase  "ours": checkerboard parity 0 conditions on (i+j) even; "ref": on (i+j) odd
-DEFAULT_OPTS = {"scale_init": "ddi", "scale_param": "scalar", "gain_init": "one", "mask_phase": "ours"}
+DEFAULT_OPTS = {"scale_init": 1.0, "scale_param": "scalar", "gain_init": "one", "mask_phase": "ours"}
 
 
 def image_norm(h):
@@ -118,12 +121,13 @@ def st_net(x, n_blocks, n_features, init=False, dropout_p=0.0, seed=None, opts=N
                 h = dropout(h, dropout_p, seed + tf.constant([0, 1 + i], seed.dtype))
             h = image_norm(conv("conv1", h, n_features, 3, gain_init=gi))
             skip = h = tf.nn.relu(h + skip)
-    if opts["scale_init"] == "ddi":
+    if init and opts["scale_init"] != "ddi":
+        # the scale is given: the init pass sets the output gain so l, m still start with RMS ~INIT_SCALE
+        scale, assign = tanh_scale(x.dtype.base_dtype, opts)
+        out = conv("out", h, 2 * c, 1, init_std=INIT_SCALE / (tf.abs(scale) + EPS), gain_init=gi)
+    else:  # (variables in the order they always had: out conv, then scale)
         out = conv("out", h, 2 * c, 1, init_std=1.0 if init else None, gain_init=gi)
         scale, assign = tanh_scale(x.dtype.base_dtype, opts)
-    else:  # the scale is given: the init pass sets the output gain so l, m still start with RMS INIT_SCALE
-        scale, assign = tanh_scale(x.dtype.base_dtype, opts)
-        out = conv("out", h, 2 * c, 1, init_std=INIT_SCALE / (tf.abs(scale) + EPS) if init else None, gain_init=gi)
     t = tf.tanh(out)
     if init and assign is not None:  # near-identity start: l and m get std INIT_SCALE on the init batch
         s_new = INIT_SCALE * tf.rsqrt(tf.reduce_mean(tf.square(t)) + EPS)
