@@ -37,6 +37,8 @@ def main(argv=None):
     ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--work", default=os.path.join(ROOT, "runs", "bench"))
     ap.add_argument("--only", nargs="*", help="areas to run (default all)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="learning_realnvp only: a seconds-long tiny run that shows the machinery works")
     a = ap.parse_args(argv)
     a.data_dir = os.path.abspath(a.data_dir)
     want = lambda name: not a.only or name in a.only  # noqa: E731
@@ -45,6 +47,10 @@ def main(argv=None):
     if want("train_realnvp"):
         from bench import bench_train_realnvp
         save(a.results, "train_realnvp", bench_train_realnvp.run(a.data_dir))
+    if want("learning_realnvp"):  # long: trains small/1000 and paper/400 steps over 3 seeds
+        from bench import bench_learning_realnvp
+        save(a.results, "learning_realnvp_smoke" if a.smoke else "learning_realnvp",
+             bench_learning_realnvp.run(a.data_dir, smoke=a.smoke, work=os.path.join(a.work, "learning_realnvp")))
     if want("train_rebar"):
         from bench import bench_train_rebar
         save(a.results, "train_rebar", bench_train_rebar.run(a.data_dir))

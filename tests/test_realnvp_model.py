@@ -128,9 +128,13 @@ def test_inference_contract_and_bpd_formula():
     assert len(names) == 10 * (2 * (2 + 2 * cfg["n_blocks"]) + 1)
 
 
-def test_data_dependent_init_sets_scales():
+@pytest.mark.parametrize("scale_init", [1.0, "ddi"])
+def test_data_dependent_init_sets_scales(scale_init):
+    """Default (scale_init 1.0): the tanh scales stay 1 and the init pass sets each output gain so l
+    and m have RMS ~0.1. "ddi" (the pre-issue-14 default): scales start at 0 (identity), and the
+    init pass sets them instead."""
     rng = np.random.RandomState(4)
-    cfg = TINY32
+    cfg = realnvp.with_options(TINY32, scale_init=scale_init)
     with tf.Graph().as_default(), _session() as s:
         x = tf.placeholder(tf.float32, [None, 32, 32, 3])
         u = tf.placeholder(tf.float32, [None, 32, 32, 3])
@@ -139,12 +143,43 @@ def test_data_dependent_init_sets_scales():
         _, ld = realnvp.flow(y, cfg)
         s.run(tf.global_variables_initializer())
         scales = [v for v in tf.global_variables() if "tanh_scale" in v.name]
-        assert not np.any(s.run(scales))  # zero init: identity flow
+        if scale_init == "ddi":
+            assert not np.any(s.run(scales))  # zero init: identity flow
         feed = {x: _images(rng, 8, [32, 32, 3]), u: rng.uniform(0, 1, [8, 32, 32, 3])}
         a = s.run(ld_init, feed)
         b = s.run(ld, feed)  # the ordinary graph now uses the initialised values
         vals = s.run(scales)
-    assert all(v > 0 for v in vals)
+    if scale_init == "ddi":
+        assert all(v > 0 for v in vals)
+    else:
+        np.testing.assert_array_equal(vals, 1.0)
     np.testing.assert_allclose(a, b, rtol=1e-4)
     # l has RMS ~0.1 on half the dims of 10 couplings: per-dim log-det small but non-zero
     assert 0 < np.abs(b).max() / 3072 < 0.5 and np.std(b) > 0
+
+
+def test_ablation_switches_build_invertible_flows():
+    """Issue #14's switches (flow_ops.DEFAULT_OPTS): the reference-style variants are exact flows too,
+    and mask_phase "ref" is the complement of ours (the reference's checkerboard0)."""
+    from models import flow_ops
+
+    ours, ref = flow_ops.checkerboard(4, 4, 1, 0), flow_ops.checkerboard(4, 4, 1, 0, "ref")
+    np.testing.assert_array_equal(ours + ref, 1)
+    assert ref[0, 0, 1, 0] == 1 and ref[0, 0, 0, 0] == 0  # the reference's 2x2 unit [[0,1],[1,0]]
+    cfg = realnvp.with_options(TINY, scale_init="ref", scale_param="wn_vector", gain_init="ref", mask_phase="ref")
+    with pytest.raises(Exception, match="scale_param"):
+        realnvp.with_options(TINY, scale_param="vector")
+    rng = np.random.RandomState(5)
+    shape = TINY["image_shape"]
+    with tf.Graph().as_default(), _session() as s:
+        y = tf.placeholder(tf.float32, [None] + shape)
+        z, ld = realnvp.flow(y, cfg)
+        y_back, ld_back = realnvp.flow(z, cfg, logdet=ld, reverse=True)
+        s.run(tf.global_variables_initializer())
+        names = {v.op.name.split("/")[-1] for v in tf.global_variables()}
+        yv = rng.normal(0, 1, [3] + shape)
+        ybv, ldv, ldb = s.run([y_back, ld, ld_back], {y: yv})
+    assert {"tanh_scale_v", "tanh_scale_g"} <= names and "tanh_scale" not in names
+    np.testing.assert_allclose(ybv, yv, atol=1e-4)
+    assert np.abs(ldv).min() > 0.1  # random-start scales: not the identity
+    np.testing.assert_allclose(ldb, 0, atol=1e-3)

@@ -145,3 +145,25 @@ def test_short_run_lowers_real_test_bpd(cifar_dir, tmp_path):
     assert start["kind"] == "start" and end["kind"] == "end" and end["step"] == 30
     assert 7.5 < start["test_bpd"] < 10  # untrained (near-identity) model on real images
     assert end["test_bpd"] < start["test_bpd"] - 0.7, (start, end)
+
+
+def test_eps_inside_adam_matches_the_formula():
+    """The reference's Adam (--adam_eps_inside): lr * m_hat / sqrt(v_hat + eps), bias-corrected."""
+    b1, b2, eps, lr = T.ADAM["beta1"], T.ADAM["beta2"], 1e-3, 0.1
+    grads_seen = []
+    with tf.Graph().as_default(), tf.Session() as s:
+        w = tf.get_variable("w", [2], tf.float32, tf.constant_initializer([1.0, -2.0]))
+        step = tf.train.get_or_create_global_step()
+        g = 2 * w  # the gradient of sum(w^2)
+        op = T.EpsInsideAdam(lr, b1, b2, eps).apply_gradients([(g, w)], step)
+        s.run(tf.global_variables_initializer())
+        for _ in range(3):
+            grads_seen.append(s.run(g))
+            s.run(op)
+        got, n = s.run([w, step])
+    want, m, v = np.array([1.0, -2.0]), 0, 0
+    for t, gr in enumerate(grads_seen, 1):
+        m, v = b1 * m + (1 - b1) * gr, b2 * v + (1 - b2) * gr ** 2
+        want = want - lr * (m / (1 - b1 ** t)) / np.sqrt(v / (1 - b2 ** t) + eps)
+    assert n == 3
+    np.testing.assert_allclose(got, want, rtol=1e-5)

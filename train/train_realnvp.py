@@ -76,12 +76,55 @@ def parser():
     a("--config", default="small", choices=sorted(realnvp.CONFIGS), help="model size")
     a("--log_every", type=int, default=50, help="steps between train-bpd records")
     a("--test_images", type=int, default=0, help="test images evaluated (0: the whole test set)")
+    a("--eval_every", type=int, default=0, help="steps between extra test-bpd records (0: per epoch and at the end)")
     a("--device", default="cpu", choices=("cpu", "gpu", "npu"))
     a("--precision_mode", default="allow_fp32_to_fp16", help="NPU precision mode (--device npu)")
     a("--deterministic", action="store_true",
       help="bitwise-repeatable runs: one intra/inter-op thread and TF op determinism (slower)")
     distributed.add_flags(ap)
+    # ablation switches of issue #14 (docs/realnvp_ablations.md); the defaults are today's model
+    a("--scale_init", default=None, help="tanh-scale init: ddi (default), ref (U(+-sqrt3)) or a number")
+    a("--scale_param", default=None, choices=("scalar", "wn_vector"),
+      help="tanh scale: scalar or weight-normed 1-vector")
+    a("--gain_init", default=None, choices=("one", "ref"), help="weight-norm gains: 1 or U(+-sqrt3)")
+    a("--mask_phase", default=None, choices=("ours", "ref"), help="checkerboard phase")
+    a("--loss", default="bpd_mean", choices=("bpd_mean", "nats_sum"),
+      help="minimised loss: mean bits/dim, or the reference's summed nats over the batch")
+    a("--adam_eps_inside", action="store_true",
+      help="the reference's Adam: m_hat / sqrt(v_hat + eps) instead of TF's m_hat / (sqrt(v_hat) + eps)")
     return ap
+
+
+def _scale_init(v):
+    if v is None or v in ("ddi", "ref"):
+        return v
+    try:
+        return float(v)
+    except ValueError:
+        raise UserError(f"--scale_init must be ddi, ref or a number, got {v!r}") from None
+
+
+class EpsInsideAdam:
+    """Adam as the reference's (PixelCNN++) adam_updates: lr * m_hat / sqrt(v_hat + eps), with bias
+    correction from the global step. Its moments are variables, so they are checkpointed and a
+    resumed run continues exactly."""
+
+    def __init__(self, lr, beta1, beta2, epsilon):
+        self.lr, self.b1, self.b2, self.eps = lr, beta1, beta2, epsilon
+
+    def apply_gradients(self, grads_and_vars, global_step):
+        t = tf.cast(global_step, tf.float32) + 1.0
+        c1, c2 = 1.0 - tf.pow(self.b1, t), 1.0 - tf.pow(self.b2, t)
+        ups = []
+        for g, v in grads_and_vars:
+            name = v.op.name
+            m = tf.get_variable(name + "/adam_m", v.shape, v.dtype.base_dtype, tf.zeros_initializer(), trainable=False)
+            s = tf.get_variable(name + "/adam_v", v.shape, v.dtype.base_dtype, tf.zeros_initializer(), trainable=False)
+            m_t = tf.assign(m, self.b1 * m + (1 - self.b1) * g)
+            s_t = tf.assign(s, self.b2 * s + (1 - self.b2) * tf.square(g))
+            ups.append(tf.assign_sub(v, self.lr * (m_t / c1) * tf.rsqrt(s_t / c2 + self.eps)))
+        with tf.control_dependencies(ups):
+            return tf.assign_add(global_step, 1)
 
 
 def make_session_config(device, n_devices=1, precision_mode="allow_fp32_to_fp16", check_bridge=True,
@@ -135,7 +178,7 @@ class TrainGraph:
     ``eval_head`` is accepted for compatibility and ignored."""
 
     def __init__(self, config, batch_size, n_towers=1, device="cpu", lr0=1e-3, lr_decay=0.999995,
-                 dropout_p=0.0, eval_head=None, collectives=None):
+                 dropout_p=0.0, eval_head=None, collectives=None, loss="bpd_mean", adam_eps_inside=False):
         if batch_size % n_towers:
             raise UserError(f"--batch_size {batch_size} must be divisible by --nr_gpu {n_towers}")
         shape = list(config["image_shape"])
@@ -161,12 +204,20 @@ class TrainGraph:
                 grads.append(tf.gradients(losses[-1], self.params))
         self.loss = tf.add_n(losses) / n_towers
         avg = [tf.add_n(list(g)) / n_towers for g in zip(*grads)]
+        if loss == "nats_sum":  # the reference's loss: summed nats = mean bpd * batch * D * ln 2
+            k = batch_size * float(np.prod(shape)) * np.log(2.0)
+            avg = [g * k for g in avg]
+        elif loss != "bpd_mean":
+            raise UserError(f"unknown loss {loss!r}; expected bpd_mean or nats_sum")
         # a flag any worker raises (a signal) reaches all of them in the same all-reduce
         self.stop = tf.placeholder_with_default(tf.constant(0.0), [], name="stop")
         self.stop_all = self.stop
         if collectives is not None:  # the mean over workers of the gradients and the loss: one all-reduce
             *avg, self.loss, self.stop_all = collectives.allreduce_mean(avg + [self.loss, self.stop])
-        opt = tf.train.AdamOptimizer(tf.cast(self.lr, tf.float32), **ADAM)
+        if adam_eps_inside:
+            opt = EpsInsideAdam(tf.cast(self.lr, tf.float32), **ADAM)
+        else:
+            opt = tf.train.AdamOptimizer(tf.cast(self.lr, tf.float32), **ADAM)
         # No update before every gradient is computed: the variables are ref variables, so a
         # gradient op still reading W (e.g. the weight-norm gain's gradient) after W's ApplyAdam
         # would see the new W -- a race that made runs differ from each other.
@@ -246,7 +297,7 @@ def write_pictures(sess, g, train_url, n_samples, seed, metrics):
     with fsio.atomic_path(samples) as tmp:
         plt.imsave(tmp, np.clip(grid, 0, 1), format="png")
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, kinds, style in (("train_bpd", ("train",), "-"), ("test_bpd", ("start", "epoch", "end"), "o-")):
+    for key, kinds, style in (("train_bpd", ("train",), "-"), ("test_bpd", ("start", "eval", "epoch", "end"), "o-")):
         pts = [(r["step"], r[key]) for r in metrics if key in r and r.get("kind") in kinds]
         if pts:
             ax.plot(*zip(*pts), style, label=key)
@@ -269,6 +320,8 @@ def _check_args(a):
             raise UserError(f"--{k} must be >= 1, got {getattr(a, k)}")
     runguard.check_nonneg(seed=a.seed, max_steps=a.max_steps, save_every_steps=a.save_every_steps,
                           init_batch_size=a.init_batch_size, test_images=a.test_images)
+    if a.eval_every < 0:
+        raise UserError(f"--eval_every must be >= 0, got {a.eval_every}")
     if not 0 <= a.dropout_p < 1:
         raise UserError(f"--dropout_p must be in [0, 1), got {a.dropout_p}")
 
@@ -309,7 +362,8 @@ def _model_config(a, chief):
     if os.path.isfile(metrics):
         raise UserError(f"{metrics}: results without a checkpoint; refusing to overwrite "
                         "(use another --train_url or remove it)")
-    return realnvp.get_config(a.config), None
+    return realnvp.with_options(a.config, scale_init=_scale_init(a.scale_init), scale_param=a.scale_param,
+                                gain_init=a.gain_init, mask_phase=a.mask_phase), None
 
 
 def _train(a, cluster=None):
@@ -346,7 +400,8 @@ def _train(a, cluster=None):
 
     tf.set_random_seed(a.seed + 7919 * rank)  # each worker its own init: the chief's is broadcast
     with tf.device(cluster.device if cluster is not None else None):
-        g = TrainGraph(config, b, a.nr_gpu, a.device, a.learning_rate, a.lr_decay, a.dropout_p, collectives=coll)
+        g = TrainGraph(config, b, a.nr_gpu, a.device, a.learning_rate, a.lr_decay, a.dropout_p, collectives=coll,
+                       loss=a.loss, adam_eps_inside=a.adam_eps_inside)
         sync = coll.broadcast_from_chief(tf.global_variables()) if coll is not None else None
         saver = tf.train.Saver(tf.global_variables(), max_to_keep=5, save_relative_paths=True)
     metrics_path = os.path.join(a.train_url, METRICS)
@@ -382,12 +437,14 @@ def _train(a, cluster=None):
         distributed.run_collective(sess, sync, None, cluster, watchdog, "start (broadcast of the chief's variables)")
     step = int(sess.run(g.global_step))
     epoch_sum, epoch_n = 0.0, 0
+    window_sum, window_n = 0.0, 0  # the train losses since the last train record (its train_bpd_mean)
     if ckpt is not None:
         # records past the restored step belong to the lost tail of the interrupted run
         runguard.truncate_metrics(metrics_path, step)
         st = runinfo.load(a.train_url).get("resume") or {}
         if st.get("step") == step:  # the running epoch mean, so the epoch record is the uninterrupted one
             epoch_sum, epoch_n = float(st.get("epoch_loss_sum", 0.0)), int(st.get("epoch_loss_n", 0))
+            window_sum, window_n = float(st.get("window_loss_sum", 0.0)), int(st.get("window_loss_n", 0))
         print(f"resumed {ckpt} at step {step}", file=sys.stderr)
     elif step == 0:
         test_bpd = evaluate(sess, g, test_x, a.seed, a.test_images)
@@ -422,16 +479,28 @@ def _train(a, cluster=None):
             step += 1
             epoch_sum += float(loss)
             epoch_n += 1
-            resume.update(epoch_loss_sum=epoch_sum, epoch_loss_n=epoch_n)
+            window_sum += float(loss)
+            window_n += 1
+            resume.update(epoch_loss_sum=epoch_sum, epoch_loss_n=epoch_n, window_loss_sum=window_sum,
+                          window_loss_n=window_n)
             bar.update(1)
             bar.set_postfix(bpd=f"{loss:.3f}")
             if step % a.log_every == 0 and chief:
-                _append(metrics_path, {"step": step, "kind": "train", "train_bpd": float(loss), "lr": float(lr),
+                # train_bpd_mean: the mean since the last record (carried across a resume)
+                _append(metrics_path, {"step": step, "kind": "train", "train_bpd": float(loss),
+                                       "train_bpd_mean": window_sum / window_n, "lr": float(lr),
                                        "seconds": round(time.time() - t0, 2)})
                 writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="train_bpd", simple_value=float(loss)),
                                                      tf.Summary.Value(tag="lr", simple_value=float(lr))]), step)
                 bar.write(f"step {step} train bpd {loss:.4f} lr {lr:.3g}", file=sys.stdout)
                 sys.stdout.flush()
+            if step % a.log_every == 0:
+                window_sum, window_n = 0.0, 0
+                resume.update(window_loss_sum=0.0, window_loss_n=0)
+            if a.eval_every and step % a.eval_every == 0 and step % spe and step != max_steps:
+                test_bpd = evaluate(sess, g, test_x, a.seed, a.test_images)  # every worker: they stay in step
+                if chief:
+                    _append(metrics_path, {"step": step, "kind": "eval", "test_bpd": test_bpd})
             if step % spe == 0:
                 test_bpd = evaluate(sess, g, test_x, a.seed, a.test_images)
                 if chief:
