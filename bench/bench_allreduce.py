@@ -79,13 +79,10 @@ def run(data_dir, results_dir=None):
     payload = 4 * (n + 2)
     two = measure(n + 2, 2)
     one = measure(n + 2, 1)
-    step = None
-    if results_dir and os.path.isfile(os.path.join(results_dir, "train_realnvp.json")):
-        with open(os.path.join(results_dir, "train_realnvp.json")) as f:
-            step = json.load(f).get("train_paper")
-    if step is None:
-        from bench.bench_train_realnvp import train_speed
-        step = train_speed(data_dir, "paper", 12, steps=2)
+    # the step is measured in this run, beside the all-reduce (a ratio of one run, one load)
+    from bench.bench_train_realnvp import train_speed
+
+    step = train_speed(data_dir, "paper", 12, steps=3)
     t_step = step["seconds_per_step"]
     t_ar = two["median_s"]
     # ring all-reduce: each of W workers sends (and receives) 2 (W-1)/W of the payload
@@ -106,6 +103,7 @@ def run(data_dir, results_dir=None):
         "expected_efficiency": {
             f"{w}_workers_{g}gbit": round(t_step / (t_step + sent[w] * 8 / (g * 1e9) + 0.001 * 2 * (w - 1)), 3)
             for w in (2, 8, 16) for g in (10, 25)},
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "note": "2 cores shared by both processes: loopback shows the all-reduce's cost, not a speed-up "
                 "(two workers on 2 cores each get half the CPU). expected_efficiency = t_step / (t_step + "
                 "ring transfer at the link rate + 1 ms latency per ring hop), with this machine's paper step; "
