@@ -27,7 +27,7 @@ with live gradients, and |l| can reach 1 from the first step. The earlier defaul
 slower: the scale caps |l| and Adam grows it by only ~1e-3 per step; see
 docs/realnvp_ablations.md. (The inner convs are followed by per-image normalisation,
 which makes their gains irrelevant; they start at 1.) Without the init pass the output
-gains stay 1 (l RMS ~0.3 at the first checkerboard coupling).
+gains stay 1, so the flow does not start near the identity.
 Ablation switches (scale_init, scale_param, gain_init, mask_phase): flow_ops.DEFAULT_OPTS.
 
 Dropout (``dropout_p``, training only) acts between the two convs of each residual
