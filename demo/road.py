@@ -232,7 +232,7 @@ def write_report(road, a):
         if os.path.isfile(os.path.join(a.out, "_train", n, "metrics.jsonl")):
             cmd += ["--train", os.path.join(a.out, "_train", n) + ":CPU"]
         cmd += ["--paper", PAPER[n]] if n in PAPER else []
-    road.step("all", "self-verification report", cmd, os.path.join(out, "index.html"))
+    road.step("+".join(names), "self-verification report", cmd, os.path.join(out, "index.html"))
     print(f"\nSelf-verification report: {os.path.join(out, 'index.html')} (Markdown: {os.path.join(out, 'REPORT.md')})")
 
 
