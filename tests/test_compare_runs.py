@@ -74,7 +74,7 @@ def test_user_errors(tmp_path, capsys):
     with open(os.path.join(a, "metrics.jsonl"), "a") as f:
         f.write("{not json\n")
     assert compare_runs.main([a, f"{a}:b"]) == 2
-    assert "metrics.jsonl:7: not a JSON record" in capsys.readouterr().err
+    assert "metrics.jsonl: line 7 is not JSON" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ Wall time: the trainer's own ``seconds`` (RealNVP; restarts at 0 when a run resu
 the runs are chained), else accumulated from ``steps_per_sec`` over each logging window
 (REBAR; training steps only, evaluation excluded). Step time is 1 / steps per second.
 """
-import json
 import os
 
 from common import fsio
@@ -59,20 +58,12 @@ class Run:
             raise UserError(f"{self.metrics_path}: not found (the trainers write {METRICS} in the run folder)")
         self.config = fsio.read_json(self.config_path, "not found (the trainer saves config.json beside "
                                      "its checkpoints)") if os.path.isfile(self.config_path) else None
-        self.records = []
-        with open(self.metrics_path) as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    r = json.loads(line)
-                except ValueError as e:
-                    raise UserError(f"{self.metrics_path}:{i}: not a JSON record ({e})") from None
-                if not isinstance(r, dict) or not _number(r.get("step")):
-                    raise UserError(f"{self.metrics_path}:{i}: expected an object with a numeric 'step', "
-                                    f"found {line.strip()[:80]!r}")
-                r["_line"] = i
-                self.records.append(r)
+        # the trainers own metrics.jsonl, and its reader (one-line errors for a broken record)
+        from train.runguard import read_metrics
+
+        self.records = read_metrics(self.metrics_path)
+        for i, r in enumerate(self.records, 1):
+            r["_line"] = i  # record order
         if not self.records:
             raise UserError(f"{self.metrics_path}: no records")
         self.series = {}
