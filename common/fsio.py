@@ -127,3 +127,21 @@ def read_json(path, missing_hint):
             return json.load(f)
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: not valid JSON ({e})") from None
+
+
+def refuse_overwrite(paths, force=False, other=None, what="files to write"):
+    """Raise one UserError naming the first of ``paths`` that exists, unless ``force``.
+
+    ``other`` names the flag that picks another output (e.g. ``-o``), offered beside --force;
+    with several paths the message says how many of them (``what``) already exist."""
+    from common.errors import UserError
+
+    if force:
+        return
+    paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+    busy = [p for p in paths if os.path.lexists(p)]
+    if not busy:
+        return
+    fix = "pass --force to replace " + ("it" if len(busy) == 1 else "them") + (f", or another {other}" if other else "")
+    count = f"{len(busy)} of the {len(paths)} {what}; " if len(paths) > 1 else ""
+    raise UserError(f"{busy[0]}: already exists ({count}{fix})")

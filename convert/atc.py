@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 
+from common import fsio
 from common.errors import UserError, cli, run
 from data_tools.cliargs import ArgumentParser
 from freeze.signature import FP16_MODES, PRECISION_MODES, Signature, find_beside
@@ -202,10 +203,7 @@ def main(argv=None):
 
     om = output + ".om"
     card = own_card(om, sig.path)
-    if not a.force:
-        for p in (om, card):
-            if os.path.exists(p):
-                raise UserError(f"{p}: already exists (pass --force to replace it)")
+    fsio.refuse_overwrite([om, card], a.force)
     print(shlex.join(argv), file=sys.stderr)
     text, om = run_atc(argv, output)
     card = save_om_signature(sig, om, model, argv, a.precision_mode)

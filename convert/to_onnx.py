@@ -24,6 +24,7 @@ import numpy as np
 
 from common import fsio
 from common.errors import UserError, cli, run
+from common.loaders import load_graph_def, ort_session
 from freeze.signature import FP16_MODES, PRECISION_MODES, card_path, find_beside
 
 OPSETS = range(11, 16)  # what ATC's ONNX parser takes across CANN versions
@@ -35,20 +36,6 @@ MIX_BLACK_LIST = {"Exp", "Log", "Pow", "Sqrt", "Reciprocal", "Div", "Softplus", 
                   "LayerNormalization", "BatchNormalization"}
 FP16_MIN_POSITIVE = 5.96e-8  # smallest fp16 subnormal: ATC casts weights plainly (IEEE)
 FP16_MAX = 65504.0
-
-
-def load_graph_def(pb_path):
-    from common.tfcompat import tf
-
-    if not os.path.isfile(pb_path):
-        raise UserError(f"{pb_path}: frozen graph not found")
-    gd = tf.GraphDef()
-    try:
-        with open(pb_path, "rb") as f:
-            gd.ParseFromString(f.read())
-    except Exception as e:  # protobuf's DecodeError has no stable import path
-        raise UserError(f"{pb_path}: not a frozen GraphDef .pb ({e})") from None
-    return gd
 
 
 def read_keep_dtype(path):
@@ -305,15 +292,6 @@ def to_precision(model, precision_mode, keep_names=(), keep_types=()):
     return m16, nodes
 
 
-def session(model_or_path):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    src = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
-    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-
-
 def example_feed(signature, seed=0):
     """Example inputs: the built-in model's own, else values by dtype (models/spec.py)."""
     from models import spec
@@ -345,10 +323,7 @@ def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset
     sig = find_beside(pb_path)
     # the onnx's own card, never the pb's (m/realnvp.onnx beside m/realnvp.pb: m/realnvp.onnx.json)
     sig_out = own_card(output, sig.path)
-    if not force:
-        for p in (output, sig_out):
-            if os.path.exists(p):
-                raise UserError(f"{p}: already exists (pass --force to replace it)")
+    fsio.refuse_overwrite([output, sig_out], force)
     keep_names, keep_types = read_keep_dtype(keep_dtype)
     gd = load_graph_def(pb_path)
     known = {n.name for n in gd.node}
@@ -359,7 +334,7 @@ def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset
     model, kept = to_precision(model, precision_mode, keep_names, keep_types)
     try:
         onnx.checker.check_model(model)
-        sess = session(model)
+        sess = ort_session(model, name=output)
     except Exception as e:
         raise UserError(f"{output}: converted model fails the ONNX checks ({str(e).splitlines()[0]})") from None
     feed = example_feed(sig)

@@ -53,10 +53,7 @@ def export(images, labels, dataset, split, out, force=False, progress=True):
     pics = as_picture(images, dataset)
     names = [file_name(dataset, split, i) for i in range(len(pics))]
     targets = names + ([LABELS] if labels is not None else [])
-    busy = [n for n in targets if os.path.lexists(os.path.join(out, n))]
-    if busy and not force:
-        raise UserError(f"{os.path.join(out, busy[0])}: already exists ({len(busy)} of the {len(targets)} "
-                        "files to write); pass --force to replace them")
+    fsio.refuse_overwrite([os.path.join(out, n) for n in targets], force)
     with staging(out) as tmp:
         for n, p in zip(names, tqdm(pics, disable=not progress or len(pics) < 2, unit="img")):
             bgr = p[..., ::-1] if p.shape[-1] == 3 else p[..., 0]

@@ -24,6 +24,7 @@ import zlib
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common import fsio  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
 from data_tools import datasets  # noqa: E402
 from data_tools.cliargs import ArgumentParser  # noqa: E402
@@ -59,9 +60,8 @@ def download(url, dest, timeout=30):
 
 def _install(tmp_folder, target, force):
     """Rename a finished folder into place (replacing the old one only with force)."""
+    fsio.refuse_overwrite(target, force)
     if os.path.exists(target):
-        if not force:
-            raise UserError(f"{target}: already exists; pass --force to replace it")
         shutil.rmtree(target)
     os.replace(tmp_folder, target)
 

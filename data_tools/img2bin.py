@@ -299,10 +299,7 @@ def images_to_bins(src, out, w, h, fmt="BGR", layout="NCHW", dtype="float32", me
 
     files = list_inputs(src)
     outs = [os.path.join(out, os.path.splitext(os.path.basename(f))[0] + ".bin") for f in files]
-    old = [p for p in outs if os.path.exists(p)]
-    if old and not force:
-        raise UserError(f"{old[0]}: already exists ({len(old)} of the {len(outs)} .bin files to "
-                        "write); pass --force to replace them")
+    fsio.refuse_overwrite(outs, force, what=".bin files to write")
     pre = Preprocess(w, h, fmt, layout, dtype, mean, coef)
     with staging(out) as tmp:
         staged = [os.path.join(tmp, os.path.basename(p)) for p in outs]
@@ -412,10 +409,8 @@ def write_set(sig, out, items, n_images, prefix, manifest_fields, force=False, p
     manifest_path = os.path.join(out, binfiles.MANIFEST)
     names = binfiles.input_dirs(sig)
     targets = [os.path.join(out, d) for d in names.values()] + [manifest_path]
+    fsio.refuse_overwrite(targets, force, what="outputs (expected an empty output folder)")
     busy = [p for p in targets if os.path.lexists(p)]
-    if busy and not force:
-        raise UserError(f"{busy[0]}: already exists (expected an empty output folder); "
-                        "pass --force to replace it")
     B = sig.batch
     with staging(out) as tmp:
         dirs = {}

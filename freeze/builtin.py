@@ -3,6 +3,7 @@ over freeze.core.freeze, the model's graphs, options and file stems read from it
 import argparse
 import os
 
+from common import fsio
 from common.errors import UserError
 from freeze import core
 from models import spec as model_spec
@@ -28,10 +29,7 @@ def main(name, argv=None, doc="", example=""):
         if v < 1:
             raise UserError(f"--{k} must be >= 1, got {v}")
     stem = spec.stem(a.graph)
-    if not a.force:
-        for ext in (".pb", ".json"):
-            if os.path.exists(os.path.join(a.out, stem + ext)):
-                raise UserError(f"{os.path.join(a.out, stem + ext)}: already exists (pass --force to overwrite)")
+    fsio.refuse_overwrite([os.path.join(a.out, stem + ext) for ext in (".pb", ".json")], a.force)
     _, info = runinfo.resolve(a.ckpt)
     if info["model"] != spec.name:
         raise UserError(f"{info['_path']}: checkpoint is a {info['model']!r} model, expected {spec.name!r} "

@@ -216,10 +216,7 @@ def freeze(restored, out_dir, stem, seed=0, tol=1e-5, batch_independent=True, op
 
     pb = os.path.join(out_dir, stem + ".pb")
     card = os.path.join(out_dir, stem + ".json")
-    if not force:
-        for p in (pb, card):
-            if os.path.exists(p):
-                raise UserError(f"{p}: already exists (pass --force to overwrite)")
+    fsio.refuse_overwrite([pb, card], force)
     gd = restored.frozen_graph_def()
     sig = restored.signature.copy()
     check_static(gd, sig)

@@ -23,6 +23,7 @@ import sys
 if __package__ in (None, ""):  # python freeze/freeze_graph.py: the repo root first
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common import fsio  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
 
 EXAMPLE = """examples:
@@ -105,10 +106,7 @@ def main(argv=None):
     out_dir, stem = os.path.dirname(out) or ".", os.path.basename(out)
     if not stem:
         raise UserError(f"--output {a.output!r}: expected a path without suffix, e.g. m/mine")
-    if not a.force:
-        for ext in (".pb", ".json"):
-            if os.path.exists(out + ext):
-                raise UserError(f"{out + ext}: already exists (pass --force to overwrite)")
+    fsio.refuse_overwrite([out + ext for ext in (".pb", ".json")], a.force)
     source = source_of(argparse.Namespace(**{**vars(a), "output": out}))
     with UserModel(source, shapes, outputs, defaults, device=a.device, name=a.name or stem) as m:
         sig = core.freeze(m, out_dir, stem, batch_independent=False, opset=a.opset, force=a.force)

@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from common.errors import UserError, first_line
+from common.loaders import load_graph_def
 from common.tfcompat import session_config, tf
 from freeze import fold
 from freeze.core import LiveModel
@@ -137,10 +138,7 @@ class UserModel(LiveModel):
                 mg = tf.saved_model.loader.load(self.sess, self.source["tags"], self.source["dir"])
                 self.signature_def = mg.signature_def
             elif kind == "pb":
-                gd = tf.GraphDef()
-                with open(self.source["path"], "rb") as f:
-                    gd.ParseFromString(f.read())
-                tf.import_graph_def(gd, name="")
+                tf.import_graph_def(load_graph_def(self.source["path"]), name="")
             else:
                 raise UserError(f"unknown model source {kind!r}; expected one of {SOURCES}")
         except UserError:

@@ -21,6 +21,7 @@ import os
 import numpy as np
 
 from common.errors import UserError, first_line
+from common.loaders import load_graph_def, ort_session
 from freeze.signature import DTYPES, Signature, Tensor
 
 ONNX_DTYPES = {1: "float32", 10: "float16", 6: "int32", 7: "int64", 2: "uint8", 3: "int8",
@@ -162,12 +163,8 @@ def _onnx_type(model, vi, what):
 
 
 def _shapes_by_running_onnx(model, ins, outs):
-    import onnxruntime as ort
-
-    from infer.backends.onnxrt import session_options
-
+    sess = ort_session(model)
     try:
-        sess = ort.InferenceSession(model, session_options(), providers=["CPUExecutionProvider"])
         res = sess.run([n for n, _, _ in outs], {t.tensor: np.zeros(t.shape, t.np_dtype) for t in ins})
     except Exception as e:
         raise UserError(f"{model}: cannot run it on zeros to learn its output shapes "
@@ -182,12 +179,7 @@ def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_fi
     if not output_nodes:
         raise UserError(f"{model}: no signature beside it; give --signature MODEL.json, or "
                         "--output_node_names a,b (and --input_shape for placeholders without a static shape)")
-    gd = tf.GraphDef()
-    try:
-        with open(model, "rb") as f:
-            gd.ParseFromString(f.read())
-    except Exception as e:
-        raise UserError(f"{model}: not a frozen GraphDef ({type(e).__name__})") from None
+    gd = load_graph_def(model, "frozen GraphDef")
     given = parse_input_shape(input_shape)
     dym = None if dym_batch is None else _positive_int(dym_batch, "--dymBatch")
     g = tf.Graph()

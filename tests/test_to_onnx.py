@@ -3,6 +3,7 @@ import numpy as np
 import onnx
 import pytest
 
+from common import loaders
 from common.errors import UserError
 from convert import tiny, to_onnx
 from freeze.core import run_graph_def
@@ -30,7 +31,7 @@ def _node_type(m, t, name):
 
 
 def _run(path, sig):
-    sess = to_onnx.session(path)
+    sess = loaders.ort_session(path)
     return to_onnx.run_onnx(sess, sig, tiny.feed(sig, seed=3))
 
 
@@ -42,7 +43,7 @@ def test_fp32_matches_tf_and_gets_its_own_card(pb):
     sig = Signature.load(out + ".json")  # tiny.onnx.json: tiny.json is the .pb's
     assert sig.artifact["file"] == "tiny.onnx" and sig.artifact["source"] == "tiny.pb"
     assert sig.checks["onnx_vs_frozen_max_rel"] <= 1e-5
-    ref = run_graph_def(to_onnx.load_graph_def(pb), sig, tiny.feed(sig, seed=3))
+    ref = run_graph_def(loaders.load_graph_def(pb), sig, tiny.feed(sig, seed=3))
     for g, r in zip(_run(out, sig), ref):
         assert metrics.elementwise_ok(g, r, atol=1e-5, rtol=1e-5)
     with pytest.raises(UserError, match="already exists"):
@@ -58,7 +59,7 @@ def test_fp16_internals_fp32_io_and_close(pb):
     assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in io)
     assert t["Tanh:0"] == F16 and t["scale_exp:0"] == F16
     sig = Signature.load(pb[:-3] + ".json")
-    ref = run_graph_def(to_onnx.load_graph_def(pb), sig, tiny.feed(sig, seed=3))
+    ref = run_graph_def(loaders.load_graph_def(pb), sig, tiny.feed(sig, seed=3))
     got = _run(out, sig)
     for g, r in zip(got, ref):
         assert metrics.compare(g, r)["cosine"] >= 0.99
@@ -128,8 +129,8 @@ def test_allow_fp32_to_fp16_keeps_non_cube_tensors_fp32(pb, tmp_path):
     feed = tiny.feed(sig, seed=3)
     feed["x"][:] = 1.0  # white pixels and noise near 1: p within 1e-5 of 1
     feed["u"][:] = 0.999
-    got = to_onnx.run_onnx(to_onnx.session(out), sig, feed)
-    ref = run_graph_def(to_onnx.load_graph_def(pb), sig, feed)
+    got = to_onnx.run_onnx(loaders.ort_session(out), sig, feed)
+    ref = run_graph_def(loaders.load_graph_def(pb), sig, feed)
     assert all(np.isfinite(g).all() for g in got)
     assert abs(float(np.mean(got[2])) / float(np.mean(ref[2])) - 1) < 1e-4  # bits/dim
 
@@ -142,6 +143,6 @@ def test_graph_casts_under_fp16_modes(tmp_path):
     for mode in ("allow_fp32_to_fp16", "allow_mix_precision", "force_fp16"):
         out = str(tmp_path / f"tiny.{mode}.onnx")
         to_onnx.convert(p, out, mode)
-        ref = run_graph_def(to_onnx.load_graph_def(p), sig, tiny.feed(sig, seed=3))
+        ref = run_graph_def(loaders.load_graph_def(p), sig, tiny.feed(sig, seed=3))
         for g, r in zip(_run(out, sig), ref):
             assert np.isfinite(g).all() and metrics.compare(g, r)["cosine"] > 0.99

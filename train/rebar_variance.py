@@ -146,8 +146,7 @@ def main(argv=None):
     if a.draws < 2:
         raise UserError(f"--draws must be >= 2, got {a.draws}")
     out_json = os.path.join(a.out, "variance.json")
-    if os.path.exists(out_json) and not a.force:
-        raise UserError(f"{out_json}: already exists; refusing to overwrite (use --force)")
+    fsio.refuse_overwrite(out_json, a.force)
     params, step = None, None
     if a.ckpt:
         ckpt, info = runinfo.resolve(a.ckpt)

@@ -23,6 +23,7 @@ import numpy as np
 
 from common import fsio
 from common.errors import UserError, cli, run
+from common.loaders import load_graph_def, ort_session
 from data_tools import binfiles
 from freeze.signature import find_beside
 from verify import metrics
@@ -61,7 +62,6 @@ def onnx_layers(model, sig, feed):
     ``model``: a path or ModelProto. Keyed by node, not tensor, name: the fp16 converter
     renames the outputs of the nodes it keeps fp32 but never renames a node."""
     import onnx
-    import onnxruntime as ort
 
     m = onnx.load(model) if isinstance(model, str) else onnx.ModelProto.FromString(model.SerializeToString())
     inferred = onnx.shape_inference.infer_shapes(m)
@@ -75,10 +75,7 @@ def onnx_layers(model, sig, feed):
                 if o not in have:
                     m.graph.output.append(types[o])
                     have.add(o)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every node
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort_session(m, optimize=False)  # keep every node observable
     names = [o.name for o in sess.get_outputs()]
     vals = sess.run(names, {i.name: feed[t.name] for i, t in zip(sess.get_inputs(), sig.inputs)})
     got = dict(zip(names, vals))
@@ -335,9 +332,9 @@ def _batch_metric(model, sig, feed):
     if isinstance(model, list):
         vals = model
     else:
-        from convert.to_onnx import run_onnx, session
+        from convert.to_onnx import run_onnx
 
-        vals = run_onnx(session(model), sig, feed)
+        vals = run_onnx(ort_session(model), sig, feed)
     name = spec.metrics[0].name
     per = spec.image_metrics({t.name: v for t, v in zip(sig.outputs, vals)})
     if name not in per:
@@ -481,16 +478,13 @@ def build_parser():
 
 @cli
 def main(argv=None):
-    from convert.to_onnx import load_graph_def
 
     a = build_parser().parse_args(argv)
     for flag, v, hi in (("--cosine-min", a.cosine_min, 1.0), ("--red-max", a.red_max, None),
                         ("--match-red", a.match_red, None)):
         if not (np.isfinite(v) and v >= 0 and (hi is None or v <= hi)):
             raise UserError(f"{flag} must be a finite number >= 0{' and <= 1' if hi else ''}, got {v}")
-    for p in (a.keep_dtype_out, a.report):
-        if p and os.path.exists(p) and not a.force:
-            raise UserError(f"{p}: already exists (pass --force)")
+    fsio.refuse_overwrite([p for p in (a.keep_dtype_out, a.report) if p], a.force)
     if not os.path.isfile(a.onnx):
         raise UserError(f"{a.onnx}: ONNX model not found")
     sig = find_beside(a.pb)

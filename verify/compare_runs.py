@@ -12,7 +12,6 @@ is 1 when any final metric compared differs from the first run's by more than X
 within, 1 beyond, 2 bad input.
 """
 import argparse
-import os
 
 from common import fsio
 from common.errors import UserError, cli, run
@@ -191,9 +190,7 @@ def main(argv=None):
     for lim, flag in ((a.max_diff, "--max-diff"), (a.abs_diff, "--abs-diff")):
         if lim is not None and not lim >= 0:
             raise UserError(f"{flag} must be >= 0, got {lim}")
-    for p in (a.png, a.json):
-        if p and os.path.exists(p) and not a.force:
-            raise UserError(f"{p}: already exists (pass --force or another path)")
+    fsio.refuse_overwrite([p for p in (a.png, a.json) if p], a.force, other="--png/--json")
     runs = [Run(*parse_run_arg(t)) for t in a.runs]
     labels = [r.label for r in runs]
     if len(set(labels)) != len(labels):

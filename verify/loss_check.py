@@ -379,8 +379,7 @@ def main(argv=None):
             manifest.check_inputs(inputs)
     offline_dir = layout.select_run(a.offline)
     report_path = a.report or os.path.join(offline_dir, "loss_check.json")
-    if os.path.exists(report_path) and not a.force:
-        raise UserError(f"{report_path}: already exists (pass --force or another --report)")
+    fsio.refuse_overwrite(report_path, a.force, other="--report")
     tmp = None
     if a.checkpoint_reference:
         from verify.reference import make_reference

@@ -837,9 +837,7 @@ def main(argv=None):
             i = 0
         per[i][dest].append(value)
     index, md = os.path.join(a.output, "index.html"), os.path.join(a.output, "REPORT.md")
-    for p in (index, md):
-        if os.path.exists(p) and not a.force:
-            raise UserError(f"{p}: already exists (pass --force or another -o)")
+    fsio.refuse_overwrite([index, md], a.force, other="-o")
     blocks = []
     models = []
     for road_dir, extra in zip(a.road, per):

@@ -1,20 +1,10 @@
 """ONNX Runtime: the portable stand-in for ATC + msame."""
-import os
 
 import numpy as np
 
 from common.errors import UserError
+from common.loaders import ort_session
 from infer.runner import Runner
-
-
-def session_options():
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = os.cpu_count() or 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    return so
 
 
 def match_names(model, want, have, what):
@@ -66,12 +56,7 @@ class OnnxRunner(Runner):
         self.providers = providers or ["CPUExecutionProvider"]
 
     def activate_impl(self):
-        import onnxruntime as ort
-
-        try:
-            self.sess = ort.InferenceSession(self.model, session_options(), providers=self.providers)
-        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise UserError(f"{self.model}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
+        self.sess = ort_session(self.model, providers=self.providers)
         ins = {i.name: i for i in self.sess.get_inputs()}
         outs = {o.name: o for o in self.sess.get_outputs()}
         self.in_names = match_names(self.model, self.signature.inputs, set(ins), "input")

@@ -2,6 +2,7 @@
 import numpy as np
 
 from common.errors import UserError
+from common.loaders import import_graph_def, load_graph_def
 from infer.runner import Runner
 
 
@@ -15,20 +16,7 @@ class FrozenGraphRunner(Runner):
     def activate_impl(self):
         from common.tfcompat import session_config, tf
 
-        gd = tf.GraphDef()
-        try:
-            with open(self.model, "rb") as f:
-                gd.ParseFromString(f.read())
-        except Exception as e:
-            msg = str(e).splitlines()[0] if str(e) else ""
-            raise UserError(f"{self.model}: not a frozen GraphDef ({type(e).__name__}: {msg})") from None
-        self.graph = tf.Graph()
-        try:
-            with self.graph.as_default():
-                tf.import_graph_def(gd, name="")
-        except Exception as e:  # a corrupt or partial GraphDef
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise UserError(f"{self.model}: TensorFlow cannot import the graph ({msg})") from None
+        self.graph = import_graph_def(load_graph_def(self.model), self.model)
         get = self.graph.get_tensor_by_name
         self.ins, self.outs = [], []
         for what, ts, into in (("input", self.signature.inputs, self.ins),
