@@ -28,6 +28,7 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 demo: setup
 	$(BIN)/python demo/road.py --data-dir $(DATA_DIR) --out $(OUT)

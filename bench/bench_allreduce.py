@@ -6,6 +6,7 @@ vector, plus the loss and a stop flag. Measured here with 2 worker processes (an
 trivial group, for the fixed cost of the op), on a vector of exactly that size, against
 the measured time of one paper-config training step.
 """
+
 import argparse
 import json
 import os
@@ -65,9 +66,27 @@ def measure(n, workers, reps=10):
 
     ports = launch.free_ports(workers)
     hosts = ",".join(f"localhost:{p}" for p in ports)
-    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", str(i), "--hosts", hosts,
-                               "--n", str(n), "--reps", str(reps)], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True) for i in range(workers)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--worker",
+                str(i),
+                "--hosts",
+                hosts,
+                "--n",
+                str(n),
+                "--reps",
+                str(reps),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for i in range(workers)
+    ]
     outs = [json.loads(p.communicate(timeout=900)[0].strip().splitlines()[-1]) for p in procs]
     assert all(o["ok"] for o in outs), outs
     per_call = [max(ts) for ts in zip(*(o["times"] for o in outs))]  # a step waits for the slowest
@@ -102,12 +121,14 @@ def run(data_dir, results_dir=None):
         "loopback_effective_gbit_per_s": round(8 * bw / 1e9, 2),
         "expected_efficiency": {
             f"{w}_workers_{g}gbit": round(t_step / (t_step + sent[w] * 8 / (g * 1e9) + 0.001 * 2 * (w - 1)), 3)
-            for w in (2, 8, 16) for g in (10, 25)},
+            for w in (2, 8, 16)
+            for g in (10, 25)
+        },
         "load_average_1min": round(os.getloadavg()[0], 2),
         "note": "2 cores shared by both processes: loopback shows the all-reduce's cost, not a speed-up "
-                "(two workers on 2 cores each get half the CPU). expected_efficiency = t_step / (t_step + "
-                "ring transfer at the link rate + 1 ms latency per ring hop), with this machine's paper step; "
-                "a faster step (an NPU's) raises the all-reduce's share in proportion.",
+        "(two workers on 2 cores each get half the CPU). expected_efficiency = t_step / (t_step + "
+        "ring transfer at the link rate + 1 ms latency per ring hop), with this machine's paper step; "
+        "a faster step (an NPU's) raises the all-reduce's share in proportion.",
     }
 
 

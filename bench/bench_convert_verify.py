@@ -13,6 +13,7 @@ made on the fly in /tmp. The offline side is the reference with fp32-rounding-si
 part is one whole ``verify.loss_check.check(...)`` call (listing, reading, per-file and
 total metrics, model metric), repeated; the median is the headline, target < 3 s.
 """
+
 import json
 import os
 import shutil
@@ -55,13 +56,18 @@ def _synthetic_realnvp(root, seed, n_files, noise=0.0, ref_dir=None):
 def _manifest(path, n_files):
     from data_tools.binfiles import FORMAT
 
-    files = [{"stem": f"cifar10_test_{f:05d}", "first": f * BATCH,
-              "n_real": min(BATCH, N_IMAGES - f * BATCH), "n_pad": max(0, (f + 1) * BATCH - N_IMAGES)}
-             for f in range(n_files)]
+    files = [
+        {
+            "stem": f"cifar10_test_{f:05d}",
+            "first": f * BATCH,
+            "n_real": min(BATCH, N_IMAGES - f * BATCH),
+            "n_pad": max(0, (f + 1) * BATCH - N_IMAGES),
+        }
+        for f in range(n_files)
+    ]
     os.makedirs(os.path.join(os.path.dirname(path), "x"), exist_ok=True)
     with open(path, "w") as fh:
-        json.dump({"format": FORMAT, "n_images": N_IMAGES, "inputs": [{"name": "x", "dir": "x"}],
-                   "files": files}, fh)
+        json.dump({"format": FORMAT, "n_images": N_IMAGES, "inputs": [{"name": "x", "dir": "x"}], "files": files}, fh)
     return path
 
 
@@ -70,9 +76,13 @@ def bench_loss_check(tmp, repeats=5, plot=True):
     from freeze.signature import Signature, Tensor
     from verify import loss_check
 
-    sig = Signature("realnvp", "forward", BATCH, [Tensor("x", "x:0", [BATCH, 32, 32, 3])],
-                    [Tensor("z", "z:0", Z_SHAPE), Tensor("logdet", "logdet:0", [BATCH]),
-                     Tensor("bpd", "bpd:0", [BATCH])])
+    sig = Signature(
+        "realnvp",
+        "forward",
+        BATCH,
+        [Tensor("x", "x:0", [BATCH, 32, 32, 3])],
+        [Tensor("z", "z:0", Z_SHAPE), Tensor("logdet", "logdet:0", [BATCH]), Tensor("bpd", "bpd:0", [BATCH])],
+    )
     sig.save(os.path.join(tmp, "sig.json"))
     n_files = (N_IMAGES + BATCH - 1) // BATCH
     t0 = time.perf_counter()
@@ -86,12 +96,18 @@ def bench_loss_check(tmp, repeats=5, plot=True):
         report = loss_check.check(sig, off, ref, manifest, progress=False)
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    res = {"loss_check_10k_s": round(med, 3), "loss_check_10k_runs_s": [round(t, 3) for t in times],
-           "loss_check_target_s": LOSS_CHECK_TARGET_S, "loss_check_under_target": med < LOSS_CHECK_TARGET_S,
-           "loss_check_files": report["files_compared"], "loss_check_images": report["n_images"],
-           "loss_check_passed": report["passed"],
-           "loss_check_z_elementwise_fail": report["outputs"][0]["elementwise_fail"],
-           "loss_check_make_inputs_s": round(t_make, 3), "loss_check_load_avg": os.getloadavg()[0]}
+    res = {
+        "loss_check_10k_s": round(med, 3),
+        "loss_check_10k_runs_s": [round(t, 3) for t in times],
+        "loss_check_target_s": LOSS_CHECK_TARGET_S,
+        "loss_check_under_target": med < LOSS_CHECK_TARGET_S,
+        "loss_check_files": report["files_compared"],
+        "loss_check_images": report["n_images"],
+        "loss_check_passed": report["passed"],
+        "loss_check_z_elementwise_fail": report["outputs"][0]["elementwise_fail"],
+        "loss_check_make_inputs_s": round(t_make, 3),
+        "loss_check_load_avg": os.getloadavg()[0],
+    }
     if plot:
         t0 = time.perf_counter()
         loss_check.plot(report, os.path.join(tmp, "lc.png"))

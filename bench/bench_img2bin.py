@@ -1,6 +1,7 @@
 """img2bin speed and memory: dataset mode vs a plain numpy tofile loop of the same bytes
 (target >= 80%), vs the per-image Ascend path through cv2 (target >= 5x), and memory
 growth at 1x vs 4x data (tracemalloc peak while writing; target flat)."""
+
 import os
 import shutil
 import statistics
@@ -17,8 +18,13 @@ BATCH = 16
 
 
 def _sig(d):
-    s = Signature("realnvp", "forward", BATCH, [Tensor("x", "x:0", [BATCH, 32, 32, 3], layout="NHWC"),
-                                                Tensor("u", "u:0", [BATCH, 32, 32, 3])], [])
+    s = Signature(
+        "realnvp",
+        "forward",
+        BATCH,
+        [Tensor("x", "x:0", [BATCH, 32, 32, 3], layout="NHWC"), Tensor("u", "u:0", [BATCH, 32, 32, 3])],
+        [],
+    )
     s.save(os.path.join(d, "sig.json"))
     return s
 
@@ -42,6 +48,7 @@ def run(data_dir, repeats=9):
 
         def ds():
             img2bin.write_dataset(images, sig, out, "cifar10", "test", force=True, progress=False)
+
         ds()
         names = {n: sorted(os.listdir(os.path.join(out, n))) for n in ("x", "u")}
         nbytes = sum(os.path.getsize(os.path.join(out, n, f)) for n in names for f in names[n])
@@ -58,24 +65,39 @@ def run(data_dir, repeats=9):
             for i in range(n_files):
                 for k, a in zip(("x", "u"), arrays):
                     a.tofile(os.path.join(base, k, names[k][i]))
+
         plain()
         t_ds_all, t_plain_all = [], []
         for r in range(repeats):
-            for fn, ts in ((ds, t_ds_all), (plain, t_plain_all))[::1 if r % 2 == 0 else -1]:
+            for fn, ts in ((ds, t_ds_all), (plain, t_plain_all))[:: 1 if r % 2 == 0 else -1]:
                 ts.append(_timed(fn))
         t_ds, t_plain = statistics.median(t_ds_all), statistics.median(t_plain_all)
         paired = statistics.median(p / d for p, d in zip(t_plain_all, t_ds_all))
         # the Ascend tool's way: one PNG per image through cv2 (read, letterbox, maths, write)
         import cv2
+
         pngs = os.path.join(work, "png")
         os.makedirs(pngs)
         k = 256
         for i in range(k):
             cv2.imwrite(os.path.join(pngs, f"{i:05d}.png"), images[i][..., ::-1])
-        t_ascend = statistics.median(_timed(  # a fresh output folder each time (nothing to replace)
-            lambda r=r: img2bin.images_to_bins(pngs, os.path.join(work, f"asc{r}"), 32, 32, "RGB", "NHWC",
-                                               "float32", [127.5] * 3, [1 / 127.5] * 3, progress=False))
-            for r in range(3))
+        t_ascend = statistics.median(
+            _timed(  # a fresh output folder each time (nothing to replace)
+                lambda r=r: img2bin.images_to_bins(
+                    pngs,
+                    os.path.join(work, f"asc{r}"),
+                    32,
+                    32,
+                    "RGB",
+                    "NHWC",
+                    "float32",
+                    [127.5] * 3,
+                    [1 / 127.5] * 3,
+                    progress=False,
+                )
+            )
+            for r in range(3)
+        )
         ascend_per_image = t_ascend / k
         # memory: tracemalloc peak while writing 1x vs 4x the data
         peaks = {}
@@ -90,15 +112,23 @@ def run(data_dir, repeats=9):
         shutil.rmtree(work, ignore_errors=True)
     rate = nbytes / t_ds
     return {
-        "images": len(images), "batch": BATCH, "bytes_written": nbytes,
-        "dataset_mode_s": t_ds, "dataset_mode_MB_per_s": rate / 1e6,
+        "images": len(images),
+        "batch": BATCH,
+        "bytes_written": nbytes,
+        "dataset_mode_s": t_ds,
+        "dataset_mode_MB_per_s": rate / 1e6,
         "plain_tofile_MB_per_s": nbytes / t_plain / 1e6,
-        "ratio_vs_plain_tofile": paired, "ratio_of_median_times": t_plain / t_ds,
-        "ratio_samples": [p / d for p, d in zip(t_plain_all, t_ds_all)], "repeats": repeats,
+        "ratio_vs_plain_tofile": paired,
+        "ratio_of_median_times": t_plain / t_ds,
+        "ratio_samples": [p / d for p, d in zip(t_plain_all, t_ds_all)],
+        "repeats": repeats,
         "target_ratio_vs_plain_tofile": 0.8,
-        "images_per_s": len(images) / t_ds, "ascend_style_images_per_s": 1 / ascend_per_image,
-        "speedup_vs_ascend_style": ascend_per_image * len(images) / t_ds, "target_speedup_vs_ascend_style": 5,
-        "tracemalloc_peak_MB_1x": peaks[1] / 1e6, "tracemalloc_peak_MB_4x": peaks[4] / 1e6,
+        "images_per_s": len(images) / t_ds,
+        "ascend_style_images_per_s": 1 / ascend_per_image,
+        "speedup_vs_ascend_style": ascend_per_image * len(images) / t_ds,
+        "target_speedup_vs_ascend_style": 5,
+        "tracemalloc_peak_MB_1x": peaks[1] / 1e6,
+        "tracemalloc_peak_MB_4x": peaks[4] / 1e6,
         "memory_growth_4x_over_1x": peaks[4] / peaks[1],
     }
 
@@ -106,4 +136,5 @@ def run(data_dir, repeats=9):
 if __name__ == "__main__":
     import json
     import sys
+
     print(json.dumps(run(sys.argv[1] if len(sys.argv) > 1 else datasets.default_data_dir()), indent=1))

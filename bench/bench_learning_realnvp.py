@@ -13,6 +13,7 @@ of train/train_realnvp.py) at each record.
 The full run is long (about 1-2 h on 2 shared cores); ``--smoke`` runs a seconds-long
 version (tiny32 config, a few steps, one seed) that only shows the machinery works.
 """
+
 import json
 import os
 import subprocess
@@ -26,10 +27,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 
 # the reference's test bpd (issue #14: taesungp/real-nvp under TF 2.21 compat.v1, same data, seeds 1 and 2)
-REFERENCE = {"small": {"steps": 1000, "test_bpd": {"1": 5.108, "2": 5.210}, "target_mean": 5.16},
-             "paper": {"steps": 400, "test_bpd": {"1": 5.618, "2": 5.998}, "target_mean": 5.81}}
-PLAN = {"small": {"steps": 1000, "eval_every": 200, "log_every": 50},
-        "paper": {"steps": 400, "eval_every": 100, "log_every": 50}}
+REFERENCE = {
+    "small": {"steps": 1000, "test_bpd": {"1": 5.108, "2": 5.210}, "target_mean": 5.16},
+    "paper": {"steps": 400, "test_bpd": {"1": 5.618, "2": 5.998}, "target_mean": 5.81},
+}
+PLAN = {
+    "small": {"steps": 1000, "eval_every": 200, "log_every": 50},
+    "paper": {"steps": 400, "eval_every": 100, "log_every": 50},
+}
 SMOKE = {"tiny32": {"steps": 20, "eval_every": 10, "log_every": 5}}
 SEEDS = (1, 2, 3)
 BATCH = 12
@@ -49,10 +54,35 @@ def train_once(data_dir, work, config, steps, eval_every, seed, extra=(), log_ev
         import shutil
 
         shutil.rmtree(out)
-    cmd = [PY, "train/train_realnvp.py", "--data_url", data_dir, "--train_url", out, "--config", config,
-           "--max_steps", str(steps), "--batch_size", str(BATCH), "--learning_rate", "1e-3", "--dropout_p", "0",
-           "--seed", str(seed), "--test_images", str(TEST_IMAGES), "--eval_every", str(eval_every),
-           "--log_every", str(log_every), "--save_interval", "1000", *extra]
+    cmd = [
+        PY,
+        "train/train_realnvp.py",
+        "--data_url",
+        data_dir,
+        "--train_url",
+        out,
+        "--config",
+        config,
+        "--max_steps",
+        str(steps),
+        "--batch_size",
+        str(BATCH),
+        "--learning_rate",
+        "1e-3",
+        "--dropout_p",
+        "0",
+        "--seed",
+        str(seed),
+        "--test_images",
+        str(TEST_IMAGES),
+        "--eval_every",
+        str(eval_every),
+        "--log_every",
+        str(log_every),
+        "--save_interval",
+        "1000",
+        *extra,
+    ]
     load0, t = load_average(), time.time()
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.time() - t
@@ -64,34 +94,57 @@ def train_once(data_dir, work, config, steps, eval_every, seed, extra=(), log_ev
     # images/s of the training loop: the last train record's clock covers steps and the evaluations
     # in between, so use the step-to-step differences between records with no evaluation between them
     evals = sorted(int(s) for s in test)
-    rates = [(b["step"] - a["step"]) * BATCH / (b["seconds"] - a["seconds"]) for a, b in zip(train, train[1:])
-             if not any(a["step"] < e <= b["step"] for e in evals) and b["seconds"] > a["seconds"]]
-    return {"seed": seed, "command": " ".join(cmd[1:]), "test_bpd": test,
-            "train_bpd_mean50": {str(r["step"]): round(r["train_bpd_mean"], 4) for r in train},
-            "images_per_s": round(float(np.median(rates)), 2) if rates else None,
-            "wall_seconds": round(wall, 1), "load_before": load0, "load_after": load_average()}
+    rates = [
+        (b["step"] - a["step"]) * BATCH / (b["seconds"] - a["seconds"])
+        for a, b in zip(train, train[1:])
+        if not any(a["step"] < e <= b["step"] for e in evals) and b["seconds"] > a["seconds"]
+    ]
+    return {
+        "seed": seed,
+        "command": " ".join(cmd[1:]),
+        "test_bpd": test,
+        "train_bpd_mean50": {str(r["step"]): round(r["train_bpd_mean"], 4) for r in train},
+        "images_per_s": round(float(np.median(rates)), 2) if rates else None,
+        "wall_seconds": round(wall, 1),
+        "load_before": load0,
+        "load_after": load_average(),
+    }
 
 
 def run(data_dir, smoke=False, work=None, seeds=SEEDS, extra=()):
     plan = SMOKE if smoke else PLAN
     seeds = seeds[:1] if smoke else seeds
     work = work or tempfile.mkdtemp(prefix="bench_learning_realnvp_")
-    res = {"batch": BATCH, "learning_rate": 1e-3, "dropout_p": 0, "test_images": TEST_IMAGES, "smoke": smoke,
-           "extra_flags": list(extra), "configs": {}}
+    res = {
+        "batch": BATCH,
+        "learning_rate": 1e-3,
+        "dropout_p": 0,
+        "test_images": TEST_IMAGES,
+        "smoke": smoke,
+        "extra_flags": list(extra),
+        "configs": {},
+    }
     for config, p in plan.items():
-        runs = [train_once(data_dir, work, config, p["steps"], p["eval_every"], s, extra, p["log_every"])
-                for s in seeds]
+        runs = [
+            train_once(data_dir, work, config, p["steps"], p["eval_every"], s, extra, p["log_every"]) for s in seeds
+        ]
         final = [r["test_bpd"][str(p["steps"])] for r in runs]
         speeds = [r["images_per_s"] for r in runs if r["images_per_s"]]
-        entry = {"steps": p["steps"], "runs": runs, "test_bpd_final_mean": round(float(np.mean(final)), 4),
-                 "images_per_s_median": round(float(np.median(speeds)), 2) if speeds else None}
+        entry = {
+            "steps": p["steps"],
+            "runs": runs,
+            "test_bpd_final_mean": round(float(np.mean(final)), 4),
+            "images_per_s_median": round(float(np.median(speeds)), 2) if speeds else None,
+        }
         if config in REFERENCE:
             ref = REFERENCE[config]
             entry["reference_target_mean"] = ref["target_mean"]
             entry["at_or_below_reference"] = bool(entry["test_bpd_final_mean"] <= ref["target_mean"])
         res["configs"][config] = entry
-    res["note"] = ("CPU, shared machine: the load averages say how idle it was; images/s includes the "
-                   "per-step Python/feeding overhead of the real training loop")
+    res["note"] = (
+        "CPU, shared machine: the load averages say how idle it was; images/s includes the "
+        "per-step Python/feeding overhead of the real training loop"
+    )
     return res
 
 

@@ -1,6 +1,7 @@
 """Runner speed: ONNX Runtime vs the TF frozen graph on the same bins (target ORT >= 1.6x),
 ORT's achieved FLOP rate vs a float32 sgemm measured in the same run, per-file overhead
 on a tiny model (target < 2 ms) and memory at 1,000 vs 10,000 files (target flat)."""
+
 import os
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ def sgemm_flops(n=2048, reps=5):
     a, b = np.random.rand(n, n).astype(np.float32), np.random.rand(n, n).astype(np.float32)
     a @ b
     t = min(_timed(lambda: a @ b) for _ in range(reps))
-    return 2 * n ** 3 / t
+    return 2 * n**3 / t
 
 
 def _timed(fn):
@@ -71,6 +72,7 @@ def tiny_overhead(ns=(1000, 10000), repeats=3):
 
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     from tiny_model import tiny_model
+
     tiny = tiny_model()
     work = tempfile.mkdtemp(prefix="bench_runner_tiny_")
     samples = {n: {"s": [], "rss": [], "ov": []} for n in ns}
@@ -82,8 +84,12 @@ def tiny_overhead(ns=(1000, 10000), repeats=3):
             for _ in range(repeats):
                 for n in ns:
                     out = os.path.join(work, f"out{n}")
-                    r = subprocess.run([sys.executable, "-c", MEM_CHILD, tiny["onnx"], os.path.join(work, f"tiny{n}"),
-                                        out, ROOT], capture_output=True, text=True, check=True)
+                    r = subprocess.run(
+                        [sys.executable, "-c", MEM_CHILD, tiny["onnx"], os.path.join(work, f"tiny{n}"), out, ROOT],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
                     rss_kb, dt = r.stdout.split()
                     compute = min(_timed(lambda: rr.infer(feed)) for _ in range(200))
                     samples[n]["s"].append(float(dt))
@@ -110,11 +116,20 @@ def run(pb_path, onnx_path, signature_path, inputs_dir, flops_per_image=None):
         ort_ips, _ = _throughput(onnx_path, signature_path, inputs_dir, os.path.join(work, "ort"))
         tf_ips, _ = _throughput(pb_path, signature_path, inputs_dir, os.path.join(work, "tf"))
         sgemm = sgemm_flops()
-        res = {"ort_images_per_s": ort_ips, "tf_images_per_s": tf_ips, "ort_over_tf": ort_ips / tf_ips,
-               "target_ort_over_tf": 1.6, "sgemm_gflops": sgemm / 1e9, "threads": os.cpu_count()}
+        res = {
+            "ort_images_per_s": ort_ips,
+            "tf_images_per_s": tf_ips,
+            "ort_over_tf": ort_ips / tf_ips,
+            "target_ort_over_tf": 1.6,
+            "sgemm_gflops": sgemm / 1e9,
+            "threads": os.cpu_count(),
+        }
         if flops_per_image:
-            res.update(flops_per_image=flops_per_image, ort_gflops=ort_ips * flops_per_image / 1e9,
-                       ort_fraction_of_sgemm=ort_ips * flops_per_image / sgemm)
+            res.update(
+                flops_per_image=flops_per_image,
+                ort_gflops=ort_ips * flops_per_image / 1e9,
+                ort_fraction_of_sgemm=ort_ips * flops_per_image / sgemm,
+            )
         res.update(tiny_overhead())
         return res
     finally:

@@ -1,4 +1,5 @@
 """RealNVP training speed (images/s, small and paper configs) and forward FLOPs per image."""
+
 import time
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Training speed of every SBN estimator (linear 2-layer, batch 24, the Ascend config) on real data."""
+
 import time
 
 import numpy as np
@@ -21,8 +22,9 @@ def run(data_dir, warmup=5, steps=40):
             build = time.time() - t
             with tf.Session(config=session_config("cpu")) as s:
                 s.run(tf.global_variables_initializer())
-                batches = [train[rng.choice(len(train), hp["batch_size"])].astype(np.float32)
-                           for _ in range(warmup + steps)]
+                batches = [
+                    train[rng.choice(len(train), hp["batch_size"])].astype(np.float32) for _ in range(warmup + steps)
+                ]
                 for b in batches[:warmup]:
                     s.run(m.train_op, {m.x: b})
                 t = time.time()
@@ -37,4 +39,5 @@ if __name__ == "__main__":
     import json
     import os
     import sys
+
     print(json.dumps(run(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("DATA_DIR", "data")), indent=1))

@@ -3,6 +3,7 @@
 ``pip install .`` puts ``ascend-road`` on PATH; ``ascend-road msame --model m.onnx ...``
 is ``python infer/msame.py --model m.onnx ...`` with the same flags, output and exit code.
 """
+
 import importlib
 import sys
 

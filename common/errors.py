@@ -4,6 +4,7 @@ A user error is reported as a single line ``error: ...`` on stderr with a
 non-zero exit status, never as a traceback. The message names the file, what was
 expected and what was found.
 """
+
 import functools
 import sys
 

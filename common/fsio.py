@@ -9,6 +9,7 @@ os.open / os.write / os.replace: a few system calls per file, no Python file obj
 no ``tempfile.mkstemp`` (which cost ~0.7 ms per file in the runner's output loop).
 New files get the usual ``0o666 & ~umask`` permissions, as ``open()`` would give.
 """
+
 import contextlib
 import itertools
 import json

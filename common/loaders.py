@@ -4,6 +4,7 @@ Polygraphy's split: a loader turns a file into a ready object, a runner (infer/b
 runs it. Freeze, convert, infer and verify all load through here, so a corrupt or missing
 file gives the same one-line error everywhere.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,8 +47,9 @@ def ort_session_options(optimize: bool = True, threads: int | None = None):
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or os.cpu_count() or 1
-    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
-                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    so.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
     so.log_severity_level = 3
     return so
 
@@ -63,7 +65,8 @@ def ort_session(model, optimize: bool = True, threads: int | None = None, provid
     if isinstance(model, (str, os.PathLike)) and not os.path.isfile(model):
         raise UserError(f"{label}: ONNX model not found")
     try:
-        return ort.InferenceSession(model, ort_session_options(optimize, threads),
-                                    providers=providers or ["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            model, ort_session_options(optimize, threads), providers=providers or ["CPUExecutionProvider"]
+        )
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise UserError(f"{label}: ONNX Runtime cannot load it ({first_line(e)})") from None

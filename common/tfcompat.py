@@ -4,6 +4,7 @@ Every module does ``from common.tfcompat import tf``. On TF 2.x this is
 ``tensorflow.compat.v1`` with v2 behaviour off; on TF 1.15 (Ascend hosts) the same
 module object is returned, so the code runs on both.
 """
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

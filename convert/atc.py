@@ -15,6 +15,7 @@ the signature's input layouts (one value for all inputs, as ATC takes it).
 Each artifact gets its own signature (freeze/signature.card_path): ``m/mine.om`` beside
 ``m/mine.pb`` gets ``m/mine.om.json``; the .pb's card is never rewritten.
 """
+
 import argparse
 import os
 import re
@@ -40,12 +41,15 @@ def input_format(sig):
     error (ATC takes one value for all inputs)."""
     layouts = sorted({t.layout for t in sig.inputs if t.layout in INPUT_FORMATS and t.layout != "ND"})
     if len(layouts) > 1:
-        raise UserError(f"{sig.path}: inputs declare layouts {layouts}; ATC takes one --input_format "
-                        "for all inputs: pass --input_format")
+        raise UserError(
+            f"{sig.path}: inputs declare layouts {layouts}; ATC takes one --input_format "
+            "for all inputs: pass --input_format"
+        )
     unknown = sorted({t.layout for t in sig.inputs if t.layout not in INPUT_FORMATS})
     if unknown:
-        raise UserError(f"{sig.path}: input layout(s) {unknown} not one of {', '.join(INPUT_FORMATS)}; "
-                        "pass --input_format")
+        raise UserError(
+            f"{sig.path}: input layout(s) {unknown} not one of {', '.join(INPUT_FORMATS)}; pass --input_format"
+        )
     return layouts[0] if layouts else "ND"
 
 
@@ -65,21 +69,44 @@ def up_to_date(model, onnx_path, precision_mode, keep_dtype=None, parent_card=No
     except UserError:
         return False
     art = s.artifact
-    return (art.get("file") == os.path.basename(onnx_path) and art.get("kind") == "onnx"
-            and art.get("source") in (None, os.path.basename(model))
-            and s.precision_mode == precision_mode)
+    return (
+        art.get("file") == os.path.basename(onnx_path)
+        and art.get("kind") == "onnx"
+        and art.get("source") in (None, os.path.basename(model))
+        and s.precision_mode == precision_mode
+    )
 
 
-def build_argv(sig, model, output, soc_version="Ascend910", precision_mode="force_fp32",
-               log="error", keep_dtype=None, dynamic_batch_size=None, extra=(), atc="atc", fmt=None):
+def build_argv(
+    sig,
+    model,
+    output,
+    soc_version="Ascend910",
+    precision_mode="force_fp32",
+    log="error",
+    keep_dtype=None,
+    dynamic_batch_size=None,
+    extra=(),
+    atc="atc",
+    fmt=None,
+):
     """The exact atc argv for a model and its signature."""
     shape = sig.atc_input_shape()
     if dynamic_batch_size:  # the batch gear is chosen at run time: batch dim -1
         shape = ";".join(f"{t.op}:{','.join(['-1'] + [str(d) for d in t.shape[1:]])}" for t in sig.inputs)
-    argv = [atc, f"--model={model}", "--framework=3", f"--output={output}",
-            f"--soc_version={soc_version}", f"--input_shape={shape}",
-            f"--out_nodes={sig.atc_out_nodes()}", f"--input_format={fmt or input_format(sig)}",
-            "--output_type=FP32", f"--precision_mode={precision_mode}", f"--log={log}"]
+    argv = [
+        atc,
+        f"--model={model}",
+        "--framework=3",
+        f"--output={output}",
+        f"--soc_version={soc_version}",
+        f"--input_shape={shape}",
+        f"--out_nodes={sig.atc_out_nodes()}",
+        f"--input_format={fmt or input_format(sig)}",
+        "--output_type=FP32",
+        f"--precision_mode={precision_mode}",
+        f"--log={log}",
+    ]
     if keep_dtype:
         argv.append(f"--keep_dtype={keep_dtype}")
     if dynamic_batch_size:
@@ -101,8 +128,7 @@ def run_atc(argv, output, timeout=None):
     om = output + ".om"
     before = _stamp(om)
     try:
-        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           timeout=timeout)
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
     except (OSError, subprocess.SubprocessError) as e:
         raise UserError(f"{argv[0]}: cannot run atc ({e})") from None
     text = r.stdout or ""
@@ -114,8 +140,9 @@ def run_atc(argv, output, timeout=None):
         why = f"atc reported success but wrote no {om}" + (" (the old one is unchanged)" if after else "")
     else:
         why = f"atc failed (exit {r.returncode})"
-    raise UserError(f"{argv[1].split('=', 1)[1]}: {why}: "
-                    f"{codes[0] if codes else (text.strip().splitlines() or ['no output'])[-1]}")
+    raise UserError(
+        f"{argv[1].split('=', 1)[1]}: {why}: {codes[0] if codes else (text.strip().splitlines() or ['no output'])[-1]}"
+    )
 
 
 def save_om_signature(sig, om, model, argv, precision_mode):
@@ -123,8 +150,14 @@ def save_om_signature(sig, om, model, argv, precision_mode):
     from convert.to_onnx import own_card
 
     out = own_card(om, sig.path)
-    art = {"file": os.path.basename(om), "kind": "om", "source": os.path.basename(model),
-           "precision_mode": precision_mode, "bytes": os.path.getsize(om), "atc_argv": argv}
+    art = {
+        "file": os.path.basename(om),
+        "kind": "om",
+        "source": os.path.basename(model),
+        "precision_mode": precision_mode,
+        "bytes": os.path.getsize(om),
+        "atc_argv": argv,
+    }
     try:
         sig.copy(precision_mode=precision_mode, artifact=art).save(out)
     except OSError as e:
@@ -134,26 +167,32 @@ def save_om_signature(sig, om, model, argv, precision_mode):
 
 def build_parser():
     p = ArgumentParser(
-        prog="atc.sh", allow_abbrev=False,  # an atc flag passed through is never taken for a prefix of ours
+        prog="atc.sh",
+        allow_abbrev=False,  # an atc flag passed through is never taken for a prefix of ours
         description="Convert a frozen .pb with ATC (.om), or, where atc is absent, to the portable "
-                    "ONNX model. atc flags not listed here are passed through unchanged.",
+        "ONNX model. atc flags not listed here are passed through unchanged.",
         epilog="example: bash convert/atc.sh --model m/mine.pb --output m/mine --soc_version Ascend910 "
-               "--dry-run\n         bash convert/atc_realnvp.sh   (preset: the demo's model)",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "--dry-run\n         bash convert/atc_realnvp.sh   (preset: the demo's model)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", help="frozen .pb, its signature beside it (a preset script gives a default)")
     p.add_argument("--default-model", dest="default_model", help=argparse.SUPPRESS)
     p.add_argument("--output", help="output path without suffix (default: beside the .pb, same stem)")
     p.add_argument("--soc_version", default="Ascend910", help="Ascend chip, as in npu-smi info")
-    p.add_argument("--precision_mode", default="force_fp32", choices=PRECISION_MODES,
-                   help="default force_fp32 (not ATC's force_fp16): an offline model must first "
-                        "reproduce the checkpoint; choose an fp16 mode once it does")
-    p.add_argument("--input_format", choices=INPUT_FORMATS,
-                   help="default: from the signature's input layouts")
+    p.add_argument(
+        "--precision_mode",
+        default="force_fp32",
+        choices=PRECISION_MODES,
+        help="default force_fp32 (not ATC's force_fp16): an offline model must first "
+        "reproduce the checkpoint; choose an fp16 mode once it does",
+    )
+    p.add_argument("--input_format", choices=INPUT_FORMATS, help="default: from the signature's input layouts")
     p.add_argument("--keep_dtype", help="cfg of op names kept at original precision")
     p.add_argument("--dynamic_batch_size", help='batch gears, e.g. "1,8,16"')
     p.add_argument("--log", default="error", choices=("debug", "info", "warning", "error", "null"))
-    p.add_argument("--dry-run", "--dry_run", action="store_true", dest="dry_run",
-                   help="print the exact atc command and do nothing")
+    p.add_argument(
+        "--dry-run", "--dry_run", action="store_true", dest="dry_run", help="print the exact atc command and do nothing"
+    )
     p.add_argument("--force", action="store_true", help="replace an existing output")
     return p
 
@@ -171,15 +210,27 @@ def main(argv=None):
     else:
         raise UserError("--model is required: the frozen .pb to convert (see --help)")
     if not os.path.isfile(model):
-        raise UserError(f"{model}: frozen graph not found"
-                        + (" (run `make demo` first, or pass --model)" if not a.model else ""))
+        raise UserError(
+            f"{model}: frozen graph not found" + (" (run `make demo` first, or pass --model)" if not a.model else "")
+        )
     output = a.output or os.path.splitext(model)[0]
     if output.endswith(".om"):
         output = output[:-3]
     sig = find_beside(model)
     atc = shutil.which("atc")
-    argv = build_argv(sig, model, output, a.soc_version, a.precision_mode, a.log, a.keep_dtype,
-                      a.dynamic_batch_size, extra, atc or "atc", a.input_format)
+    argv = build_argv(
+        sig,
+        model,
+        output,
+        a.soc_version,
+        a.precision_mode,
+        a.log,
+        a.keep_dtype,
+        a.dynamic_batch_size,
+        extra,
+        atc or "atc",
+        a.input_format,
+    )
     if a.dry_run:
         print(shlex.join(argv))
         return 0
@@ -189,15 +240,19 @@ def main(argv=None):
         suffix = ".fp16.onnx" if a.precision_mode in FP16_MODES else ".onnx"
         onnx_path = output + suffix
         if not a.force and up_to_date(model, onnx_path, a.precision_mode, a.keep_dtype, sig.path):
-            print(f"atc not found on PATH (no CANN here); the portable model {onnx_path} is up to date "
-                  f"(newer than {model}, built with {a.precision_mode}); --force rebuilds it", file=sys.stderr)
+            print(
+                f"atc not found on PATH (no CANN here); the portable model {onnx_path} is up to date "
+                f"(newer than {model}, built with {a.precision_mode}); --force rebuilds it",
+                file=sys.stderr,
+            )
             return 0
-        print(f"atc not found on PATH (no CANN here): building the portable model {onnx_path} instead",
-              file=sys.stderr)
+        print(f"atc not found on PATH (no CANN here): building the portable model {onnx_path} instead", file=sys.stderr)
         s = to_onnx.convert(model, onnx_path, a.precision_mode, a.keep_dtype, force=a.force)
         c = s.checks.get("onnx", s.checks)
-        print(f"wrote {onnx_path} and {s.path} ({a.precision_mode}); max rel error vs frozen graph "
-              f"{c['onnx_vs_frozen_max_rel']:.3g}")
+        print(
+            f"wrote {onnx_path} and {s.path} ({a.precision_mode}); max rel error vs frozen graph "
+            f"{c['onnx_vs_frozen_max_rel']:.3g}"
+        )
         return 0
     from convert.to_onnx import own_card
 

@@ -5,6 +5,7 @@ so conversion and verification run in seconds. ``fragile=True`` scales the coupl
 log-scale so ``exp`` overflows fp16 (> 65504) while fp32 is fine: the precision
 doctor's test case.
 """
+
 import os
 
 import numpy as np
@@ -53,18 +54,23 @@ def write(out_dir, stem="tiny", batch=2, **kw):
         inputs, outputs = build(batch, **kw)
         with tf.Session(graph=g) as sess:
             sess.run(tf.global_variables_initializer())
-            gd = tf.graph_util.convert_variables_to_constants(
-                sess, g.as_graph_def(), [t.op.name for t in outputs])
+            gd = tf.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), [t.op.name for t in outputs])
     os.makedirs(out_dir, exist_ok=True)
     pb = os.path.join(out_dir, stem + ".pb")
     with open(pb, "wb") as f:
         f.write(gd.SerializeToString())
     t = lambda v, layout="ND": Tensor(v.op.name, v.name, v.shape.as_list(), "float32", layout)  # noqa: E731
     hw = inputs[0].shape.as_list()[1]
-    Signature("realnvp", "forward", batch, [t(v, "NHWC") for v in inputs], [t(v) for v in outputs],
-              config={"image_shape": [hw, hw, 3], "num_scales": 2, "n_blocks": 1, "n_features": 4,
-                      "alpha": ALPHA}, precision_mode="force_fp32",
-              artifact={"file": stem + ".pb", "kind": "pb"}).save(os.path.join(out_dir, stem + ".json"))
+    Signature(
+        "realnvp",
+        "forward",
+        batch,
+        [t(v, "NHWC") for v in inputs],
+        [t(v) for v in outputs],
+        config={"image_shape": [hw, hw, 3], "num_scales": 2, "n_blocks": 1, "n_features": 4, "alpha": ALPHA},
+        precision_mode="force_fp32",
+        artifact={"file": stem + ".pb", "kind": "pb"},
+    ).save(os.path.join(out_dir, stem + ".json"))
     return pb
 
 
@@ -73,5 +79,7 @@ def feed(signature, seed=0):
     rng = np.random.RandomState(seed)
     x = signature.input("x")
     u = signature.input("u")
-    return {"x": (rng.randint(0, 256, x.shape) / 127.5 - 1).astype(np.float32),
-            "u": rng.uniform(0, 1, u.shape).astype(np.float32)}
+    return {
+        "x": (rng.randint(0, 256, x.shape) / 127.5 - 1).astype(np.float32),
+        "u": rng.uniform(0, 1, u.shape).astype(np.float32),
+    }

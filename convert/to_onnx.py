@@ -15,6 +15,7 @@ onnxconverter_common's fp16 conversion (fp32 graph I/O kept, as an om built with
 On ONNX Runtime's CPU provider the fp16 nodes compute in fp32 between fp16 roundings
 (it inserts casts), close to but not bit-exact with the NPU: judge with cosine / RED.
 """
+
 import argparse
 import json
 import logging
@@ -29,11 +30,33 @@ from freeze.signature import FP16_MODES, PRECISION_MODES, card_path, find_beside
 
 OPSETS = range(11, 16)  # what ATC's ONNX parser takes across CANN versions
 CUBE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum", "ConvInteger", "MatMulInteger"}
-MIX_BLACK_LIST = {"Exp", "Log", "Pow", "Sqrt", "Reciprocal", "Div", "Softplus", "Softsign",
-                  "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Erf", "ReduceMean", "ReduceSum",
-                  "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp", "ReduceProd", "ReduceL2",
-                  "SquaredDifference", "LpNormalization", "InstanceNormalization",
-                  "LayerNormalization", "BatchNormalization"}
+MIX_BLACK_LIST = {
+    "Exp",
+    "Log",
+    "Pow",
+    "Sqrt",
+    "Reciprocal",
+    "Div",
+    "Softplus",
+    "Softsign",
+    "Sigmoid",
+    "Tanh",
+    "Softmax",
+    "LogSoftmax",
+    "Erf",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceSumSquare",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceProd",
+    "ReduceL2",
+    "SquaredDifference",
+    "LpNormalization",
+    "InstanceNormalization",
+    "LayerNormalization",
+    "BatchNormalization",
+}
 FP16_MIN_POSITIVE = 5.96e-8  # smallest fp16 subnormal: ATC casts weights plainly (IEEE)
 FP16_MAX = 65504.0
 
@@ -55,16 +78,18 @@ def read_keep_dtype(path):
         try:
             line = b.decode("utf-8").strip()
         except UnicodeDecodeError as e:
-            raise UserError(f"{path}:{lineno}: expected UTF-8 text (an op name or OpType::TYPE per line), "
-                            f"found byte 0x{b[e.start]:02x}") from None
+            raise UserError(
+                f"{path}:{lineno}: expected UTF-8 text (an op name or OpType::TYPE per line), "
+                f"found byte 0x{b[e.start]:02x}"
+            ) from None
         if not line or line.startswith("#"):
             continue
         if any(c.isspace() or not c.isprintable() for c in line):
             raise UserError(f"{path}:{lineno}: expected one op name or OpType::TYPE per line, found {line!r}")
         if line.startswith("OpType::"):
-            if not line[len("OpType::"):]:
+            if not line[len("OpType::") :]:
                 raise UserError(f"{path}:{lineno}: expected OpType::TYPE, found {line!r}")
-            types.append(line[len("OpType::"):])
+            types.append(line[len("OpType::") :])
         else:
             names.append(line)
     return names, types
@@ -108,8 +133,7 @@ def tf_to_onnx(graph_def, signature, opset=13, where="model"):
     import tf2onnx
 
     if opset not in OPSETS:
-        raise UserError(f"--opset must be in {OPSETS.start}..{OPSETS.stop - 1} (ATC's ONNX range), "
-                        f"got {opset}")
+        raise UserError(f"--opset must be in {OPSETS.start}..{OPSETS.stop - 1} (ATC's ONNX range), got {opset}")
     logged = []
 
     class Catch(logging.Handler):
@@ -123,16 +147,21 @@ def tf_to_onnx(graph_def, signature, opset=13, where="model"):
     log.addHandler(h)
     try:
         model, _ = tf2onnx.convert.from_graph_def(
-            graph_def, input_names=[t.tensor for t in signature.inputs],
-            output_names=[t.tensor for t in signature.outputs], opset=opset)
+            graph_def,
+            input_names=[t.tensor for t in signature.inputs],
+            output_names=[t.tensor for t in signature.outputs],
+            opset=opset,
+        )
     except Exception as e:
         raise UserError(f"{where}: tf2onnx failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     finally:
         log.removeHandler(h)
     bad = unsupported_ops(model)
     if bad or logged:
-        raise UserError(f"{where}: ops not supported by tf2onnx (opset {opset}): "
-                        f"{', '.join(bad) or '; '.join(logged)}; rewrite them before freezing")
+        raise UserError(
+            f"{where}: ops not supported by tf2onnx (opset {opset}): "
+            f"{', '.join(bad) or '; '.join(logged)}; rewrite them before freezing"
+        )
     return model
 
 
@@ -151,10 +180,14 @@ def fp16_block_lists(model, precision_mode, keep_names=(), keep_types=()):
     ops.discard("Cast")
     keep = set(keep_names)
     # tf2onnx names a node after its TF op, or "<op>__<n>" for helpers it adds for that op
-    nodes = [n.name for n in model.graph.node
-             if n.name in keep or n.name.split("__")[0] in keep
-             or any(o.split(":")[0] in keep for o in n.output)
-             or n.op_type == "Cast"]
+    nodes = [
+        n.name
+        for n in model.graph.node
+        if n.name in keep
+        or n.name.split("__")[0] in keep
+        or any(o.split(":")[0] in keep for o in n.output)
+        or n.op_type == "Cast"
+    ]
     return sorted(ops), nodes
 
 
@@ -234,8 +267,9 @@ def _fold_fp16_round_trips(model, original_nodes, original_outputs):
         return next((a.i for a in n.attribute if a.name == "to"), None)
 
     made = lambda n: n.op_type == "Cast" and n.name not in original_nodes  # noqa: E731
-    down = {n.output[0]: n.input[0] for n in g.node
-            if made(n) and cast_to(n) == TensorProto.FLOAT16 and n.input[0] in fp32}
+    down = {
+        n.output[0]: n.input[0] for n in g.node if made(n) and cast_to(n) == TensorProto.FLOAT16 and n.input[0] in fp32
+    }
     outs = {o.name for o in g.output}
     nodes = list(g.node)
     alias, drop = {}, set()
@@ -261,8 +295,15 @@ def _fold_fp16_round_trips(model, original_nodes, original_outputs):
             n.attribute[0].i = TensorProto.FLOAT  # Cast(fp32 -> fp32): a plain copy
         else:
             n.output[list(n.output).index(o.name)] = o.name + "__fp16"
-            keep.append(helper.make_node("Cast", [o.name + "__fp16"], [o.name], to=TensorProto.FLOAT,
-                                         name=o.name.split(":")[0] + "__out_cast"))
+            keep.append(
+                helper.make_node(
+                    "Cast",
+                    [o.name + "__fp16"],
+                    [o.name],
+                    to=TensorProto.FLOAT,
+                    name=o.name.split(":")[0] + "__out_cast",
+                )
+            )
     del g.node[:]
     g.node.extend(keep)
     return len(alias)
@@ -270,8 +311,7 @@ def _fold_fp16_round_trips(model, original_nodes, original_outputs):
 
 def to_precision(model, precision_mode, keep_names=(), keep_types=()):
     if precision_mode not in PRECISION_MODES:
-        raise UserError(f"--precision_mode must be one of {', '.join(PRECISION_MODES)}, "
-                        f"got {precision_mode!r}")
+        raise UserError(f"--precision_mode must be one of {', '.join(PRECISION_MODES)}, got {precision_mode!r}")
     if precision_mode not in FP16_MODES:
         return model, []
     import warnings
@@ -285,8 +325,13 @@ def to_precision(model, precision_mode, keep_names=(), keep_types=()):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m16 = float16.convert_float_to_float16(
-            model, min_positive_val=FP16_MIN_POSITIVE, max_finite_val=FP16_MAX, keep_io_types=True,
-            op_block_list=ops, node_block_list=nodes)
+            model,
+            min_positive_val=FP16_MIN_POSITIVE,
+            max_finite_val=FP16_MAX,
+            keep_io_types=True,
+            op_block_list=ops,
+            node_block_list=nodes,
+        )
     f32_out = {o.name for o in model.graph.output if o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
     _fold_fp16_round_trips(m16, {n.name for n in model.graph.node}, f32_out)
     return m16, nodes
@@ -346,12 +391,20 @@ def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset
             onnx.save(model, tmp)
     except OSError as e:
         raise UserError(f"{output}: cannot write the model ({e.strerror or e})") from None
-    art = {"file": os.path.basename(output), "kind": "onnx", "opset": opset,
-           "precision_mode": precision_mode, "bytes": os.path.getsize(output),
-           "source": os.path.basename(pb_path)}
+    art = {
+        "file": os.path.basename(output),
+        "kind": "onnx",
+        "opset": opset,
+        "precision_mode": precision_mode,
+        "bytes": os.path.getsize(output),
+        "source": os.path.basename(pb_path),
+    }
     if keep_dtype:
-        art["keep_dtype"] = {"file": os.path.abspath(keep_dtype), "nodes_kept_fp32": kept,
-                             "op_types_kept_fp32": keep_types}
+        art["keep_dtype"] = {
+            "file": os.path.abspath(keep_dtype),
+            "nodes_kept_fp32": kept,
+            "op_types_kept_fp32": keep_types,
+        }
     check = {"onnx_vs_frozen_max_rel": err, "onnx_checker": True, "onnxruntime_loads": True}
     checks = {k: v for k, v in sig.checks.items() if k != "onnx"}
     out = sig.copy(precision_mode=precision_mode, artifact=art, checks=dict(checks, **check))
@@ -365,15 +418,20 @@ def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset
 def build_parser():
     p = argparse.ArgumentParser(
         description="Convert a frozen TF .pb to a portable ONNX model (ATC stand-in), "
-                    "emulating ATC's --precision_mode.",
+        "emulating ATC's --precision_mode.",
         epilog="example: python convert/to_onnx.py --model runs/demo/realnvp/model/realnvp.pb "
-               "--output runs/demo/realnvp/model/realnvp.fp16.onnx --precision_mode force_fp16",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "--output runs/demo/realnvp/model/realnvp.fp16.onnx --precision_mode force_fp16",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", required=True, help="frozen graph .pb (its signature .json beside it)")
     p.add_argument("--output", required=True, help="ONNX file to write (signature written beside it)")
-    p.add_argument("--precision_mode", default="force_fp32", choices=PRECISION_MODES,
-                   help="ATC precision mode to emulate (default force_fp32: likelihoods sum "
-                        "thousands of terms, which fp16 cannot hold to 1e-4 bpd)")
+    p.add_argument(
+        "--precision_mode",
+        default="force_fp32",
+        choices=PRECISION_MODES,
+        help="ATC precision mode to emulate (default force_fp32: likelihoods sum "
+        "thousands of terms, which fp16 cannot hold to 1e-4 bpd)",
+    )
     p.add_argument("--keep_dtype", help="ATC keep_dtype cfg: TF op names (or OpType::X) kept fp32")
     p.add_argument("--opset", type=int, default=13, help="ONNX opset, 11..15 (default 13)")
     p.add_argument("--force", action="store_true", help="replace an existing output")
@@ -385,9 +443,11 @@ def main(argv=None):
     a = build_parser().parse_args(argv)
     sig = convert(a.model, a.output, a.precision_mode, a.keep_dtype, a.opset, a.force)
     c = sig.checks.get("onnx", sig.checks)
-    print(f"wrote {a.output} ({a.precision_mode}, opset {a.opset}); "
-          f"max error vs frozen graph {c['onnx_vs_frozen_max_rel']:.3g} "
-          "(relative to each output's scale)")
+    print(
+        f"wrote {a.output} ({a.precision_mode}, opset {a.opset}); "
+        f"max error vs frozen graph {c['onnx_vs_frozen_max_rel']:.3g} "
+        "(relative to each output's scale)"
+    )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ Row r of the whole set (over the files in order, padding rows skipped) is image 
 image mode ``images[r]``, so labels kept beside the images (one per line, same order)
 line up with the rows.
 """
+
 import os
 import re
 
@@ -46,8 +47,10 @@ def write_bin(path, array, tensor=None):
     array = np.ascontiguousarray(array)
     if tensor is not None:
         if list(array.shape) != tensor.shape or array.dtype != tensor.np_dtype:
-            raise UserError(f"{path}: input {tensor.name!r} expects {tensor.shape} {tensor.dtype}, "
-                            f"got {list(array.shape)} {array.dtype}")
+            raise UserError(
+                f"{path}: input {tensor.name!r} expects {tensor.shape} {tensor.dtype}, "
+                f"got {list(array.shape)} {array.dtype}"
+            )
     fsio.write_array(path, array)
 
 
@@ -58,8 +61,9 @@ def check_bin(path, tensor):
         raise UserError(f"{path}: input file not found (input {tensor.name!r})")
     n = os.path.getsize(path)
     if n != tensor.nbytes:
-        raise UserError(f"{path}: input {tensor.name!r} expects {tensor.nbytes} bytes "
-                        f"({tensor.shape} {tensor.dtype}), found {n}")
+        raise UserError(
+            f"{path}: input {tensor.name!r} expects {tensor.nbytes} bytes ({tensor.shape} {tensor.dtype}), found {n}"
+        )
 
 
 def read_bin(path, tensor):
@@ -91,23 +95,42 @@ def file_entry(stem, first, n_real, batch):
     return {"stem": stem, "first": int(first), "n_real": int(n_real), "n_pad": int(batch - n_real)}
 
 
-def new_manifest(sig, files, n_images, image_input, noise_inputs=(), seed=0, dataset=None, split=None,
-                 images=None, images_dir=None, preprocess=None):
+def new_manifest(
+    sig,
+    files,
+    n_images,
+    image_input,
+    noise_inputs=(),
+    seed=0,
+    dataset=None,
+    split=None,
+    images=None,
+    images_dir=None,
+    preprocess=None,
+):
     """The manifest dict of a set of input files written for ``sig`` (img2bin's two modes
     build it here, so both write the same fields). ``files``: ``file_entry`` dicts in
     order; ``images``: source file names in row order (image mode), else None."""
     return {
         "format": FORMAT,
         "source": "images" if images is not None else "dataset",
-        "dataset": dataset, "split": split,
+        "dataset": dataset,
+        "split": split,
         "images_dir": images_dir and os.path.abspath(images_dir),
         "images": list(images) if images is not None else None,
         "preprocess": preprocess,
-        "signature": {"path": sig.path and os.path.abspath(sig.path), "model": sig.model,
-                      "graph": sig.graph, "batch": sig.batch,
-                      "inputs": [t.to_dict() for t in sig.inputs]},
-        "image_input": image_input, "noise_inputs": list(noise_inputs),
-        "seed": int(seed), "n_images": int(n_images), "padding": PADDING,
+        "signature": {
+            "path": sig.path and os.path.abspath(sig.path),
+            "model": sig.model,
+            "graph": sig.graph,
+            "batch": sig.batch,
+            "inputs": [t.to_dict() for t in sig.inputs],
+        },
+        "image_input": image_input,
+        "noise_inputs": list(noise_inputs),
+        "seed": int(seed),
+        "n_images": int(n_images),
+        "padding": PADDING,
         "noise": NOISE if noise_inputs else None,
         "inputs": [{"name": name, "dir": d} for name, d in input_dirs(sig).items()],
         "files": list(files),
@@ -116,6 +139,7 @@ def new_manifest(sig, files, n_images, image_input, noise_inputs=(), seed=0, dat
 
 def _validate(d, path):
     """Structure and arithmetic of a manifest: one UserError naming the first problem."""
+
     def bad(what, found):
         raise UserError(f"{path}: {what}, found {found!r}")
 
@@ -129,9 +153,19 @@ def _validate(d, path):
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         bad("expected n_images a positive integer", n)
     inputs = d.get("inputs")
-    if not isinstance(inputs, list) or not inputs or not all(
-            isinstance(i, dict) and isinstance(i.get("name"), str) and isinstance(i.get("dir"), str)
-            and i["dir"] and os.sep not in i["dir"] and i["dir"] not in (".", "..") for i in inputs):
+    if (
+        not isinstance(inputs, list)
+        or not inputs
+        or not all(
+            isinstance(i, dict)
+            and isinstance(i.get("name"), str)
+            and isinstance(i.get("dir"), str)
+            and i["dir"]
+            and os.sep not in i["dir"]
+            and i["dir"] not in (".", "..")
+            for i in inputs
+        )
+    ):
         bad("expected inputs a non-empty list of {name, dir} (dir a plain folder name)", inputs)
     files = d.get("files")
     if not isinstance(files, list) or not files:
@@ -148,11 +182,9 @@ def _validate(d, path):
         if not 1 <= f["n_real"] <= batch:
             bad(f"files[{k}] ({f['stem']}): n_real must be 1..{batch} (the batch)", f["n_real"])
         if f["n_real"] + f["n_pad"] != batch:
-            bad(f"files[{k}] ({f['stem']}): n_real + n_pad must be the batch {batch}",
-                f["n_real"] + f["n_pad"])
+            bad(f"files[{k}] ({f['stem']}): n_real + n_pad must be the batch {batch}", f["n_real"] + f["n_pad"])
         if f["first"] != first:
-            bad(f"files[{k}] ({f['stem']}): first must be {first} (rows run on from the file before)",
-                f["first"])
+            bad(f"files[{k}] ({f['stem']}): first must be {first} (rows run on from the file before)", f["first"])
         if f["stem"] in stems:
             bad(f"files[{k}]: stems must be unique", f["stem"])
         stems.add(f["stem"])
@@ -199,17 +231,20 @@ class Manifest:
         for f in self.files:
             if f["stem"] == stem:
                 return int(f["n_real"])
-        raise UserError(f"{self.path}: no file with stem {stem!r} in the manifest "
-                        f"(is it another set's manifest? it lists {self.files[0]['stem']}...)")
+        raise UserError(
+            f"{self.path}: no file with stem {stem!r} in the manifest "
+            f"(is it another set's manifest? it lists {self.files[0]['stem']}...)"
+        )
 
     def check_signature(self, sig):
         """UserError unless the manifest was written for this signature's batch and inputs."""
         want = [(t.name, t.shape, t.dtype) for t in sig.inputs]
-        got = [(t.get("name"), t.get("shape"), t.get("dtype"))
-               for t in self.d.get("signature", {}).get("inputs") or []]
+        got = [(t.get("name"), t.get("shape"), t.get("dtype")) for t in self.d.get("signature", {}).get("inputs") or []]
         if self.batch != sig.batch or (got and want != got):
-            raise UserError(f"{self.path}: written for batch {self.batch} inputs {got}, but "
-                            f"{sig.path or 'the signature'} has batch {sig.batch} inputs {want}")
+            raise UserError(
+                f"{self.path}: written for batch {self.batch} inputs {got}, but "
+                f"{sig.path or 'the signature'} has batch {sig.batch} inputs {want}"
+            )
 
     def check_inputs(self, dirs):
         """UserError unless ``dirs`` (msame's --input folders) are this set's folders and hold
@@ -223,8 +258,10 @@ class Manifest:
             found = {os.path.splitext(n)[0] for n in os.listdir(p) if n.endswith(".bin")}
             if found != stems:
                 odd = sorted(found ^ stems)[:3]
-                raise UserError(f"{p}: holds {len(found)} .bin files, the manifest {self.path} lists "
-                                f"{len(stems)}; they differ in {odd}")
+                raise UserError(
+                    f"{p}: holds {len(found)} .bin files, the manifest {self.path} lists "
+                    f"{len(stems)}; they differ in {odd}"
+                )
 
     def check_member(self, folder):
         """UserError unless ``folder`` is one of this set's input folders and every .bin in
@@ -234,11 +271,16 @@ class Manifest:
         if folder not in mine:
             raise UserError(f"{self.path}: belongs to the input folders {mine}, not {folder}")
         stems = {f["stem"] for f in self.files}
-        extra = sorted(os.path.splitext(n)[0] for n in os.listdir(folder)
-                       if n.endswith(".bin") and os.path.splitext(n)[0] not in stems)
+        extra = sorted(
+            os.path.splitext(n)[0]
+            for n in os.listdir(folder)
+            if n.endswith(".bin") and os.path.splitext(n)[0] not in stems
+        )
         if extra:
-            raise UserError(f"{folder}: {extra[0]}.bin is not in the manifest {self.path} "
-                            f"({len(extra)} such file(s)); is the manifest another set's?")
+            raise UserError(
+                f"{folder}: {extra[0]}.bin is not in the manifest {self.path} "
+                f"({len(extra)} such file(s)); is the manifest another set's?"
+            )
 
     @classmethod
     def load(cls, path):

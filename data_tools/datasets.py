@@ -5,6 +5,7 @@ images per batch), returned as uint8 NHWC. Binarized MNIST as Larochelle's ``.am
 text or as MATLAB ``.mat`` (key ``X``), returned as uint8 [N, 784] in {0, 1}.
 Every problem is a one-line UserError naming the file.
 """
+
 import os
 import pickle
 
@@ -28,9 +29,7 @@ def _cifar_root(data_dir):
     """Accept DATA_DIR or the cifar-10-batches-py folder itself."""
     data_dir = os.fspath(data_dir)
     for root in (os.path.join(data_dir, CIFAR_DIR), data_dir):
-        if os.path.isfile(os.path.join(root, CIFAR_TEST[0])) or os.path.isfile(
-            os.path.join(root, CIFAR_TRAIN[0])
-        ):
+        if os.path.isfile(os.path.join(root, CIFAR_TEST[0])) or os.path.isfile(os.path.join(root, CIFAR_TRAIN[0])):
             return root
     raise UserError(
         f"{os.path.join(data_dir, CIFAR_DIR)}: no CIFAR-10 python batches found "
@@ -79,8 +78,10 @@ def _read_amat(path):
             try:
                 line = raw.decode("ascii")
             except UnicodeDecodeError as e:
-                raise UserError(f"{path}:{lineno}: expected text (784 numbers per row), found byte "
-                                f"0x{raw[e.start]:02x}; not an .amat file") from None
+                raise UserError(
+                    f"{path}:{lineno}: expected text (784 numbers per row), found byte "
+                    f"0x{raw[e.start]:02x}; not an .amat file"
+                ) from None
             if not line.strip():
                 continue
             vals = line.split()

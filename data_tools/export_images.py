@@ -11,6 +11,7 @@ for a user model is img2bin's image mode: ``img2bin.py -i DIR ... --signature m/
 All or nothing: the files are written into a hidden folder inside DIR and moved into
 place at the end; existing files are kept unless --force.
 """
+
 import argparse
 import os
 import sys
@@ -71,8 +72,12 @@ def export(images, labels, dataset, split, out, force=False, progress=True):
 
 @cli
 def main(argv=None):
-    ap = ArgumentParser(prog="export_images.py", description=__doc__, epilog=EXAMPLE,
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(
+        prog="export_images.py",
+        description=__doc__,
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--dataset", required=True, choices=datasets.DATASETS)
     ap.add_argument("--split", default="test")
     ap.add_argument("--data-dir", default=None, help="DATA_DIR (default $DATA_DIR or ./data)")
@@ -84,13 +89,18 @@ def main(argv=None):
         raise UserError(f"--limit must be > 0, found {a.limit}")
     images, labels = datasets.load_labeled(a.dataset, a.split, a.data_dir)
     if a.limit is not None:
-        images = images[:a.limit]
-        labels = labels[:a.limit] if labels is not None else None
+        images = images[: a.limit]
+        labels = labels[: a.limit] if labels is not None else None
     with interruptible():
         names = export(images, labels, a.dataset, a.split, a.output, a.force)
-    print(f"[info] {len(names)} images -> {os.path.abspath(a.output)}"
-          + (f" (+ {LABELS}, one label a line, same order)" if labels is not None else " (no labels: "
-             f"{a.dataset} has none)"))
+    print(
+        f"[info] {len(names)} images -> {os.path.abspath(a.output)}"
+        + (
+            f" (+ {LABELS}, one label a line, same order)"
+            if labels is not None
+            else f" (no labels: {a.dataset} has none)"
+        )
+    )
     return 0
 
 

@@ -10,6 +10,7 @@ tarball or folder instead. Everything is unpacked into a hidden temporary folder
 renamed into place, so a dataset folder is complete or absent. Present datasets are
 kept unless --force.
 """
+
 import argparse
 import contextlib
 import hashlib
@@ -110,8 +111,9 @@ def _staged(src, data_dir):
                 _extract(src, work)
             except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
                 # EOFError / zlib.error: a truncated or corrupt .tar.gz (an interrupted download)
-                raise UserError(f"{src}: not a complete, readable tar archive ({type(e).__name__}: "
-                                f"{e}); download it again") from None
+                raise UserError(
+                    f"{src}: not a complete, readable tar archive ({type(e).__name__}: {e}); download it again"
+                ) from None
             root = work
         out = os.path.join(work, "out")
         os.mkdir(out)
@@ -148,8 +150,7 @@ def import_mnist(src, data_dir, force=False, full=False):
         return f"kept {target} (exists)"
     with _staged(src, data_dir) as (root, out):
         for split in datasets.MNIST_SPLITS:
-            p = next((q for q in (_find(root, f"binarized_mnist_{split}{e}") for e in (".amat", ".mat"))
-                      if q), None)
+            p = next((q for q in (_find(root, f"binarized_mnist_{split}{e}") for e in (".amat", ".mat")) if q), None)
             if p is None:
                 raise UserError(f"{src}: no binarized_mnist_{split}.amat or .mat in it")
             shutil.copyfile(p, os.path.join(out, os.path.basename(p)))
@@ -167,7 +168,8 @@ def _is_tar(src):
 
 def has_cifar(src):
     return (os.path.isfile(src) and "cifar" in os.path.basename(src).lower() and _is_tar(src)) or (
-        os.path.isdir(src) and _find(src, datasets.CIFAR_TEST[0]) is not None)
+        os.path.isdir(src) and _find(src, datasets.CIFAR_TEST[0]) is not None
+    )
 
 
 def has_mnist(src):
@@ -193,8 +195,7 @@ def fetch(data_dir, cifar_url=CIFAR_URL, mnist_url=MNIST_URL, force=False, timeo
             d = os.path.join(tmp, "mnist")
             os.mkdir(d)
             for split in datasets.MNIST_SPLITS:
-                _get(mnist_url.format(split), os.path.join(d, f"binarized_mnist_{split}.amat"),
-                     data_dir, timeout)
+                _get(mnist_url.format(split), os.path.join(d, f"binarized_mnist_{split}.amat"), data_dir, timeout)
             msgs.append(import_mnist(d, data_dir, force, full=True))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -210,13 +211,13 @@ def _get(url, dest, data_dir, timeout):
             f"{CIFAR_URL} (md5 {CIFAR_MD5}) and binarized_mnist_{{train,valid,test}}.amat, then run "
             f"'python data_tools/fetch_data.py --data-dir {data_dir} --from FILE_OR_FOLDER', or put "
             f"them in {os.path.join(data_dir, datasets.CIFAR_DIR)}/ and "
-            f"{os.path.join(data_dir, datasets.MNIST_DIR)}/") from None
+            f"{os.path.join(data_dir, datasets.MNIST_DIR)}/"
+        ) from None
 
 
 @cli
 def main(argv=None):
-    ap = ArgumentParser(description=__doc__, epilog=EXAMPLE,
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=datasets.default_data_dir(), help="default $DATA_DIR or ./data")
     ap.add_argument("--from", dest="src", help="local tarball or folder to import instead of downloading")
     ap.add_argument("--force", action="store_true", help="replace datasets already in --data-dir")
@@ -224,8 +225,9 @@ def main(argv=None):
     try:
         msgs = _run(a)
     except OSError as e:  # unwritable or full --data-dir (downloads report their own errors)
-        raise UserError(f"{e.filename or a.data_dir}: cannot write ({e.strerror or e}); nothing was "
-                        "installed") from None
+        raise UserError(
+            f"{e.filename or a.data_dir}: cannot write ({e.strerror or e}); nothing was installed"
+        ) from None
     for m in msgs:
         print(m)
     return 0
@@ -241,8 +243,9 @@ def _run(a):
         if has_mnist(a.src):
             msgs.append(import_mnist(a.src, a.data_dir, a.force))
         if not msgs:
-            raise UserError(f"{a.src}: holds neither CIFAR-10 python batches nor "
-                            "binarized_mnist_{train,valid,test}.amat|.mat")
+            raise UserError(
+                f"{a.src}: holds neither CIFAR-10 python batches nor binarized_mnist_{{train,valid,test}}.amat|.mat"
+            )
     else:
         msgs = fetch(a.data_dir, force=a.force)
     return msgs

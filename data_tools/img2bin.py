@@ -34,6 +34,7 @@ uniform noise in (0,1) (never exactly 0) from --seed, one stream per input in im
 order, so image i gets the same noise at any batch size. A user model (no spec) uses
 image mode with --signature.
 """
+
 import argparse
 import configparser
 import contextlib
@@ -74,6 +75,7 @@ TMP_PREFIX = ".img2bin-"
 
 # --- image mode: one image --------------------------------------------------------------
 
+
 def _cv2():
     import cv2
 
@@ -89,8 +91,10 @@ def letterbox(img, w, h, path="image"):
     r = min(h / ih, w / iw)
     nh, nw = int(ih * r), int(iw * r)
     if nh < 1 or nw < 1:
-        raise UserError(f"{path}: a {iw}x{ih} (WxH) image letterboxed into {w}x{h} would be "
-                        f"{nw}x{nh} pixels; expected at least 1x1 (crop it or choose a larger -w/-h)")
+        raise UserError(
+            f"{path}: a {iw}x{ih} (WxH) image letterboxed into {w}x{h} would be "
+            f"{nw}x{nh} pixels; expected at least 1x1 (crop it or choose a larger -w/-h)"
+        )
     img = cv2.resize(img, (nw, nh))
     top, left = (h - nh) // 2, (w - nw) // 2
     return cv2.copyMakeBorder(img, top, h - nh - top, left, w - nw - left, cv2.BORDER_CONSTANT, value=0)
@@ -117,8 +121,10 @@ def convert_image(path, w, h, fmt="BGR", layout="NCHW", dtype="float32", mean=(0
     except cv2.error as e:
         raise UserError(f"{path}: not a readable image ({str(e).strip().splitlines()[-1]})") from None
     if img is None:
-        raise UserError(f"{path}: not a readable image (missing, unreadable, corrupt or not a "
-                        f"{'/'.join(e[1:] for e in IMAGE_EXT)} file)")
+        raise UserError(
+            f"{path}: not a readable image (missing, unreadable, corrupt or not a "
+            f"{'/'.join(e[1:] for e in IMAGE_EXT)} file)"
+        )
     img = letterbox(img, w, h, path)
     if fmt == "YUV":
         return nv12(img)
@@ -147,8 +153,10 @@ def convert_txt(path, dtype):
         shape = json.loads(cp["baseconf"]["shape"])
         return np.asarray(node, dtype=np.float64).astype(dtype).reshape(shape)
     except (KeyError, ValueError, TypeError, UnicodeDecodeError, configparser.Error) as e:
-        raise UserError(f"{path}: expected '[baseconf]' with input_node=[...] and shape=[...] "
-                        f"matching in size, found {type(e).__name__}: {first_line(e)}") from None
+        raise UserError(
+            f"{path}: expected '[baseconf]' with input_node=[...] and shape=[...] "
+            f"matching in size, found {type(e).__name__}: {first_line(e)}"
+        ) from None
 
 
 def list_inputs(src, txt=True):
@@ -189,18 +197,27 @@ class Preprocess:
         return convert_image(path, self.w, self.h, self.fmt, self.layout, self.dtype, self.mean, self.coef)
 
     def to_dict(self):
-        return {"width": self.w, "height": self.h, "output_image_format": self.fmt,
-                "output_format": self.layout, "output_type": self.dtype,
-                "mean": self.mean, "coefficient": self.coef}
+        return {
+            "width": self.w,
+            "height": self.h,
+            "output_image_format": self.fmt,
+            "output_format": self.layout,
+            "output_type": self.dtype,
+            "mean": self.mean,
+            "coefficient": self.coef,
+        }
 
 
 # --- all or nothing: a hidden staging folder, removed on error, SIGTERM/SIGINT, or by
 # --- the next run when its process died ---------------------------------------------------
 
+
 class Interrupted(UserError):
     def __init__(self, signum):
-        super().__init__(f"interrupted by {signal.Signals(signum).name}; no partial output left "
-                         "(the output folder holds its previous files, or all the new ones)")
+        super().__init__(
+            f"interrupted by {signal.Signals(signum).name}; no partial output left "
+            "(the output folder holds its previous files, or all the new ones)"
+        )
         self.exit_code = 128 + signum
 
 
@@ -285,14 +302,26 @@ def staging(out):
     try:
         yield tmp
     except OSError as e:
-        raise UserError(f"{e.filename or out}: cannot write ({e.strerror or e}); nothing was "
-                        "written (partial output removed)") from None
+        raise UserError(
+            f"{e.filename or out}: cannot write ({e.strerror or e}); nothing was written (partial output removed)"
+        ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def images_to_bins(src, out, w, h, fmt="BGR", layout="NCHW", dtype="float32", mean=(0, 0, 0),
-                   coef=(1, 1, 1), progress=True, force=False):
+def images_to_bins(
+    src,
+    out,
+    w,
+    h,
+    fmt="BGR",
+    layout="NCHW",
+    dtype="float32",
+    mean=(0, 0, 0),
+    coef=(1, 1, 1),
+    progress=True,
+    force=False,
+):
     """Ascend img2bin over a folder / image / .txt: one ``<stem>.bin`` per file. Existing
     .bin files are kept unless ``force``; all files or none. Returns the written paths."""
     from tqdm import tqdm
@@ -313,11 +342,12 @@ def images_to_bins(src, out, w, h, fmt="BGR", layout="NCHW", dtype="float32", me
 
 # --- a set of batched inputs for a model (dataset mode, image mode with --signature) -------
 
+
 class Noise:
     """Uniform (0,1) float32, one stream per input name in image order: image i's noise
     does not depend on the batch size. (float32 uniforms are k*2^-24; k=0 becomes 2^-24.)"""
 
-    TINY = np.float32(2.0 ** -24)
+    TINY = np.float32(2.0**-24)
 
     def __init__(self, seed, name):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -347,8 +377,10 @@ def input_roles(sig, spec=None, image_input=None, mode="image mode"):
         elif spec is not None:
             image_input = spec.image_input
         else:
-            raise UserError(f"{sig.path}: the model has {len(names)} inputs {names}; pass "
-                            "--input_name NAME to say which one the images fill")
+            raise UserError(
+                f"{sig.path}: the model has {len(names)} inputs {names}; pass "
+                "--input_name NAME to say which one the images fill"
+            )
     if image_input not in names:
         raise UserError(f"{sig.path}: no input named {image_input!r}; inputs are {names}")
     x = sig.inputs[names.index(image_input)]
@@ -358,9 +390,11 @@ def input_roles(sig, spec=None, image_input=None, mode="image mode"):
         if t is x:
             continue
         if t.name not in known:
-            raise UserError(f"{sig.path}: input {t.name!r} is neither the image input {x.name!r} nor a "
-                            f"noise input of a built-in model ({list(known) or 'none: a user model'}); "
-                            f"{mode} cannot fill it")
+            raise UserError(
+                f"{sig.path}: input {t.name!r} is neither the image input {x.name!r} nor a "
+                f"noise input of a built-in model ({list(known) or 'none: a user model'}); "
+                f"{mode} cannot fill it"
+            )
         if t.np_dtype.kind != "f":
             raise UserError(f"{sig.path}: noise input {t.name!r} is {t.dtype}; uniform noise needs float")
         noise.append(t)
@@ -418,8 +452,9 @@ def write_set(sig, out, items, n_images, prefix, manifest_fields, force=False, p
             os.mkdir(os.path.join(tmp, d))
             dirs[name] = os.path.join(tmp, d, "")
         files = []
-        for first, k, arrays in tqdm(items, total=-(-n_images // B), disable=not progress,
-                                     unit="batch", desc="img2bin"):
+        for first, k, arrays in tqdm(
+            items, total=-(-n_images // B), disable=not progress, unit="batch", desc="img2bin"
+        ):
             stem = binfiles.batch_stem(prefix, first // B)
             for name, a in arrays.items():
                 _write_raw(dirs[name] + stem + ".bin", a)
@@ -460,6 +495,7 @@ def _fill_noise(buffers):
 
 # --- image mode with --signature -----------------------------------------------------------
 
+
 def fit_row(a, x, sig, where):
     """The image's array as one row of input ``x``: exactly its per-row shape, or the same
     after dropping size-1 axes (GRAY HW into [B,H,W,1]), or a one-channel image into a
@@ -471,9 +507,11 @@ def fit_row(a, x, sig, where):
     one_channel = len(squeeze(a.shape)) <= 2  # HW: flattening cannot mix channel orders
     if squeeze(a.shape) == squeeze(row) or (len(row) == 1 and a.size == row[0] and one_channel):
         return a.reshape(row)
-    raise UserError(f"{where}: the flags (-w/-h/-f/-a) give a {list(a.shape)} array per image; input "
-                    f"{x.name!r} of {sig.path} wants {list(row)} per row ({x.layout}, batch {sig.batch} "
-                    f"of {x.shape}); change -a/-f/-w/-h to match")
+    raise UserError(
+        f"{where}: the flags (-w/-h/-f/-a) give a {list(a.shape)} array per image; input "
+        f"{x.name!r} of {sig.path} wants {list(row)} per row ({x.layout}, batch {sig.batch} "
+        f"of {x.shape}); change -a/-f/-w/-h to match"
+    )
 
 
 def _image_batches(files, pre, x, streams, sig, n_sets=2):
@@ -487,7 +525,7 @@ def _image_batches(files, pre, x, streams, sig, n_sets=2):
         sets.append((xs, own, arrays))
     for i, first in enumerate(range(0, len(files), B)):
         xs, own, arrays = sets[i % n_sets]
-        chunk = files[first:first + B]
+        chunk = files[first : first + B]
         for r, f in enumerate(chunk):
             a = fit_row(pre(f), x, sig, f)
             if a.dtype != x.np_dtype:
@@ -513,15 +551,21 @@ def images_to_set(src, out, sig, pre, input_name=None, seed=0, force=False, prog
     if prefix is None:
         base = os.path.basename(os.path.normpath(src)) if os.path.isdir(src) else "images"
         prefix = re.sub(r"[^A-Za-z0-9_.-]+", "_", base).strip("._") or "images"
-    fields = dict(image_input=x.name, noise_inputs=[t.name for t in noise], seed=seed,
-                  images=[os.path.basename(f) for f in files],
-                  images_dir=src if os.path.isdir(src) else os.path.dirname(os.path.abspath(src)),
-                  preprocess=pre.to_dict())
-    return write_set(sig, out, _ahead(_image_batches(files, pre, x, streams, sig)), len(files),
-                     prefix, fields, force, progress)
+    fields = dict(
+        image_input=x.name,
+        noise_inputs=[t.name for t in noise],
+        seed=seed,
+        images=[os.path.basename(f) for f in files],
+        images_dir=src if os.path.isdir(src) else os.path.dirname(os.path.abspath(src)),
+        preprocess=pre.to_dict(),
+    )
+    return write_set(
+        sig, out, _ahead(_image_batches(files, pre, x, streams, sig)), len(files), prefix, fields, force, progress
+    )
 
 
 # --- dataset mode ---------------------------------------------------------------------------
+
 
 def pixel_map(lut):
     """f(uint8 chunk, float32 out): the spec's pixel lookup table applied in one pass.
@@ -532,6 +576,7 @@ def pixel_map(lut):
     if lut.shape != (256,):
         raise ValueError(f"pixel lookup table must have 256 entries, has {lut.shape}")
     if np.array_equal(lut, np.arange(256, dtype=np.float32)):
+
         def f(chunk, out):
             np.copyto(out, chunk, casting="unsafe")
     else:
@@ -542,6 +587,7 @@ def pixel_map(lut):
         def f(chunk, out):
             np.subtract(chunk, c, out=out, dtype=np.float32)
             np.divide(out, s, out=out)
+
     got = np.empty(256, np.float32)
     with np.errstate(all="ignore"):
         f(np.arange(256, dtype=np.uint8), got)
@@ -552,6 +598,7 @@ def pixel_map(lut):
             f(chunk, out)
         else:
             np.take(lut, chunk, out=out)
+
     return apply
 
 
@@ -578,12 +625,14 @@ def _batches(images, pmap, x, streams, sig, n_sets=2):
     B = sig.batch
     per_image = x.size // B
     if images[0].size != per_image:
-        raise UserError(f"{sig.path}: input {x.name!r} {x.shape} holds {per_image} values per image, "
-                        f"the dataset has {images[0].size}")
+        raise UserError(
+            f"{sig.path}: input {x.name!r} {x.shape} holds {per_image} values per image, "
+            f"the dataset has {images[0].size}"
+        )
     sets = [_Buffers(images, x, streams) for _ in range(n_sets)]
     for i, first in enumerate(range(0, len(images), B)):
         b = sets[i % n_sets]
-        chunk = images[first:first + B]
+        chunk = images[first : first + B]
         k = len(chunk)
         pmap(chunk, b.xf[:k])
         if k < B:
@@ -600,10 +649,12 @@ def model_spec(sig):
 
     spec = specs.for_signature(sig)
     if spec is None:
-        raise UserError(f"{sig.path}: model {sig.model!r} (source {sig.source.get('kind', 'builtin')}) "
-                        "is not a built-in model, so dataset mode does not know its data; use image "
-                        "mode: -i IMAGES -w W -h H [-f -a -m -c] --signature "
-                        f"{sig.path} (data_tools/export_images.py writes a dataset's images)")
+        raise UserError(
+            f"{sig.path}: model {sig.model!r} (source {sig.source.get('kind', 'builtin')}) "
+            "is not a built-in model, so dataset mode does not know its data; use image "
+            "mode: -i IMAGES -w W -h H [-f -a -m -c] --signature "
+            f"{sig.path} (data_tools/export_images.py writes a dataset's images)"
+        )
     return spec
 
 
@@ -612,14 +663,12 @@ def write_dataset(images, sig, out, dataset, split, seed=0, force=False, progres
     (binfiles layout). The set is complete or absent. Returns the manifest dict."""
     spec = model_spec(sig)
     if dataset != spec.dataset:
-        raise UserError(f"{sig.path}: model {sig.model!r} is evaluated on {spec.dataset}, "
-                        f"found --dataset {dataset}")
+        raise UserError(f"{sig.path}: model {sig.model!r} is evaluated on {spec.dataset}, found --dataset {dataset}")
     x, noise = input_roles(sig, spec, spec.image_input, "dataset mode")
     if not len(images):
         raise UserError(f"{dataset} {split}: no images to write")
     streams = _noise_streams(noise, seed)
-    fields = dict(image_input=x.name, noise_inputs=[t.name for t in noise], seed=seed,
-                  dataset=dataset, split=split)
+    fields = dict(image_input=x.name, noise_inputs=[t.name for t in noise], seed=seed, dataset=dataset, split=split)
     # the next batch is computed in a thread while this one is written; two buffer sets
     items = _ahead(_batches(images, pixel_map(spec.pixel_lut()), x, streams, sig))
     return write_set(sig, out, items, len(images), f"{dataset}_{split}", fields, force, progress)
@@ -627,22 +676,32 @@ def write_dataset(images, sig, out, dataset, split, seed=0, force=False, progres
 
 # --- CLI -------------------------------------------------------------------------------------
 
+
 def parser():
-    ap = ArgumentParser(prog="img2bin.py", description=__doc__, epilog=EXAMPLE,
-                        conflict_handler="resolve", add_help=False,
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(
+        prog="img2bin.py",
+        description=__doc__,
+        epilog=EXAMPLE,
+        conflict_handler="resolve",
+        add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--help", action="help", help="show this help and exit")
     ap.add_argument("-i", "--input", help="folder of images, one image, or a .txt file")
     ap.add_argument("-w", "--width", type=int, help=f"output width, 1..{MAX_SIDE} (image mode, required)")
     ap.add_argument("-h", "--height", type=int, help=f"output height, 1..{MAX_SIDE} (image mode, required)")
     ap.add_argument("-f", "--output_image_format", choices=["BGR", "RGB", "GRAY", "YUV"], help="default BGR")
     ap.add_argument("-a", "--output_format", choices=["NCHW", "NHWC"], help="default NCHW")
-    ap.add_argument("-t", "--output_type", choices=DTYPES,
-                    help="(image mode, required; with --signature: default and must be the input's dtype)")
-    ap.add_argument("-m", "--mean", help="JSON list, one value per output channel, in output channel "
-                                         "order (default zeros)")
-    ap.add_argument("-c", "--coefficient", help="JSON list, one value per output channel, multiplied "
-                                                "(default ones)")
+    ap.add_argument(
+        "-t",
+        "--output_type",
+        choices=DTYPES,
+        help="(image mode, required; with --signature: default and must be the input's dtype)",
+    )
+    ap.add_argument(
+        "-m", "--mean", help="JSON list, one value per output channel, in output channel order (default zeros)"
+    )
+    ap.add_argument("-c", "--coefficient", help="JSON list, one value per output channel, multiplied (default ones)")
     ap.add_argument("-o", "--output", default="./", help="output folder (default ./)")
     ap.add_argument("--force", action="store_true", help="replace existing .bin files / input set")
     g = ap.add_argument_group("for a model (image mode with --signature, or dataset mode)")
@@ -651,6 +710,7 @@ def parser():
     g.add_argument("--seed", type=int, default=0, help="noise seed, >= 0 (default 0)")
     d = ap.add_argument_group("dataset mode (a built-in model's evaluation split, instead of -i)")
     from data_tools.datasets import DATASETS
+
     d.add_argument("--dataset", choices=DATASETS)
     d.add_argument("--split", default="test")
     d.add_argument("--data-dir", default=None, help="DATA_DIR (default $DATA_DIR or ./data)")
@@ -668,8 +728,9 @@ def _floats(s, flag, n, default):
     except (ValueError, TypeError):
         raise UserError(f"{flag}: expected a JSON list of numbers like [104,117,123], found {s!r}") from None
     if len(v) != n:
-        raise UserError(f"{flag}: expected {n} value(s), one per output channel ({n} for this -f), "
-                        f"found {len(v)} in {s!r}")
+        raise UserError(
+            f"{flag}: expected {n} value(s), one per output channel ({n} for this -f), found {len(v)} in {s!r}"
+        )
     if not all(math.isfinite(x) for x in v):
         raise UserError(f"{flag}: expected finite numbers, found {s!r}")
     return v
@@ -683,8 +744,9 @@ def _preprocess(a, dtype):
         raise UserError(f"{a.input}: {', '.join(missing)} required in image mode")
     for flag, v in (("-w", a.width), ("-h", a.height)):
         if not 0 < v <= MAX_SIDE:
-            raise UserError(f"{a.input}: image height or width must be greater than 0 and at most "
-                            f"{MAX_SIDE}, found {flag} {v}")
+            raise UserError(
+                f"{a.input}: image height or width must be greater than 0 and at most {MAX_SIDE}, found {flag} {v}"
+            )
     if a.output_image_format == "YUV" and (a.width % 2 or a.height % 2):
         raise UserError(f"{a.input}: YUV needs an even width and height, got {a.width}x{a.height}")
     n = 1 if a.output_image_format == "GRAY" else 3
@@ -702,28 +764,46 @@ def _dataset_main(a):
 
     if not a.signature:
         raise UserError("--dataset needs --signature MODEL.json (freeze writes it)")
-    image_flags = [f for f, v in (("-i", a.input), ("-w", a.width), ("-h", a.height), ("-t", a.output_type),
-                                  ("-f", a.output_image_format), ("-a", a.output_format), ("-m", a.mean),
-                                  ("-c", a.coefficient)) if v is not None]
+    image_flags = [
+        f
+        for f, v in (
+            ("-i", a.input),
+            ("-w", a.width),
+            ("-h", a.height),
+            ("-t", a.output_type),
+            ("-f", a.output_image_format),
+            ("-a", a.output_format),
+            ("-m", a.mean),
+            ("-c", a.coefficient),
+        )
+        if v is not None
+    ]
     if image_flags:  # the spec says how pixels become model values: these would be ignored
-        raise UserError(f"{' '.join(image_flags)}: image mode flags, not used with --dataset (the model's "
-                        "spec maps the pixels); drop them, or use image mode (-i) instead")
+        raise UserError(
+            f"{' '.join(image_flags)}: image mode flags, not used with --dataset (the model's "
+            "spec maps the pixels); drop them, or use image mode (-i) instead"
+        )
     if a.limit is not None and a.limit <= 0:
         raise UserError(f"--limit must be > 0, got {a.limit}")
     sig = Signature.load(a.signature)
     spec = model_spec(sig)
     if a.input_name is not None and a.input_name != spec.image_input:
-        raise UserError(f"--input_name {a.input_name}: model {sig.model!r}'s images go to input "
-                        f"{spec.image_input!r} in dataset mode")
+        raise UserError(
+            f"--input_name {a.input_name}: model {sig.model!r}'s images go to input "
+            f"{spec.image_input!r} in dataset mode"
+        )
     if a.dataset != spec.dataset:
-        raise UserError(f"{a.signature}: model {sig.model!r} is evaluated on {spec.dataset}, "
-                        f"found --dataset {a.dataset}")
+        raise UserError(
+            f"{a.signature}: model {sig.model!r} is evaluated on {spec.dataset}, found --dataset {a.dataset}"
+        )
     images = datasets.load(a.dataset, a.split, a.data_dir)
     if a.limit is not None:
-        images = images[:a.limit]
+        images = images[: a.limit]
     m = write_dataset(images, sig, a.output, a.dataset, a.split, a.seed, a.force)
-    print(f"[info] {m['n_images']} images in {len(m['files'])} files of batch {sig.batch} "
-          f"({m['files'][-1]['n_pad']} padding rows) -> {os.path.abspath(a.output)}")
+    print(
+        f"[info] {m['n_images']} images in {len(m['files'])} files of batch {sig.batch} "
+        f"({m['files'][-1]['n_pad']} padding rows) -> {os.path.abspath(a.output)}"
+    )
     return 0
 
 
@@ -738,14 +818,17 @@ def main(argv=None):
         if not a.input:
             raise UserError("-i/--input is required (or --dataset for dataset mode)")
         if a.limit is not None or a.data_dir is not None:
-            raise UserError(f"{'--limit' if a.limit is not None else '--data-dir'} is for dataset mode "
-                            "(--dataset); with -i, pass a folder holding the images you want")
+            raise UserError(
+                f"{'--limit' if a.limit is not None else '--data-dir'} is for dataset mode "
+                "(--dataset); with -i, pass a folder holding the images you want"
+            )
         if not a.signature:
             if a.input_name:
                 raise UserError("--input_name needs --signature MODEL.json")
             pre = _preprocess(a, a.output_type)
-            outs = images_to_bins(a.input, a.output, pre.w, pre.h, pre.fmt, pre.layout, pre.dtype,
-                                  pre.mean, pre.coef, force=a.force)
+            outs = images_to_bins(
+                a.input, a.output, pre.w, pre.h, pre.fmt, pre.layout, pre.dtype, pre.mean, pre.coef, force=a.force
+            )
             print(f"[info] bin file generated successfully. ({len(outs)} file(s) in {a.output})")
             return 0
         from freeze.signature import Signature
@@ -756,12 +839,15 @@ def main(argv=None):
         if x.dtype not in DTYPES:
             raise UserError(f"{a.signature}: input {x.name!r} is {x.dtype}; img2bin writes {', '.join(DTYPES)}")
         if a.output_type is not None and a.output_type != x.dtype:
-            raise UserError(f"-t {a.output_type}: input {x.name!r} of {a.signature} is {x.dtype} "
-                            "(leave -t out to use it)")
+            raise UserError(
+                f"-t {a.output_type}: input {x.name!r} of {a.signature} is {x.dtype} (leave -t out to use it)"
+            )
         pre = _preprocess(a, x.dtype)
         m = images_to_set(a.input, a.output, sig, pre, x.name, a.seed, a.force)
-        print(f"[info] {m['n_images']} images in {len(m['files'])} files of batch {sig.batch} "
-              f"({m['files'][-1]['n_pad']} padding rows) -> {os.path.abspath(a.output)}")
+        print(
+            f"[info] {m['n_images']} images in {len(m['files'])} files of batch {sig.batch} "
+            f"({m['files'][-1]['n_pad']} padding rows) -> {os.path.abspath(a.output)}"
+        )
         return 0
 
 

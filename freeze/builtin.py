@@ -1,5 +1,6 @@
 """The freeze command of a built-in model (freeze_realnvp.py, freeze_rebar.py): one CLI
 over freeze.core.freeze, the model's graphs, options and file stems read from its spec."""
+
 import argparse
 import os
 
@@ -12,13 +13,13 @@ from train import runinfo
 
 def main(name, argv=None, doc="", example=""):
     spec = model_spec.get(name)
-    ap = argparse.ArgumentParser(description=doc, epilog=example,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=doc, epilog=example, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", required=True, help="training folder (newest checkpoint) or a checkpoint prefix")
     ap.add_argument("--batch", type=int, default=16, help="static batch size of the offline model (default 16)")
     ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--graph", default=spec.graphs[0], choices=spec.graphs,
-                    help=f"inference graph (default {spec.graphs[0]})")
+    ap.add_argument(
+        "--graph", default=spec.graphs[0], choices=spec.graphs, help=f"inference graph (default {spec.graphs[0]})"
+    )
     for opt in spec.options:  # graph options beyond config, e.g. the SBN's K samples
         ap.add_argument(f"--{opt}", type=int, default=100, help=f"graph option {opt} (default 100)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="device used to run the checks")
@@ -32,13 +33,17 @@ def main(name, argv=None, doc="", example=""):
     fsio.refuse_overwrite([os.path.join(a.out, stem + ext) for ext in (".pb", ".json")], a.force)
     _, info = runinfo.resolve(a.ckpt)
     if info["model"] != spec.name:
-        raise UserError(f"{info['_path']}: checkpoint is a {info['model']!r} model, expected {spec.name!r} "
-                        f"(use freeze/freeze_{info['model']}.py)")
+        raise UserError(
+            f"{info['_path']}: checkpoint is a {info['model']!r} model, expected {spec.name!r} "
+            f"(use freeze/freeze_{info['model']}.py)"
+        )
     with core.Restored(a.ckpt, a.batch, a.graph, device=a.device, **opts) as r:
         sig = core.freeze(r, a.out, stem, batch_independent=spec.batch_independent, force=a.force)
     c = sig.checks
-    print(f"wrote {os.path.join(a.out, stem)}.pb ({sig.artifact['bytes']} bytes, {c['op_count']} ops) and "
-          f"{stem}.json; step {sig.checkpoint['step']}\ninputs:  {sig.atc_input_shape()}\n"
-          f"outputs: {sig.atc_out_nodes()}\nfrozen vs checkpoint max rel err "
-          f"{c['frozen_vs_checkpoint_max_rel']:.2e}")
+    print(
+        f"wrote {os.path.join(a.out, stem)}.pb ({sig.artifact['bytes']} bytes, {c['op_count']} ops) and "
+        f"{stem}.json; step {sig.checkpoint['step']}\ninputs:  {sig.atc_input_shape()}\n"
+        f"outputs: {sig.atc_out_nodes()}\nfrozen vs checkpoint max rel err "
+        f"{c['frozen_vs_checkpoint_max_rel']:.2e}"
+    )
     return 0

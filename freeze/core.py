@@ -4,6 +4,7 @@ One code path serves freeze (graph -> .pb + signature) and the checkpoint runner
 backend (verify's golden outputs): ``Restored`` is the checkpoint, live in a session,
 with the signature of the graph it would freeze to.
 """
+
 import os
 import subprocess
 import sys
@@ -17,13 +18,32 @@ from models import spec as model_spec
 from train import runinfo
 
 RANDOM_OPS = {
-    "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal",
-    "RandomShuffle", "Multinomial", "RandomGamma", "RandomPoisson", "RandomPoissonV2",
-    "StatelessRandomUniform", "StatelessRandomNormal", "StatelessRandomUniformV2",
-    "StatelessRandomNormalV2", "StatelessTruncatedNormal", "RandomCrop",
+    "RandomUniform",
+    "RandomUniformInt",
+    "RandomStandardNormal",
+    "TruncatedNormal",
+    "RandomShuffle",
+    "Multinomial",
+    "RandomGamma",
+    "RandomPoisson",
+    "RandomPoissonV2",
+    "StatelessRandomUniform",
+    "StatelessRandomNormal",
+    "StatelessRandomUniformV2",
+    "StatelessRandomNormalV2",
+    "StatelessTruncatedNormal",
+    "RandomCrop",
 }
-VARIABLE_OPS = {"Variable", "VariableV2", "VarHandleOp", "ReadVariableOp", "Assign",
-                "AssignVariableOp", "AssignAdd", "AssignSub"}
+VARIABLE_OPS = {
+    "Variable",
+    "VariableV2",
+    "VarHandleOp",
+    "ReadVariableOp",
+    "Assign",
+    "AssignVariableOp",
+    "AssignAdd",
+    "AssignSub",
+}
 TRAINING_OPS = {"ApplyAdam", "ResourceApplyAdam", "SaveV2", "RestoreV2", "CheckNumerics"}
 
 
@@ -31,8 +51,7 @@ def _tensor_meta(io):
     t = io.tensor
     shape = t.shape.as_list()
     if any(d is None for d in shape):
-        raise UserError(f"graph tensor {t.name} has a dynamic shape {shape}; the offline model "
-                        "needs static shapes")
+        raise UserError(f"graph tensor {t.name} has a dynamic shape {shape}; the offline model needs static shapes")
     return Tensor(t.op.name, t.name, shape, t.dtype.base_dtype.name, io.layout, io.meaning)
 
 
@@ -68,8 +87,7 @@ class Restored(LiveModel):
         self.spec = model_spec.get(self.kind)
         self.module = self.spec.graph_module()
         if graph not in self.spec.graphs:
-            raise UserError(f"model {self.kind!r} has no graph {graph!r}; "
-                            f"graphs are {list(self.spec.graphs)}")
+            raise UserError(f"model {self.kind!r} has no graph {graph!r}; graphs are {list(self.spec.graphs)}")
         self.batch, self.graph_name, self.opts = int(batch), graph, opts
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -77,10 +95,17 @@ class Restored(LiveModel):
             self.input_tensors = [io.tensor for io in inputs]
             self.output_tensors = [io.tensor for io in outputs]
             self.signature = Signature(
-                self.kind, graph, self.batch, [_tensor_meta(io) for io in inputs],
-                [_tensor_meta(io) for io in outputs], config=self.info["config"], options=opts,
+                self.kind,
+                graph,
+                self.batch,
+                [_tensor_meta(io) for io in inputs],
+                [_tensor_meta(io) for io in outputs],
+                config=self.info["config"],
+                options=opts,
                 checkpoint={"path": os.path.abspath(self.ckpt), "step": self.info["checkpoint_step"]},
-                precision_mode="force_fp32", source={"kind": "builtin"})
+                precision_mode="force_fp32",
+                source={"kind": "builtin"},
+            )
             saver = tf.train.Saver(tf.global_variables())
             self.sess = tf.Session(graph=self.graph, config=session_config(device))
             try:
@@ -88,8 +113,9 @@ class Restored(LiveModel):
             except tf.errors.OpError as e:  # missing variables, wrong shapes, corrupt files
                 self.sess.close()
                 first = first_line(e)
-                raise UserError(f"{self.ckpt}: checkpoint does not match the model rebuilt from "
-                                f"{self.info['_path']} ({first})") from None
+                raise UserError(
+                    f"{self.ckpt}: checkpoint does not match the model rebuilt from {self.info['_path']} ({first})"
+                ) from None
 
     def run(self, feed):
         """{input name: array} -> list of output arrays in signature order."""
@@ -97,16 +123,17 @@ class Restored(LiveModel):
         return self.sess.run(self.output_tensors, fd)
 
     def example_feed(self, rng):
-        return self.module.example_feed(self.info["config"], self.batch, self.graph_name, rng,
-                                        **self.opts)
+        return self.module.example_feed(self.info["config"], self.batch, self.graph_name, rng, **self.opts)
 
     def frozen_graph_def(self):
         gd = tf.graph_util.convert_variables_to_constants(
-            self.sess, self.graph.as_graph_def(), [m.op for m in self.signature.outputs])
+            self.sess, self.graph.as_graph_def(), [m.op for m in self.signature.outputs]
+        )
         return tf.graph_util.extract_sub_graph(gd, [m.op for m in self.signature.outputs])
 
 
 # --- checks on a frozen graph --------------------------------------------------
+
 
 def graph_op_types(graph_def):
     return {n.op for n in graph_def.node}
@@ -133,7 +160,8 @@ def check_static(graph_def, signature):
             f"deterministic. Replace it with an input, e.g. tf.placeholder({t.dtype.base_dtype.name}, "
             f"{t.shape.as_list() if t.shape.rank is not None else None}, name={n.name.split('/')[0] + '_noise'!r}) "
             "fed from img2bin's seeded noise, or fold the placeholder that switches it off "
-            "(--input_defaults, e.g. is_training:false or a dropout rate of 0)")
+            "(--input_defaults, e.g. is_training:false or a dropout rate of 0)"
+        )
     names = {n.name for n in graph_def.node}
     for t in signature.inputs + signature.outputs:
         if t.op not in names:
@@ -145,8 +173,7 @@ def run_graph_def(graph_def, signature, feed):
     with g.as_default():
         tf.import_graph_def(graph_def, name="")
     with tf.Session(graph=g, config=session_config("cpu")) as s:
-        return s.run([t.tensor for t in signature.outputs],
-                     {t.tensor: feed[t.name] for t in signature.inputs})
+        return s.run([t.tensor for t in signature.outputs], {t.tensor: feed[t.name] for t in signature.inputs})
 
 
 def rel_err(a, b):
@@ -186,20 +213,28 @@ def check_batch_independent(graph_def, signature, feed, other_feed, tol=1e-5, re
     worst, ints = max_difference([y[:1] for y in b], [x[:1] for x in a], signature)
     ok = worst <= tol and not ints
     if not ok and required:
-        raise UserError(f"frozen graph is batch-coupled: row 0's outputs moved by {worst:.3g} "
-                        "(relative) when its batch-mates changed")
+        raise UserError(
+            f"frozen graph is batch-coupled: row 0's outputs moved by {worst:.3g} "
+            "(relative) when its batch-mates changed"
+        )
     return {"batch_independent": bool(ok), "batch_coupling_max_rel": worst}
 
 
 def check_fresh_process(pb_path, signature):
     """The .pb loads and imports in a new Python process."""
-    code = ("import sys; from common.tfcompat import tf;"
-            "gd = tf.GraphDef(); gd.ParseFromString(open(sys.argv[1], 'rb').read());"
-            "g = tf.Graph();\nwith g.as_default(): tf.import_graph_def(gd, name='')\n"
-            "[g.get_tensor_by_name(n) for n in sys.argv[2:]]")
+    code = (
+        "import sys; from common.tfcompat import tf;"
+        "gd = tf.GraphDef(); gd.ParseFromString(open(sys.argv[1], 'rb').read());"
+        "g = tf.Graph();\nwith g.as_default(): tf.import_graph_def(gd, name='')\n"
+        "[g.get_tensor_by_name(n) for n in sys.argv[2:]]"
+    )
     names = [t.tensor for t in signature.inputs + signature.outputs]
-    r = subprocess.run([sys.executable, "-c", code, os.path.abspath(pb_path), *names], capture_output=True, text=True,
-                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run(
+        [sys.executable, "-c", code, os.path.abspath(pb_path), *names],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     if r.returncode != 0:
         tail = (r.stderr.strip().splitlines() or ["?"])[-1]
         raise UserError(f"{pb_path}: frozen graph does not load in a fresh process ({tail})")
@@ -227,10 +262,18 @@ def freeze(restored, out_dir, stem, seed=0, tol=1e-5, batch_independent=True, op
     got = run_graph_def(gd, sig, feed)
     worst, ints = max_difference(got, ref, sig)
     if not worst <= tol or ints:
-        raise UserError(f"frozen graph differs from the checkpoint by {worst:.3g} (relative) > {tol}"
-                        + (f" and in {ints} integer output element(s)" if ints else ""))
-    checks = {"no_variables": True, "no_random_ops": True, "frozen_vs_checkpoint_max_rel": worst,
-              "check_seed": seed, "op_count": len(gd.node), "converter_preflight": f"tf2onnx opset {opset}: ok"}
+        raise UserError(
+            f"frozen graph differs from the checkpoint by {worst:.3g} (relative) > {tol}"
+            + (f" and in {ints} integer output element(s)" if ints else "")
+        )
+    checks = {
+        "no_variables": True,
+        "no_random_ops": True,
+        "frozen_vs_checkpoint_max_rel": worst,
+        "check_seed": seed,
+        "op_count": len(gd.node),
+        "converter_preflight": f"tf2onnx opset {opset}: ok",
+    }
     if hasattr(restored, "folding"):
         checks["folding"] = restored.folding()
     checks.update(check_batch_independent(gd, sig, feed, restored.example_feed(rng), tol, batch_independent))

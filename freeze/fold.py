@@ -17,6 +17,7 @@ by freeze/sources.py in this order:
 Constant predicates and rates are found by evaluating them in a session with nothing
 fed: whatever evaluates without an input is a constant of the frozen graph.
 """
+
 import copy
 
 import numpy as np
@@ -42,8 +43,10 @@ def parse_input_shape(text, flag="--input_shape"):
         except ValueError:
             shape = None
         if not sep or not name or shape is None or any(d < 1 for d in shape):
-            raise UserError(f"{flag}: expected name:d1,d2,... with positive dims, separated by ';' "
-                            f"(e.g. \"images:16,28,28,1\"), found {item.strip()!r}")
+            raise UserError(
+                f"{flag}: expected name:d1,d2,... with positive dims, separated by ';' "
+                f'(e.g. "images:16,28,28,1"), found {item.strip()!r}'
+            )
         out.append((op_name(name), shape))
     names = [n for n, _ in out]
     dup = {n for n in names if names.count(n) > 1}
@@ -58,8 +61,10 @@ def parse_defaults(text):
     for item in [s for s in (text or "").split(";") if s.strip()]:
         name, sep, value = item.strip().rpartition(":")
         if not sep or not name or not value.strip():
-            raise UserError(f"--input_defaults: expected name:value separated by ';' "
-                            f"(e.g. \"is_training:false;drop_rate:0\"), found {item.strip()!r}")
+            raise UserError(
+                f"--input_defaults: expected name:value separated by ';' "
+                f'(e.g. "is_training:false;drop_rate:0"), found {item.strip()!r}'
+            )
         out[op_name(name)] = value.strip()
     return out
 
@@ -79,14 +84,15 @@ def set_inputs(gd, shapes):
     for name, shape in shapes:
         n = nodes.get(name)
         if n is None:
-            raise UserError(f"--input_shape: the graph has no node {name!r}; its placeholders are "
-                            f"{sorted(k for k, v in nodes.items() if v.op in PLACEHOLDERS)}")
+            raise UserError(
+                f"--input_shape: the graph has no node {name!r}; its placeholders are "
+                f"{sorted(k for k, v in nodes.items() if v.op in PLACEHOLDERS)}"
+            )
         if n.op not in PLACEHOLDERS:
             raise UserError(f"--input_shape: node {name!r} is a {n.op}, not a placeholder")
         old = tf.TensorShape(n.attr["shape"].shape) if "shape" in n.attr else tf.TensorShape(None)
         if not old.is_compatible_with(shape):
-            raise UserError(f"--input_shape: input {name!r} has shape {old}, "
-                            f"which {shape} does not fit")
+            raise UserError(f"--input_shape: input {name!r} has shape {old}, which {shape} does not fit")
         if n.op == "PlaceholderWithDefault":  # named as an input: fed, never defaulted
             n.op = "Placeholder"
             del n.input[:]
@@ -108,8 +114,10 @@ def _const_value(name, dtype, value, shape):
     shape = tf.TensorShape(shape)
     if shape.rank:  # a non-scalar default fills the placeholder's (static) shape
         if not shape.is_fully_defined():
-            raise UserError(f"--input_defaults: {name!r} has shape {shape}; only a placeholder "
-                            "of static shape can be given one value")
+            raise UserError(
+                f"--input_defaults: {name!r} has shape {shape}; only a placeholder "
+                "of static shape can be given one value"
+            )
         arr = np.full(shape.as_list(), arr)
     return arr.astype(dtype.as_numpy_dtype)
 
@@ -158,8 +166,12 @@ def _constants(gd, tensor_names):
         for t in sorted(set(tensor_names)):
             try:
                 out[t] = s.run(g.get_tensor_by_name(t))
-            except (tf.errors.InvalidArgumentError, tf.errors.FailedPreconditionError,
-                    tf.errors.UnimplementedError, tf.errors.NotFoundError):
+            except (
+                tf.errors.InvalidArgumentError,
+                tf.errors.FailedPreconditionError,
+                tf.errors.UnimplementedError,
+                tf.errors.NotFoundError,
+            ):
                 pass  # depends on an input: not a constant
     return out
 
@@ -177,8 +189,7 @@ def fold_switches(gd):
     """Remove tf.cond branches whose predicate is constant. Returns (graph_def, n Switches folded)."""
     switches = [n for n in gd.node if n.op in ("Switch", "RefSwitch")]
     consts = _constants(gd, [_tensor(n.input[1]) for n in switches])
-    taken = {n.name: int(bool(consts[_tensor(n.input[1])])) for n in switches
-             if _tensor(n.input[1]) in consts}
+    taken = {n.name: int(bool(consts[_tensor(n.input[1])])) for n in switches if _tensor(n.input[1]) in consts}
     if not taken:
         return gd, 0
     nodes = _nodes(gd)
@@ -204,8 +215,7 @@ def fold_switches(gd):
                 if len(alive) == 1:
                     live_in[n.name] = alive[0]
             else:
-                now_dead = any(is_dead(i) for i in data) or any(
-                    is_dead(i) for i in n.input if i.startswith("^"))
+                now_dead = any(is_dead(i) for i in data) or any(is_dead(i) for i in n.input if i.startswith("^"))
             if now_dead:
                 dead.add(n.name)
                 changed = True
@@ -246,8 +256,9 @@ def fold_switches(gd):
     for m in out.node:
         for i in m.input:
             if op_name(i) in merged and _port(i) == 1 and not i.startswith("^"):
-                raise UserError(f"node {m.name!r} reads which branch of {op_name(i)!r} ran; "
-                                "freeze cannot fold that tf.cond")
+                raise UserError(
+                    f"node {m.name!r} reads which branch of {op_name(i)!r} ran; freeze cannot fold that tf.cond"
+                )
     return out, len(taken)
 
 
@@ -255,9 +266,13 @@ def fold_dropout(gd):
     """``uniform >= rate`` with a constant rate <= 0 (dropout switched off) -> a fill of
     True: the random op goes. Returns (graph_def, names of the masks folded)."""
     nodes = _nodes(gd)
-    cands = [n for n in gd.node if n.op == "GreaterEqual"
-             and nodes.get(op_name(n.input[0]), None) is not None
-             and nodes[op_name(n.input[0])].op == "RandomUniform"]
+    cands = [
+        n
+        for n in gd.node
+        if n.op == "GreaterEqual"
+        and nodes.get(op_name(n.input[0]), None) is not None
+        and nodes[op_name(n.input[0])].op == "RandomUniform"
+    ]
     consts = _constants(gd, [_tensor(n.input[1]) for n in cands])
     folded = []
     gd = copy.deepcopy(gd)

@@ -16,6 +16,7 @@ would replace it); every op converts with tf2onnx (the nodes that do not are lis
 the frozen graph equals the checkpoint on example inputs; it loads in a fresh process;
 batch independence is measured and recorded.
 """
+
 import argparse
 import os
 import sys
@@ -37,20 +38,28 @@ EXAMPLE = """examples:
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXAMPLE,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     src = p.add_argument_group("source (one of)")
     src.add_argument("--input_checkpoint", help="checkpoint prefix (DIR/model.ckpt-300) or its folder")
     src.add_argument("--input_meta_graph", help="meta graph (default: CHECKPOINT.meta)")
     src.add_argument("--input_saved_model_dir", help="SavedModel folder")
     src.add_argument("--saved_model_tags", default="serve", help="comma separated (default serve)")
     src.add_argument("--input_graph", help="an already frozen GraphDef .pb")
-    p.add_argument("--output_node_names", required=True, help="output op names, comma separated, in "
-                   "the order of msame's _output_<i> files")
-    p.add_argument("--input_shape", required=True,
-                   help='static input shapes, ATC syntax: "images:16,32,32,3;mask:16,32" (input order)')
-    p.add_argument("--input_defaults", default="",
-                   help='placeholders folded to constants: "is_training:false;drop_rate:0"')
+    p.add_argument(
+        "--output_node_names",
+        required=True,
+        help="output op names, comma separated, in the order of msame's _output_<i> files",
+    )
+    p.add_argument(
+        "--input_shape",
+        required=True,
+        help='static input shapes, ATC syntax: "images:16,32,32,3;mask:16,32" (input order)',
+    )
+    p.add_argument(
+        "--input_defaults", default="", help='placeholders folded to constants: "is_training:false;drop_rate:0"'
+    )
     p.add_argument("--output", required=True, help="output path without suffix: writes OUTPUT.pb + OUTPUT.json")
     p.add_argument("--name", help="model name recorded in the signature (default: OUTPUT's file name)")
     p.add_argument("--opset", type=int, default=13, help="ONNX opset of the converter preflight (default 13)")
@@ -63,8 +72,10 @@ def source_of(a):
     """The signature's record of the source, with paths absolute and relative to the card."""
     given = [k for k in ("input_checkpoint", "input_saved_model_dir", "input_graph") if getattr(a, k)]
     if len(given) != 1:
-        raise UserError("give exactly one source: --input_checkpoint, --input_saved_model_dir or "
-                        f"--input_graph (found {', '.join('--' + g for g in given) or 'none'})")
+        raise UserError(
+            "give exactly one source: --input_checkpoint, --input_saved_model_dir or "
+            f"--input_graph (found {', '.join('--' + g for g in given) or 'none'})"
+        )
     card_dir = os.path.dirname(os.path.abspath(a.output))
 
     def both(key, path):
@@ -77,8 +88,10 @@ def source_of(a):
         ckpt, step = resolve_checkpoint(a.input_checkpoint)
         meta = a.input_meta_graph or ckpt + ".meta"
         if not os.path.isfile(meta):
-            raise UserError(f"{meta}: meta graph not found (tf.train.Saver writes CKPT.meta beside the "
-                            "checkpoint; pass --input_meta_graph)")
+            raise UserError(
+                f"{meta}: meta graph not found (tf.train.Saver writes CKPT.meta beside the "
+                "checkpoint; pass --input_meta_graph)"
+            )
         return dict(kind="checkpoint", step=step, **both("checkpoint", ckpt), **both("meta_graph", meta))
     if a.input_saved_model_dir:
         d = a.input_saved_model_dir
@@ -115,10 +128,12 @@ def main(argv=None):
     print(f"inputs:  {sig.atc_input_shape()}")
     print(f"outputs: {', '.join(f'{t.op} {t.shape} {t.dtype}' for t in sig.outputs)}")
     f = c.get("folding", {})
-    print(f"folded: {len(f.get('defaults_folded', {}))} placeholder default(s), {f.get('tf_cond_folded', 0)} "
-          f"tf.cond switch(es), {len(f.get('dropout_masks_folded', []))} dropout mask(s); frozen vs "
-          f"checkpoint max rel err {c['frozen_vs_checkpoint_max_rel']:.2e}; batch independent: "
-          f"{c.get('batch_independent')}")
+    print(
+        f"folded: {len(f.get('defaults_folded', {}))} placeholder default(s), {f.get('tf_cond_folded', 0)} "
+        f"tf.cond switch(es), {len(f.get('dropout_masks_folded', []))} dropout mask(s); frozen vs "
+        f"checkpoint max rel err {c['frozen_vs_checkpoint_max_rel']:.2e}; batch independent: "
+        f"{c.get('batch_independent')}"
+    )
     return 0
 
 

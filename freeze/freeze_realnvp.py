@@ -7,6 +7,7 @@ sample:  z [B,16,16,12] -> x [B,32,32,3] in [-1,1] (DIR/realnvp_sample.pb + .jso
 The frozen graph is checked (freeze.core): no variables or random ops, outputs equal
 the checkpoint's, batch-independent, loads in a fresh process.
 """
+
 import os
 import sys
 

@@ -4,6 +4,7 @@ Inputs x [B,784] (binarized images) and u [B,K,n_layer*200] (uniform noise: the 
 has no random ops); outputs log_weights [B,K], elbo [B], iwae [B]. freeze.core checks the
 frozen graph against the checkpoint on the same inputs before anything is written.
 """
+
 import os
 import sys
 

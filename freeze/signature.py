@@ -33,6 +33,7 @@ is the parent's card (``realnvp.onnx`` beside ``realnvp.pb``), then ``<file>.jso
 Input order is the order of the model's inputs (msame's --input order); output order is
 ATC's --out_nodes order and so msame's ``_output_<i>`` index.
 """
+
 import copy
 import os
 
@@ -58,9 +59,9 @@ class Tensor:
         if dtype not in DTYPES:
             raise UserError(f"{where}: tensor {name!r}: dtype {dtype!r} not one of {DTYPES}")
         if not isinstance(shape, (list, tuple)) or any(
-                isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in shape):
-            raise UserError(f"{where}: tensor {name!r}: shape must be a list of static positive "
-                            f"ints, found {shape!r}")
+            isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in shape
+        ):
+            raise UserError(f"{where}: tensor {name!r}: shape must be a list of static positive ints, found {shape!r}")
         self.name, self.tensor, self.shape = name, tensor, [int(d) for d in shape]
         self.dtype, self.layout, self.meaning = dtype, layout, meaning
 
@@ -82,16 +83,29 @@ class Tensor:
         return self.size * self.np_dtype.itemsize
 
     def to_dict(self):
-        return dict(name=self.name, tensor=self.tensor, shape=self.shape, dtype=self.dtype,
-                    layout=self.layout, meaning=self.meaning)
+        return dict(
+            name=self.name,
+            tensor=self.tensor,
+            shape=self.shape,
+            dtype=self.dtype,
+            layout=self.layout,
+            meaning=self.meaning,
+        )
 
     @classmethod
     def from_dict(cls, d, where="signature"):
         if not isinstance(d, dict):
             raise UserError(f"{where}: tensor entry must be an object, found {d!r}")
         try:
-            return cls(d["name"], d["tensor"], d["shape"], d.get("dtype", "float32"),
-                       d.get("layout", "ND"), d.get("meaning", ""), where)
+            return cls(
+                d["name"],
+                d["tensor"],
+                d["shape"],
+                d.get("dtype", "float32"),
+                d.get("layout", "ND"),
+                d.get("meaning", ""),
+                where,
+            )
         except KeyError as e:
             raise UserError(f"{where}: tensor entry missing key {e}") from None
 
@@ -100,20 +114,40 @@ class Tensor:
 
 
 class Signature:
-    def __init__(self, model, graph, batch, inputs, outputs, config=None, checkpoint=None,
-                 precision_mode="force_fp32", checks=None, artifact=None, options=None, path=None,
-                 source=None):
+    def __init__(
+        self,
+        model,
+        graph,
+        batch,
+        inputs,
+        outputs,
+        config=None,
+        checkpoint=None,
+        precision_mode="force_fp32",
+        checks=None,
+        artifact=None,
+        options=None,
+        path=None,
+        source=None,
+    ):
         where = path or "signature"
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise UserError(f"{where}: batch must be a positive integer, found {batch!r}")
         if precision_mode not in PRECISION_MODES:
-            raise UserError(f"{where}: precision_mode must be one of {', '.join(PRECISION_MODES)}, "
-                            f"found {precision_mode!r}")
+            raise UserError(
+                f"{where}: precision_mode must be one of {', '.join(PRECISION_MODES)}, found {precision_mode!r}"
+            )
         for key, v in (("model", model), ("graph", graph)):
             if not isinstance(v, str) or not v:
                 raise UserError(f"{where}: {key} must be a non-empty string, found {v!r}")
-        for key, v in (("config", config), ("checkpoint", checkpoint), ("checks", checks),
-                       ("artifact", artifact), ("options", options), ("source", source)):
+        for key, v in (
+            ("config", config),
+            ("checkpoint", checkpoint),
+            ("checks", checks),
+            ("artifact", artifact),
+            ("options", options),
+            ("source", source),
+        ):
             if v is not None and not isinstance(v, dict):
                 raise UserError(f"{where}: {key} must be an object, found {type(v).__name__}")
         self.model, self.graph, self.batch = model, graph, batch
@@ -139,8 +173,7 @@ class Signature:
         for t in items:
             if t.name == name or t.tensor == name or t.op == name:
                 return t
-        raise UserError(f"{self.path or 'signature'}: no {what} named {name!r}; "
-                        f"{what}s are {[t.name for t in items]}")
+        raise UserError(f"{self.path or 'signature'}: no {what} named {name!r}; {what}s are {[t.name for t in items]}")
 
     @property
     def is_fp16(self):
@@ -156,12 +189,18 @@ class Signature:
     # --- io ------------------------------------------------------------------
     def to_dict(self):
         return {
-            "format": FORMAT, "model": self.model, "graph": self.graph, "batch": self.batch,
-            "config": self.config, "checkpoint": self.checkpoint,
+            "format": FORMAT,
+            "model": self.model,
+            "graph": self.graph,
+            "batch": self.batch,
+            "config": self.config,
+            "checkpoint": self.checkpoint,
             "precision_mode": self.precision_mode,
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
-            "checks": self.checks, "artifact": self.artifact, "options": self.options,
+            "checks": self.checks,
+            "artifact": self.artifact,
+            "options": self.options,
             "source": self.source,
         }
 
@@ -185,11 +224,21 @@ class Signature:
             for key in ("inputs", "outputs"):
                 if not isinstance(d[key], list) or not d[key]:
                     raise UserError(f"{where}: {key} must be a non-empty list, found {d[key]!r}")
-            return cls(d["model"], d["graph"], d["batch"],
-                       [Tensor.from_dict(t, where) for t in d["inputs"]],
-                       [Tensor.from_dict(t, where) for t in d["outputs"]],
-                       d.get("config"), d.get("checkpoint"), d.get("precision_mode", "force_fp32"),
-                       d.get("checks"), d.get("artifact"), d.get("options"), path, d.get("source"))
+            return cls(
+                d["model"],
+                d["graph"],
+                d["batch"],
+                [Tensor.from_dict(t, where) for t in d["inputs"]],
+                [Tensor.from_dict(t, where) for t in d["outputs"]],
+                d.get("config"),
+                d.get("checkpoint"),
+                d.get("precision_mode", "force_fp32"),
+                d.get("checks"),
+                d.get("artifact"),
+                d.get("options"),
+                path,
+                d.get("source"),
+            )
         except KeyError as e:
             raise UserError(f"{where}: signature missing key {e}") from None
 

@@ -13,6 +13,7 @@ backend (verify's golden outputs) serve built-in and user models alike. The gold
 outputs come from the original graph with the recorded defaults fed (the same values
 freeze folded in), so they never depend on freeze's rewriting.
 """
+
 import os
 
 import numpy as np
@@ -38,11 +39,13 @@ def resolve_checkpoint(path):
         if state is None or not state.model_checkpoint_path:
             found = sorted(n for n in os.listdir(p) if n.endswith(".index"))
             if len(found) == 1:
-                ckpt = os.path.join(p, found[0][:-len(".index")])
+                ckpt = os.path.join(p, found[0][: -len(".index")])
             else:
-                raise UserError(f"{p}: no 'checkpoint' file naming the newest checkpoint (found "
-                                f"{len(found)} .index files{': ' + ', '.join(found[:4]) if found else ''}); "
-                                "pass a checkpoint prefix such as DIR/model.ckpt-100")
+                raise UserError(
+                    f"{p}: no 'checkpoint' file naming the newest checkpoint (found "
+                    f"{len(found)} .index files{': ' + ', '.join(found[:4]) if found else ''}); "
+                    "pass a checkpoint prefix such as DIR/model.ckpt-100"
+                )
         else:
             # the folder's own files, never another folder's: an absolute path in a copied
             # or moved folder's 'checkpoint' file still names the original
@@ -70,8 +73,7 @@ def _input_meta(graph, name, layout):
 class UserModel(LiveModel):
     """A user's model loaded from its source, with inputs of static shape."""
 
-    def __init__(self, source, input_shape, output_names, defaults=None, layouts=None, device="cpu",
-                 name="model"):
+    def __init__(self, source, input_shape, output_names, defaults=None, layouts=None, device="cpu", name="model"):
         """``source``: dict(kind=checkpoint|saved_model|pb, ...) as recorded in the signature;
         ``input_shape``: [(op name, shape)] in input order; ``output_names``: op names."""
         self.source = dict(source)
@@ -79,7 +81,7 @@ class UserModel(LiveModel):
         self.output_names = [fold.op_name(n) for n in output_names]
         self.defaults = dict(defaults or {})
         if not self.shapes:
-            raise UserError("--input_shape: no inputs given (e.g. \"images:16,28,28,1\")")
+            raise UserError('--input_shape: no inputs given (e.g. "images:16,28,28,1")')
         if not self.output_names:
             raise UserError("--output_node_names: no outputs given (e.g. logits,probs)")
         self.graph = tf.Graph()
@@ -108,18 +110,27 @@ class UserModel(LiveModel):
                 with tf.Session(graph=g) as s:
                     vals = s.run([t for _, t in outs], {t.tensor: values[t.name] for t in ins})
             except tf.errors.OpError as e:
-                raise UserError(f"the frozen graph does not run on inputs of shape {self.record()['input_shape']}: "
-                                f"{first_line(e)}") from None
+                raise UserError(
+                    f"the frozen graph does not run on inputs of shape {self.record()['input_shape']}: {first_line(e)}"
+                ) from None
             shapes = [list(np.shape(v)) for v in vals]
         else:
             shapes = [t.shape.as_list() for _, t in outs]
         return Signature(
-            name, "forward", ins[0].shape[0] if ins[0].shape else 1, ins,
-            [Tensor(n.replace("/", "_"), t.name, s, t.dtype.base_dtype.name, layouts.get(n, "ND"))
-             for (n, t), s in zip(outs, shapes)],
-            precision_mode="force_fp32", source=self.record(),
+            name,
+            "forward",
+            ins[0].shape[0] if ins[0].shape else 1,
+            ins,
+            [
+                Tensor(n.replace("/", "_"), t.name, s, t.dtype.base_dtype.name, layouts.get(n, "ND"))
+                for (n, t), s in zip(outs, shapes)
+            ],
+            precision_mode="force_fp32",
+            source=self.record(),
             checkpoint={"path": self.source.get("checkpoint"), "step": self.source.get("step")}
-            if self.source["kind"] == "checkpoint" else None)
+            if self.source["kind"] == "checkpoint"
+            else None,
+        )
 
     # --- loading -----------------------------------------------------------------------
     def _load(self):
@@ -128,8 +139,9 @@ class UserModel(LiveModel):
             if kind == "checkpoint":
                 meta = self.source["meta_graph"]
                 if not os.path.isfile(meta):
-                    raise UserError(f"{meta}: meta graph not found (the Saver writes CKPT.meta; "
-                                    "pass --input_meta_graph)")
+                    raise UserError(
+                        f"{meta}: meta graph not found (the Saver writes CKPT.meta; pass --input_meta_graph)"
+                    )
                 saver = tf.train.import_meta_graph(meta, clear_devices=True)
                 if saver is None:
                     raise UserError(f"{meta}: the meta graph has no variables to restore")
@@ -155,18 +167,25 @@ class UserModel(LiveModel):
         for n in self.output_names:
             if n not in ops:
                 close = sorted(k for k in ops if n.split("/")[-1] in k)[:5]
-                raise UserError(f"--output_node_names: the graph has no node {n!r}"
-                                + (f" (similar: {', '.join(close)})" if close else ""))
+                raise UserError(
+                    f"--output_node_names: the graph has no node {n!r}"
+                    + (f" (similar: {', '.join(close)})" if close else "")
+                )
         for n, _ in self.shapes:
             if n not in ops:
-                raise UserError(f"--input_shape: the graph has no node {n!r}; its placeholders are "
-                                f"{sorted(k for k, v in ops.items() if v.type in fold.PLACEHOLDERS)}")
+                raise UserError(
+                    f"--input_shape: the graph has no node {n!r}; its placeholders are "
+                    f"{sorted(k for k, v in ops.items() if v.type in fold.PLACEHOLDERS)}"
+                )
 
     def record(self):
         """What the signature records of the source (enough to rebuild this object)."""
         r = dict(self.source)
-        r.update(input_shape=";".join(f"{n}:{','.join(map(str, s))}" for n, s in self.shapes),
-                 output_node_names=",".join(self.output_names), input_defaults=dict(self.defaults))
+        r.update(
+            input_shape=";".join(f"{n}:{','.join(map(str, s))}" for n, s in self.shapes),
+            output_node_names=",".join(self.output_names),
+            input_defaults=dict(self.defaults),
+        )
         return r
 
     @classmethod
@@ -175,13 +194,20 @@ class UserModel(LiveModel):
         base = os.path.dirname(os.path.abspath(sig.path)) if sig.path else "."
         for key in ("checkpoint", "meta_graph", "dir", "path"):  # relocatable: try beside the card
             rel = src.get(key + "_rel")
-            if rel is not None and (os.path.exists(os.path.join(base, rel))
-                                    or os.path.exists(os.path.join(base, rel) + ".index")):
+            if rel is not None and (
+                os.path.exists(os.path.join(base, rel)) or os.path.exists(os.path.join(base, rel) + ".index")
+            ):
                 src[key] = os.path.normpath(os.path.join(base, rel))
         layouts = {t.op: t.layout for t in sig.inputs + sig.outputs}
-        return cls(src, fold.parse_input_shape(src.get("input_shape")),
-                   src.get("output_node_names", "").split(","), src.get("input_defaults"),
-                   layouts, device, sig.model)
+        return cls(
+            src,
+            fold.parse_input_shape(src.get("input_shape")),
+            src.get("output_node_names", "").split(","),
+            src.get("input_defaults"),
+            layouts,
+            device,
+            sig.model,
+        )
 
     # --- the frozen graph -----------------------------------------------------------------
     def inference_graph_def(self):
@@ -191,17 +217,20 @@ class UserModel(LiveModel):
             return self._fixed
         gd = self.graph.as_graph_def()
         gd = fold.set_inputs(gd, self.shapes)
-        gd, self.folded = fold.fold_defaults(gd, {k: str(v).lower() for k, v in self.defaults.items()},
-                                             [n for n, _ in self.shapes])
+        gd, self.folded = fold.fold_defaults(
+            gd, {k: str(v).lower() for k, v in self.defaults.items()}, [n for n, _ in self.shapes]
+        )
         gd, self.n_switches = fold.fold_switches(gd)
         gd, self.dropout_folded = fold.fold_dropout(gd)
         gd = fold.prune(gd, self.output_names)
         v2 = [n for n in gd.node if n.op in ("If", "StatelessIf", "While", "StatelessWhile")]
         if v2:
-            raise UserError(f"node {v2[0].name!r} is a {v2[0].op} (TensorFlow 2 control flow): freeze folds "
-                            "TF1 control flow (Switch/Merge, as TF 1.15 and the Ascend TF adapter build it); "
-                            "build the graph with tf.disable_v2_behavior() (or tf.disable_control_flow_v2()) "
-                            "first in the training script, then save and freeze again")
+            raise UserError(
+                f"node {v2[0].name!r} is a {v2[0].op} (TensorFlow 2 control flow): freeze folds "
+                "TF1 control flow (Switch/Merge, as TF 1.15 and the Ascend TF adapter build it); "
+                "build the graph with tf.disable_v2_behavior() (or tf.disable_control_flow_v2()) "
+                "first in the training script, then save and freeze again"
+            )
         try:
             gd = tf.graph_util.convert_variables_to_constants(self.sess, gd, self.output_names)
         except (tf.errors.OpError, ValueError) as e:
@@ -217,8 +246,11 @@ class UserModel(LiveModel):
         gd = self.inference_graph_def()
         kept = {n.name for n in gd.node}
         folded = {k: v for k, v in self.folded.items() if k in kept or k in self.defaults}
-        return {"defaults_folded": folded, "tf_cond_folded": self.n_switches,
-                "dropout_masks_folded": self.dropout_folded}
+        return {
+            "defaults_folded": folded,
+            "tf_cond_folded": self.n_switches,
+            "dropout_masks_folded": self.dropout_folded,
+        }
 
     # --- running the original graph (the golden outputs) ------------------------------------
     def run(self, feed):

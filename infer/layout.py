@@ -18,6 +18,7 @@ Each run folder also holds ``run.json`` (``RECORD``): what produced it (model an
 signature digests, input folders and a digest of their file lists, outfmt, backend) and
 the latency summary. Runs are chosen by ``select_run`` (content, never modification time).
 """
+
 import datetime
 import hashlib
 import json
@@ -83,7 +84,7 @@ def format_txt(array):
     last = a.shape[-1]
     if last == 0:
         return ""
-    rows = [" ".join(vals[i:i + last]) + " \n" for i in range(0, len(vals), last)]
+    rows = [" ".join(vals[i : i + last]) + " \n" for i in range(0, len(vals), last)]
     return "".join(rows)
 
 
@@ -124,15 +125,19 @@ def _read_txt_chars(path, tensor):
     vals, i = [], 0
     while i + 1 < len(data) and len(vals) < tensor.size:
         vals.append(data[i])
-        if data[i + 1:i + 2] != b" ":
-            raise UserError(f"{path}: not msame TXT output for {tensor.dtype} "
-                            f"(byte {i + 1} is {data[i + 1:i + 2]!r}, expected a space)")
+        if data[i + 1 : i + 2] != b" ":
+            raise UserError(
+                f"{path}: not msame TXT output for {tensor.dtype} "
+                f"(byte {i + 1} is {data[i + 1 : i + 2]!r}, expected a space)"
+            )
         i += 2
-        if last and len(vals) % last == 0 and data[i:i + 1] == b"\n":
+        if last and len(vals) % last == 0 and data[i : i + 1] == b"\n":
             i += 1
     if i != len(data) or len(vals) != tensor.size:
-        raise UserError(f"{path}: expected {tensor.size} values for output {tensor.name!r} "
-                        f"{tensor.shape} {tensor.dtype}, found {len(vals)} and {len(data) - i} extra bytes")
+        raise UserError(
+            f"{path}: expected {tensor.size} values for output {tensor.name!r} "
+            f"{tensor.shape} {tensor.dtype}, found {len(vals)} and {len(data) - i} extra bytes"
+        )
     return np.array(vals, np.uint8).view(tensor.np_dtype).reshape(tensor.shape)
 
 
@@ -162,8 +167,9 @@ def read_output(path, tensor=None):
     if tensor is not None:
         want = tensor.size if what == "values" else tensor.nbytes
         if n != want:
-            raise UserError(f"{path}: expected {want} {what} for output {tensor.name!r} "
-                            f"{tensor.shape} {tensor.dtype}, found {n}")
+            raise UserError(
+                f"{path}: expected {want} {what} for output {tensor.name!r} {tensor.shape} {tensor.dtype}, found {n}"
+            )
         a = a.reshape(tensor.shape)
     return a
 
@@ -260,8 +266,10 @@ def select_run(path):
     if not runs:
         raise UserError(f"{path}: no msame outputs (<stem>_output_<i>.bin|.txt) in it or its sub-folders")
     if len(runs) > 1:
-        raise UserError(f"{path}: holds {len(runs)} runs ({', '.join(os.path.basename(d) for d in runs)}); "
-                        f"name one, e.g. {runs[-1]}")
+        raise UserError(
+            f"{path}: holds {len(runs)} runs ({', '.join(os.path.basename(d) for d in runs)}); "
+            f"name one, e.g. {runs[-1]}"
+        )
     return runs[0]
 
 

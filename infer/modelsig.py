@@ -16,6 +16,7 @@ order, then the others in graph order.
 The signature: model = file stem, graph "forward", source {"kind": "onnx" | "pb"},
 batch = the first input's first dimension (1 for a scalar input).
 """
+
 import os
 
 import numpy as np
@@ -24,8 +25,7 @@ from common.errors import UserError, first_line
 from common.loaders import load_graph_def, ort_session
 from freeze.signature import DTYPES, Signature, Tensor
 
-ONNX_DTYPES = {1: "float32", 10: "float16", 6: "int32", 7: "int64", 2: "uint8", 3: "int8",
-               12: "uint32", 9: "bool"}
+ONNX_DTYPES = {1: "float32", 10: "float16", 6: "int32", 7: "int64", 2: "uint8", 3: "int8", 12: "uint32", 9: "bool"}
 
 
 def parse_input_shape(text, where="--input_shape"):
@@ -72,34 +72,42 @@ def _resolve(model, name, dims, dtype, given, dym_batch, first_file):
     resolved by --dymBatch or the first input file's size."""
     if given is not None:
         if len(given) != len(dims):
-            raise UserError(f"--input_shape: {model} input {name!r} has rank {len(dims)} {dims}, "
-                            f"--input_shape gives {given}")
+            raise UserError(
+                f"--input_shape: {model} input {name!r} has rank {len(dims)} {dims}, --input_shape gives {given}"
+            )
         for g, d in zip(given, dims):
             if isinstance(d, int) and d != g:
-                raise UserError(f"--input_shape: {model} input {name!r} has static shape {dims}, "
-                                f"--input_shape gives {given}")
+                raise UserError(
+                    f"--input_shape: {model} input {name!r} has static shape {dims}, --input_shape gives {given}"
+                )
         return list(given)
     dynamic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
     if not dynamic:
         return list(dims)
     if dynamic != [0]:
-        raise UserError(f"{model}: input {name!r} has dynamic dims {dims} beyond the batch; give "
-                        f"--input_shape \"{name.split(':')[0]}:{','.join(str(d or '?') for d in dims)}\" "
-                        "with numbers for the symbols (msame: --dymDims)")
+        raise UserError(
+            f"{model}: input {name!r} has dynamic dims {dims} beyond the batch; give "
+            f'--input_shape "{name.split(":")[0]}:{",".join(str(d or "?") for d in dims)}" '
+            "with numbers for the symbols (msame: --dymDims)"
+        )
     if dym_batch is not None:
         return [dym_batch] + list(dims[1:])
     if first_file is None:
-        raise UserError(f"{model}: input {name!r} has a dynamic batch {dims}; give --dymBatch N "
-                        "(or input files, whose size gives the batch)")
+        raise UserError(
+            f"{model}: input {name!r} has a dynamic batch {dims}; give --dymBatch N "
+            "(or input files, whose size gives the batch)"
+        )
     row = int(np.prod(dims[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
     try:
         n = os.path.getsize(first_file)
     except OSError:
         raise UserError(f"{first_file}: input file not found (input {name!r})") from None
     if row == 0 or n == 0 or n % row:
-        raise UserError(f"{first_file}: input {name!r} has a dynamic batch, {dims[1:]} {dtype} "
-                        f"= {row} bytes per row; the file's {n} bytes is not a whole number of rows "
-                        "(give --dymBatch N)")
+        raise UserError(
+            f"{first_file}: input {name!r} has a dynamic batch, {dims[1:]} {dtype} "
+            f"= {row} bytes per row; the file's {n} bytes is not a whole number of rows "
+            "(give --dymBatch N)"
+        )
     return [n // row] + list(dims[1:])
 
 
@@ -139,18 +147,22 @@ def from_onnx(model, dym_batch=None, input_shape=None, first_files=None):
     if unknown:
         outs = _shapes_by_running_onnx(model, ins, outs)
     stem = os.path.splitext(os.path.basename(model))[0]
-    return Signature(stem, "forward", _batch(ins), ins,
-                     [Tensor(n.split(":")[0], n, s, d, where=model) for n, d, s in outs],
-                     source={"kind": "onnx", "path": os.path.abspath(model)},
-                     artifact={"file": os.path.basename(model), "kind": "onnx"})
+    return Signature(
+        stem,
+        "forward",
+        _batch(ins),
+        ins,
+        [Tensor(n.split(":")[0], n, s, d, where=model) for n, d, s in outs],
+        source={"kind": "onnx", "path": os.path.abspath(model)},
+        artifact={"file": os.path.basename(model), "kind": "onnx"},
+    )
 
 
 def _onnx_type(model, vi, what):
     t = vi.type.tensor_type
     dtype = ONNX_DTYPES.get(t.elem_type)
     if dtype is None:
-        raise UserError(f"{model}: {what} {vi.name!r} has ONNX element type {t.elem_type}, "
-                        f"not one of {DTYPES}")
+        raise UserError(f"{model}: {what} {vi.name!r} has ONNX element type {t.elem_type}, not one of {DTYPES}")
     if not t.HasField("shape"):
         raise UserError(f"{model}: {what} {vi.name!r} has no shape in the model; give --input_shape")
     dims = []
@@ -167,8 +179,10 @@ def _shapes_by_running_onnx(model, ins, outs):
     try:
         res = sess.run([n for n, _, _ in outs], {t.tensor: np.zeros(t.shape, t.np_dtype) for t in ins})
     except Exception as e:
-        raise UserError(f"{model}: cannot run it on zeros to learn its output shapes "
-                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise UserError(
+            f"{model}: cannot run it on zeros to learn its output shapes "
+            f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
     return [(n, d, list(np.shape(a)) or [1]) for (n, d, _), a in zip(outs, res)]
 
 
@@ -177,8 +191,10 @@ def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_fi
     from common.tfcompat import tf
 
     if not output_nodes:
-        raise UserError(f"{model}: no signature beside it; give --signature MODEL.json, or "
-                        "--output_node_names a,b (and --input_shape for placeholders without a static shape)")
+        raise UserError(
+            f"{model}: no signature beside it; give --signature MODEL.json, or "
+            "--output_node_names a,b (and --input_shape for placeholders without a static shape)"
+        )
     gd = load_graph_def(model, "frozen GraphDef")
     given = parse_input_shape(input_shape)
     dym = None if dym_batch is None else _positive_int(dym_batch, "--dymBatch")
@@ -193,8 +209,10 @@ def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_fi
         raise UserError(f"{model}: the graph has no Placeholder inputs")
     unknown = sorted(set(given) - {op.name for op in placeholders} - {op.name + ":0" for op in placeholders})
     if unknown:
-        raise UserError(f"--input_shape: {model} has no placeholder {unknown[0]!r}; "
-                        f"its placeholders are {[op.name for op in placeholders]}")
+        raise UserError(
+            f"--input_shape: {model} has no placeholder {unknown[0]!r}; "
+            f"its placeholders are {[op.name for op in placeholders]}"
+        )
     order = {n.split(":")[0]: k for k, n in enumerate(given)}  # --input_shape order, then the graph's
     placeholders.sort(key=lambda op: order.get(op.name, len(order)))
     names = [n.strip() for n in str(output_nodes).replace(";", ",").split(",") if n.strip()]
@@ -218,8 +236,9 @@ def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_fi
         if t.shape.dims is None:
             dims = _lookup(given, op.name)
             if dims is None:
-                raise UserError(f"{model}: placeholder {op.name!r} has no static shape; give "
-                                f"--input_shape \"{op.name}:d0,d1,...\"")
+                raise UserError(
+                    f'{model}: placeholder {op.name!r} has no static shape; give --input_shape "{op.name}:d0,d1,..."'
+                )
         else:
             dims = [d if d is not None and d > 0 else None for d in t.shape.as_list()]
         first = first_files[k] if first_files and k < len(first_files) else None
@@ -229,12 +248,26 @@ def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_fi
         with tf.Session(graph=g) as s:
             res = s.run([o for o, _ in outs], {t.tensor: np.zeros(t.shape, t.np_dtype) for t in ins})
     except Exception as e:
-        raise UserError(f"{model}: cannot run it on zeros with the shapes {[t.shape for t in ins]} "
-                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise UserError(
+            f"{model}: cannot run it on zeros with the shapes {[t.shape for t in ins]} "
+            f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
     stem = os.path.splitext(os.path.basename(model))[0]
-    return Signature(stem, "forward", _batch(ins), ins,
-                     [Tensor(n.split(":")[0] if n.endswith(":0") else n.replace(":", "_"), n,
-                             list(np.shape(a)) or [1], d, where=model)
-                      for (n, d), a in zip(outs, res)],
-                     source={"kind": "pb", "path": os.path.abspath(model)},
-                     artifact={"file": os.path.basename(model), "kind": "pb"})
+    return Signature(
+        stem,
+        "forward",
+        _batch(ins),
+        ins,
+        [
+            Tensor(
+                n.split(":")[0] if n.endswith(":0") else n.replace(":", "_"),
+                n,
+                list(np.shape(a)) or [1],
+                d,
+                where=model,
+            )
+            for (n, d), a in zip(outs, res)
+        ],
+        source={"kind": "pb", "path": os.path.abspath(model)},
+        artifact={"file": os.path.basename(model), "kind": "pb"},
+    )

@@ -18,6 +18,7 @@ Differences from msame, on purpose:
     runs with --input_shape and --output_node_names;
   * the exit status is non-zero (2) on any error; msame exits 0 on most errors.
 """
+
 import argparse
 import os
 import sys
@@ -31,40 +32,60 @@ EXAMPLE = """example:
   python infer/msame.py --model out/realnvp.onnx --input bins/x,bins/u --output out/msame --outfmt TXT
   python infer/msame.py --model out/realnvp.pb --input x.bin,u.bin --output out/msame --loop 10"""
 MEANINGLESS = ("profiler", "dump", "dymHW", "outputSize")
-ACL_DTYPE = {"float32": 0, "float16": 1, "int8": 2, "int32": 3, "uint8": 4, "uint32": 8,
-             "int64": 9, "bool": 12}
+ACL_DTYPE = {"float32": 0, "float16": 1, "int8": 2, "int32": 3, "uint8": 4, "uint32": 8, "int64": 9, "bool": 12}
 ACL_FORMAT = {"NCHW": 0, "NHWC": 1}
 
 
 def parser():
-    ap = argparse.ArgumentParser(prog="msame.py", description=__doc__, epilog=EXAMPLE,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="msame.py", description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", required=True, help="MODEL.om | MODEL.onnx | MODEL.pb | checkpoint")
-    ap.add_argument("--input", default="", help="comma-separated folders (folder mode) or .bin files, "
-                    "one per model input in signature order; none: all-zero inputs")
+    ap.add_argument(
+        "--input",
+        default="",
+        help="comma-separated folders (folder mode) or .bin files, "
+        "one per model input in signature order; none: all-zero inputs",
+    )
     ap.add_argument("--output", required=True, help="folder; outputs go to OUTPUT/<timestamp>/")
     ap.add_argument("--outfmt", default="BIN", help="TXT (exactly) for text, anything else BIN")
     ap.add_argument("--loop", default="1", help="runs per input in file mode, 1..100")
     ap.add_argument("--device", default="0", help="NPU id 0..255 (om backend)")
     ap.add_argument("--debug", default="false", help="'true' prints the model description")
     ap.add_argument("--dymBatch", default=None, help="batch size for a model whose batch is dynamic")
-    ap.add_argument("--dymDims", default=None, help="'in1:1,600;in2:1,600': shapes for dynamic dims "
-                    "(a model read without a signature)")
+    ap.add_argument(
+        "--dymDims",
+        default=None,
+        help="'in1:1,600;in2:1,600': shapes for dynamic dims (a model read without a signature)",
+    )
     ap.add_argument("--dymShape", default=None, help=argparse.SUPPRESS)  # same form as --dymDims here
     for name in MEANINGLESS:
         ap.add_argument(f"--{name}", default=None, help=argparse.SUPPRESS)
     g = ap.add_argument_group("extensions (not in msame)")
-    g.add_argument("--backend", choices=["onnxruntime", "tf", "checkpoint", "om"],
-                   help="default from the model's extension")
-    g.add_argument("--signature", help="MODEL.json (default: beside the model; a bare .onnx is read "
-                   "from the model itself)")
-    g.add_argument("--input_shape", help="ATC's form 'name:16,28,28,1;name2:...': input shapes of a model "
-                   "run without a signature (a .pb, or an .onnx with dynamic dims)")
+    g.add_argument(
+        "--backend", choices=["onnxruntime", "tf", "checkpoint", "om"], help="default from the model's extension"
+    )
+    g.add_argument(
+        "--signature", help="MODEL.json (default: beside the model; a bare .onnx is read from the model itself)"
+    )
+    g.add_argument(
+        "--input_shape",
+        help="ATC's form 'name:16,28,28,1;name2:...': input shapes of a model "
+        "run without a signature (a .pb, or an .onnx with dynamic dims)",
+    )
     g.add_argument("--output_node_names", help="outputs of a .pb run without a signature: 'a,b' or 'a:0,b:1'")
-    g.add_argument("--resume", action="store_true", help="continue the run in --output made by this "
-                   "model on these inputs (its run.json says so); done outputs are re-checked and kept")
-    g.add_argument("--run-device", default="cpu", choices=["cpu", "gpu", "npu"],
-                   help="where tf/checkpoint/onnxruntime backends run (default cpu)")
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --output made by this "
+        "model on these inputs (its run.json says so); done outputs are re-checked and kept",
+    )
+    g.add_argument(
+        "--run-device",
+        default="cpu",
+        choices=["cpu", "gpu", "npu"],
+        help="where tf/checkpoint/onnxruntime backends run (default cpu)",
+    )
     return ap
 
 
@@ -84,16 +105,21 @@ def describe(sig):
     """msame's --debug true model description (ModelProcess::PrintDesc): per input then
     per output its size, dims (each followed by a space, on their own line), name,
     aclFormat and aclDataType numbers; then the end line."""
-    lines = ["[DEBUG] start print model description", f"[DEBUG] NumInputs: {len(sig.inputs)}",
-             f"[DEBUG] NumOutputs: {len(sig.outputs)}"]
+    lines = [
+        "[DEBUG] start print model description",
+        f"[DEBUG] NumInputs: {len(sig.inputs)}",
+        f"[DEBUG] NumOutputs: {len(sig.outputs)}",
+    ]
     for kind, ts in (("input", sig.inputs), ("output", sig.outputs)):
         for i, t in enumerate(ts):
-            lines += [f"[DEBUG] the size of {i} {kind}: {t.nbytes}",
-                      f"[DEBUG] the dims of {i} {kind}:",
-                      "".join(f"{d} " for d in t.shape),
-                      f"[DEBUG] the name of {i} {kind}: {t.tensor}",
-                      f"[DEBUG] the Format of {i} {kind}: {ACL_FORMAT.get(t.layout, 2)}",
-                      f"[DEBUG] the DataType of {i} {kind}: {ACL_DTYPE.get(t.dtype, -1)}"]
+            lines += [
+                f"[DEBUG] the size of {i} {kind}: {t.nbytes}",
+                f"[DEBUG] the dims of {i} {kind}:",
+                "".join(f"{d} " for d in t.shape),
+                f"[DEBUG] the name of {i} {kind}: {t.tensor}",
+                f"[DEBUG] the Format of {i} {kind}: {ACL_FORMAT.get(t.layout, 2)}",
+                f"[DEBUG] the DataType of {i} {kind}: {ACL_DTYPE.get(t.dtype, -1)}",
+            ]
     lines.append("[DEBUG] end print model description")
     print("\n".join(lines))
 
@@ -127,12 +153,21 @@ def _main(a):
     if a.input.strip() == "":
         inputs = []
     elif not all(inputs):
-        raise UserError(f"--input {a.input!r}: an empty item; expected DIR1,DIR2 or a.bin,b.bin "
-                        "(one per model input), or no --input for all-zero inputs")
+        raise UserError(
+            f"--input {a.input!r}: an empty item; expected DIR1,DIR2 or a.bin,b.bin "
+            "(one per model input), or no --input for all-zero inputs"
+        )
     device = a.device if a.backend == "om" or a.model.endswith(".om") else a.run_device
-    runner = open_runner(a.model, a.signature, a.backend, device, dym_batch=a.dymBatch,
-                         input_shape=a.input_shape or a.dymDims or a.dymShape,
-                         output_nodes=a.output_node_names, inputs=inputs)
+    runner = open_runner(
+        a.model,
+        a.signature,
+        a.backend,
+        device,
+        dym_batch=a.dymBatch,
+        input_shape=a.input_shape or a.dymDims or a.dymShape,
+        output_nodes=a.output_node_names,
+        inputs=inputs,
+    )
     print("[INFO] acl init success")
     print(f"[INFO] open device {a.device} success")
     print("[INFO] create context success")
@@ -144,8 +179,16 @@ def _main(a):
         print("[INFO] get input dynamic gear count success")
         if a.debug == "true":
             describe(runner.signature)
-        run_inputs(runner, inputs, a.output, fmt=a.outfmt, resume=a.resume, loop=loop,
-                   progress=True, log=lambda s: print(s, flush=False))
+        run_inputs(
+            runner,
+            inputs,
+            a.output,
+            fmt=a.outfmt,
+            resume=a.resume,
+            loop=loop,
+            progress=True,
+            log=lambda s: print(s, flush=False),
+        )
         if not inputs or is_file_mode(inputs):
             print("[INFO] destroy model input success")
     print("[INFO] unload model success, model Id is 1")

@@ -8,6 +8,7 @@ path runs without TensorFlow being imported, and the om path needs neither.
         z, logdet = r.infer({"x": x, "u": u})
     run_dir = run_inputs(r, ["bins/x", "bins/u"], "out")       # msame folder mode
 """
+
 import contextlib
 import importlib
 import json
@@ -23,8 +24,12 @@ from common.errors import UserError
 from freeze.signature import Signature, find_beside
 from infer import layout
 
-BACKENDS = {"onnxruntime": "infer.backends.onnxrt", "tf": "infer.backends.tfgraph",
-            "checkpoint": "infer.backends.checkpoint", "om": "infer.backends.om"}
+BACKENDS = {
+    "onnxruntime": "infer.backends.onnxrt",
+    "tf": "infer.backends.tfgraph",
+    "checkpoint": "infer.backends.checkpoint",
+    "om": "infer.backends.om",
+}
 BY_EXTENSION = {".onnx": "onnxruntime", ".pb": "tf", ".om": "om"}
 
 
@@ -67,8 +72,10 @@ class Runner:
         for t in self.signature.inputs:
             a = feed[t.name]
             if list(np.shape(a)) != t.shape or np.asarray(a).dtype != t.np_dtype:
-                raise UserError(f"{self.model}: input {t.name!r} expects {t.shape} {t.dtype}, "
-                                f"got {list(np.shape(a))} {np.asarray(a).dtype}")
+                raise UserError(
+                    f"{self.model}: input {t.name!r} expects {t.shape} {t.dtype}, "
+                    f"got {list(np.shape(a))} {np.asarray(a).dtype}"
+                )
 
     def infer(self, feed, check=True):
         """{input name: array} -> list of output arrays in signature order."""
@@ -83,8 +90,9 @@ class Runner:
         for (t, size, shape, dtype), a in zip(self._output_specs(), outs):
             a = np.asarray(a)
             if a.size != size:
-                raise UserError(f"{self.model}: output {t.name!r} has shape {list(a.shape)}, "
-                                f"the signature says {t.shape}")
+                raise UserError(
+                    f"{self.model}: output {t.name!r} has shape {list(a.shape)}, the signature says {t.shape}"
+                )
             if a.shape != shape:
                 a = a.reshape(shape)
             res.append(a if a.dtype == dtype else a.astype(dtype))
@@ -110,8 +118,9 @@ class Runner:
         raise NotImplementedError
 
 
-def load_signature(model, signature=None, backend=None, dym_batch=None, input_shape=None,
-                   output_nodes=None, first_files=None):
+def load_signature(
+    model, signature=None, backend=None, dym_batch=None, input_shape=None, output_nodes=None, first_files=None
+):
     """The model's Signature: ``signature`` (path or Signature), else the one beside the
     model, else (a bare .onnx or .pb) one read from the model itself (infer/modelsig.py)."""
     if isinstance(signature, Signature):
@@ -125,13 +134,17 @@ def load_signature(model, signature=None, backend=None, dym_batch=None, input_sh
             sig = find_beside(model)
         elif backend == "onnxruntime":
             from infer import modelsig
+
             return modelsig.from_onnx(model, dym_batch, input_shape, first_files)
         else:
             from infer import modelsig
+
             return modelsig.from_pb(model, input_shape, output_nodes, dym_batch, first_files)
     if dym_batch is not None and int(dym_batch) != sig.batch:
-        raise UserError(f"--dymBatch {dym_batch}: {sig.path or model} has a static batch of {sig.batch} "
-                        "(the dynamic_batch_size parameter is not specified for model conversion)")
+        raise UserError(
+            f"--dymBatch {dym_batch}: {sig.path or model} has a static batch of {sig.batch} "
+            "(the dynamic_batch_size parameter is not specified for model conversion)"
+        )
     return sig
 
 
@@ -151,12 +164,15 @@ def pick_backend(model):
         return BY_EXTENSION[ext]
     if os.path.isdir(model) or os.path.isfile(os.fspath(model) + ".index"):
         return "checkpoint"
-    raise UserError(f"{model}: cannot tell the backend from the extension (expected .onnx, .pb, .om, "
-                    "or a checkpoint); pass --backend")
+    raise UserError(
+        f"{model}: cannot tell the backend from the extension (expected .onnx, .pb, .om, "
+        "or a checkpoint); pass --backend"
+    )
 
 
-def open_runner(model, signature=None, backend=None, device="cpu", dym_batch=None, input_shape=None,
-                output_nodes=None, inputs=None):
+def open_runner(
+    model, signature=None, backend=None, device="cpu", dym_batch=None, input_shape=None, output_nodes=None, inputs=None
+):
     """A Runner for the model; backend from the extension unless given; the signature is
     loaded from ``signature`` (path or Signature), found beside the model, or (a bare
     .onnx / .pb) read from the model: a dynamic batch is ``dym_batch`` or follows from
@@ -189,6 +205,7 @@ def _first_files(inputs):
 
 # --- msame's loop over input files -------------------------------------------------
 
+
 def is_file_mode(inputs):
     """msame's test: file mode when the first --input item contains ".bin" anywhere in
     its path string (``input_files[0].find(".bin")``), folder mode otherwise."""
@@ -214,21 +231,23 @@ def plan(signature, inputs):
     if not inputs:
         return "zero", [(None, [None] * n_in)]
     if len(inputs) != n_in:
-        raise UserError(f"{inputs[0]}: the model has {n_in} inputs {names}, --input gave "
-                        f"{len(inputs)} item(s)")
+        raise UserError(f"{inputs[0]}: the model has {n_in} inputs {names}, --input gave {len(inputs)} item(s)")
     folder = not is_file_mode(inputs)
     if folder:
         for d in inputs:
             if not os.path.isdir(d):
                 what = "a file" if os.path.exists(d) else "not found"
-                raise UserError(f"--input {','.join(inputs)}: folder mode (the first item has no '.bin'), "
-                                f"but {d} is {what}; give folders only, or .bin files only")
+                raise UserError(
+                    f"--input {','.join(inputs)}: folder mode (the first item has no '.bin'), "
+                    f"but {d} is {what}; give folders only, or .bin files only"
+                )
         items, seen = [], {}
         for name in _listing(inputs[0]):
             stem = layout.stem_of(name)
             if stem in seen:
-                raise UserError(f"{os.path.join(inputs[0], name)}: same output stem {stem!r} as "
-                                f"{seen[stem]}; rename one of them")
+                raise UserError(
+                    f"{os.path.join(inputs[0], name)}: same output stem {stem!r} as {seen[stem]}; rename one of them"
+                )
             seen[stem] = name
             items.append((stem, [os.path.join(d, name) for d in inputs]))
         if not items:
@@ -247,8 +266,7 @@ def plan(signature, inputs):
                 raise UserError(f"{f}: input file {what} (input {t.name!r})")
             n = st.st_size
             if n != nbytes:
-                raise UserError(f"{f}: input {t.name!r} expects {t.nbytes} bytes "
-                                f"({t.shape} {t.dtype}), found {n}")
+                raise UserError(f"{f}: input {t.name!r} expects {t.nbytes} bytes ({t.shape} {t.dtype}), found {n}")
     return ("folder" if folder else "file"), items
 
 
@@ -272,13 +290,14 @@ def check_manifest(signature, inputs):
             continue
         right = {v: k for k, v in held.items()}
         if name not in names:
-            raise UserError(f"{item}: {m.path} says this folder holds input {name!r}; "
-                            f"the model's inputs are {names}")
+            raise UserError(f"{item}: {m.path} says this folder holds input {name!r}; the model's inputs are {names}")
         fix = [right.get(n, "?") for n in names]
-        raise UserError(f"--input {','.join(inputs)}: {item} holds input {name!r} ({m.path}), "
-                        f"but the model's input {i} is {names[i]!r}, held in "
-                        f"{right.get(names[i], 'no folder of that manifest')}; in model order: "
-                        f"--input {','.join(fix)}")
+        raise UserError(
+            f"--input {','.join(inputs)}: {item} holds input {name!r} ({m.path}), "
+            f"but the model's input {i} is {names[i]!r}, held in "
+            f"{right.get(names[i], 'no folder of that manifest')}; in model order: "
+            f"--input {','.join(fix)}"
+        )
 
 
 _RANGE_RE = re.compile(r"in \[\s*(-?[0-9.]+)\s*,\s*(-?[0-9.]+)\s*[\])]")
@@ -334,9 +353,11 @@ def _check_content(path, buf, tensor, check):
     if not bad.size:
         return
     k = int(bad[0])
-    raise UserError(f"{path}: input {tensor.name!r} ({tensor.dtype}) holds {bad.size} value(s) not {what} "
-                    f"(first: {flat[k].item()!r} at index {k}); is the file written as {tensor.dtype} "
-                    f"{tensor.shape}?")
+    raise UserError(
+        f"{path}: input {tensor.name!r} ({tensor.dtype}) holds {bad.size} value(s) not {what} "
+        f"(first: {flat[k].item()!r} at index {k}); is the file written as {tensor.dtype} "
+        f"{tensor.shape}?"
+    )
 
 
 _O_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
@@ -361,8 +382,10 @@ def _read_into(path, view, tensor):
                 break
             n += k
         if n != len(view) or os.read(fd, 1):
-            raise UserError(f"{path}: input {tensor.name!r} expects {tensor.nbytes} bytes "
-                            f"({tensor.shape} {tensor.dtype}); the file changed while running")
+            raise UserError(
+                f"{path}: input {tensor.name!r} expects {tensor.nbytes} bytes "
+                f"({tensor.shape} {tensor.dtype}); the file changed while running"
+            )
     except OSError as e:
         raise UserError(f"{path}: cannot read input {tensor.name!r} ({e.strerror or e})") from None
     finally:
@@ -373,9 +396,15 @@ def _stats(times_s, batch):
     ms = np.asarray(times_s, dtype=np.float64) * 1e3
     if not ms.size:
         return {"count": 0}
-    return {"count": int(ms.size), "min": float(ms.min()), "median": float(np.median(ms)),
-            "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean()), "max": float(ms.max()),
-            "throughput_images_per_s": float(batch * ms.size / ms.sum() * 1e3) if ms.sum() else None}
+    return {
+        "count": int(ms.size),
+        "min": float(ms.min()),
+        "median": float(np.median(ms)),
+        "p99": float(np.percentile(ms, 99)),
+        "mean": float(ms.mean()),
+        "max": float(ms.max()),
+        "throughput_images_per_s": float(batch * ms.size / ms.sum() * 1e3) if ms.sum() else None,
+    }
 
 
 def summary_path(run_dir):
@@ -384,6 +413,7 @@ def summary_path(run_dir):
 
 
 # --- the run record: what made a run, so that --resume and loss_check pick by it -------
+
 
 def _model_digest(model):
     if os.path.isfile(model):
@@ -410,14 +440,26 @@ def make_record(runner, inputs, mode, items, fmt):
             ins.append({"name": t.name, "path": None, "files": 0, "listing_sha256": None})
             continue
         files = [f[k] for _, f in items]
-        ins.append({"name": t.name, "path": os.path.abspath(inputs[k]), "files": len(files),
-                    "listing_sha256": layout.listing_digest(
-                        (os.path.basename(f), t.nbytes) for f in files)})  # plan() checked every size
+        ins.append(
+            {
+                "name": t.name,
+                "path": os.path.abspath(inputs[k]),
+                "files": len(files),
+                "listing_sha256": layout.listing_digest((os.path.basename(f), t.nbytes) for f in files),
+            }
+        )  # plan() checked every size
     return {
         "model": {"path": os.path.abspath(runner.model), "sha256": _model_digest(runner.model)},
-        "signature": {"path": sig.path and os.path.abspath(sig.path), "sha256": _signature_digest(sig),
-                      "model": sig.model, "batch": sig.batch},
-        "inputs": ins, "mode": mode, "outfmt": fmt, "backend": runner.backend,
+        "signature": {
+            "path": sig.path and os.path.abspath(sig.path),
+            "sha256": _signature_digest(sig),
+            "model": sig.model,
+            "batch": sig.batch,
+        },
+        "inputs": ins,
+        "mode": mode,
+        "outfmt": fmt,
+        "backend": runner.backend,
     }
 
 
@@ -434,8 +476,10 @@ def record_differences(run, want):
             b = f"{wm['path']} (sha256 {str(wm['sha256'])[:12]})"
         diffs.append(f"model digest differs: run was made by {a}, not {b}")
     if (run.get("signature") or {}).get("sha256") != want["signature"]["sha256"]:
-        diffs.append(f"signature digest differs: run used {(run.get('signature') or {}).get('path')}, "
-                     f"not {want['signature']['path']}")
+        diffs.append(
+            f"signature digest differs: run used {(run.get('signature') or {}).get('path')}, "
+            f"not {want['signature']['path']}"
+        )
     for key in ("outfmt", "backend", "mode"):
         if run.get(key) != want[key]:
             diffs.append(f"{key} differs: run has {run.get(key)!r}, not {want[key]!r}")
@@ -443,8 +487,10 @@ def record_differences(run, want):
     for k, w in enumerate(want["inputs"]):
         r = ri[k] if k < len(ri) and isinstance(ri[k], dict) else {}
         if r.get("listing_sha256") != w["listing_sha256"] or r.get("name") != w["name"]:
-            diffs.append(f"input {w['name']!r} differs: run read {r.get('path')} ({r.get('files')} files), "
-                         f"not {w['path']} ({w['files']} files)")
+            diffs.append(
+                f"input {w['name']!r} differs: run read {r.get('path')} ({r.get('files')} files), "
+                f"not {w['path']} ({w['files']} files)"
+            )
     if len(ri) != len(want["inputs"]):
         diffs.append(f"run had {len(ri)} inputs, not {len(want['inputs'])}")
     return diffs
@@ -464,10 +510,10 @@ def resume_dir(output, want):
     if len(same) == 1:
         return same[0]
     if same:
-        raise UserError(f"{output}: --resume matches {len(same)} runs "
-                        f"({', '.join(os.path.basename(d) for d in same)}); keep one")
-    raise UserError(f"{output}: --resume found no run of this model on these inputs; "
-                    + "; ".join(why))
+        raise UserError(
+            f"{output}: --resume matches {len(same)} runs ({', '.join(os.path.basename(d) for d in same)}); keep one"
+        )
+    raise UserError(f"{output}: --resume found no run of this model on these inputs; " + "; ".join(why))
 
 
 def _output_ok(path, tensor, fmt):
@@ -503,8 +549,7 @@ def run_inputs(runner, inputs, output, fmt="BIN", resume=False, loop=1, progress
     if run_dir is None:
         run_dir = layout.new_run_dir(output)
     try:
-        return _run(runner, mode, items, checks, fmt, loop, progress, log, say, record, run_dir,
-                    previous, resume)
+        return _run(runner, mode, items, checks, fmt, loop, progress, log, say, record, run_dir, previous, resume)
     except UserError:
         if previous is None:
             _drop_if_empty(run_dir)
@@ -533,11 +578,11 @@ def _run(runner, mode, items, checks, fmt, loop, progress, log, say, record, run
     bar = None
     if progress and len(items) > 1:
         from tqdm import tqdm
+
         bar = tqdm(total=len(items), unit="file", desc="infer", leave=False)
     prefix = os.path.join(run_dir, "")
     try:
-        _loop_files(runner, mode, items, checks, fmt, loop, log, say, resume, prefix, bar,
-                    times, done, skipped, redone)
+        _loop_files(runner, mode, items, checks, fmt, loop, log, say, resume, prefix, bar, times, done, skipped, redone)
     finally:
         bar and bar.close()  # leave=False: the bar's line is cleared, an error prints clean
     wall = time.perf_counter() - t_wall
@@ -552,11 +597,21 @@ def _run(runner, mode, items, checks, fmt, loop, progress, log, say, record, run
             say(f"Inference average time without first time: {np.mean(ms[1:]):f} ms")
     lat = _stats(times, sig.batch)
     summary = dict(
-        record, complete=True, started=t_start, run_dir=os.path.abspath(run_dir), batch=sig.batch,
-        loop=int(loop), files=len(done), skipped_resume=len(skipped), redone_resume=len(redone),
-        images=len(done) * sig.batch, wall_s=wall,
+        record,
+        complete=True,
+        started=t_start,
+        run_dir=os.path.abspath(run_dir),
+        batch=sig.batch,
+        loop=int(loop),
+        files=len(done),
+        skipped_resume=len(skipped),
+        redone_resume=len(redone),
+        images=len(done) * sig.batch,
+        wall_s=wall,
         wall_throughput_images_per_s=len(done) * sig.batch / wall if wall and done else None,
-        latency_ms=lat, throughput_images_per_s=lat.get("throughput_images_per_s"))
+        latency_ms=lat,
+        throughput_images_per_s=lat.get("throughput_images_per_s"),
+    )
     if previous is not None:
         previous.pop("previous", None)
         summary["previous"] = previous
@@ -564,8 +619,7 @@ def _run(runner, mode, items, checks, fmt, loop, progress, log, say, record, run
     return run_dir
 
 
-def _loop_files(runner, mode, items, checks, fmt, loop, log, say, resume, prefix, bar,
-                times, done, skipped, redone):
+def _loop_files(runner, mode, items, checks, fmt, loop, log, say, resume, prefix, bar, times, done, skipped, redone):
     sig = runner.signature
     n_out = len(sig.outputs)
     # one input buffer per model input, reused for every file (outputs are written

@@ -15,6 +15,7 @@ contract freeze and the checkpoint runner rely on:
     example_feed(config, batch, graph, rng, **opts) -> {input name: np.ndarray}
         Valid random inputs (in-range pixels, uniforms in (0,1)) for the graph's checks.
 """
+
 import collections
 
 IO = collections.namedtuple("IO", "tensor layout meaning")

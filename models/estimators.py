@@ -9,6 +9,7 @@ Noise: the training graph's only randomness is ``u`` [N, n_layer*n_hidden], a
 placeholder whose default draws fresh uniforms; the hard, relaxed and conditional
 samples all come from it (the conditional one through ``u_to_v``).
 """
+
 import math
 
 from common.tfcompat import tf
@@ -80,8 +81,7 @@ class SBN:
     def _extra_gradients(self, objective):
         if objective is None or not self.extra_vars:
             return []
-        return [(g, v) for g, v in zip(tf.gradients(objective, self.extra_vars), self.extra_vars)
-                if g is not None]
+        return [(g, v) for g, v in zip(tf.gradients(objective, self.extra_vars), self.extra_vars) if g is not None]
 
     # --- shared ---------------------------------------------------------------------
     def _optimizers(self):
@@ -165,6 +165,7 @@ class SBNGumbel(SBN):
 
     def relaxed_sampler(self, temperature, tilde, first):
         """Layers < first hard, layers >= first relaxed (sigma_lambda(z), or of z~ when tilde)."""
+
         def sampler(i, logits):
             u = self.us[i]
             z = logits + sbn.logit(u)
@@ -174,6 +175,7 @@ class SBNGumbel(SBN):
             if tilde:
                 z = logits + sbn.logit(u_to_v(logits, u, b))
             return relax(z, logits, temperature, self.hp["muprop_relaxation"])
+
         return sampler
 
 
@@ -222,8 +224,11 @@ class SBNDynamicRebar(SBNRebar):
     def make_temperature(self):
         with tf.variable_scope("cv", reuse=tf.AUTO_REUSE):
             self.log_temperature = tf.get_variable(
-                "pre_temperature_variable", [], trainable=False,
-                initializer=tf.constant_initializer(math.log(self.hp["temperature"])))
+                "pre_temperature_variable",
+                [],
+                trainable=False,
+                initializer=tf.constant_initializer(math.log(self.hp["temperature"])),
+            )
         # tiled per row, so d f_n / d log(lambda) comes out per example
         self.log_temp_rows = tf.tile(tf.reshape(self.log_temperature, [1]), [self.n_rows])
         return tf.exp(self.log_temp_rows)[:, None]
@@ -242,8 +247,7 @@ class SBNDynamicRebar(SBNRebar):
         return extra + [(grad_t, self.log_temperature)]
 
 
-CLASSES = {c.__name__: c for c in (SBN, SBNNVIL, SBNSimpleMuProp, SBNMuProp, SBNGumbel, SBNRebar,
-                                   SBNDynamicRebar)}
+CLASSES = {c.__name__: c for c in (SBN, SBNNVIL, SBNSimpleMuProp, SBNMuProp, SBNGumbel, SBNRebar, SBNDynamicRebar)}
 
 
 def build(hp, mean_xs=None):

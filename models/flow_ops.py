@@ -12,6 +12,7 @@ kernel rather than the activations, and the coupling's masks are applied to l an
 only (masked entries then give exp(0) = 1 and + 0: the same numbers as the
 reference's b*x + (1-b)*(...) form).
 """
+
 import numpy as np
 
 from common.tfcompat import tf
@@ -57,8 +58,7 @@ def conv(name, h, out_ch, k, init_std=None, gain_init="one"):
     the returned output already uses the new g."""
     with tf.variable_scope(name):
         dt = h.dtype.base_dtype
-        w = tf.get_variable("W", [k, k, int(h.shape[-1]), out_ch], dt,
-                            initializer=tf.glorot_uniform_initializer())
+        w = tf.get_variable("W", [k, k, int(h.shape[-1]), out_ch], dt, initializer=tf.glorot_uniform_initializer())
         g = tf.get_variable("g", [], dt, initializer=_gain_initializer(gain_init))
         inv_norm = tf.rsqrt(tf.reduce_sum(tf.square(w)))
         if init_std is None:  # the scalar gain folded into the kernel: one broadcast op fewer
@@ -82,8 +82,11 @@ def opts_of(config):
     si = o["scale_init"]
     if not (si in ("ddi", "ref") or (isinstance(si, (int, float)) and not isinstance(si, bool))):
         raise ValueError(f"scale_init must be 'ddi', 'ref' or a number, found {si!r}")
-    for k, allowed in (("scale_param", ("scalar", "wn_vector")), ("gain_init", ("one", "ref")),
-                       ("mask_phase", ("ours", "ref"))):
+    for k, allowed in (
+        ("scale_param", ("scalar", "wn_vector")),
+        ("gain_init", ("one", "ref")),
+        ("mask_phase", ("ours", "ref")),
+    ):
         if o[k] not in allowed:
             raise ValueError(f"{k} must be one of {allowed}, found {o[k]!r}")
     return o
@@ -155,12 +158,13 @@ def channel(h, w, c, parity):
     if parity == 0:
         m[..., : c // 2] = 1
     else:
-        m[..., c // 2:] = 1
+        m[..., c // 2 :] = 1
     return m
 
 
-def coupling(name, z, logdet, mask, n_blocks, n_features, reverse=False, init=False,
-             dropout_p=0.0, seed=None, opts=None):
+def coupling(
+    name, z, logdet, mask, n_blocks, n_features, reverse=False, init=False, dropout_p=0.0, seed=None, opts=None
+):
     """Affine coupling: y = x*b + (1-b)*(x*exp(l) + m), (l, m) = f(x*b); logdet += sum l.
 
     l and m are zero where b = 1, so this is computed as y = x*exp(l) + m (and x = (y - m)*exp(-l)):

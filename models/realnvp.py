@@ -33,6 +33,7 @@ Ablation switches (scale_init, scale_param, gain_init, mask_phase): flow_ops.DEF
 Dropout (``dropout_p``, training only) acts between the two convs of each residual
 block, drawn from a stateless RNG keyed by a seed tensor so resumed runs are exact.
 """
+
 import numpy as np
 
 from common.errors import UserError
@@ -113,7 +114,7 @@ def flow(y, config, logdet=None, reverse=False, init=False, dropout_p=0.0, seed=
         if reverse:
             half = int(z.shape[-1]) // 2
             factored, z = z[..., :half], z[..., half:]
-        for k in (reversed(range(len(steps))) if reverse else range(len(steps))):
+        for k in reversed(range(len(steps))) if reverse else range(len(steps)):
             kind, name, mask = steps[k]
             if kind == "coupling":
                 s = None if seed is None else seed + tf.constant([0, 1000 * (k + 1)], seed.dtype)
@@ -168,6 +169,7 @@ def decode(z, config):
 
 # --- the inference contract (models/__init__.py) ------------------------------
 
+
 def inference_graph(config, batch, graph="forward"):
     config = get_config(config)
     shape = [batch] + list(config["image_shape"])
@@ -175,17 +177,28 @@ def inference_graph(config, batch, graph="forward"):
         x = tf.placeholder(tf.float32, shape, name="x")
         u = tf.placeholder(tf.float32, shape, name="u")
         z, logdet, bpd = encode(x, u, config)
-        return ([IO(x, "NHWC", "images (pixel - 127.5) / 127.5, in [-1, 1]"),
-                 IO(u, "NHWC", "dequantisation noise, uniform in [0, 1)")],
-                [IO(tf.identity(z, name="z"), "NHWC", "latent z"),
-                 IO(tf.identity(logdet, name="logdet"), "N", "log |det dz/dv| per image, nats "
-                    "(includes the logit preprocessing)"),
-                 IO(tf.identity(bpd, name="bpd"), "N", "bits/dim per image")])
+        return (
+            [
+                IO(x, "NHWC", "images (pixel - 127.5) / 127.5, in [-1, 1]"),
+                IO(u, "NHWC", "dequantisation noise, uniform in [0, 1)"),
+            ],
+            [
+                IO(tf.identity(z, name="z"), "NHWC", "latent z"),
+                IO(
+                    tf.identity(logdet, name="logdet"),
+                    "N",
+                    "log |det dz/dv| per image, nats (includes the logit preprocessing)",
+                ),
+                IO(tf.identity(bpd, name="bpd"), "N", "bits/dim per image"),
+            ],
+        )
     if graph == "sample":
         z = tf.placeholder(tf.float32, [batch] + latent_shape(config), name="z")
         x = decode(z, config)
-        return ([IO(z, "NHWC", "latent z, standard normal")],
-                [IO(tf.identity(x, name="x"), "NHWC", "images in [-1, 1]")])
+        return (
+            [IO(z, "NHWC", "latent z, standard normal")],
+            [IO(tf.identity(x, name="x"), "NHWC", "images in [-1, 1]")],
+        )
     raise UserError(f"realnvp has no graph {graph!r}; graphs are {list(GRAPHS)}")
 
 

@@ -1,4 +1,5 @@
 """RealNVP on CIFAR-10: the spec (models/spec.py). Graphs in models/realnvp.py."""
+
 import numpy as np
 
 from models.spec import Metric, ModelSpec
@@ -23,9 +24,14 @@ def cifar_lut():
 
 
 SPEC = ModelSpec(
-    name="realnvp", module="models.realnvp", graphs=("forward", "sample"),
+    name="realnvp",
+    module="models.realnvp",
+    graphs=("forward", "sample"),
     stems={"forward": "realnvp", "sample": "realnvp_sample"},
-    dataset="cifar10", image_input="x", pixel_lut=cifar_lut, noise_inputs=("u",),
+    dataset="cifar10",
+    image_input="x",
+    pixel_lut=cifar_lut,
+    noise_inputs=("u",),
     metrics=(Metric("bpd", "lower", "bits/dim per image", lambda ref_mean: BPD_TOL),),
     per_image=lambda out: {"bpd": bits_per_dim(out["z"], out["logdet"])},
 )

@@ -6,6 +6,7 @@ training-data statistics ``mean_xs`` and ``train_bias`` are non-trainable variab
 they travel in the checkpoint, and every uniform draw is a graph input.
 The estimators that train it live in models/estimators.py.
 """
+
 import math
 import re
 
@@ -16,19 +17,32 @@ from common.tfcompat import tf
 from models import IO
 
 GRAPHS = ("forward",)
-ESTIMATORS = ("SBN", "SBNNVIL", "SBNSimpleMuProp", "SBNMuProp", "SBNGumbel", "SBNRebar",
-              "SBNDynamicRebar")
-DEFAULTS = dict(model="SBNGumbel", n_hidden=200, n_input=784, n_layer=1, nonlinear=False,
-                learning_rate=0.001, temperature=0.5, n_samples=1, batch_size=24, trial=1,
-                muprop_relaxation=True, dynamic_b=False, quadratic=True, beta2=0.99999, task="sbn")
+ESTIMATORS = ("SBN", "SBNNVIL", "SBNSimpleMuProp", "SBNMuProp", "SBNGumbel", "SBNRebar", "SBNDynamicRebar")
+DEFAULTS = dict(
+    model="SBNGumbel",
+    n_hidden=200,
+    n_input=784,
+    n_layer=1,
+    nonlinear=False,
+    learning_rate=0.001,
+    temperature=0.5,
+    n_samples=1,
+    batch_size=24,
+    trial=1,
+    muprop_relaxation=True,
+    dynamic_b=False,
+    quadratic=True,
+    beta2=0.99999,
+    task="sbn",
+)
 # hparams that change the variables (and so the checkpoint); the rest may change on resume
-STRUCTURE = ("model", "n_hidden", "n_input", "n_layer", "nonlinear", "n_samples", "batch_size",
-             "quadratic", "task")
+STRUCTURE = ("model", "n_hidden", "n_input", "n_layer", "nonlinear", "n_samples", "batch_size", "quadratic", "task")
 MODEL_VARS = re.compile(r"^(p_prior|[qp]_\d+)")
 HE_INIT = tf.variance_scaling_initializer(scale=2.0, mode="fan_in", distribution="truncated_normal")
 
 
 # --- hyperparameters -----------------------------------------------------------
+
 
 def _convert(key, text):
     kind = type(DEFAULTS[key])
@@ -53,8 +67,9 @@ def parse_hparams(text, base=None):
         try:
             hp[key] = _convert(key, value)
         except ValueError:
-            raise UserError(f"--hparams: {key}={value!r} is not a valid "
-                            f"{type(DEFAULTS[key]).__name__} (default {DEFAULTS[key]!r})") from None
+            raise UserError(
+                f"--hparams: {key}={value!r} is not a valid {type(DEFAULTS[key]).__name__} (default {DEFAULTS[key]!r})"
+            ) from None
     return check_hparams(hp)
 
 
@@ -66,11 +81,11 @@ def check_hparams(hp):
     if hp["model"] not in ESTIMATORS:
         raise UserError(f"hparams: model={hp['model']!r}; expected one of {', '.join(ESTIMATORS)}")
     if hp["task"] != "sbn":
-        raise UserError(f"hparams: task={hp['task']!r} is not supported; only task=sbn "
-                        "(binarized MNIST density model)")
+        raise UserError(f"hparams: task={hp['task']!r} is not supported; only task=sbn (binarized MNIST density model)")
     if hp["dynamic_b"]:
-        raise UserError("hparams: dynamic_b=true needs LeCun's float MNIST, which this trainer does "
-                        "not load; use dynamic_b=false")
+        raise UserError(
+            "hparams: dynamic_b=true needs LeCun's float MNIST, which this trainer does not load; use dynamic_b=false"
+        )
     if hp["n_input"] != 784:
         raise UserError(f"hparams: n_input={hp['n_input']}; binarized MNIST has 784 pixels")
     for k, lo in (("n_hidden", 1), ("n_layer", 1), ("n_samples", 1), ("batch_size", 2)):
@@ -89,6 +104,7 @@ def format_hparams(hp):
 
 
 # --- network -------------------------------------------------------------------
+
 
 def dense(name, x, n_out):
     with tf.variable_scope(name, reuse=tf.AUTO_REUSE):
@@ -133,10 +149,10 @@ class Net:
             self.p_prior = tf.get_variable("p_prior", [H], initializer=tf.zeros_initializer())
             m = np.zeros(D, np.float32) if mean_xs is None else np.asarray(mean_xs, np.float32)
             bias = np.log(np.clip(m, 0.001, 0.999)) - np.log1p(-np.clip(m, 0.001, 0.999))
-            self.mean_xs = tf.get_variable("mean_xs", [D], initializer=tf.constant_initializer(m),
-                                           trainable=False)
-            self.train_bias = tf.get_variable("train_bias", [D], trainable=False,
-                                              initializer=tf.constant_initializer(bias.astype(np.float32)))
+            self.mean_xs = tf.get_variable("mean_xs", [D], initializer=tf.constant_initializer(m), trainable=False)
+            self.train_bias = tf.get_variable(
+                "train_bias", [D], trainable=False, initializer=tf.constant_initializer(bias.astype(np.float32))
+            )
 
     def recognition(self, x, sampler):
         h, logits, samples = x - self.mean_xs, [], []
@@ -197,6 +213,7 @@ def bounds(log_weights, name_prefix=""):
 
 # --- inference contract (models/__init__.py) -----------------------------------
 
+
 def inference_graph(config, batch, graph="forward", samples=100):
     if graph not in GRAPHS:
         raise UserError(f"model 'rebar' has no graph {graph!r}; graphs are {list(GRAPHS)}")
@@ -206,12 +223,15 @@ def inference_graph(config, batch, graph="forward", samples=100):
     u = tf.placeholder(tf.float32, [batch, samples, noise_width(hp)], name="u")
     lw = tf.identity(net.log_weights(x, u), name="log_weights")
     elbo, iwae = bounds(lw)
-    inputs = [IO(x, "ND", "binarized MNIST images, float32 in {0,1}, [B, 784]"),
-              IO(u, "ND", f"uniform (0,1) noise, [B, K={samples}, n_layer*n_hidden]; "
-                          "the K samples of image b use u[b]")]
-    outputs = [IO(lw, "ND", "log p(x,b) - log q(b|x) per sample [B, K] (nats)"),
-               IO(elbo, "ND", "single-sample ELBO per image: mean over K of log_weights (nats)"),
-               IO(iwae, "ND", f"importance-weighted bound IWAE-{samples} per image (nats)")]
+    inputs = [
+        IO(x, "ND", "binarized MNIST images, float32 in {0,1}, [B, 784]"),
+        IO(u, "ND", f"uniform (0,1) noise, [B, K={samples}, n_layer*n_hidden]; the K samples of image b use u[b]"),
+    ]
+    outputs = [
+        IO(lw, "ND", "log p(x,b) - log q(b|x) per sample [B, K] (nats)"),
+        IO(elbo, "ND", "single-sample ELBO per image: mean over K of log_weights (nats)"),
+        IO(iwae, "ND", f"importance-weighted bound IWAE-{samples} per image (nats)"),
+    ]
     return inputs, outputs
 
 

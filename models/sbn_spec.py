@@ -1,5 +1,6 @@
 """Sigmoid belief net (REBAR and its estimators) on binarized MNIST: the spec
 (models/spec.py). Graphs in models/sbn.py."""
+
 import numpy as np
 
 from models.spec import Metric, ModelSpec
@@ -24,11 +25,18 @@ def _tol(ref_mean):
 
 
 SPEC = ModelSpec(
-    name="rebar", module="models.sbn", graphs=("forward",), stems={"forward": "rebar"},
-    dataset="binarized_mnist", image_input="x",
+    name="rebar",
+    module="models.sbn",
+    graphs=("forward",),
+    stems={"forward": "rebar"},
+    dataset="binarized_mnist",
+    image_input="x",
     pixel_lut=lambda: np.arange(256, dtype=np.float32),  # {0,1} stays {0,1}
     noise_inputs=("u",),
-    metrics=(Metric("elbo", "higher", "single-sample ELBO per image (nats)", _tol),
-             Metric("iwae", "higher", "IWAE-K bound per image (nats)", _tol)),
-    per_image=_per_image, options=("samples",),
+    metrics=(
+        Metric("elbo", "higher", "single-sample ELBO per image (nats)", _tol),
+        Metric("iwae", "higher", "IWAE-K bound per image (nats)", _tol),
+    ),
+    per_image=_per_image,
+    options=("samples",),
 )

@@ -10,6 +10,7 @@ A user model (frozen by freeze/freeze_graph.py from its own checkpoint, SavedMod
 top-1 agreement for classifiers). Adding a built-in model is one spec module here plus
 its graph module; no other stage names a model.
 """
+
 import dataclasses
 import importlib
 from typing import Callable, Mapping, Optional, Tuple
@@ -57,8 +58,7 @@ class ModelSpec:
         for m in self.metrics:
             if m.name == name:
                 return m
-        raise UserError(f"model {self.name!r} has no metric {name!r}; metrics are "
-                        f"{[m.name for m in self.metrics]}")
+        raise UserError(f"model {self.name!r} has no metric {name!r}; metrics are {[m.name for m in self.metrics]}")
 
     def image_metrics(self, outputs: Mapping[str, np.ndarray]) -> dict:
         """Per-image metrics of one batch; {} for a graph without the outputs they need."""

@@ -1,5 +1,6 @@
 """Shared fixtures. Real data is read through DATA_DIR; with REQUIRE_DATA=1 (CI) a
 missing dataset fails the test instead of skipping it."""
+
 import os
 import sys
 
@@ -11,9 +12,19 @@ if ROOT not in sys.path:
 
 
 # modules that train, freeze or walk a whole road: `make test-fast` skips them
-SLOW_MODULES = {"test_road", "test_train_realnvp", "test_train_rebar", "test_train_faults", "test_distributed",
-                "test_freeze_realnvp", "test_freeze_rebar", "test_user_models", "test_compare_layers",
-                "test_sbn", "test_report"}
+SLOW_MODULES = {
+    "test_road",
+    "test_train_realnvp",
+    "test_train_rebar",
+    "test_train_faults",
+    "test_distributed",
+    "test_freeze_realnvp",
+    "test_freeze_rebar",
+    "test_user_models",
+    "test_compare_layers",
+    "test_sbn",
+    "test_report",
+}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -51,9 +62,25 @@ def repo_root():
 
 # --- RealNVP: one short trained run shared by the trainer and freeze tests ---------
 
-REALNVP_TRAIN_ARGS = ["--config", "tiny32", "--batch_size", "4", "--init_batch_size", "8", "--save_interval", "1",
-                      "--log_every", "1", "--dropout_p", "0.1", "--sample_batch_size", "4", "--seed", "3",
-                      "--deterministic"]
+REALNVP_TRAIN_ARGS = [
+    "--config",
+    "tiny32",
+    "--batch_size",
+    "4",
+    "--init_batch_size",
+    "8",
+    "--save_interval",
+    "1",
+    "--log_every",
+    "1",
+    "--dropout_p",
+    "0.1",
+    "--sample_batch_size",
+    "4",
+    "--seed",
+    "3",
+    "--deterministic",
+]
 
 
 @pytest.fixture(scope="session")

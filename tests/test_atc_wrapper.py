@@ -1,4 +1,5 @@
 """convert/atc.py and the shell wrappers, with a stand-in `atc` first on PATH."""
+
 import json
 import os
 import shlex
@@ -10,7 +11,7 @@ import pytest
 from convert import atc, tiny
 from freeze.signature import Signature
 
-STANDIN = r'''#!{py}
+STANDIN = r"""#!{py}
 import json, os, sys
 open(os.environ["ATC_ARGV"], "w").write(json.dumps(sys.argv[1:]))
 print("ATC start working now, please wait for a moment.")
@@ -23,7 +24,7 @@ if mode == "fail":
 if mode != "noom":
     open(out + ".om", "wb").write(b"om")
 print("ATC run success, welcome to the next use.")
-'''
+"""
 
 
 @pytest.fixture
@@ -47,10 +48,19 @@ def test_exact_argv_and_success(env, capsys):
     out = str(tmp / "m" / "realnvp")
     assert atc.main(["--model", pb, "--soc_version", "Ascend310P3", "--op_select_implmode=high_precision"]) == 0
     argv = json.loads((tmp / "argv.json").read_text())
-    assert argv == [f"--model={pb}", "--framework=3", f"--output={out}", "--soc_version=Ascend310P3",
-                    "--input_shape=x:2,4,4,3;u:2,4,4,3", "--out_nodes=z:0;logdet:0;bpd:0",
-                    "--input_format=NHWC", "--output_type=FP32", "--precision_mode=force_fp32",
-                    "--log=error", "--op_select_implmode=high_precision"]
+    assert argv == [
+        f"--model={pb}",
+        "--framework=3",
+        f"--output={out}",
+        "--soc_version=Ascend310P3",
+        "--input_shape=x:2,4,4,3;u:2,4,4,3",
+        "--out_nodes=z:0;logdet:0;bpd:0",
+        "--input_format=NHWC",
+        "--output_type=FP32",
+        "--precision_mode=force_fp32",
+        "--log=error",
+        "--op_select_implmode=high_precision",
+    ]
     pb_card = (tmp / "m" / "realnvp.json").read_bytes()
     sig = Signature.load(out + ".om.json")  # the om's own card; the pb's card is the pb's
     assert sig.artifact["file"] == "realnvp.om" and sig.artifact["atc_argv"][1:] == argv
@@ -64,8 +74,23 @@ def test_exact_argv_and_success(env, capsys):
 def test_fp16_om_gets_its_own_card_and_dynamic_batch(env):
     pb, tmp = env
     out = str(tmp / "m" / "realnvp_fp16")
-    assert atc.main(["--model", pb, "--output", out, "--precision_mode", "force_fp16",
-                     "--dynamic_batch_size", "1,2", "--keep_dtype", "k.cfg"]) == 0
+    assert (
+        atc.main(
+            [
+                "--model",
+                pb,
+                "--output",
+                out,
+                "--precision_mode",
+                "force_fp16",
+                "--dynamic_batch_size",
+                "1,2",
+                "--keep_dtype",
+                "k.cfg",
+            ]
+        )
+        == 0
+    )
     argv = json.loads((tmp / "argv.json").read_text())
     assert "--input_shape=x:-1,4,4,3;u:-1,4,4,3" in argv and "--dynamic_batch_size=1,2" in argv
     assert "--keep_dtype=k.cfg" in argv
@@ -100,8 +125,7 @@ def test_forced_rebuild_needs_a_new_om(env, capsys, monkeypatch):
     assert "the old one is unchanged" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("layouts,want", [(("NCHW", "ND"), "NCHW"), (("ND", "ND"), "ND"),
-                                          (("NHWC", "NCHW"), None)])
+@pytest.mark.parametrize("layouts,want", [(("NCHW", "ND"), "NCHW"), (("ND", "ND"), "ND"), (("NHWC", "NCHW"), None)])
 def test_input_format_from_signature_layouts(env, capsys, layouts, want):
     pb, tmp = env
     card = tmp / "m" / "realnvp.json"
@@ -152,8 +176,7 @@ def test_dry_run_prints_quoted_command(env, capsys):
 def test_fallback_builds_portable_model_when_atc_absent(env, monkeypatch, capsys):
     pb, tmp = env
     monkeypatch.setenv("PATH", str(tmp / "empty"))
-    assert atc.main(["--model", pb, "--output", str(tmp / "m" / "realnvp"), "--precision_mode",
-                     "force_fp16"]) == 0
+    assert atc.main(["--model", pb, "--output", str(tmp / "m" / "realnvp"), "--precision_mode", "force_fp16"]) == 0
     assert "atc not found on PATH" in capsys.readouterr().err
     assert Signature.load(str(tmp / "m" / "realnvp.fp16.json")).precision_mode == "force_fp16"
     onnx_path = tmp / "m" / "realnvp.fp16.onnx"
@@ -177,24 +200,44 @@ def test_fallback_builds_portable_model_when_atc_absent(env, monkeypatch, capsys
 
 def test_shell_wrapper(env, repo_root, capsys):
     pb, tmp = env
-    r = subprocess.run(["bash", os.path.join(repo_root, "convert", "atc_rebar.sh"), "--model", pb, "--dry-run"],
-                       capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable), cwd=str(tmp))
+    r = subprocess.run(
+        ["bash", os.path.join(repo_root, "convert", "atc_rebar.sh"), "--model", pb, "--dry-run"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHON=sys.executable),
+        cwd=str(tmp),
+    )
     assert r.returncode == 0, r.stderr
     assert "--out_nodes=z:0;logdet:0;bpd:0" in r.stdout
     # the preset's default model is the demo's, whether `make demo` has run or not
-    r = subprocess.run(["bash", os.path.join(repo_root, "convert", "atc_rebar.sh"), "--dry-run"], capture_output=True,
-                       text=True, env=dict(os.environ, PYTHON=sys.executable), cwd=str(tmp))
+    r = subprocess.run(
+        ["bash", os.path.join(repo_root, "convert", "atc_rebar.sh"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHON=sys.executable),
+        cwd=str(tmp),
+    )
     assert os.path.join("runs", "demo", "rebar", "model", "rebar.pb") in r.stdout + r.stderr
     # and a default model that does not exist says how to make it
     assert atc.main(["--default-model", "runs/no-such-demo/model/rebar.pb"]) == 2
     err = capsys.readouterr().err
     assert "make demo" in err and "no-such-demo" in err
     # the generic wrapper: no model kind, no default model
-    r = subprocess.run(["bash", os.path.join(repo_root, "convert", "atc.sh"), "--model", pb, "--dry-run"],
-                       capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable), cwd=str(tmp))
+    r = subprocess.run(
+        ["bash", os.path.join(repo_root, "convert", "atc.sh"), "--model", pb, "--dry-run"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHON=sys.executable),
+        cwd=str(tmp),
+    )
     assert r.returncode == 0 and "--out_nodes=z:0;logdet:0;bpd:0" in r.stdout, r.stderr
-    r = subprocess.run(["bash", os.path.join(repo_root, "convert", "atc.sh")], capture_output=True, text=True,
-                       env=dict(os.environ, PYTHON=sys.executable), cwd=str(tmp))
+    r = subprocess.run(
+        ["bash", os.path.join(repo_root, "convert", "atc.sh")],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHON=sys.executable),
+        cwd=str(tmp),
+    )
     assert r.returncode == 2 and r.stderr.startswith("error: --model is required") and r.stderr.count("\n") == 1
 
 

@@ -1,4 +1,5 @@
 """verify/compare_layers.py: the precision doctor finds an fp16-fragile layer and its fix."""
+
 import json
 import os
 
@@ -20,16 +21,25 @@ def test_doctor_finds_fragile_exp_and_keep_dtype_fixes_it(tmp_path, capsys):
         os.makedirs(tmp_path / "bins" / t.name)
         binfiles.write_bin(tmp_path / "bins" / t.name / "b_00000.bin", feed[t.name], t)
     keep = tmp_path / "keep.cfg"
-    args = ["--pb", pb, "--onnx", str(tmp_path / "frag.fp16.onnx"), "--input",
-            f"{tmp_path / 'bins' / 'x'},{tmp_path / 'bins' / 'u'}", "--keep-dtype-out", str(keep),
-            "--report", str(tmp_path / "r.json")]
+    args = [
+        "--pb",
+        pb,
+        "--onnx",
+        str(tmp_path / "frag.fp16.onnx"),
+        "--input",
+        f"{tmp_path / 'bins' / 'x'},{tmp_path / 'bins' / 'u'}",
+        "--keep-dtype-out",
+        str(keep),
+        "--report",
+        str(tmp_path / "r.json"),
+    ]
     assert compare_layers.main(args) == 0
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["first_failing"] == "scale_exp" and "Inf" in rep["first_failing_why"]
     assert rep["matched"] >= 20
     ops = [l["op"] for l in rep["layers"]]
     assert ops.index("Tanh") < ops.index("scale_exp")  # graph order
-    assert all(l["passed"] for l in rep["layers"][:ops.index("scale_exp")])
+    assert all(l["passed"] for l in rep["layers"][: ops.index("scale_exp")])
     kept = keep.read_text().split()
     assert kept[0] == "scale_exp" and "Tanh" not in kept
     assert "first failing layer: scale_exp" in capsys.readouterr().out
@@ -67,10 +77,15 @@ def _rsqrt_model(out_dir, batch=2):
     pb = os.path.join(out_dir, "rs.pb")
     with open(pb, "wb") as f:
         f.write(g.as_graph_def().SerializeToString())
-    Signature("rs", "forward", batch, [Tensor("x", "x:0", [batch, 4, 4, 4], "float32", "NHWC")],
-              [Tensor("y", "y:0", [batch, 4, 4, 4], "float32", "NHWC")],
-              precision_mode="force_fp32", artifact={"file": "rs.pb", "kind": "pb"}).save(
-        os.path.join(out_dir, "rs.json"))
+    Signature(
+        "rs",
+        "forward",
+        batch,
+        [Tensor("x", "x:0", [batch, 4, 4, 4], "float32", "NHWC")],
+        [Tensor("y", "y:0", [batch, 4, 4, 4], "float32", "NHWC")],
+        precision_mode="force_fp32",
+        artifact={"file": "rs.pb", "kind": "pb"},
+    ).save(os.path.join(out_dir, "rs.json"))
     return pb
 
 
@@ -126,8 +141,12 @@ def test_iterate_walks_up_to_the_fp16_rounding_that_one_shot_keep_misses(tmp_pat
     assert not all(np.isfinite(v).all() for v in outputs(one))  # the named Log is not the cause
 
     it = tmp_path / "it.cfg"
-    assert compare_layers.main(base + ["--keep-dtype-out", str(it), "--iterate", "6",
-                                       "--report", str(tmp_path / "it.json")]) == 0
+    assert (
+        compare_layers.main(
+            base + ["--keep-dtype-out", str(it), "--iterate", "6", "--report", str(tmp_path / "it.json")]
+        )
+        == 0
+    )
     rep = json.loads((tmp_path / "it.json").read_text())
     assert rep["converged"] and rep["first_failing"] is None and len(rep["rounds"]) >= 3
     r0 = rep["rounds"][0]
@@ -149,6 +168,20 @@ def test_iterate_needs_an_fp16_model(tmp_path):
     for t in sig.inputs:
         os.makedirs(tmp_path / "bins" / t.name)
         binfiles.write_bin(tmp_path / "bins" / t.name / "b_00000.bin", feed[t.name], t)
-    assert compare_layers.main(["--pb", pb, "--onnx", out, "--input",
-                                f"{tmp_path / 'bins' / 'x'},{tmp_path / 'bins' / 'u'}",
-                                "--keep-dtype-out", str(tmp_path / "k.cfg"), "--iterate", "3"]) == 2
+    assert (
+        compare_layers.main(
+            [
+                "--pb",
+                pb,
+                "--onnx",
+                out,
+                "--input",
+                f"{tmp_path / 'bins' / 'x'},{tmp_path / 'bins' / 'u'}",
+                "--keep-dtype-out",
+                str(tmp_path / "k.cfg"),
+                "--iterate",
+                "3",
+            ]
+        )
+        == 2
+    )

@@ -1,5 +1,6 @@
 """verify/compare_runs.py: two small real REBAR runs (real MNIST) that differ only in the
 learning rate, and two runs made on the fly with a known offset; the gate's exit codes."""
+
 import json
 import os
 
@@ -62,12 +63,14 @@ def test_known_difference_and_gate(tmp_path, capsys):
 def test_user_errors(tmp_path, capsys):
     a = realnvp_style(str(tmp_path / "a"), 0.0, 0.5)
     other = _write_run(str(tmp_path / "o"), [{"step": 1, "kind": "train", "train_bpd": 1.0}], model="other")
-    for argv, needle in (([a], "at least two runs"),
-                         ([a, str(tmp_path / "missing")], "training run folder not found"),
-                         ([f"{a}:x", f"{a}:x"], "share a label"),
-                         ([a, other], "runs of different models"),
-                         ([a, f"{a}:b", "--metric", "elbo"], "--metric elbo: not in"),
-                         ([a, f"{a}:b", "--max-diff", "-1"], "--max-diff must be >= 0")):
+    for argv, needle in (
+        ([a], "at least two runs"),
+        ([a, str(tmp_path / "missing")], "training run folder not found"),
+        ([f"{a}:x", f"{a}:x"], "share a label"),
+        ([a, other], "runs of different models"),
+        ([a, f"{a}:b", "--metric", "elbo"], "--metric elbo: not in"),
+        ([a, f"{a}:b", "--max-diff", "-1"], "--max-diff must be >= 0"),
+    ):
         assert compare_runs.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("error: ") and needle in err and "Traceback" not in err
@@ -86,10 +89,31 @@ def rebar_pair(mnist_dir, tmp_path_factory):
     runs = {}
     for label, lr in (("lr3e-4", "0.0003"), ("lr3e-2", "0.03")):
         runs[label] = str(d / label)
-        assert train_rebar.main(["--data_path", mnist_dir, "--working_dir", runs[label], "--hparams",
-                                 f"model=SBNNVIL,n_layer=1,task=sbn,learning_rate={lr}", "--steps", "20",
-                                 "--log_every", "10", "--eval_freq", "0", "--eval_limit", "20",
-                                 "--eval_samples", "10", "--seed", "0"]) == 0
+        assert (
+            train_rebar.main(
+                [
+                    "--data_path",
+                    mnist_dir,
+                    "--working_dir",
+                    runs[label],
+                    "--hparams",
+                    f"model=SBNNVIL,n_layer=1,task=sbn,learning_rate={lr}",
+                    "--steps",
+                    "20",
+                    "--log_every",
+                    "10",
+                    "--eval_freq",
+                    "0",
+                    "--eval_limit",
+                    "20",
+                    "--eval_samples",
+                    "10",
+                    "--seed",
+                    "0",
+                ]
+            )
+            == 0
+        )
     return runs
 
 
@@ -117,8 +141,9 @@ def test_two_real_runs(rebar_pair, tmp_path, capsys):
     assert known != 0 and test[1]["rel_diff"] == pytest.approx(known)
     diffs = [abs(v[1]["rel_diff"]) for v in final.values()]
     assert [m["step"] for m in res["matched"] if m["split"] == "train" and m["metric"] == "elbo"] == [10, 20]
-    assert all(r["steps_per_sec"] > 0 and r["images_per_sec"] == pytest.approx(r["steps_per_sec"] * 24)
-               for r in res["runs"])
+    assert all(
+        r["steps_per_sec"] > 0 and r["images_per_sec"] == pytest.approx(r["steps_per_sec"] * 24) for r in res["runs"]
+    )
     # the gate, around the measured difference
     capsys.readouterr()
     assert compare_runs.main([f"{a}:slow", f"{b}:fast", "--max-diff", f"{max(diffs) * 1.01}"]) == 0

@@ -1,4 +1,5 @@
 """The shared formats: signature, input .bin files, msame output layout, atomic writes."""
+
 import os
 import re
 
@@ -13,10 +14,16 @@ from infer import layout
 
 
 def _sig():
-    return Signature("realnvp", "forward", 4,
-                     [Tensor("x", "x:0", [4, 32, 32, 3], layout="NHWC"), Tensor("u", "u:0", [4, 32, 32, 3])],
-                     [Tensor("z", "z:0", [4, 16, 16, 12]), Tensor("logdet", "logdet:0", [4])],
-                     config={"a": 1}, checkpoint={"path": "/x", "step": 3}, options={"k": 2})
+    return Signature(
+        "realnvp",
+        "forward",
+        4,
+        [Tensor("x", "x:0", [4, 32, 32, 3], layout="NHWC"), Tensor("u", "u:0", [4, 32, 32, 3])],
+        [Tensor("z", "z:0", [4, 16, 16, 12]), Tensor("logdet", "logdet:0", [4])],
+        config={"a": 1},
+        checkpoint={"path": "/x", "step": 3},
+        options={"k": 2},
+    )
 
 
 def test_signature_roundtrip_and_atc_args(tmp_path):

@@ -1,5 +1,6 @@
 """Dataset loaders: real data shapes and checksums of content, and one-line errors
 naming the file for every kind of bad input."""
+
 import os
 import pickle
 import subprocess
@@ -81,8 +82,13 @@ def test_mnist_amat_and_mat_agree(tmp_path):
     assert np.array_equal(datasets.load_binarized_mnist(tmp_path, "valid"), x)
 
 
-@pytest.mark.parametrize("line,match", [("0 1 1", r":1: expected 784 values per row, found 3"),
-                                        (" ".join(["0"] * 783 + ["2"]), r"expected 0 or 1, found 2")])
+@pytest.mark.parametrize(
+    "line,match",
+    [
+        ("0 1 1", r":1: expected 784 values per row, found 3"),
+        (" ".join(["0"] * 783 + ["2"]), r"expected 0 or 1, found 2"),
+    ],
+)
 def test_mnist_bad_rows(tmp_path, line, match):
     p = tmp_path / "binarized_mnist_train.amat"
     p.write_text(line + "\n")
@@ -92,8 +98,10 @@ def test_mnist_bad_rows(tmp_path, line, match):
 
 
 def test_cli_error_is_one_line(tmp_path, repo_root):
-    code = ("from common.errors import cli\nfrom data_tools.datasets import load\n"
-            "@cli\ndef main(argv=None):\n    load('cifar10', 'test', %r)\nraise SystemExit(main())" % str(tmp_path))
+    code = (
+        "from common.errors import cli\nfrom data_tools.datasets import load\n"
+        "@cli\ndef main(argv=None):\n    load('cifar10', 'test', %r)\nraise SystemExit(main())" % str(tmp_path)
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo_root)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr

@@ -6,6 +6,7 @@ one RealNVP cluster trained 3 steps then resumed to 6 (the whole cluster, --load
 compared with one process at the doubled batch; one REBAR cluster likewise without resume.
 The workers start from different graph seeds, so agreement also proves the chief's broadcast.
 """
+
 import json
 import os
 import socket
@@ -24,13 +25,32 @@ from train import train_realnvp as T
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 # conftest's REALNVP_TRAIN_ARGS without dropout (its masks are drawn per worker and tower)
-RN_ARGS = ["--config", "tiny32", "--init_batch_size", "8", "--save_interval", "1", "--log_every", "1",
-           "--sample_batch_size", "4", "--seed", "3", "--deterministic"]
+RN_ARGS = [
+    "--config",
+    "tiny32",
+    "--init_batch_size",
+    "8",
+    "--save_interval",
+    "1",
+    "--log_every",
+    "1",
+    "--sample_batch_size",
+    "4",
+    "--seed",
+    "3",
+    "--deterministic",
+]
 
 
 def _launch(cmd, timeout=600):
-    p = subprocess.run([PY, "train/launch.py", "--nproc", "2", "--", PY] + cmd, cwd=ROOT, capture_output=True,
-                       text=True, timeout=timeout, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    p = subprocess.run(
+        [PY, "train/launch.py", "--nproc", "2", "--", PY] + cmd,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
     return p.returncode, p.stdout, p.stderr
 
 
@@ -53,12 +73,22 @@ def _close(a, b, rtol=1e-4):
 def realnvp_cluster(fake_cifar, tmp_path_factory):
     d = tmp_path_factory.mktemp("dist")
     two, one = str(d / "two"), str(d / "one")
-    common = ["train/train_realnvp.py", "--data_url", fake_cifar, "--train_url", two, "--batch_size", "2",
-              "--peer_timeout", "120"] + RN_ARGS
+    common = [
+        "train/train_realnvp.py",
+        "--data_url",
+        fake_cifar,
+        "--train_url",
+        two,
+        "--batch_size",
+        "2",
+        "--peer_timeout",
+        "120",
+    ] + RN_ARGS
     first = _launch(common + ["--max_steps", "3"])
     resumed = _launch(common + ["--max_steps", "6", "--load_params", "1"])
-    assert T.main(["--data_url", fake_cifar, "--train_url", one, "--batch_size", "4", "--max_steps", "6"]
-                  + RN_ARGS) == 0
+    assert (
+        T.main(["--data_url", fake_cifar, "--train_url", one, "--batch_size", "4", "--max_steps", "6"] + RN_ARGS) == 0
+    )
     return {"two": two, "one": one, "first": first, "resumed": resumed}
 
 
@@ -71,8 +101,9 @@ def test_realnvp_two_workers_equal_one_at_double_batch_and_resume(realnvp_cluste
     v = _close(two, one)
     assert int(v["global_step"]) == 6 and any(np.abs(v[k]).max() > 0 for k in v if k.endswith("/Adam"))
     m2, m1 = (runguard.read_metrics(os.path.join(d, "metrics.jsonl")) for d in (two, one))
-    assert [(r["kind"], r["step"]) for r in m2] == [(r["kind"], r["step"]) for r in m1[:4]] + \
-        [("end", 3)] + [(r["kind"], r["step"]) for r in m1[4:]]  # the first cluster run's end record
+    assert [(r["kind"], r["step"]) for r in m2] == [(r["kind"], r["step"]) for r in m1[:4]] + [("end", 3)] + [
+        (r["kind"], r["step"]) for r in m1[4:]
+    ]  # the first cluster run's end record
     for a, b in zip([r for r in m2 if r["kind"] == "train"], [r for r in m1 if r["kind"] == "train"]):
         assert a["train_bpd"] == pytest.approx(b["train_bpd"], rel=1e-5)
     info = runinfo.load(two)
@@ -87,20 +118,38 @@ def test_realnvp_chief_alone_writes_and_the_folder_freezes(realnvp_cluster):
     assert runguard.LOCK not in files and not [f for f in files if f.endswith(".tmp")]
     m = runguard.read_metrics(os.path.join(two, "metrics.jsonl"))
     assert len({(r["kind"], r["step"]) for r in m}) == len(m)  # no record written twice
-    assert "[1] " not in "".join(ln for ln in realnvp_cluster["first"][1].splitlines() if "step " in ln and
-                                 "train bpd" in ln)
+    assert "[1] " not in "".join(
+        ln for ln in realnvp_cluster["first"][1].splitlines() if "step " in ln and "train bpd" in ln
+    )
     from freeze import core
+
     r = core.Restored(two, 2)
     assert r.ckpt == os.path.join(two, "model.ckpt-6") and r.info["model"] == "realnvp"
 
 
 def test_rebar_two_workers_equal_one_at_double_batch(mnist_dir, tmp_path):
     hp = "model=SBNDynamicRebar,n_layer=1,n_hidden=20,learning_rate=0.001"
-    common = ["--data_path", mnist_dir, "--steps", "5", "--log_every", "1", "--eval_limit", "20",
-              "--eval_samples", "10", "--eval_freq", "0", "--seed", "1"]
+    common = [
+        "--data_path",
+        mnist_dir,
+        "--steps",
+        "5",
+        "--log_every",
+        "1",
+        "--eval_limit",
+        "20",
+        "--eval_samples",
+        "10",
+        "--eval_freq",
+        "0",
+        "--seed",
+        "1",
+    ]
     two, one = str(tmp_path / "two"), str(tmp_path / "one")
-    rc, out, err = _launch(["train/train_rebar.py", "--working_dir", two, "--hparams", hp + ",batch_size=4",
-                            "--peer_timeout", "120"] + common)
+    rc, out, err = _launch(
+        ["train/train_rebar.py", "--working_dir", two, "--hparams", hp + ",batch_size=4", "--peer_timeout", "120"]
+        + common
+    )
     assert rc == 0, err[-3000:]
     assert train_rebar.main(["--working_dir", one, "--hparams", hp + ",batch_size=8"] + common) == 0
     v = _close(two, one)
@@ -111,11 +160,35 @@ def test_rebar_two_workers_equal_one_at_double_batch(mnist_dir, tmp_path):
 def test_killed_worker_stops_the_other_within_the_bound(mnist_dir, tmp_path):
     timeout = 8.0
     cfgs = launch.tf_configs(2)
-    cmd = [PY, "train/train_rebar.py", "--data_path", mnist_dir, "--working_dir", str(tmp_path / "k"),
-           "--hparams", "model=SBNRebar,n_layer=1,n_hidden=10", "--steps", "1000000", "--log_every", "1",
-           "--eval_freq", "0", "--peer_timeout", str(timeout)]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, TF_CONFIG=c, PYTHONUNBUFFERED="1"),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cfgs]
+    cmd = [
+        PY,
+        "train/train_rebar.py",
+        "--data_path",
+        mnist_dir,
+        "--working_dir",
+        str(tmp_path / "k"),
+        "--hparams",
+        "model=SBNRebar,n_layer=1,n_hidden=10",
+        "--steps",
+        "1000000",
+        "--log_every",
+        "1",
+        "--eval_freq",
+        "0",
+        "--peer_timeout",
+        str(timeout),
+    ]
+    procs = [
+        subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=dict(os.environ, TF_CONFIG=c, PYTHONUNBUFFERED="1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for c in cfgs
+    ]
     try:
         for line in procs[0].stdout:
             if line.startswith("step "):
@@ -137,21 +210,29 @@ def test_killed_worker_stops_the_other_within_the_bound(mnist_dir, tmp_path):
 
 
 def test_launcher_stops_all_when_one_fails(tmp_path):
-    script = ("import json, os, sys, time\n"
-              "i = json.loads(os.environ['TF_CONFIG'])['task']['index']\n"
-              "print('hello from', i, json.loads(os.environ['TF_CONFIG'])['cluster']['worker'], flush=True)\n"
-              "if i == 1: sys.exit(3)\n"
-              "open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)\n")
+    script = (
+        "import json, os, sys, time\n"
+        "i = json.loads(os.environ['TF_CONFIG'])['task']['index']\n"
+        "print('hello from', i, json.loads(os.environ['TF_CONFIG'])['cluster']['worker'], flush=True)\n"
+        "if i == 1: sys.exit(3)\n"
+        "open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)\n"
+    )
     mark = str(tmp_path / "pid0")
     t = time.time()
-    p = subprocess.run([PY, "train/launch.py", "--nproc", "2", "--grace", "3", "--", PY, "-c", script, mark],
-                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [PY, "train/launch.py", "--nproc", "2", "--grace", "3", "--", PY, "-c", script, mark],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert time.time() - t < 30
     assert p.returncode == 3, p.stderr
     assert "launch.py: worker 1 exited with status 3; stopping the others" in p.stderr
     lines = p.stdout.splitlines()
-    assert any(ln.startswith("[0] hello from 0") for ln in lines) and any(ln.startswith("[1] hello from 1")
-                                                                          for ln in lines)
+    assert any(ln.startswith("[0] hello from 0") for ln in lines) and any(
+        ln.startswith("[1] hello from 1") for ln in lines
+    )
     hosts = json.loads(lines[0].split(" ", 4)[4].replace("'", '"'))
     assert len(set(hosts)) == 2 and all(h.startswith("localhost:") for h in hosts)
     if os.path.exists(mark):  # worker 0 got as far as sleeping: it must be gone now
@@ -174,10 +255,15 @@ def test_cluster_errors_are_one_line(fake_cifar, tmp_path, capsys, monkeypatch):
         return err[0]
 
     assert "TF_CONFIG: not valid JSON" in err_of([], "{cluster:")
-    assert "task index must be in 0..1" in err_of([], json.dumps(
-        {"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 2}}))
-    assert "only a 'worker' job" in err_of([], json.dumps(
-        {"cluster": {"worker": ["localhost:1"], "ps": ["localhost:2"]}, "task": {"type": "worker", "index": 0}}))
+    assert "task index must be in 0..1" in err_of(
+        [], json.dumps({"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 2}})
+    )
+    assert "only a 'worker' job" in err_of(
+        [],
+        json.dumps(
+            {"cluster": {"worker": ["localhost:1"], "ps": ["localhost:2"]}, "task": {"type": "worker", "index": 0}}
+        ),
+    )
     assert "expected host:port" in err_of(["--worker_hosts", "localhost,localhost:5", "--task_index", "0"])
     with socket.socket() as s:
         s.bind(("", 0))
@@ -193,7 +279,8 @@ def test_npu_cluster_graph_with_hccl_stubbed(tmp_path, monkeypatch):
     calls = []
     hccl_ops = types.SimpleNamespace(
         allreduce=lambda t, op: calls.append(("allreduce", op, t.shape.as_list())) or t * 2.0,  # 2 equal ranks
-        broadcast=lambda ts, root_rank: calls.append(("broadcast", root_rank, len(ts))) or [tf.identity(t) for t in ts])
+        broadcast=lambda ts, root_rank: calls.append(("broadcast", root_rank, len(ts))) or [tf.identity(t) for t in ts],
+    )
     monkeypatch.setitem(sys.modules, "npu_bridge", types.ModuleType("npu_bridge"))
     monkeypatch.setitem(sys.modules, "npu_bridge.hccl", types.SimpleNamespace(hccl_ops=hccl_ops))
     table = tmp_path / "rank_table.json"
@@ -206,6 +293,7 @@ def test_npu_cluster_graph_with_hccl_stubbed(tmp_path, monkeypatch):
     with pytest.raises(runguard.UserError, match="RANK_TABLE_FILE"):
         distributed.from_args(a, env=dict(env, RANK_TABLE_FILE=str(tmp_path / "none.json")), device="npu")
     from models import realnvp
+
     cfg = realnvp.get_config("tiny")
     x = (np.random.RandomState(0).randint(0, 256, [2, 8, 8, 3]) - 127.5) / 127.5
     u = np.random.RandomState(1).uniform(0, 1, x.shape)

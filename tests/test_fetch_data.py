@@ -1,4 +1,5 @@
 """fetch_data on small fake archives made on the fly (never the network)."""
+
 import io
 import os
 import pickle
@@ -12,8 +13,9 @@ from data_tools import datasets, fetch_data
 
 def _cifar_batch(n, seed):
     rng = np.random.RandomState(seed)
-    return pickle.dumps({b"data": rng.randint(0, 256, (n, 3072)).astype(np.uint8),
-                         b"labels": list(rng.randint(0, 10, n))}, protocol=2)
+    return pickle.dumps(
+        {b"data": rng.randint(0, 256, (n, 3072)).astype(np.uint8), b"labels": list(rng.randint(0, 10, n))}, protocol=2
+    )
 
 
 def _fake_cifar_tgz(path, n=5):

@@ -1,6 +1,7 @@
 """freeze_realnvp: a trained checkpoint -> .pb matching the checkpoint; overwrite and kind checks.
 
 The checkpoint is the session's short fake-data run (``realnvp_runs`` in conftest.py)."""
+
 import json
 import os
 import shutil
@@ -32,8 +33,11 @@ def test_freeze_forward_and_sample_match_checkpoint(realnvp_runs, tmp_path, caps
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
     assert np.abs(logdet - logdet.mean()).max() > 1e-3  # a trained, image-dependent flow
     d = 3072
-    np.testing.assert_allclose(bpd, 8 + (0.5 * (z.astype(np.float64) ** 2).sum((1, 2, 3))
-                                         + 0.5 * d * np.log(2 * np.pi) - logdet) / (d * np.log(2)), rtol=1e-6)
+    np.testing.assert_allclose(
+        bpd,
+        8 + (0.5 * (z.astype(np.float64) ** 2).sum((1, 2, 3)) + 0.5 * d * np.log(2 * np.pi) - logdet) / (d * np.log(2)),
+        rtol=1e-6,
+    )
     ssig = Signature.load(os.path.join(out, "realnvp_sample.json"))
     sgd = core.tf.GraphDef()
     sgd.ParseFromString(open(os.path.join(out, "realnvp_sample.pb"), "rb").read())

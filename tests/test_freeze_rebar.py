@@ -1,4 +1,5 @@
 """freeze/freeze_rebar.py: a trained checkpoint's frozen graph gives the checkpoint's numbers."""
+
 import numpy as np
 import pytest
 
@@ -16,8 +17,27 @@ HP = "model=SBNRebar,n_layer=2,n_hidden=50,learning_rate=0.001"
 @pytest.fixture(scope="module")
 def trained(mnist_dir, tmp_path_factory):
     wd = tmp_path_factory.mktemp("rebar_run")
-    assert train_rebar.main(["--data_path", mnist_dir, "--working_dir", str(wd), "--steps", "30", "--hparams", HP,
-                             "--eval_limit", "10", "--eval_samples", "5", "--eval_freq", "0"]) == 0
+    assert (
+        train_rebar.main(
+            [
+                "--data_path",
+                mnist_dir,
+                "--working_dir",
+                str(wd),
+                "--steps",
+                "30",
+                "--hparams",
+                HP,
+                "--eval_limit",
+                "10",
+                "--eval_samples",
+                "5",
+                "--eval_freq",
+                "0",
+            ]
+        )
+        == 0
+    )
     return wd
 
 
@@ -54,8 +74,9 @@ def test_freeze_matches_checkpoint(trained, mnist_dir, tmp_path, capsys):
     capsys.readouterr()
     assert freeze_rebar.main(["--ckpt", str(trained), "--batch", "3", "--samples", "8", "--out", str(out)]) == 2
     assert "rebar.pb: already exists" in capsys.readouterr().err
-    assert freeze_rebar.main(["--ckpt", str(trained), "--batch", "2", "--samples", "4", "--out", str(out),
-                              "--force"]) == 0
+    assert (
+        freeze_rebar.main(["--ckpt", str(trained), "--batch", "2", "--samples", "4", "--out", str(out), "--force"]) == 0
+    )
     assert Signature.load(out / "rebar.json").batch == 2
 
 

@@ -1,5 +1,6 @@
 """img2bin: Ascend image mode (naming, letterbox, mean/coef, layouts, dtypes, txt, errors)
 and dataset mode on the real CIFAR-10 and MNIST test sets."""
+
 import json
 import os
 
@@ -22,8 +23,28 @@ def test_letterbox_mean_coef_layout(tmp_path):
     src.mkdir()
     img = _img(src / "b.png", 10, 20)  # wide: 20x10 -> 8x4 + 2 rows padding top and bottom
     out = tmp_path / "out"
-    rc = img2bin.main(["-i", str(src), "-w", "8", "-h", "8", "-f", "RGB", "-a", "NCHW", "-t", "float32",
-                       "-m", "[1,2,3]", "-c", "[0.5,2,1]", "-o", str(out)])
+    rc = img2bin.main(
+        [
+            "-i",
+            str(src),
+            "-w",
+            "8",
+            "-h",
+            "8",
+            "-f",
+            "RGB",
+            "-a",
+            "NCHW",
+            "-t",
+            "float32",
+            "-m",
+            "[1,2,3]",
+            "-c",
+            "[0.5,2,1]",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0
     a = np.fromfile(out / "b.bin", np.float32).reshape(3, 8, 8)
     small = cv2.resize(img, (8, 4), interpolation=cv2.INTER_LINEAR)[..., ::-1].astype(np.float32)
@@ -66,12 +87,15 @@ def test_sorted_txt_and_collision(tmp_path, capsys):
     assert "a.png" in err and "a.jpg" in err and "error: " in err
 
 
-@pytest.mark.parametrize("args,words", [
-    (["-i", "nope.jpg", "-w", "4", "-h", "4", "-t", "uint8"], ["nope.jpg", "does not exist"]),
-    (["-i", "{src}", "-w", "0", "-h", "4", "-t", "uint8"], ["greater than 0"]),
-    (["-i", "{src}", "-w", "4", "-h", "4"], ["-t required"]),
-    (["-i", "{src}", "-w", "4", "-h", "4", "-t", "uint8", "-m", "[1]"], ["-m", "3 value"]),
-])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["-i", "nope.jpg", "-w", "4", "-h", "4", "-t", "uint8"], ["nope.jpg", "does not exist"]),
+        (["-i", "{src}", "-w", "0", "-h", "4", "-t", "uint8"], ["greater than 0"]),
+        (["-i", "{src}", "-w", "4", "-h", "4"], ["-t required"]),
+        (["-i", "{src}", "-w", "4", "-h", "4", "-t", "uint8", "-m", "[1]"], ["-m", "3 value"]),
+    ],
+)
 def test_errors_exit_nonzero(tmp_path, capsys, args, words):
     _img(tmp_path / "a.jpg", 4, 4)
     rc = img2bin.main([a.replace("{src}", str(tmp_path / "a.jpg")) for a in args] + ["-o", str(tmp_path / "o")])
@@ -80,9 +104,13 @@ def test_errors_exit_nonzero(tmp_path, capsys, args, words):
 
 
 def _sig(path, batch, x_shape, u_shape, model="realnvp"):
-    s = Signature(model, "forward", batch, [Tensor("x", "x:0", [batch] + x_shape, layout="NHWC"),
-                                          Tensor("u", "u:0", [batch] + u_shape)],
-                  [Tensor("z", "z:0", [batch])])
+    s = Signature(
+        model,
+        "forward",
+        batch,
+        [Tensor("x", "x:0", [batch] + x_shape, layout="NHWC"), Tensor("u", "u:0", [batch] + u_shape)],
+        [Tensor("z", "z:0", [batch])],
+    )
     s.save(path)
     return str(path)
 
@@ -90,8 +118,25 @@ def _sig(path, batch, x_shape, u_shape, model="realnvp"):
 def test_dataset_mode_real_cifar(tmp_path, cifar_dir):
     sig = _sig(tmp_path / "m.json", 16, [32, 32, 3], [32, 32, 3])
     out = tmp_path / "bins"
-    assert img2bin.main(["--dataset", "cifar10", "--split", "test", "--signature", sig, "-o", str(out),
-                         "--data-dir", cifar_dir, "--seed", "3"]) == 0
+    assert (
+        img2bin.main(
+            [
+                "--dataset",
+                "cifar10",
+                "--split",
+                "test",
+                "--signature",
+                sig,
+                "-o",
+                str(out),
+                "--data-dir",
+                cifar_dir,
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     m = binfiles.Manifest.load(out)
     images = datasets.load("cifar10", "test", cifar_dir)
     n = len(images)
@@ -101,8 +146,10 @@ def test_dataset_mode_real_cifar(tmp_path, cifar_dir):
     assert sum(f["n_real"] for f in m.files) == n
     t = Signature.load(sig).inputs
     x = binfiles.read_bin(out / "x" / f"{last['stem']}.bin", t[0])
-    np.testing.assert_array_equal(x[:last["n_real"]], (images[last["first"]:].astype(np.float32) - 127.5) / 127.5)
-    np.testing.assert_array_equal(x[last["n_real"]:], np.broadcast_to(x[last["n_real"] - 1], x[last["n_real"]:].shape))
+    np.testing.assert_array_equal(x[: last["n_real"]], (images[last["first"] :].astype(np.float32) - 127.5) / 127.5)
+    np.testing.assert_array_equal(
+        x[last["n_real"] :], np.broadcast_to(x[last["n_real"] - 1], x[last["n_real"] :].shape)
+    )
     u = binfiles.read_bin(out / "u" / f"{m.files[0]['stem']}.bin", t[1])
     assert u.min() > 0 and u.max() < 1 and 0.45 < u.mean() < 0.55
     # existing results are not overwritten without --force
@@ -114,13 +161,34 @@ def test_dataset_mode_real_mnist_noise_independent_of_batch(tmp_path, mnist_dir)
     for b in (4, 7):
         sig = _sig(tmp_path / f"m{b}.json", b, [784], [2, 400], model="rebar")
         outs[b] = tmp_path / f"bins{b}"
-        assert img2bin.main(["--dataset", "binarized_mnist", "--signature", sig, "-o", str(outs[b]),
-                             "--data-dir", mnist_dir, "--limit", "30", "--seed", "1"]) == 0
+        assert (
+            img2bin.main(
+                [
+                    "--dataset",
+                    "binarized_mnist",
+                    "--signature",
+                    sig,
+                    "-o",
+                    str(outs[b]),
+                    "--data-dir",
+                    mnist_dir,
+                    "--limit",
+                    "30",
+                    "--seed",
+                    "1",
+                ]
+            )
+            == 0
+        )
+
     def rows(b, name, shape):
         m = binfiles.Manifest.load(outs[b])
-        parts = [np.fromfile(outs[b] / name / f"{f['stem']}.bin", np.float32).reshape([b] + shape)[:f["n_real"]]
-                 for f in m.files]
+        parts = [
+            np.fromfile(outs[b] / name / f"{f['stem']}.bin", np.float32).reshape([b] + shape)[: f["n_real"]]
+            for f in m.files
+        ]
         return np.concatenate(parts)
+
     assert binfiles.Manifest.load(outs[7]).files[-1]["n_pad"] == 5  # 30 = 4*7 + 2
     x4, x7 = rows(4, "x", [784]), rows(7, "x", [784])
     np.testing.assert_array_equal(x4, datasets.load("binarized_mnist", "test", mnist_dir)[:30])
@@ -131,10 +199,10 @@ def test_dataset_mode_real_mnist_noise_independent_of_batch(tmp_path, mnist_dir)
 
 # --- image mode with --signature: a user's folder of images, batched for their model -------
 
+
 def _user_sig(path, batch, shape, dtype="float32", layout="NHWC", inputs=None, model="mine"):
     ins = inputs or [Tensor("images", "images:0", [batch] + shape, dtype, layout)]
-    s = Signature(model, "forward", batch, ins, [Tensor("logits", "logits:0", [batch, 10])],
-                  source={"kind": "pb"})
+    s = Signature(model, "forward", batch, ins, [Tensor("logits", "logits:0", [batch, 10])], source={"kind": "pb"})
     s.save(path)
     return str(path)
 
@@ -145,17 +213,44 @@ def test_image_mode_with_signature_batches_pads_and_lists_files(tmp_path, capsys
     imgs = {f"p{i}.png": _img(src / f"p{i}.png", 6, 6, seed=i) for i in range(5)}
     sig = _user_sig(tmp_path / "mine.json", 2, [6, 6, 3])
     out = tmp_path / "bins"
-    assert img2bin.main(["-i", str(src), "-w", "6", "-h", "6", "-f", "RGB", "-a", "NHWC", "-m", "[1,2,3]",
-                         "-c", "[0.5,0.25,2]", "--signature", sig, "-o", str(out)]) == 0
+    assert (
+        img2bin.main(
+            [
+                "-i",
+                str(src),
+                "-w",
+                "6",
+                "-h",
+                "6",
+                "-f",
+                "RGB",
+                "-a",
+                "NHWC",
+                "-m",
+                "[1,2,3]",
+                "-c",
+                "[0.5,0.25,2]",
+                "--signature",
+                sig,
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     m = binfiles.Manifest.load(out)
     assert m.images == sorted(imgs) and m.n_images == 5 and m.d["source"] == "images"
     assert [(f["stem"], f["first"], f["n_real"], f["n_pad"]) for f in m.files] == [
-        ("pics_00000", 0, 2, 0), ("pics_00001", 2, 2, 0), ("pics_00002", 4, 1, 1)]
+        ("pics_00000", 0, 2, 0),
+        ("pics_00001", 2, 2, 0),
+        ("pics_00002", 4, 1, 1),
+    ]
     assert m.d["preprocess"]["output_type"] == "float32" and m.d["image_input"] == "images"
     t = Signature.load(sig).inputs[0]
     rows = np.concatenate([binfiles.read_bin(out / "images" / f"{f['stem']}.bin", t) for f in m.files])
-    want = np.stack([(imgs[n][..., ::-1].astype(np.float32) - [1, 2, 3]) * np.float32([0.5, 0.25, 2])
-                     for n in sorted(imgs)])
+    want = np.stack(
+        [(imgs[n][..., ::-1].astype(np.float32) - [1, 2, 3]) * np.float32([0.5, 0.25, 2]) for n in sorted(imgs)]
+    )
     np.testing.assert_array_equal(rows[:5], want)
     np.testing.assert_array_equal(rows[5], rows[4])  # padding repeats the last image
     assert sorted(os.listdir(out)) == ["images", "manifest.json"]  # no staging folder left
@@ -175,8 +270,12 @@ def test_image_mode_with_signature_fills_a_builtin_models_noise(tmp_path):
         _img(src / f"{i}.png", 4, 4, seed=i)
     sig = _sig(tmp_path / "rn.json", 2, [4, 4, 3], [4, 4, 3])  # built-in realnvp: x + noise u
     out = tmp_path / "bins"
-    assert img2bin.main(["-i", str(src), "-w", "4", "-h", "4", "-a", "NHWC", "--signature", sig, "-o", str(out),
-                         "--seed", "5"]) == 0
+    assert (
+        img2bin.main(
+            ["-i", str(src), "-w", "4", "-h", "4", "-a", "NHWC", "--signature", sig, "-o", str(out), "--seed", "5"]
+        )
+        == 0
+    )
     m = binfiles.Manifest.load(out)
     assert m.d["noise_inputs"] == ["u"] and [i["dir"] for i in m.inputs] == ["x", "u"]
     u = binfiles.read_bin(out / "u" / "pics_00000.bin", Signature.load(sig).inputs[1])
@@ -187,20 +286,27 @@ def test_export_images_round_trip(tmp_path, fake_cifar):
     from data_tools import export_images
 
     pics = tmp_path / "pics"
-    assert export_images.main(["--dataset", "cifar10", "--split", "test", "--data-dir", fake_cifar,
-                               "-o", str(pics), "--limit", "5"]) == 0
+    assert (
+        export_images.main(
+            ["--dataset", "cifar10", "--split", "test", "--data-dir", fake_cifar, "-o", str(pics), "--limit", "5"]
+        )
+        == 0
+    )
     images, labels = datasets.load_labeled("cifar10", "test", fake_cifar)
     assert sorted(os.listdir(pics)) == [f"cifar10_test_{i:05d}.png" for i in range(5)] + ["labels.txt"]
     assert (pics / "labels.txt").read_text().split() == [str(v) for v in labels[:5]]
     sig = _user_sig(tmp_path / "mine.json", 4, [32, 32, 3])
     out = tmp_path / "bins"
-    assert img2bin.main(["-i", str(pics), "-w", "32", "-h", "32", "-f", "RGB", "-a", "NHWC",
-                         "--signature", sig, "-o", str(out)]) == 0
+    assert (
+        img2bin.main(
+            ["-i", str(pics), "-w", "32", "-h", "32", "-f", "RGB", "-a", "NHWC", "--signature", sig, "-o", str(out)]
+        )
+        == 0
+    )
     m = binfiles.Manifest.load(out)
     assert m.images == [f"cifar10_test_{i:05d}.png" for i in range(5)]
     t = Signature.load(sig).inputs[0]
-    rows = np.concatenate([binfiles.read_bin(out / "images" / f"{f['stem']}.bin", t)[:f["n_real"]]
-                           for f in m.files])
+    rows = np.concatenate([binfiles.read_bin(out / "images" / f"{f['stem']}.bin", t)[: f["n_real"]] for f in m.files])
     np.testing.assert_array_equal(rows, images[:5].astype(np.float32))  # PNG is lossless, RGB kept
     # again without --force: refused, nothing changed
     before = {n: (pics / n).read_bytes() for n in os.listdir(pics)}
@@ -215,8 +321,25 @@ def test_input_names_with_slashes_get_plain_folders(tmp_path):
     t = Tensor("input/images", "input/images:0", [1, 4, 4, 3], layout="NHWC")
     Signature("mine", "forward", 1, [t], [Tensor("y", "y:0", [1])], source={"kind": "pb"}).save(tmp_path / "s.json")
     out = tmp_path / "bins"
-    assert img2bin.main(["-i", str(src), "-w", "4", "-h", "4", "-a", "NHWC", "--signature", str(tmp_path / "s.json"),
-                         "-o", str(out)]) == 0
+    assert (
+        img2bin.main(
+            [
+                "-i",
+                str(src),
+                "-w",
+                "4",
+                "-h",
+                "4",
+                "-a",
+                "NHWC",
+                "--signature",
+                str(tmp_path / "s.json"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     m = binfiles.Manifest.load(out)
     assert m.inputs == [{"name": "input/images", "dir": "input_images"}]
     assert os.listdir(out / "input_images") == ["pics_00000.bin"]

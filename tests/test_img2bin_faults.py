@@ -1,6 +1,7 @@
 """Faults of the data tools and the converter's inputs: each is exit 2 with one line
 ``error: ...`` saying what was expected and found, and nothing written before is lost
 or changed."""
+
 import json
 import os
 import signal
@@ -19,8 +20,11 @@ from freeze.signature import Signature, Tensor
 
 
 def _img(path, h, w, seed=0, value=None):
-    img = (np.random.RandomState(seed).randint(0, 256, (h, w, 3)) if value is None
-           else np.broadcast_to(np.uint8(value), (h, w, 3))).astype(np.uint8)
+    img = (
+        np.random.RandomState(seed).randint(0, 256, (h, w, 3))
+        if value is None
+        else np.broadcast_to(np.uint8(value), (h, w, 3))
+    ).astype(np.uint8)
     cv2.imwrite(str(path), img)
     return img
 
@@ -54,13 +58,20 @@ def pics(tmp_path):
 
 
 def _user_sig(path, shape, batch=2, dtype="float32", layout="NHWC", names=("images",)):
-    s = Signature("mine", "forward", batch, [Tensor(n, n + ":0", [batch] + shape, dtype, layout) for n in names],
-                  [Tensor("logits", "logits:0", [batch, 10])], source={"kind": "pb"})
+    s = Signature(
+        "mine",
+        "forward",
+        batch,
+        [Tensor(n, n + ":0", [batch] + shape, dtype, layout) for n in names],
+        [Tensor("logits", "logits:0", [batch, 10])],
+        source={"kind": "pb"},
+    )
     s.save(path)
     return str(path)
 
 
 # --- image mode: overwrite, all or nothing, signals, stale staging folders -------------------
+
 
 def test_existing_bins_are_kept_without_force(pics, capsys):
     src, out, before = pics
@@ -91,12 +102,18 @@ def test_sigterm_removes_the_staging_folder(tmp_path, repo_root):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.bin").write_bytes(b"old")
-    code = ("import sys, time\nfrom data_tools import img2bin\nconv = img2bin.convert_image\n"
-            "def slow(*a, **k):\n    time.sleep(0.05)\n    return conv(*a, **k)\n"
-            "img2bin.convert_image = slow\nsys.exit(img2bin.main(sys.argv[1:]))")
-    p = subprocess.Popen([sys.executable, "-c", code, "-i", str(src), "-w", "4", "-h", "4", "-t", "uint8",
-                          "-o", str(out)], cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    code = (
+        "import sys, time\nfrom data_tools import img2bin\nconv = img2bin.convert_image\n"
+        "def slow(*a, **k):\n    time.sleep(0.05)\n    return conv(*a, **k)\n"
+        "img2bin.convert_image = slow\nsys.exit(img2bin.main(sys.argv[1:]))"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, "-i", str(src), "-w", "4", "-h", "4", "-t", "uint8", "-o", str(out)],
+        cwd=repo_root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while not any(n.startswith(".img2bin-") for n in os.listdir(out)) and time.time() < deadline:
         time.sleep(0.02)
@@ -134,6 +151,7 @@ def test_unwritable_output_is_one_line(pics, tmp_path, capsys):
 
 # --- NV12 ------------------------------------------------------------------------------------
 
+
 def test_nv12_wraps_u_and_v_like_the_real_tool(tmp_path):
     _img(tmp_path / "blue.png", 2, 2, value=(255, 0, 0))  # BGR pure blue
     y = img2bin.convert_image(str(tmp_path / "blue.png"), 2, 2, "YUV")
@@ -147,23 +165,27 @@ def test_nv12_wraps_u_and_v_like_the_real_tool(tmp_path):
 
 # --- usage errors: one line, exit 2, earlier output untouched ---------------------------------
 
-@pytest.mark.parametrize("extra,words", [
-    (["-m", "[1,2,3,4,5]"], ["-m", "expected 3 value", "found 5"]),
-    (["-c", "[1,NaN,1]"], ["-c", "finite"]),
-    (["-m", "[Infinity,0,0]"], ["-m", "finite"]),
-    (["-f", "GRAY", "-m", "[0,0,0]"], ["-m", "expected 1 value", "found 3"]),
-    (["--seed", "-1"], ["--seed", ">= 0", "-1"]),
-    (["-w", "100000"], ["16384", "-w 100000"]),
-    (["-h", "-3"], ["greater than 0", "-h -3"]),
-    (["-f", "CMYK"], ["CMYK", "invalid choice"]),
-    (["--bogus"], ["--bogus"]),
-    (["-f", "YUV", "-m", "[1,1,1]"], ["-m", "YUV"]),
-])
+
+@pytest.mark.parametrize(
+    "extra,words",
+    [
+        (["-m", "[1,2,3,4,5]"], ["-m", "expected 3 value", "found 5"]),
+        (["-c", "[1,NaN,1]"], ["-c", "finite"]),
+        (["-m", "[Infinity,0,0]"], ["-m", "finite"]),
+        (["-f", "GRAY", "-m", "[0,0,0]"], ["-m", "expected 1 value", "found 3"]),
+        (["--seed", "-1"], ["--seed", ">= 0", "-1"]),
+        (["-w", "100000"], ["16384", "-w 100000"]),
+        (["-h", "-3"], ["greater than 0", "-h -3"]),
+        (["-f", "CMYK"], ["CMYK", "invalid choice"]),
+        (["--bogus"], ["--bogus"]),
+        (["-f", "YUV", "-m", "[1,1,1]"], ["-m", "YUV"]),
+    ],
+)
 def test_usage_errors(pics, capsys, extra, words):
     src, out, before = pics
     args = ["-i", str(src), "-w", "4", "-h", "4", "-t", "uint8", "-o", str(out), "--force"]
     for i in range(0, len(extra), 2):  # a flag given twice: the later one counts in argparse
-        args += extra[i:i + 2]
+        args += extra[i : i + 2]
     assert img2bin.main(args) == 2
     line = _one_error_line(capsys)
     assert all(w in line for w in words), line
@@ -183,12 +205,15 @@ def test_image_that_letterboxes_to_zero_pixels(tmp_path, capsys):
 
 def test_corrupt_image_is_one_line(tmp_path, capsys):
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 50)
-    assert img2bin.main(["-i", str(tmp_path / "bad.jpg"), "-w", "4", "-h", "4", "-t", "uint8",
-                         "-o", str(tmp_path / "o")]) == 2
+    assert (
+        img2bin.main(["-i", str(tmp_path / "bad.jpg"), "-w", "4", "-h", "4", "-t", "uint8", "-o", str(tmp_path / "o")])
+        == 2
+    )
     assert "bad.jpg: not a readable image" in _one_error_line(capsys)
 
 
 # --- image mode with --signature: the flags must give the model's rows -----------------------
+
 
 def test_layout_mismatch_names_both_shapes(pics, tmp_path, capsys):
     src, _, _ = pics
@@ -203,11 +228,34 @@ def test_layout_mismatch_names_both_shapes(pics, tmp_path, capsys):
 def test_several_inputs_of_a_user_model(pics, tmp_path, capsys):
     src, _, _ = pics
     sig = _user_sig(tmp_path / "two.json", [4, 4, 3], names=("a", "b"))
-    assert img2bin.main(["-i", str(src), "-w", "4", "-h", "4", "-a", "NHWC", "--signature", sig,
-                         "-o", str(tmp_path / "s")]) == 2
+    assert (
+        img2bin.main(
+            ["-i", str(src), "-w", "4", "-h", "4", "-a", "NHWC", "--signature", sig, "-o", str(tmp_path / "s")]
+        )
+        == 2
+    )
     assert "['a', 'b']" in (line := _one_error_line(capsys)) and "--input_name" in line
-    assert img2bin.main(["-i", str(src), "-w", "4", "-h", "4", "-a", "NHWC", "--signature", sig, "--input_name", "a",
-                         "-o", str(tmp_path / "s")]) == 2
+    assert (
+        img2bin.main(
+            [
+                "-i",
+                str(src),
+                "-w",
+                "4",
+                "-h",
+                "4",
+                "-a",
+                "NHWC",
+                "--signature",
+                sig,
+                "--input_name",
+                "a",
+                "-o",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 2
+    )
     line = _one_error_line(capsys)
     assert "'b'" in line and "cannot fill it" in line
     assert not (tmp_path / "s").exists() or os.listdir(tmp_path / "s") == []
@@ -216,23 +264,53 @@ def test_several_inputs_of_a_user_model(pics, tmp_path, capsys):
 def test_dtype_flag_must_match_the_signature(pics, tmp_path, capsys):
     src, _, _ = pics
     sig = _user_sig(tmp_path / "mine.json", [4, 4, 3])
-    assert img2bin.main(["-i", str(src), "-w", "4", "-h", "4", "-a", "NHWC", "-t", "uint8", "--signature", sig,
-                         "-o", str(tmp_path / "s")]) == 2
+    assert (
+        img2bin.main(
+            [
+                "-i",
+                str(src),
+                "-w",
+                "4",
+                "-h",
+                "4",
+                "-a",
+                "NHWC",
+                "-t",
+                "uint8",
+                "--signature",
+                sig,
+                "-o",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 2
+    )
     line = _one_error_line(capsys)
     assert "-t uint8" in line and "float32" in line
 
 
 def test_dataset_mode_needs_a_builtin_model(tmp_path, capsys, fake_cifar):
     sig = _user_sig(tmp_path / "mine.json", [32, 32, 3])
-    assert img2bin.main(["--dataset", "cifar10", "--signature", sig, "--data-dir", fake_cifar,
-                         "-o", str(tmp_path / "s")]) == 2
+    assert (
+        img2bin.main(["--dataset", "cifar10", "--signature", sig, "--data-dir", fake_cifar, "-o", str(tmp_path / "s")])
+        == 2
+    )
     line = _one_error_line(capsys)
     assert "not a built-in model" in line and "--signature" in line and "-i IMAGES" in line
-    rn = Signature("realnvp", "forward", 2, [Tensor("x", "x:0", [2, 32, 32, 3], layout="NHWC"),
-                                             Tensor("u", "u:0", [2, 32, 32, 3])], [Tensor("z", "z:0", [2])])
+    rn = Signature(
+        "realnvp",
+        "forward",
+        2,
+        [Tensor("x", "x:0", [2, 32, 32, 3], layout="NHWC"), Tensor("u", "u:0", [2, 32, 32, 3])],
+        [Tensor("z", "z:0", [2])],
+    )
     rn.save(tmp_path / "rn.json")
-    assert img2bin.main(["--dataset", "binarized_mnist", "--signature", str(tmp_path / "rn.json"),
-                         "-o", str(tmp_path / "s")]) == 2
+    assert (
+        img2bin.main(
+            ["--dataset", "binarized_mnist", "--signature", str(tmp_path / "rn.json"), "-o", str(tmp_path / "s")]
+        )
+        == 2
+    )
     line = _one_error_line(capsys)
     assert "cifar10" in line and "binarized_mnist" in line
     assert not (tmp_path / "s").exists()
@@ -240,12 +318,16 @@ def test_dataset_mode_needs_a_builtin_model(tmp_path, capsys, fake_cifar):
 
 # --- data files --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("content,words", [
-    (b"\x00\x9f\x92\x96" * 100, ["binarized_mnist_test.amat:1", "expected text", "0x9f"]),
-    (b"0 1 x" + b" 0" * 781 + b"\n", ["binarized_mnist_test.amat:1", "expected numbers", "'x'"]),
-    (b"", ["binarized_mnist_test.amat", "empty"]),
-    (b" ".join([b"nan"] * 784) + b"\n", ["binarized_mnist_test.amat", "expected 0 or 1", "nan"]),
-])
+
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        (b"\x00\x9f\x92\x96" * 100, ["binarized_mnist_test.amat:1", "expected text", "0x9f"]),
+        (b"0 1 x" + b" 0" * 781 + b"\n", ["binarized_mnist_test.amat:1", "expected numbers", "'x'"]),
+        (b"", ["binarized_mnist_test.amat", "empty"]),
+        (b" ".join([b"nan"] * 784) + b"\n", ["binarized_mnist_test.amat", "expected 0 or 1", "nan"]),
+    ],
+)
 def test_amat_garbage(tmp_path, content, words):
     root = tmp_path / "binarized_mnist"
     root.mkdir()
@@ -284,13 +366,23 @@ def _manifest(tmp_path, **change):
     return d, sig
 
 
-@pytest.mark.parametrize("change,words", [
-    ({"files": [{"stem": "s_00000", "first": 0, "n_real": 6, "n_pad": -2}]}, ["n_real must be 1..4", "6"]),
-    ({"n_images": 7}, ["n_images", "6", "7"]),
-    ({"files": [{"stem": "s_00000", "first": 0, "n_real": 4, "n_pad": 0},
-                {"stem": "s_00001", "first": 5, "n_real": 2, "n_pad": 2}]}, ["first must be 4", "5"]),
-    ({"format": "something-else/1"}, ["not an input manifest"]),
-])
+@pytest.mark.parametrize(
+    "change,words",
+    [
+        ({"files": [{"stem": "s_00000", "first": 0, "n_real": 6, "n_pad": -2}]}, ["n_real must be 1..4", "6"]),
+        ({"n_images": 7}, ["n_images", "6", "7"]),
+        (
+            {
+                "files": [
+                    {"stem": "s_00000", "first": 0, "n_real": 4, "n_pad": 0},
+                    {"stem": "s_00001", "first": 5, "n_real": 2, "n_pad": 2},
+                ]
+            },
+            ["first must be 4", "5"],
+        ),
+        ({"format": "something-else/1"}, ["not an input manifest"]),
+    ],
+)
 def test_bad_manifest(tmp_path, change, words):
     d, _ = _manifest(tmp_path, **change)
     before = (d / "manifest.json").read_bytes()
@@ -327,11 +419,14 @@ def test_corrupt_manifest_json(tmp_path):
         binfiles.Manifest.load(d)
 
 
-@pytest.mark.parametrize("content,words", [
-    (b"fp32_vars/Relu\n\xff\xfebad\n", ["k.cfg:2", "UTF-8", "0xff"]),
-    (b"two names\n", ["k.cfg:1", "one op name", "two names"]),
-    (b"OpType::\n", ["k.cfg:1", "OpType::TYPE"]),
-])
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        (b"fp32_vars/Relu\n\xff\xfebad\n", ["k.cfg:2", "UTF-8", "0xff"]),
+        (b"two names\n", ["k.cfg:1", "one op name", "two names"]),
+        (b"OpType::\n", ["k.cfg:1", "OpType::TYPE"]),
+    ],
+)
 def test_keep_dtype_with_invalid_bytes(tmp_path, content, words):
     (tmp_path / "k.cfg").write_bytes(content)
     with pytest.raises(UserError) as e:
@@ -354,11 +449,24 @@ def test_fetch_into_an_unwritable_data_dir(tmp_path, capsys):
 
 
 def test_image_flags_are_not_silently_ignored_in_dataset_mode(tmp_path, capsys, fake_cifar):
-    rn = Signature("realnvp", "forward", 2, [Tensor("x", "x:0", [2, 32, 32, 3], layout="NHWC"),
-                                             Tensor("u", "u:0", [2, 32, 32, 3])], [Tensor("z", "z:0", [2])])
+    rn = Signature(
+        "realnvp",
+        "forward",
+        2,
+        [Tensor("x", "x:0", [2, 32, 32, 3], layout="NHWC"), Tensor("u", "u:0", [2, 32, 32, 3])],
+        [Tensor("z", "z:0", [2])],
+    )
     rn.save(tmp_path / "rn.json")
-    base = ["--dataset", "cifar10", "--signature", str(tmp_path / "rn.json"), "--data-dir", fake_cifar,
-            "-o", str(tmp_path / "s")]
+    base = [
+        "--dataset",
+        "cifar10",
+        "--signature",
+        str(tmp_path / "rn.json"),
+        "--data-dir",
+        fake_cifar,
+        "-o",
+        str(tmp_path / "s"),
+    ]
     assert img2bin.main(base + ["-m", "[1,1,1]", "-a", "NCHW"]) == 2
     line = _one_error_line(capsys)
     assert "-a -m" in line and "not used with --dataset" in line
@@ -396,6 +504,7 @@ def test_a_signal_during_the_final_renames_waits_for_them(tmp_path, monkeypatch,
             if len(calls) == 1:
                 os.kill(os.getpid(), signal.SIGTERM)  # its handler runs before the next rename
         real(a, b)
+
     monkeypatch.setattr(os, "replace", replace)
     assert img2bin.main(["-i", str(src), "-w", "4", "-h", "4", "-t", "uint8", "-o", str(out)]) == 128 + signal.SIGTERM
     assert "interrupted by SIGTERM" in _one_error_line(capsys)

@@ -1,4 +1,5 @@
 """verify/metrics.py against hand-computed values; verify/loss_check.py on msame-layout folders."""
+
 import json
 import os
 
@@ -39,9 +40,14 @@ def test_metrics_by_hand():
 
 
 def _sig(tmp, mode="force_fp32"):
-    s = Signature("realnvp", "forward", B, [Tensor("x", "x:0", [B, 4, 4, 3]), Tensor("u", "u:0", [B, 4, 4, 3])],
-                  [Tensor("z", "z:0", [B, 4, 4, 3]), Tensor("logdet", "logdet:0", [B]), Tensor("bpd", "bpd:0", [B])],
-                  precision_mode=mode)
+    s = Signature(
+        "realnvp",
+        "forward",
+        B,
+        [Tensor("x", "x:0", [B, 4, 4, 3]), Tensor("u", "u:0", [B, 4, 4, 3])],
+        [Tensor("z", "z:0", [B, 4, 4, 3]), Tensor("logdet", "logdet:0", [B]), Tensor("bpd", "bpd:0", [B])],
+        precision_mode=mode,
+    )
     p = os.path.join(tmp, f"m_{mode}.json")
     s.save(p)
     return s, p
@@ -72,8 +78,9 @@ def pair(tmp_path):
 
 
 def _main(sig_path, off, ref, *extra):
-    return loss_check.main(["--signature", sig_path, "--offline", str(off), "--reference", str(ref),
-                            "--no-progress", *extra])
+    return loss_check.main(
+        ["--signature", sig_path, "--offline", str(off), "--reference", str(ref), "--no-progress", *extra]
+    )
 
 
 def test_identical_pass_with_report_and_plot(pair, capsys):
@@ -131,21 +138,24 @@ def test_txt_offline_vs_bin_reference(tmp_path):
 def test_padding_excluded_and_nan_counted(pair, capsys):
     tmp, outs, ref, off = pair
     _, p = _sig(str(tmp))
-    files = [{"stem": s, "first": 4 * i, "n_real": 4 if i < 2 else 1, "n_pad": 0 if i < 2 else 3}
-             for i, s in enumerate(sorted(outs))]
+    files = [
+        {"stem": s, "first": 4 * i, "n_real": 4 if i < 2 else 1, "n_pad": 0 if i < 2 else 3}
+        for i, s in enumerate(sorted(outs))
+    ]
     man = tmp / "bins" / "manifest.json"
     man.parent.mkdir()
     (man.parent / "x").mkdir()
     for s in outs:  # the input files the manifest lists (loss_check checks the set is this one)
         (man.parent / "x" / f"{s}.bin").write_bytes(b"")
-    man.write_text(json.dumps({"format": MANIFEST_FORMAT, "n_images": 9, "inputs": [{"name": "x", "dir": "x"}],
-                               "files": files}))
+    man.write_text(
+        json.dumps({"format": MANIFEST_FORMAT, "n_images": 9, "inputs": [{"name": "x", "dir": "x"}], "files": files})
+    )
     z = outs["img_00002"][0].copy()
     z[1:] = np.nan  # padding rows: ignored
     layout.write_output(os.path.join(off, "img_00002_output_0.bin"), z)
     assert _main(p, off, ref, "--inputs", str(man.parent / "x"), "--report", str(tmp / "r.json")) == 0
     rep = json.loads((tmp / "r.json").read_text())
-    bpd = np.concatenate([bits_per_dim(*outs[s][:2])[:f["n_real"]] for s, f in zip(sorted(outs), files)])
+    bpd = np.concatenate([bits_per_dim(*outs[s][:2])[: f["n_real"]] for s, f in zip(sorted(outs), files)])
     assert rep["n_images"] == 9 == rep["model_metrics"][0]["n_images"]
     assert rep["model_metrics"][0]["offline_mean"] == pytest.approx(bpd.mean())
     z[0, 0, 0, :2] = np.nan  # a real row: counted and failed
@@ -170,8 +180,13 @@ def test_fp16_mode_judges_cosine_and_reports_shift(tmp_path):
 
 
 def test_rebar_bounds(tmp_path):
-    s = Signature("rebar", "forward", B, [Tensor("x", "x:0", [B, 784])],
-                  [Tensor("log_weights", "lw:0", [B, 5]), Tensor("elbo", "elbo:0", [B]), Tensor("iwae", "iwae:0", [B])])
+    s = Signature(
+        "rebar",
+        "forward",
+        B,
+        [Tensor("x", "x:0", [B, 784])],
+        [Tensor("log_weights", "lw:0", [B, 5]), Tensor("elbo", "elbo:0", [B]), Tensor("iwae", "iwae:0", [B])],
+    )
     s.save(tmp_path / "r.json")
     lw = np.random.RandomState(0).uniform(-120, -90, (B, 5)).astype(np.float32)
     e, i = sbn_bounds(lw)
@@ -185,6 +200,7 @@ def test_rebar_bounds(tmp_path):
 
 # --- the fast Stats against plain float64 numpy formulas ----------------------------
 
+
 def _plain(m, g, atol, rtol):
     """The metric definitions written out in float64, one array at a time (no tricks)."""
     m, g = np.asarray(m, np.float64).ravel(), np.asarray(g, np.float64).ravel()
@@ -193,13 +209,20 @@ def _plain(m, g, atol, rtol):
     keep = ag > metrics.EPS
     rel = np.where(keep, ad / np.where(keep, ag, 1.0), 0.0)
     reldiff = ad / np.where(g == 0, metrics.TINY, ag)  # Polygraphy: relative to the golden
-    return {"n": m.size, "nan": 0, "inf": 0,
-            "cosine": round(float(np.sum(g * m) / np.sqrt(np.sum(g * g) * np.sum(m * m))), 10),
-            "max_abs": float(np.where(keep, ad, 0.0).max()), "max_rel": float(rel.max()),
-            "mean_rel": float(rel.sum() / m.size), "red": float(np.sqrt(np.sum(d * d) / np.sum(g * g))),
-            "rmse": float(np.sqrt(np.mean(d * d))),
-            "elementwise_fail": int(np.count_nonzero((ad > atol) & (reldiff > rtol))),
-            "min_atol": float(ad.max()), "min_rtol": float(rel.max())}
+    return {
+        "n": m.size,
+        "nan": 0,
+        "inf": 0,
+        "cosine": round(float(np.sum(g * m) / np.sqrt(np.sum(g * g) * np.sum(m * m))), 10),
+        "max_abs": float(np.where(keep, ad, 0.0).max()),
+        "max_rel": float(rel.max()),
+        "mean_rel": float(rel.sum() / m.size),
+        "red": float(np.sqrt(np.sum(d * d) / np.sum(g * g))),
+        "rmse": float(np.sqrt(np.mean(d * d))),
+        "elementwise_fail": int(np.count_nonzero((ad > atol) & (reldiff > rtol))),
+        "min_atol": float(ad.max()),
+        "min_rtol": float(rel.max()),
+    }
 
 
 def _close(got, want):
@@ -240,8 +263,9 @@ def test_fast_stats_match_plain_float64(atol, rtol):
     allm, allg = np.concatenate([m for m, _ in pairs]), np.concatenate([g for _, g in pairs])
     _close(total.result(), _plain(allm, allg, atol, rtol))
     # float64 inputs take the same path without copies
-    _close(metrics.compare(allm.astype(np.float64), allg.astype(np.float64), atol, rtol),
-           _plain(allm, allg, atol, rtol))
+    _close(
+        metrics.compare(allm.astype(np.float64), allg.astype(np.float64), atol, rtol), _plain(allm, allg, atol, rtol)
+    )
 
 
 def test_fast_stats_nonfinite_rows_and_edge_cases():
@@ -294,11 +318,11 @@ def test_fp32_atol_follows_the_output_scale(tmp_path):
     scale = max(float(np.abs(v[0]).max()) for v in outs.values())
     near = {s: [a.copy() for a in v] for s, v in outs.items()}
     first = sorted(near)[0]
-    outs[first][0].flat[0] = 1e-6                       # golden ~0 here ...
-    near[first][0].flat[0] = 1e-6 + 0.5e-5 * scale      # ... offline within 1e-5 x scale: passes
+    outs[first][0].flat[0] = 1e-6  # golden ~0 here ...
+    near[first][0].flat[0] = 1e-6 + 0.5e-5 * scale  # ... offline within 1e-5 x scale: passes
     r = loss_check.check(sig, _write(tmp_path / "o1", near), _write(tmp_path / "r1", outs), progress=False)
     z = r["outputs"][0]
     assert r["passed"] and z["tolerance"]["atol"] == pytest.approx(1e-5 * scale) and z["max_rel"] > 1
-    near[first][0].flat[0] += 2e-5 * scale              # 2.5e-5 x scale: fails, the file is named
+    near[first][0].flat[0] += 2e-5 * scale  # 2.5e-5 x scale: fails, the file is named
     r = loss_check.check(sig, _write(tmp_path / "o2", near), _write(tmp_path / "r2", outs), progress=False)
     assert not r["passed"] and r["failed_files"][0]["file"].endswith(f"{first}_output_0.bin")

@@ -2,6 +2,7 @@
 
 Graphs are built on the smallest configs that show each property (tiny: 8x8; tiny32: the
 CIFAR shapes) and run without grappler: building and rewriting graphs is what costs here."""
+
 import numpy as np
 import pytest
 
@@ -22,8 +23,10 @@ def _randomise(sess, rng):
     """Non-trivial parameters (the default init is an exact identity flow), in one run, no new ops."""
     vs = tf.global_variables()
     vals = [rng.uniform(0.3, 0.8) if "tanh_scale" in v.name else rng.normal(0, 0.5, v.shape.as_list()) for v in vs]
-    sess.run([v.initializer for v in vs],
-             {v.initial_value: np.asarray(val, v.dtype.base_dtype.as_numpy_dtype) for v, val in zip(vs, vals)})
+    sess.run(
+        [v.initializer for v in vs],
+        {v.initial_value: np.asarray(val, v.dtype.base_dtype.as_numpy_dtype) for v, val in zip(vs, vals)},
+    )
 
 
 def _images(rng, n, shape):
@@ -62,11 +65,11 @@ def test_logdet_matches_numerical_jacobian():
         y0 = rng.normal(0, 1.5, shape)
         eps = 1e-5
         probes = np.repeat(y0[None], 2 * d + 1, 0).reshape(2 * d + 1, d)
-        probes[1:d + 1] += eps * np.eye(d)
-        probes[d + 1:] -= eps * np.eye(d)
+        probes[1 : d + 1] += eps * np.eye(d)
+        probes[d + 1 :] -= eps * np.eye(d)
         zv, ld = s.run([z, logdet], {y: probes.reshape([-1] + shape)})
     zv = zv.reshape(2 * d + 1, d)
-    jac = (zv[1:d + 1] - zv[d + 1:]) / (2 * eps)  # row i: dz / dy_i
+    jac = (zv[1 : d + 1] - zv[d + 1 :]) / (2 * eps)  # row i: dz / dy_i
     sign, numeric = np.linalg.slogdet(jac)
     assert sign != 0 and abs(numeric) > 1.0
     assert ld[0] == pytest.approx(numeric, abs=1e-5)

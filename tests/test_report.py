@@ -1,6 +1,7 @@
 """verify/report.py on road folders made on the fly (the layout make demo writes): its
 numbers are the source JSON's, missing parts are said, the HTML parses and fetches
 nothing, and a real headless Chromium renders it to a non-blank screenshot."""
+
 import html.parser
 import json
 import os
@@ -41,17 +42,41 @@ def _sha(path):
 
 
 def _sig(model, mode, art, outputs, checks=None):
-    return {"format": SIG, "model": model, "graph": "forward", "batch": 4, "config": {},
-            "checkpoint": {"path": "/nowhere/ckpt/model.ckpt-30", "step": 30}, "precision_mode": mode,
-            "inputs": [{"name": "x", "tensor": "x:0", "shape": [4, 8], "dtype": "float32", "layout": "ND"}],
-            "outputs": [{"name": n, "tensor": n + ":0", "shape": [4], "dtype": "float32"} for n in outputs],
-            "checks": checks or {}, "artifact": art, "options": {}}
+    return {
+        "format": SIG,
+        "model": model,
+        "graph": "forward",
+        "batch": 4,
+        "config": {},
+        "checkpoint": {"path": "/nowhere/ckpt/model.ckpt-30", "step": 30},
+        "precision_mode": mode,
+        "inputs": [{"name": "x", "tensor": "x:0", "shape": [4, 8], "dtype": "float32", "layout": "ND"}],
+        "outputs": [{"name": n, "tensor": n + ":0", "shape": [4], "dtype": "float32"} for n in outputs],
+        "checks": checks or {},
+        "artifact": art,
+        "options": {},
+    }
 
 
 def _out(name, cosine, red, max_abs, nan=0, passed=True, why=""):
-    return {"name": name, "passed": passed, "why": why, "tolerance": {}, "n": 100, "nan": nan, "inf": 0,
-            "cosine": cosine, "max_abs": max_abs, "max_rel": max_abs * 3, "mean_rel": 1e-7, "red": red,
-            "rmse": max_abs / 2, "elementwise_fail": 2 if not passed else 0, "min_atol": 0, "min_rtol": 0}
+    return {
+        "name": name,
+        "passed": passed,
+        "why": why,
+        "tolerance": {},
+        "n": 100,
+        "nan": nan,
+        "inf": 0,
+        "cosine": cosine,
+        "max_abs": max_abs,
+        "max_rel": max_abs * 3,
+        "mean_rel": 1e-7,
+        "red": red,
+        "rmse": max_abs / 2,
+        "elementwise_fail": 2 if not passed else 0,
+        "min_atol": 0,
+        "min_rtol": 0,
+    }
 
 
 def make_road(root, model="toy", metric=True, doctor=True, top1=False):
@@ -64,52 +89,126 @@ def make_road(root, model="toy", metric=True, doctor=True, top1=False):
         os.makedirs(m, exist_ok=True)
         with open(os.path.join(m, f), "wb") as fh:
             fh.write(data)
-    _write(os.path.join(m, "m.json"), _sig(model, "force_fp32", {
-        "file": "m.pb", "kind": "pb", "onnx": {"file": "m.onnx", "kind": "onnx", "precision_mode": "force_fp32"}},
-        outs, {"frozen_vs_checkpoint_max_rel": 3.25e-7, "batch_independent": True}))
-    _write(os.path.join(m, "m.fp16.json"), _sig(model, "allow_fp32_to_fp16", {
-        "file": "m.fp16.onnx", "kind": "onnx", "precision_mode": "allow_fp32_to_fp16"}, outs))
+    _write(
+        os.path.join(m, "m.json"),
+        _sig(
+            model,
+            "force_fp32",
+            {"file": "m.pb", "kind": "pb", "onnx": {"file": "m.onnx", "kind": "onnx", "precision_mode": "force_fp32"}},
+            outs,
+            {"frozen_vs_checkpoint_max_rel": 3.25e-7, "batch_independent": True},
+        ),
+    )
+    _write(
+        os.path.join(m, "m.fp16.json"),
+        _sig(
+            model,
+            "allow_fp32_to_fp16",
+            {"file": "m.fp16.onnx", "kind": "onnx", "precision_mode": "allow_fp32_to_fp16"},
+            outs,
+        ),
+    )
     reports = {}
     for label, onnx, sig, mode, passed, shift, nonfin in (
-            ("fp32", "m.onnx", "m.json", "force_fp32", True, 4.6e-8, 0),
-            ("fp16", "m.fp16.onnx", "m.fp16.json", "allow_fp32_to_fp16", False, -4.2e-3, 3)):
+        ("fp32", "m.onnx", "m.json", "force_fp32", True, 4.6e-8, 0),
+        ("fp16", "m.fp16.onnx", "m.fp16.json", "allow_fp32_to_fp16", False, -4.2e-3, 3),
+    ):
         run_dir = os.path.join(road, "out", label, "2026122_15_0_0_1")
         os.makedirs(run_dir)
         # fp32: today's OUT/<T>_summary.json; fp16: OUT/<T>/run.json, the same keys plus digests
         summary_path = run_dir + "_summary.json" if label == "fp32" else os.path.join(run_dir, "run.json")
         summary = {
-            "format": "ascend-road-run/1", "run_dir": run_dir, "mode": "folder", "backend": "onnxruntime",
-            "model": os.path.join(m, onnx), "signature": os.path.join(m, sig), "batch": 4, "outfmt": "BIN",
-            "loop": 1, "files": 8, "skipped_resume": 0, "images": 32, "wall_s": 0.5,
+            "format": "ascend-road-run/1",
+            "run_dir": run_dir,
+            "mode": "folder",
+            "backend": "onnxruntime",
+            "model": os.path.join(m, onnx),
+            "signature": os.path.join(m, sig),
+            "batch": 4,
+            "outfmt": "BIN",
+            "loop": 1,
+            "files": 8,
+            "skipped_resume": 0,
+            "images": 32,
+            "wall_s": 0.5,
             "wall_throughput_images_per_s": 64.0 + len(label),
-            "latency_ms": {"count": 8, "min": 1.0, "median": 1.5 + len(label), "p99": 9.75, "mean": 2.0, "max": 10.0,
-                           "throughput_images_per_s": 1234.5 + len(label)},
-            "throughput_images_per_s": 1234.5 + len(label), "inputs": [os.path.join(road, "inputs", "x")]}
+            "latency_ms": {
+                "count": 8,
+                "min": 1.0,
+                "median": 1.5 + len(label),
+                "p99": 9.75,
+                "mean": 2.0,
+                "max": 10.0,
+                "throughput_images_per_s": 1234.5 + len(label),
+            },
+            "throughput_images_per_s": 1234.5 + len(label),
+            "inputs": [os.path.join(road, "inputs", "x")],
+        }
         if label == "fp16":  # the run record: paths with their digests
-            summary.update(format="ascend-road-run/2",
-                           model={"path": os.path.join(m, onnx), "sha256": _sha(os.path.join(m, onnx))},
-                           signature={"path": os.path.join(m, sig), "sha256": "cd" * 32, "model": model, "batch": 4},
-                           inputs=[{"name": "x", "path": os.path.join(road, "inputs", "x"), "files": 8,
-                                    "listing_sha256": "ab" * 32}])
+            summary.update(
+                format="ascend-road-run/2",
+                model={"path": os.path.join(m, onnx), "sha256": _sha(os.path.join(m, onnx))},
+                signature={"path": os.path.join(m, sig), "sha256": "cd" * 32, "model": model, "batch": 4},
+                inputs=[
+                    {"name": "x", "path": os.path.join(road, "inputs", "x"), "files": 8, "listing_sha256": "ab" * 32}
+                ],
+            )
         _write(summary_path, summary)
-        lc = {"passed": passed, "signature": os.path.join(m, sig), "model": model, "precision_mode": mode,
-              "offline": run_dir, "reference": os.path.join(road, "ref"), "manifest": None, "files_compared": 8,
-              "n_images": 30,
-              "outputs": [_out(outs[0], 0.99999912 if passed else 0.98765432, 1.4e-6 if passed else 0.0625,
-                               2.5e-5, nan=0 if passed else 7, passed=passed, why="" if passed else "7 NaN, 0 Inf"),
-                          _out(outs[1], 1.0, 2.2e-7, 1.5e-6)],
-              "model_metrics": [{"name": "score", "n_images": 30, "offline_mean": 6.04540142 + shift,
-                                 "reference_mean": 6.04540142, "diff": shift, "max_abs_diff_per_image": 1e-6,
-                                 "nonfinite": nonfin, "tolerance": 1e-4 if passed else None,
-                                 "passed": passed}] if metric else [],
-              "problems": {"missing": [], "extra": [], "wrong_size": []},
-              "failed_files": [] if passed else [{"file": os.path.join(run_dir, "b003_output_0.bin"), "output": outs[0],
-                                                  "why": "7 NaN"}],
-              "n_failed_files": 0 if passed else 1}
+        lc = {
+            "passed": passed,
+            "signature": os.path.join(m, sig),
+            "model": model,
+            "precision_mode": mode,
+            "offline": run_dir,
+            "reference": os.path.join(road, "ref"),
+            "manifest": None,
+            "files_compared": 8,
+            "n_images": 30,
+            "outputs": [
+                _out(
+                    outs[0],
+                    0.99999912 if passed else 0.98765432,
+                    1.4e-6 if passed else 0.0625,
+                    2.5e-5,
+                    nan=0 if passed else 7,
+                    passed=passed,
+                    why="" if passed else "7 NaN, 0 Inf",
+                ),
+                _out(outs[1], 1.0, 2.2e-7, 1.5e-6),
+            ],
+            "model_metrics": [
+                {
+                    "name": "score",
+                    "n_images": 30,
+                    "offline_mean": 6.04540142 + shift,
+                    "reference_mean": 6.04540142,
+                    "diff": shift,
+                    "max_abs_diff_per_image": 1e-6,
+                    "nonfinite": nonfin,
+                    "tolerance": 1e-4 if passed else None,
+                    "passed": passed,
+                }
+            ]
+            if metric
+            else [],
+            "problems": {"missing": [], "extra": [], "wrong_size": []},
+            "failed_files": []
+            if passed
+            else [{"file": os.path.join(run_dir, "b003_output_0.bin"), "output": outs[0], "why": "7 NaN"}],
+            "n_failed_files": 0 if passed else 1,
+        }
         if top1:
-            lc["classification"] = {"output": outs[0], "n_images": 30, "top1_agreement": 29 / 30, "n_disagree": 1,
-                                    "judged": passed, "passed": True, "offline_accuracy": 0.5 + shift,
-                                    "reference_accuracy": 0.5, "accuracy_shift": shift}
+            lc["classification"] = {
+                "output": outs[0],
+                "n_images": 30,
+                "top1_agreement": 29 / 30,
+                "n_disagree": 1,
+                "judged": passed,
+                "passed": True,
+                "offline_accuracy": 0.5 + shift,
+                "reference_accuracy": 0.5,
+                "accuracy_shift": shift,
+            }
         p = os.path.join(road, f"loss_check_{label}.json")
         if metric:
             lc["plot"] = os.path.splitext(p)[0] + ".png"
@@ -117,15 +216,44 @@ def make_road(root, model="toy", metric=True, doctor=True, top1=False):
         _write(p, lc)
         reports[label] = lc
     if doctor:
-        _write(os.path.join(road, "doctor_force_fp16.json"), {
-            "tf_tensors": 120, "matched": 80, "name_matches_dropped": 5, "layers": [], "keep_dtype": ["Log_1", "add_1"],
-            "first_failing": None, "first_failing_why": None, "converged": True, "precision_mode": "allow_fp32_to_fp16",
-            "iterate": 8, "pruned": ["mul_9"],
-            "rounds": [{"round": 0, "keep": 0, "first_failing": "Log_3", "first_failing_why": "1 NaN, 0 Inf",
-                        "failing_layers": 4, "bpd": {"mean": 6.2413, "nonfinite": 1}, "bpd_tf": {"mean": 6.2129},
-                        "added": ["Log_3"]},
-                       {"round": 1, "keep": 3, "first_failing": None, "first_failing_why": None, "failing_layers": 0,
-                        "bpd": {"mean": 6.2123, "nonfinite": 0}, "bpd_tf": {"mean": 6.2129}, "added": []}]})
+        _write(
+            os.path.join(road, "doctor_force_fp16.json"),
+            {
+                "tf_tensors": 120,
+                "matched": 80,
+                "name_matches_dropped": 5,
+                "layers": [],
+                "keep_dtype": ["Log_1", "add_1"],
+                "first_failing": None,
+                "first_failing_why": None,
+                "converged": True,
+                "precision_mode": "allow_fp32_to_fp16",
+                "iterate": 8,
+                "pruned": ["mul_9"],
+                "rounds": [
+                    {
+                        "round": 0,
+                        "keep": 0,
+                        "first_failing": "Log_3",
+                        "first_failing_why": "1 NaN, 0 Inf",
+                        "failing_layers": 4,
+                        "bpd": {"mean": 6.2413, "nonfinite": 1},
+                        "bpd_tf": {"mean": 6.2129},
+                        "added": ["Log_3"],
+                    },
+                    {
+                        "round": 1,
+                        "keep": 3,
+                        "first_failing": None,
+                        "first_failing_why": None,
+                        "failing_layers": 0,
+                        "bpd": {"mean": 6.2123, "nonfinite": 0},
+                        "bpd_tf": {"mean": 6.2129},
+                        "added": [],
+                    },
+                ],
+            },
+        )
     return road, reports
 
 
@@ -134,13 +262,39 @@ def make_train(root, name="run", offset=0.0, sps=20.0, model="toy"):
     d = os.path.join(root, name)
     recs = []
     for step in (100, 200, 300, 400):
-        recs.append({"step": step, "kind": "train", "epoch": 0, "score": -200 + step / 10 + offset,
-                     "log_grad_variance": -3.0, "steps_per_sec": sps})
+        recs.append(
+            {
+                "step": step,
+                "kind": "train",
+                "epoch": 0,
+                "score": -200 + step / 10 + offset,
+                "log_grad_variance": -3.0,
+                "steps_per_sec": sps,
+            }
+        )
     recs.append({"step": 400, "kind": "epoch", "epoch": 0, "score": -170.25 + offset, "n_steps": 400})
-    recs.append({"step": 400, "kind": "eval", "split": "valid", "score": -165.5 + offset, "iwae": -160.0, "samples": 10,
-                 "n_images": 20})
-    recs.append({"step": 400, "kind": "eval", "split": "test", "score": -166.125 + offset, "iwae": -161.0 + offset,
-                 "samples": 10, "n_images": 20})
+    recs.append(
+        {
+            "step": 400,
+            "kind": "eval",
+            "split": "valid",
+            "score": -165.5 + offset,
+            "iwae": -160.0,
+            "samples": 10,
+            "n_images": 20,
+        }
+    )
+    recs.append(
+        {
+            "step": 400,
+            "kind": "eval",
+            "split": "test",
+            "score": -166.125 + offset,
+            "iwae": -161.0 + offset,
+            "samples": 10,
+            "n_images": 20,
+        }
+    )
     _write(os.path.join(d, "metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in recs))
     _write(os.path.join(d, "config.json"), {"model": model, "config": {"batch_size": 24}, "train": {}, "step": 400})
     return d
@@ -204,11 +358,35 @@ def built(tmp_path_factory):
     cls, cls_reports = make_road(tmp, model="cls", metric=False, doctor=False, top1=True)
     cpu, npu = make_train(tmp, "cpu"), make_train(tmp, "npu", offset=-1.5, sps=10.0)
     out = os.path.join(tmp, "report")
-    rc = report.main(["--road", road, "--train", f"{cpu}:CPU", "--train", f"{npu}:NPU",
-                      "--paper", "test score=-150.5, train score=-140", "--road", plain, "--road", cls, "-o", out])
+    rc = report.main(
+        [
+            "--road",
+            road,
+            "--train",
+            f"{cpu}:CPU",
+            "--train",
+            f"{npu}:NPU",
+            "--paper",
+            "test score=-150.5, train score=-140",
+            "--road",
+            plain,
+            "--road",
+            cls,
+            "-o",
+            out,
+        ]
+    )
     assert rc == 0
-    return {"out": out, "road": road, "reports": reports, "cpu": cpu, "npu": npu, "plain": plain, "tmp": tmp,
-            "cls_reports": cls_reports}
+    return {
+        "out": out,
+        "road": road,
+        "reports": reports,
+        "cpu": cpu,
+        "npu": npu,
+        "plain": plain,
+        "tmp": tmp,
+        "cls_reports": cls_reports,
+    }
 
 
 def test_numbers_are_the_source_jsons(built):
@@ -244,8 +422,10 @@ def test_numbers_are_the_source_jsons(built):
     assert float(prow["m.fp16.onnx"]["images/s (inference)"]) == pytest.approx(1238.5, rel=1e-3)
     assert float(prow["m.onnx"]["latency median (ms)"]) == 5.5 and float(prow["m.onnx"]["latency p99 (ms)"]) == 9.75
     # the runner's run.json inside the run folder is read too, its model digest checked against the file
-    assert prow["m.fp16.onnx"]["model digest"] == _sha(os.path.join(built["road"], "model", "m.fp16.onnx"))[:16] \
-        + " (matches the file)"
+    assert (
+        prow["m.fp16.onnx"]["model digest"]
+        == _sha(os.path.join(built["road"], "model", "m.fp16.onnx"))[:16] + " (matches the file)"
+    )
     assert prow["m.onnx"]["model digest"] == "not recorded"
     # doctor rounds and keep list
     rounds = table_with(p.tables, "round")[0]
@@ -279,7 +459,7 @@ def test_accuracy_table_in_the_ports_form(built):
 def test_missing_parts_are_said(built):
     p = parse(os.path.join(built["out"], "index.html"))
     text = " ".join(p.text)
-    plain = text[text.index("plain ("):text.index("cls (")]
+    plain = text[text.index("plain (") : text.index("cls (")]
     assert "No training folder given" in plain
     assert "Precision doctor not run on this model" in plain
     assert "No metric declared" in plain
@@ -295,8 +475,9 @@ def test_top1_accuracy_where_loss_check_had_labels(built):
     acc = table_with(p.tables, "source")[-1]
     rows = {r[0]: dict(zip(acc[0], r)) for r in acc[1:]}
     c = built["cls_reports"]["fp16"]["classification"]
-    assert float(rows["offline m.fp16.onnx (allow_fp32_to_fp16)"]["test top-1 accuracy"]) == \
-        pytest.approx(c["offline_accuracy"], rel=1e-8)
+    assert float(rows["offline m.fp16.onnx (allow_fp32_to_fp16)"]["test top-1 accuracy"]) == pytest.approx(
+        c["offline_accuracy"], rel=1e-8
+    )
     text = " ".join(p.text)
     assert "offline and checkpoint agree on 96.6667% (1 differ)" in text
     assert "reported, not judged (fp16 mode): PASS" in text
@@ -328,8 +509,12 @@ def test_refuses_to_overwrite_and_names_bad_input(built, capsys):
     assert report.main(["--road", built["road"], "--train", built["plain"], "-o", built["out"] + "4"]) == 2
     assert "metrics.jsonl: not found" in capsys.readouterr().err
     # with several models, a --train must follow its --road
-    assert report.main(["--train", built["cpu"], "--road", built["road"], "--road", built["plain"],
-                        "-o", built["out"] + "5"]) == 2
+    assert (
+        report.main(
+            ["--train", built["cpu"], "--road", built["road"], "--road", built["plain"], "-o", built["out"] + "5"]
+        )
+        == 2
+    )
     assert "given before any --road" in capsys.readouterr().err
     assert not any(os.path.exists(built["out"] + s) for s in "2345")  # nothing written on a bad input
 
@@ -339,8 +524,10 @@ def _browser():
         path = shutil.which(name)
         if path:
             return path
-    msg = ("no headless browser found (chromium): install the distribution's package "
-           "(apt-get install chromium; .ci/run does it)")
+    msg = (
+        "no headless browser found (chromium): install the distribution's package "
+        "(apt-get install chromium; .ci/run does it)"
+    )
     if os.environ.get("CI") == "true" or os.environ.get("REQUIRE_DATA") == "1":
         pytest.fail(msg)
     pytest.skip(msg)
@@ -351,10 +538,22 @@ def screenshot(html_path, png_path, width, height, timeout=120):
     browser = _browser()
     with tempfile.TemporaryDirectory(prefix="chromium_") as profile:
         return subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={width},{height}",
-             f"--screenshot={png_path}", "file://" + os.path.abspath(html_path)],
-            capture_output=True, text=True, timeout=timeout)
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--disable-dev-shm-usage",
+                f"--user-data-dir={profile}",
+                f"--window-size={width},{height}",
+                f"--screenshot={png_path}",
+                "file://" + os.path.abspath(html_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 def page_height(img, background=(246, 247, 249)):
@@ -386,7 +585,7 @@ def test_renders_in_a_real_browser(built, tmp_path):
     assert red.sum() > 500, "the embedded loss_check picture is not shown"
     # every quarter of the page holds something (no blank tail of a half-rendered page)
     for q in range(4):
-        part = page[q * ph // 4:(q + 1) * ph // 4]
+        part = page[q * ph // 4 : (q + 1) * ph // 4]
         assert (part.sum(2) < 300).mean() > 0.0005, f"quarter {q + 1} of the page is blank"
 
 
@@ -404,7 +603,7 @@ def test_demo_writes_one_report_for_every_road(tmp_path, repo_root, capsys):
     make_train(str(out / "_train"), "realnvp", model="realnvp")
     steps = road.Road()
     road.write_report(steps, types.SimpleNamespace(out=str(out)))
-    (model, stage, art, _, rc), = steps.rows
+    ((model, stage, art, _, rc),) = steps.rows
     assert rc == 0 and stage == "self-verification report" and model == "realnvp+user_model"
     assert str(out / "report" / "index.html") in capsys.readouterr().out
     p = parse(str(out / "report" / "index.html"))

@@ -1,5 +1,6 @@
 """The runner: backends agree, msame's naming and TXT format, folder matching, input
 checks before anything is written, resume."""
+
 import json
 import os
 
@@ -42,12 +43,14 @@ def test_folder_mode_naming_and_multi_input_match(model, tmp_path):
     feeds = write_bins(tmp_path / "in", 3, names=names)
     with open_runner(model["onnx"]) as r:
         lines = []
-        run_dir = run_inputs(r, [tmp_path / "in" / "x", tmp_path / "in" / "u"], tmp_path / "out",
-                             progress=False, log=lines.append)
+        run_dir = run_inputs(
+            r, [tmp_path / "in" / "x", tmp_path / "in" / "u"], tmp_path / "out", progress=False, log=lines.append
+        )
         ref = {n: r.infer(f) for n, f in zip(names, feeds)}
     assert os.path.dirname(run_dir) == str(tmp_path / "out") and lines[1] == run_dir
-    assert sorted(os.listdir(run_dir)) == sorted([f"{s}_output_{i}.bin" for s in ("a", "b10", "B2") for i in (0, 1)]
-                                                 + ["run.json"])  # the run record lives in the run
+    assert sorted(os.listdir(run_dir)) == sorted(
+        [f"{s}_output_{i}.bin" for s in ("a", "b10", "B2") for i in (0, 1)] + ["run.json"]
+    )  # the run record lives in the run
     starts = [ln.split(":", 1)[1] for ln in lines if ln.startswith("[INFO] start to process file:")]
     assert [os.path.basename(s) for s in starts[::2]] == ["B2.bin", "a.bin", "b10.bin"]  # byte-wise sort
     for n in names:
@@ -63,8 +66,14 @@ def test_folder_mode_naming_and_multi_input_match(model, tmp_path):
 def test_file_mode_txt_named_after_model(model, tmp_path):
     feed = write_bins(tmp_path / "in", 1)[0]
     with open_runner(model["pb"]) as r:
-        run_dir = run_inputs(r, [tmp_path / "in/x/b000.bin", tmp_path / "in/u/b000.bin"], tmp_path / "o",
-                             fmt="TXT", loop=3, progress=False)
+        run_dir = run_inputs(
+            r,
+            [tmp_path / "in/x/b000.bin", tmp_path / "in/u/b000.bin"],
+            tmp_path / "o",
+            fmt="TXT",
+            loop=3,
+            progress=False,
+        )
         y, s = r.infer(feed)
     assert sorted(os.listdir(run_dir)) == ["run.json", "tiny_output_0.txt", "tiny_output_1.txt"]
     txt1 = open(os.path.join(run_dir, "tiny_output_1.txt")).read()

@@ -2,6 +2,7 @@
 code (or UserError), the one-line message, and that no earlier result was lost or changed.
 Also: msame's exact TXT/--debug/--input behaviour, and models run with no signature
 beside them (a bare .onnx with a dynamic batch, a bare .pb with --input_shape)."""
+
 import errno
 import json
 import os
@@ -63,14 +64,24 @@ def _manifest(root, meanings=None):
     sig = Signature.load(tiny_model()["json"])
     ins = [dict(t.to_dict(), meaning=(meanings or {}).get(t.name, "")) for t in sig.inputs]
     stems = sorted(n[:-4] for n in os.listdir(os.path.join(root, "x")) if n.endswith(".bin"))
-    fsio.write_json(os.path.join(root, "manifest.json"), {  # every file of the set, as img2bin lists them
-        "format": INPUTS_FORMAT, "dataset": "tiny", "split": "test", "n_images": sig.batch * len(stems),
-        "signature": {"model": "tiny", "batch": sig.batch, "inputs": ins},
-        "inputs": [{"name": "x", "dir": "x"}, {"name": "u", "dir": "u"}],
-        "files": [{"stem": s, "first": sig.batch * i, "n_real": sig.batch, "n_pad": 0} for i, s in enumerate(stems)]})
+    fsio.write_json(
+        os.path.join(root, "manifest.json"),
+        {  # every file of the set, as img2bin lists them
+            "format": INPUTS_FORMAT,
+            "dataset": "tiny",
+            "split": "test",
+            "n_images": sig.batch * len(stems),
+            "signature": {"model": "tiny", "batch": sig.batch, "inputs": ins},
+            "inputs": [{"name": "x", "dir": "x"}, {"name": "u", "dir": "u"}],
+            "files": [
+                {"stem": s, "first": sig.batch * i, "n_real": sig.batch, "n_pad": 0} for i, s in enumerate(stems)
+            ],
+        },
+    )
 
 
 # --- run record, resume, run selection ------------------------------------------------
+
 
 def test_run_record_says_what_made_the_run(model, tmp_path):
     write_bins(tmp_path / "in", 2)
@@ -81,7 +92,9 @@ def test_run_record_says_what_made_the_run(model, tmp_path):
     assert rec["model"] == {"path": model["onnx"], "sha256": layout.file_digest(model["onnx"])}
     assert rec["signature"]["sha256"] == layout.file_digest(model["json"])
     assert [(i["name"], i["path"], i["files"]) for i in rec["inputs"]] == [
-        ("x", str(tmp_path / "in/x"), 2), ("u", str(tmp_path / "in/u"), 2)]
+        ("x", str(tmp_path / "in/x"), 2),
+        ("u", str(tmp_path / "in/u"), 2),
+    ]
     assert rec["latency_ms"]["count"] == 2 and rec["images"] == 4
     assert os.listdir(tmp_path / "out") == [os.path.basename(d)]  # nothing beside the run
 
@@ -138,8 +151,18 @@ def test_two_runs_loss_check_lists_both(model, tmp_path, capsys):
         d1 = run_inputs(r, [tmp_path / "in/x", tmp_path / "in/u"], tmp_path / "o", progress=False)
         d2 = run_inputs(r, [tmp_path / "in/x", tmp_path / "in/u"], tmp_path / "o", progress=False)
     before = _snapshot(tmp_path / "o")
-    rc = loss_check.main(["--signature", model["json"], "--offline", str(tmp_path / "o"),
-                          "--reference", d1, "--no-plot", "--no-progress"])
+    rc = loss_check.main(
+        [
+            "--signature",
+            model["json"],
+            "--offline",
+            str(tmp_path / "o"),
+            "--reference",
+            d1,
+            "--no-plot",
+            "--no-progress",
+        ]
+    )
     err = [ln for ln in capsys.readouterr().err.splitlines() if not ln.startswith("note: ")]
     line = _one_line(err)
     assert rc == 2 and "holds 2 runs" in line
@@ -164,11 +187,13 @@ def test_plots_folder_and_old_report_change_nothing(model, tmp_path):
 
 # --- inputs: matched by the manifest, content checked ---------------------------------
 
+
 def test_swapped_input_folders_name_both(model, tmp_path, capsys):
     write_bins(tmp_path / "B", 1)
     _manifest(tmp_path / "B")
-    rc, out, err = _msame(capsys, "--model", model["onnx"], "--input", f"{tmp_path}/B/u,{tmp_path}/B/x",
-                          "--output", tmp_path / "o")
+    rc, out, err = _msame(
+        capsys, "--model", model["onnx"], "--input", f"{tmp_path}/B/u,{tmp_path}/B/x", "--output", tmp_path / "o"
+    )
     line = _one_line(err)
     assert rc == 2 and f"{tmp_path}/B/u holds input 'u'" in line and f"held in {tmp_path}/B/x" in line
     assert f"--input {tmp_path}/B/x,{tmp_path}/B/u" in line
@@ -197,13 +222,20 @@ def test_nonfinite_input_is_an_error(model, tmp_path):
     x = np.fromfile(tmp_path / "in/x/b000.bin", np.float32)
     x[5] = np.nan
     x.tofile(tmp_path / "in/x/b000.bin")
-    with open_runner(model["onnx"]) as r, pytest.raises(UserError, match=r"b000.bin: input 'x' .* not finite "
-                                                                        r"\(first: nan at index 5\)"):
+    with (
+        open_runner(model["onnx"]) as r,
+        pytest.raises(
+            UserError,
+            match=r"b000.bin: input 'x' .* not finite "
+            r"\(first: nan at index 5\)",
+        ),
+    ):
         run_inputs(r, [tmp_path / "in/x", tmp_path / "in/u"], tmp_path / "o", progress=False)
     assert not os.path.exists(tmp_path / "o") or not os.listdir(tmp_path / "o")
 
 
 # --- msame exactness ---------------------------------------------------------------------
+
 
 def test_txt_negative_nan_and_int8_as_msame_writes_them(tmp_path):
     neg = np.float32(np.copysign(np.nan, -1))
@@ -222,15 +254,29 @@ def test_txt_negative_nan_and_int8_as_msame_writes_them(tmp_path):
 def test_bin_anywhere_in_the_path_means_file_mode(model, tmp_path, capsys):
     assert is_file_mode(["data.bins/x", "data.bins/u"]) and not is_file_mode(["data/x"])
     write_bins(tmp_path / "data.bins", 1)
-    rc, out, err = _msame(capsys, "--model", model["onnx"], "--input",
-                          f"{tmp_path}/data.bins/x,{tmp_path}/data.bins/u", "--output", tmp_path / "o")
+    rc, out, err = _msame(
+        capsys,
+        "--model",
+        model["onnx"],
+        "--input",
+        f"{tmp_path}/data.bins/x,{tmp_path}/data.bins/u",
+        "--output",
+        tmp_path / "o",
+    )
     assert rc == 2 and _one_line(err).endswith("input file is a folder, not a file (input 'x')")
 
 
 def test_input_folder_and_file_mixed_or_empty(model, tmp_path, capsys):
     write_bins(tmp_path / "in", 1)
-    rc, _, err = _msame(capsys, "--model", model["onnx"], "--input",
-                        f"{tmp_path}/in/x,{tmp_path}/in/u/b000.bin", "--output", tmp_path / "o")
+    rc, _, err = _msame(
+        capsys,
+        "--model",
+        model["onnx"],
+        "--input",
+        f"{tmp_path}/in/x,{tmp_path}/in/u/b000.bin",
+        "--output",
+        tmp_path / "o",
+    )
     assert rc == 2 and f"but {tmp_path}/in/u/b000.bin is a file" in _one_line(err)
     rc, _, err = _msame(capsys, "--model", model["onnx"], "--input", ",", "--output", tmp_path / "o")
     assert rc == 2 and "--input ',': an empty item" in _one_line(err)
@@ -239,23 +285,38 @@ def test_input_folder_and_file_mixed_or_empty(model, tmp_path, capsys):
 
 def test_debug_lines_in_msames_order(model, tmp_path, capsys):
     write_bins(tmp_path / "in", 1)
-    rc, out, _ = _msame(capsys, "--model", model["onnx"], "--input",
-                        f"{tmp_path}/in/x/b000.bin,{tmp_path}/in/u/b000.bin", "--output", tmp_path / "o",
-                        "--debug", "true")
+    rc, out, _ = _msame(
+        capsys,
+        "--model",
+        model["onnx"],
+        "--input",
+        f"{tmp_path}/in/x/b000.bin,{tmp_path}/in/u/b000.bin",
+        "--output",
+        tmp_path / "o",
+        "--debug",
+        "true",
+    )
     lines = out.splitlines()
     assert rc == 0
     i = lines.index("[DEBUG] start print model description")
     assert lines[i - 1] == "[INFO] get input dynamic gear count success"
-    assert lines[i + 1:i + 10] == ["[DEBUG] NumInputs: 2", "[DEBUG] NumOutputs: 2",
-                                   "[DEBUG] the size of 0 input: 864", "[DEBUG] the dims of 0 input:",
-                                   "2 6 6 3 ", "[DEBUG] the name of 0 input: x:0",
-                                   "[DEBUG] the Format of 0 input: 1", "[DEBUG] the DataType of 0 input: 0",
-                                   "[DEBUG] the size of 1 input: 1152"]
+    assert lines[i + 1 : i + 10] == [
+        "[DEBUG] NumInputs: 2",
+        "[DEBUG] NumOutputs: 2",
+        "[DEBUG] the size of 0 input: 864",
+        "[DEBUG] the dims of 0 input:",
+        "2 6 6 3 ",
+        "[DEBUG] the name of 0 input: x:0",
+        "[DEBUG] the Format of 0 input: 1",
+        "[DEBUG] the DataType of 0 input: 0",
+        "[DEBUG] the size of 1 input: 1152",
+    ]
     j = lines.index("[DEBUG] end print model description")
     assert lines[j + 1] == "[INFO] create model output success" and lines[j - 4] == "2 "
 
 
 # --- no traceback ---------------------------------------------------------------------
+
 
 def test_output_path_is_a_file_or_unwritable(model, tmp_path, capsys, monkeypatch):
     write_bins(tmp_path / "in", 1)
@@ -267,6 +328,7 @@ def test_output_path_is_a_file_or_unwritable(model, tmp_path, capsys, monkeypatc
 
     def full(path, data, nbytes):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
     monkeypatch.setattr(fsio, "_atomic_write", full)
     rc, _, err = _msame(capsys, "--model", model["onnx"], "--input", ins, "--output", tmp_path / "o")
     line = _one_line(err)
@@ -281,9 +343,11 @@ def test_read_only_output_folder(model, tmp_path, capsys, monkeypatch):
         if path.endswith(".bin"):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
         return real(path, data, nbytes)
+
     monkeypatch.setattr(fsio, "_atomic_write", read_only)
-    rc, _, err = _msame(capsys, "--model", model["onnx"], "--input", f"{tmp_path}/in/x,{tmp_path}/in/u",
-                        "--output", tmp_path / "o")
+    rc, _, err = _msame(
+        capsys, "--model", model["onnx"], "--input", f"{tmp_path}/in/x,{tmp_path}/in/u", "--output", tmp_path / "o"
+    )
     line = _one_line(err)
     assert rc == 2 and "b000_output_0.bin: cannot write the output (Read-only file system)" in line
 
@@ -321,6 +385,7 @@ def test_corrupt_model_bad_loop_bad_device(model, tmp_path, capsys):
 
 # --- any model --------------------------------------------------------------------------
 
+
 def _dynamic_onnx(path):
     """y = 2 x, s = sum(x, axis 1): x [N, 3] float32, the batch N symbolic."""
     import onnx
@@ -329,11 +394,15 @@ def _dynamic_onnx(path):
     two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
     axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
     g = helper.make_graph(
-        [helper.make_node("Mul", ["x", "two"], ["y"]),
-         helper.make_node("ReduceSum", ["x", "axes"], ["s"], keepdims=0)], "dyn",
+        [helper.make_node("Mul", ["x", "two"], ["y"]), helper.make_node("ReduceSum", ["x", "axes"], ["s"], keepdims=0)],
+        "dyn",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3]),
-         helper.make_tensor_value_info("s", TensorProto.FLOAT, ["N"])], [two, axes])
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3]),
+            helper.make_tensor_value_info("s", TensorProto.FLOAT, ["N"]),
+        ],
+        [two, axes],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
     onnx.save(m, path)
@@ -344,12 +413,24 @@ def test_bare_onnx_with_dynamic_batch(tmp_path, capsys):
     m = _dynamic_onnx(str(tmp_path / "dyn.onnx"))
     x4 = np.arange(12, dtype=np.float32).reshape(4, 3)
     x4.tofile(tmp_path / "x4.bin")
-    rc, out, err = _msame(capsys, "--model", m, "--input", tmp_path / "x4.bin", "--output", tmp_path / "a",
-                          "--dymBatch", "4", "--outfmt", "TXT")
+    rc, out, err = _msame(
+        capsys,
+        "--model",
+        m,
+        "--input",
+        tmp_path / "x4.bin",
+        "--output",
+        tmp_path / "a",
+        "--dymBatch",
+        "4",
+        "--outfmt",
+        "TXT",
+    )
     assert rc == 0, err
     d = layout.select_run(tmp_path / "a")
     assert open(os.path.join(d, "dyn_output_0.txt")).read() == "".join(
-        "".join(f"{v:g} " for v in row) + "\n" for row in 2 * x4)
+        "".join(f"{v:g} " for v in row) + "\n" for row in 2 * x4
+    )
     assert open(os.path.join(d, "dyn_output_1.txt")).read() == "3 12 21 30 "
     rec = layout.read_record(d)
     assert rec["signature"]["path"] is None and rec["signature"]["batch"] == 4
@@ -364,10 +445,15 @@ def test_bare_onnx_with_dynamic_batch(tmp_path, capsys):
     # not a whole number of rows; a --dymBatch that disagrees with the file
     np.zeros(7, np.float32).tofile(tmp_path / "x7.bin")
     rc, _, err = _msame(capsys, "--model", m, "--input", tmp_path / "x7.bin", "--output", tmp_path / "c")
-    assert rc == 2 and "x7.bin: input 'x' has a dynamic batch, [3] float32 = 12 bytes per row; " \
-                       "the file's 28 bytes is not a whole number of rows" in _one_line(err)
-    rc, _, err = _msame(capsys, "--model", m, "--input", tmp_path / "x4.bin", "--output", tmp_path / "c",
-                        "--dymBatch", "2")
+    assert (
+        rc == 2
+        and "x7.bin: input 'x' has a dynamic batch, [3] float32 = 12 bytes per row; "
+        "the file's 28 bytes is not a whole number of rows"
+        in _one_line(err)
+    )
+    rc, _, err = _msame(
+        capsys, "--model", m, "--input", tmp_path / "x4.bin", "--output", tmp_path / "c", "--dymBatch", "2"
+    )
     assert rc == 2 and "x4.bin: input 'x' expects 24 bytes ([2, 3] float32), found 48" in _one_line(err)
     assert not os.path.exists(tmp_path / "c") or not os.listdir(tmp_path / "c")
 
@@ -384,8 +470,19 @@ def test_bare_pb_with_input_shape_and_output_names(tmp_path, capsys):
     pb.write_bytes(g.as_graph_def().SerializeToString())
     x = np.arange(8, dtype=np.float32).reshape(2, 4)
     x.tofile(tmp_path / "in.bin")
-    rc, out, err = _msame(capsys, "--model", pb, "--input", tmp_path / "in.bin", "--output", tmp_path / "o",
-                          "--input_shape", "inp:2,4", "--output_node_names", "out,total")
+    rc, out, err = _msame(
+        capsys,
+        "--model",
+        pb,
+        "--input",
+        tmp_path / "in.bin",
+        "--output",
+        tmp_path / "o",
+        "--input_shape",
+        "inp:2,4",
+        "--output_node_names",
+        "out,total",
+    )
     assert rc == 0, err
     d = layout.select_run(tmp_path / "o")
     np.testing.assert_array_equal(np.fromfile(os.path.join(d, "any_output_0.bin"), np.float32), 3 * x.ravel())
@@ -399,20 +496,37 @@ def test_bare_onnx_other_dynamic_dims_need_shapes(tmp_path, capsys):
     import onnx
     from onnx import TensorProto, helper
 
-    g = helper.make_graph([helper.make_node("Neg", ["x"], ["y"])], "dims",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "L"])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "L"])])
+    g = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["y"])],
+        "dims",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "L"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "L"])],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
     onnx.save(m, tmp_path / "dims.onnx")
     np.arange(10, dtype=np.float32).tofile(tmp_path / "x.bin")
-    rc, _, err = _msame(capsys, "--model", tmp_path / "dims.onnx", "--input", tmp_path / "x.bin",
-                        "--output", tmp_path / "o")
-    assert rc == 2 and "input 'x' has dynamic dims ['N', 'L'] beyond the batch; give --input_shape " \
-                       "\"x:N,L\" with numbers for the symbols (msame: --dymDims)" in _one_line(err)
+    rc, _, err = _msame(
+        capsys, "--model", tmp_path / "dims.onnx", "--input", tmp_path / "x.bin", "--output", tmp_path / "o"
+    )
+    assert (
+        rc == 2
+        and "input 'x' has dynamic dims ['N', 'L'] beyond the batch; give --input_shape "
+        '"x:N,L" with numbers for the symbols (msame: --dymDims)'
+        in _one_line(err)
+    )
     assert not os.path.exists(tmp_path / "o")
-    rc, _, err = _msame(capsys, "--model", tmp_path / "dims.onnx", "--input", tmp_path / "x.bin",
-                        "--output", tmp_path / "o", "--dymDims", "x:2,5")
+    rc, _, err = _msame(
+        capsys,
+        "--model",
+        tmp_path / "dims.onnx",
+        "--input",
+        tmp_path / "x.bin",
+        "--output",
+        tmp_path / "o",
+        "--dymDims",
+        "x:2,5",
+    )
     assert rc == 0, err
     y = np.fromfile(os.path.join(layout.select_run(tmp_path / "o"), "dims_output_0.bin"), np.float32)
     np.testing.assert_array_equal(y, -np.arange(10, dtype=np.float32))

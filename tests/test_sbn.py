@@ -1,4 +1,5 @@
 """SBN model and estimators: hparams, every estimator trains, fixed noise, bounds (tiny nets, no data)."""
+
 import math
 
 import numpy as np
@@ -39,8 +40,17 @@ def test_estimator_builds_and_trains_one_step(name):
         tf.set_random_seed(1)
         m = estimators.build(sbn.parse_hparams(f"model={name},{TINY}"), mean_xs=_x(50).mean(0))
         names = [v.op.name for v in m.model_vars]
-        assert names == ["p_prior", "q_0/weights", "q_0/biases", "q_1/weights", "q_1/biases",
-                         "p_1/weights", "p_1/biases", "p_0/weights", "p_0/biases"]
+        assert names == [
+            "p_prior",
+            "q_0/weights",
+            "q_0/biases",
+            "q_1/weights",
+            "q_1/biases",
+            "p_1/weights",
+            "p_1/biases",
+            "p_0/weights",
+            "p_0/biases",
+        ]
         with tf.Session() as s:
             s.run(tf.global_variables_initializer())
             before = s.run(m.model_vars)

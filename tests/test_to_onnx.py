@@ -1,4 +1,5 @@
 """convert/to_onnx.py: fp32 parity with TF, fp16 emulation, keep_dtype, refusals."""
+
 import numpy as np
 import onnx
 import pytest
@@ -20,8 +21,10 @@ def pb(tmp_path_factory):
 
 def _types(path):
     m = onnx.shape_inference.infer_shapes(onnx.load(path))
-    t = {v.name: v.type.tensor_type.elem_type for v in list(m.graph.value_info) + list(m.graph.output)
-         + list(m.graph.input)}
+    t = {
+        v.name: v.type.tensor_type.elem_type
+        for v in list(m.graph.value_info) + list(m.graph.output) + list(m.graph.input)
+    }
     return m, t
 
 
@@ -102,8 +105,9 @@ def test_cli_bad_opset_and_mode(pb, capsys):
         to_onnx.main(["--model", pb, "--output", pb[:-3] + ".onnx", "--precision_mode", "bogus"])
     assert e.value.code == 2 and "invalid choice: 'bogus'" in capsys.readouterr().err
     # an fp16 model under the .pb's stem: its own card says so, the .pb's card stays fp32
-    assert to_onnx.main(["--model", pb, "--output", pb[:-3] + ".onnx", "--precision_mode",
-                         "force_fp16", "--force"]) == 0
+    assert (
+        to_onnx.main(["--model", pb, "--output", pb[:-3] + ".onnx", "--precision_mode", "force_fp16", "--force"]) == 0
+    )
     assert Signature.load(pb[:-3] + ".onnx.json").precision_mode == "force_fp16"
     assert Signature.load(pb[:-3] + ".json").precision_mode == "force_fp32"
 

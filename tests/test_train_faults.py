@@ -5,6 +5,7 @@ The interrupt tests send a real SIGINT to a trainer subprocess once it has logge
 resume it with --load_params 1 and compare every variable (parameters, Adam moments, global
 step) and metrics.jsonl with an uninterrupted run (--deterministic; equal to float rounding).
 """
+
 import json
 import os
 import shutil
@@ -37,8 +38,9 @@ def _records(d):
 def _interrupt(cmd, timeout=240):
     """Run cmd, SIGINT it after its first 'step N' line; (exit status, stderr, the step it stopped at)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable] + cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable] + cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     end = time.time() + timeout
     for line in p.stdout:
         if line.startswith("step "):
@@ -93,10 +95,13 @@ def test_realnvp_sigint_saves_and_resumes_exactly(realnvp_runs, tmp_path):
     # and Adam turns the rounding-level gradients of the normalised inner gains into steps
     # of size lr, so runs from different kinds of process are not comparable to rounding
     ref = str(tmp_path / "ref")
-    for argv in (["--train_url", d, "--max_steps", "6", "--load_params", "1"],
-                 ["--train_url", ref, "--max_steps", "6"]):
-        r = subprocess.run([sys.executable] + cmd[:1] + realnvp_runs["args"] + argv, cwd=ROOT,
-                           capture_output=True, text=True)
+    for argv in (
+        ["--train_url", d, "--max_steps", "6", "--load_params", "1"],
+        ["--train_url", ref, "--max_steps", "6"],
+    ):
+        r = subprocess.run(
+            [sys.executable] + cmd[:1] + realnvp_runs["args"] + argv, cwd=ROOT, capture_output=True, text=True
+        )
         assert r.returncode == 0, r.stderr[-2000:]
     _same_variables(ref, d)
     # the whole record, epoch means included (the running sum travels in config.json)
@@ -105,14 +110,31 @@ def test_realnvp_sigint_saves_and_resumes_exactly(realnvp_runs, tmp_path):
 
 def test_rebar_sigint_saves_and_resumes_exactly(mnist_dir, tmp_path):
     hp = "model=SBNDynamicRebar,n_layer=1,n_hidden=20,learning_rate=0.001,batch_size=8"
-    common = ["--data_path", mnist_dir, "--hparams", hp, "--log_every", "1", "--eval_limit", "20",
-              "--eval_samples", "10", "--eval_freq", "0", "--deterministic", "--seed", "2"]
+    common = [
+        "--data_path",
+        mnist_dir,
+        "--hparams",
+        hp,
+        "--log_every",
+        "1",
+        "--eval_limit",
+        "20",
+        "--eval_samples",
+        "10",
+        "--eval_freq",
+        "0",
+        "--deterministic",
+        "--seed",
+        "2",
+    ]
     d, ref = str(tmp_path / "r"), str(tmp_path / "ref")
     rc, line, k = _interrupt(["train/train_rebar.py"] + common + ["--working_dir", d, "--steps", "100000"])
     assert rc == 130 and "checkpoint saved" in line and f"model.ckpt-{k}" in line, line
     n = k + 7
-    assert train_rebar.main(common + ["--working_dir", d, "--steps", str(n), "--load_params", "1",
-                                      "--log_every", "1"]) == 0
+    assert (
+        train_rebar.main(common + ["--working_dir", d, "--steps", str(n), "--load_params", "1", "--log_every", "1"])
+        == 0
+    )
     assert train_rebar.main(common + ["--working_dir", ref, "--steps", str(n)]) == 0
     _same_variables(ref, d)
     _same_records(d, ref)
@@ -155,6 +177,7 @@ def test_relocated_folder_resolves_its_own_checkpoints(realnvp_runs, tmp_path, c
     shutil.rmtree(src)
     assert runinfo.resolve(moved)[0] == os.path.join(moved, "model.ckpt-6")
     from freeze import core  # freeze restores the moved folder's checkpoint
+
     assert core.Restored(moved, 1).ckpt == os.path.join(moved, "model.ckpt-6")
     # nothing resolves: one line naming the folder and the .index files there
     for f in os.listdir(moved):

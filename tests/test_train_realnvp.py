@@ -3,6 +3,7 @@
 The fake-data runs are made once per session (``realnvp_runs`` in conftest.py, with
 --deterministic): graph construction, not training, is what a run costs here.
 """
+
 import json
 import os
 import shutil
@@ -46,8 +47,10 @@ def test_two_towers_same_loss_and_gradients_as_one_device():
         config.graph_options.rewrite_options.disable_meta_optimizer = True  # grappler: seconds, no news
         with tf.Session(config=config) as s:
             prng = np.random.RandomState(1)  # non-trivial parameters (the default init is the identity)
-            vals = [prng.uniform(0.3, 0.8) if "tanh_scale" in v.name else prng.normal(0, 0.5, v.shape.as_list())
-                    for v in g.params]
+            vals = [
+                prng.uniform(0.3, 0.8) if "tanh_scale" in v.name else prng.normal(0, 0.5, v.shape.as_list())
+                for v in g.params
+            ]
             s.run([v.initializer for v in g.params], {v.initial_value: val for v, val in zip(g.params, vals)})
             feed = {g.x: x, g.u: u, g.seed: [0, 0]}
             n = 2 + len(grads)
@@ -70,11 +73,13 @@ def test_npu_session_config_and_missing_bridge(tmp_path, capsys):
     opt = {o.name: o for o in rw.custom_optimizers}["NpuOptimizer"]
     assert opt.parameter_map["precision_mode"].s == b"allow_mix_precision"
     from tensorflow.core.protobuf.rewriter_config_pb2 import RewriterConfig
+
     assert rw.remapping == RewriterConfig.OFF
     det = T.make_session_config("cpu", deterministic=True)
     assert det.intra_op_parallelism_threads == det.inter_op_parallelism_threads == 1 and det.use_per_session_threads
     try:
         import npu_bridge  # noqa: F401
+
         pytest.skip("npu_bridge is installed here")
     except ImportError:
         pass
@@ -101,8 +106,9 @@ def test_resume_is_exact(realnvp_runs, capsys):
         np.testing.assert_array_equal(b[k], a[k], err_msg=k)
     assert any(np.abs(a[k]).max() > 0 for k in a if k.endswith("/Adam"))
     mf, mp = _metrics(full), _metrics(part)
-    assert [(r["step"], r["train_bpd"]) for r in mp if r["kind"] == "train"] == \
-        [(r["step"], r["train_bpd"]) for r in mf if r["kind"] == "train"]
+    assert [(r["step"], r["train_bpd"]) for r in mp if r["kind"] == "train"] == [
+        (r["step"], r["train_bpd"]) for r in mf if r["kind"] == "train"
+    ]
     # (an epoch record's train_bpd averages the steps this process ran, so only test_bpd is compared)
     assert [r["test_bpd"] for r in mp if r["kind"] == "epoch"] == [r["test_bpd"] for r in mf if r["kind"] == "epoch"]
     assert mp[-1] == mf[-1] and mp[-1]["kind"] == "end" and mp[-1]["step"] == 6 and "test_bpd" in mp[-1]
@@ -126,8 +132,10 @@ def test_nan_stops_and_keeps_last_checkpoint(realnvp_runs, tmp_path, capsys):
     shutil.copytree(realnvp_runs["part"], part)
     files = _ckpt_files(part)
     capsys.readouterr()
-    rc = T.main(realnvp_runs["args"] + ["--train_url", part, "--max_steps", "12", "--load_params", "1",
-                                        "--learning_rate", "1e10"])  # (at 1e30 the weight-norm
+    rc = T.main(
+        realnvp_runs["args"]
+        + ["--train_url", part, "--max_steps", "12", "--load_params", "1", "--learning_rate", "1e10"]
+    )  # (at 1e30 the weight-norm
     # sums overflow to inf, every kernel becomes 0 and the flow a finite identity: no divergence)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("error: ") and "diverged" in err[-1] and "model.ckpt-6" in err[-1]
@@ -137,9 +145,33 @@ def test_nan_stops_and_keeps_last_checkpoint(realnvp_runs, tmp_path, capsys):
 def test_short_run_lowers_real_test_bpd(cifar_dir, tmp_path):
     out = str(tmp_path / "run")
     # the small config, as the demo trains it, with a higher learning rate for 30 steps
-    assert T.main(["--data_url", cifar_dir, "--train_url", out, "--config", "small", "--batch_size", "16",
-                   "--max_steps", "30", "--learning_rate", "0.005", "--init_batch_size", "32",
-                   "--test_images", "100", "--log_every", "10", "--sample_batch_size", "4"]) == 0
+    assert (
+        T.main(
+            [
+                "--data_url",
+                cifar_dir,
+                "--train_url",
+                out,
+                "--config",
+                "small",
+                "--batch_size",
+                "16",
+                "--max_steps",
+                "30",
+                "--learning_rate",
+                "0.005",
+                "--init_batch_size",
+                "32",
+                "--test_images",
+                "100",
+                "--log_every",
+                "10",
+                "--sample_batch_size",
+                "4",
+            ]
+        )
+        == 0
+    )
     m = _metrics(out)
     start, end = m[0], m[-1]
     assert start["kind"] == "start" and end["kind"] == "end" and end["step"] == 30
@@ -163,7 +195,7 @@ def test_eps_inside_adam_matches_the_formula():
         got, n = s.run([w, step])
     want, m, v = np.array([1.0, -2.0]), 0, 0
     for t, gr in enumerate(grads_seen, 1):
-        m, v = b1 * m + (1 - b1) * gr, b2 * v + (1 - b2) * gr ** 2
-        want = want - lr * (m / (1 - b1 ** t)) / np.sqrt(v / (1 - b2 ** t) + eps)
+        m, v = b1 * m + (1 - b1) * gr, b2 * v + (1 - b2) * gr**2
+        want = want - lr * (m / (1 - b1**t)) / np.sqrt(v / (1 - b2**t) + eps)
     assert n == 3
     np.testing.assert_allclose(got, want, rtol=1e-5)

@@ -1,4 +1,5 @@
 """The REBAR trainer and the variance comparison on real binarized MNIST."""
+
 import json
 import os
 
@@ -13,8 +14,22 @@ FAST = ["--eval_limit", "50", "--eval_samples", "20", "--eval_freq", "0"]
 
 
 def _train(mnist_dir, wd, steps, hparams="model=SBNDynamicRebar,learning_rate=0.0003,n_layer=2,task=sbn", *extra):
-    return train_rebar.main(["--data_path", mnist_dir, "--working_dir", str(wd), "--steps", str(steps),
-                             "--hparams", hparams, "--log_every", "100", *FAST, *extra])
+    return train_rebar.main(
+        [
+            "--data_path",
+            mnist_dir,
+            "--working_dir",
+            str(wd),
+            "--steps",
+            str(steps),
+            "--hparams",
+            hparams,
+            "--log_every",
+            "100",
+            *FAST,
+            *extra,
+        ]
+    )
 
 
 def _records(wd, **match):
@@ -78,8 +93,7 @@ def test_cli_user_errors(mnist_dir, tmp_path, capsys):
 def test_rebar_variance_below_reinforce_and_nvil(mnist_dir):
     hp = sbn.parse_hparams(train_rebar.ASCEND_HPARAMS)
     train = datasets.load_binarized_mnist(mnist_dir, "train")
-    res = rebar_variance.measure(hp, train, None, ("REINFORCE", "NVIL", "REBAR"), draws=30, cv_steps=50,
-                                 progress=False)
+    res = rebar_variance.measure(hp, train, None, ("REINFORCE", "NVIL", "REBAR"), draws=30, cv_steps=50, progress=False)
     assert len({r["params_sha256"] for r in res.values()}) == 1  # one set of parameters for all
     assert res["REBAR"]["log_variance_q"] < res["REINFORCE"]["log_variance_q"] - 1
     assert res["REBAR"]["log_variance_q"] < res["NVIL"]["log_variance_q"] - 1

@@ -2,6 +2,7 @@
 to_onnx -> input bins -> runner -> reference (from the checkpoint) -> loss_check PASS, and
 an altered offline output -> FAIL. Two graphs that must not freeze fail with one line
 naming the node."""
+
 import glob
 import json
 import os
@@ -21,8 +22,15 @@ BATCH, FILES = 4, 3
 
 def _freeze(tmp_path, pitfall, extra=()):
     info = user_models.build(pitfall, str(tmp_path / "train"))
-    argv = info["source"] + ["--output_node_names", info["outputs"], "--input_shape", info["input_shape"],
-                             "--output", str(tmp_path / "m" / "mine"), *extra]
+    argv = info["source"] + [
+        "--output_node_names",
+        info["outputs"],
+        "--input_shape",
+        info["input_shape"],
+        "--output",
+        str(tmp_path / "m" / "mine"),
+        *extra,
+    ]
     if info["defaults"]:
         argv += ["--input_defaults", info["defaults"]]
     return freeze_graph.main(argv), info
@@ -63,8 +71,18 @@ def test_user_model_road(tmp_path, pitfall, capsys):
     assert msame.main(["--model", str(m / "mine.onnx"), "--input", bins, "--output", out]) == 0
     assert reference.main(["--signature", str(m / "mine.json"), "--input", bins, "--output", ref]) == 0
     capsys.readouterr()
-    lc = ["--signature", str(m / "mine.json"), "--offline", out, "--reference", ref, "--no-plot",
-          "--no-progress", "--top1", "logits"]
+    lc = [
+        "--signature",
+        str(m / "mine.json"),
+        "--offline",
+        out,
+        "--reference",
+        ref,
+        "--no-plot",
+        "--no-progress",
+        "--top1",
+        "logits",
+    ]
     assert loss_check.main(lc + ["--report", str(tmp_path / "pass.json")]) == 0
     rep = json.loads((tmp_path / "pass.json").read_text())
     assert rep["passed"] and rep["n_images"] == BATCH * FILES
@@ -75,8 +93,23 @@ def test_user_model_road(tmp_path, pitfall, capsys):
     if pitfall == "batch_norm":  # the precision doctor on a user model, force_fp16
         f16 = str(m / "mine.f16.onnx")
         assert to_onnx.main(["--model", str(m / "mine.pb"), "--output", f16, "--precision_mode", "force_fp16"]) == 0
-        assert compare_layers.main(["--pb", str(m / "mine.pb"), "--onnx", f16, "--input", bins, "--keep-dtype-out",
-                                    str(tmp_path / "keep.cfg"), "--report", str(tmp_path / "doc.json")]) == 0
+        assert (
+            compare_layers.main(
+                [
+                    "--pb",
+                    str(m / "mine.pb"),
+                    "--onnx",
+                    f16,
+                    "--input",
+                    bins,
+                    "--keep-dtype-out",
+                    str(tmp_path / "keep.cfg"),
+                    "--report",
+                    str(tmp_path / "doc.json"),
+                ]
+            )
+            == 0
+        )
         doc = json.loads((tmp_path / "doc.json").read_text())
         assert doc["matched"] >= 4 and {"logits", "probs"} <= {layer["op"] for layer in doc["layers"]}
 
@@ -114,8 +147,10 @@ def test_freeze_graph_bad_flags(tmp_path, capsys):
         (["--output_node_names", "logitz", "--input_shape", "images:4,8,8,3"], "no node 'logitz'"),
         (["--output_node_names", "logits", "--input_shape", "imgs:4,8,8,3"], "no node 'imgs'"),
         (["--output_node_names", "logits", "--input_shape", "images:4,x,8,3"], "positive dims"),
-        (["--output_node_names", "logits", "--input_shape", "images:4,8,8,3", "--input_defaults", "labels"],
-         "name:value"),
+        (
+            ["--output_node_names", "logits", "--input_shape", "images:4,8,8,3", "--input_defaults", "labels"],
+            "name:value",
+        ),
     ]
     for extra, want in cases:
         assert freeze_graph.main(base + extra) == 2
@@ -124,8 +159,16 @@ def test_freeze_graph_bad_flags(tmp_path, capsys):
     # a moved training folder still resolves (relative paths), the copy's files are named
     moved = tmp_path / "moved"
     os.rename(tmp_path / "train", moved)
-    argv = ["--input_checkpoint", str(moved), "--output_node_names", "logits", "--input_shape",
-            "images:2,8,8,3", "--output", str(tmp_path / "m2" / "mine")]
+    argv = [
+        "--input_checkpoint",
+        str(moved),
+        "--output_node_names",
+        "logits",
+        "--input_shape",
+        "images:2,8,8,3",
+        "--output",
+        str(tmp_path / "m2" / "mine"),
+    ]
     assert freeze_graph.main(argv) == 0
     sig = Signature.load(tmp_path / "m2" / "mine.json")
     assert sig.source["checkpoint"].startswith(str(moved)) and sig.batch == 2

@@ -1,5 +1,6 @@
 """A tiny frozen model made on the fly (conv + tanh, inputs x and u), its signature and an
 ONNX copy, shared by the runner and msame CLI tests (built once per test process)."""
+
 import functools
 import os
 import tempfile
@@ -31,12 +32,15 @@ def tiny_model():
     pb = os.path.join(d, "tiny.pb")
     with open(pb, "wb") as f:
         f.write(gd.SerializeToString())
-    sig = Signature("tiny", "forward", B,
-                    [Tensor("x", "x:0", [B, H, W, C], layout="NHWC"), Tensor("u", "u:0", [B, H, W, F])],
-                    [Tensor("y", "y:0", [B, H, W, F]), Tensor("s", "s:0", [B])])
+    sig = Signature(
+        "tiny",
+        "forward",
+        B,
+        [Tensor("x", "x:0", [B, H, W, C], layout="NHWC"), Tensor("u", "u:0", [B, H, W, F])],
+        [Tensor("y", "y:0", [B, H, W, F]), Tensor("s", "s:0", [B])],
+    )
     sig.save(os.path.join(d, "tiny.json"))
-    proto, _ = tf2onnx.convert.from_graph_def(gd, input_names=["x:0", "u:0"],
-                                              output_names=["y:0", "s:0"], opset=13)
+    proto, _ = tf2onnx.convert.from_graph_def(gd, input_names=["x:0", "u:0"], output_names=["y:0", "s:0"], opset=13)
     onnx = os.path.join(d, "tiny.onnx")
     with open(onnx, "wb") as f:
         f.write(proto.SerializeToString())
@@ -49,8 +53,7 @@ def write_bins(folder, n, seed=0, names=None):
     feeds = []
     for i in range(n):
         name = names[i] if names else f"b{i:03d}.bin"
-        feed = {"x": rng.randn(B, H, W, C).astype(np.float32),
-                "u": rng.rand(B, H, W, F).astype(np.float32)}
+        feed = {"x": rng.randn(B, H, W, C).astype(np.float32), "u": rng.rand(B, H, W, F).astype(np.float32)}
         for k, a in feed.items():
             os.makedirs(os.path.join(folder, k), exist_ok=True)
             a.tofile(os.path.join(folder, k, name))

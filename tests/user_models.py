@@ -4,6 +4,7 @@ a ``[None, 8, 8, 3]`` input, tf.train.Saver checkpoints, and one pitfall of free
 ``build(pitfall, folder)`` trains 3 Adam steps and saves; returns the freeze flags that
 fit it ({"source": [...], "input_shape": ..., "outputs": ..., "defaults": ...}).
 """
+
 import os
 
 import numpy as np
@@ -15,21 +16,30 @@ H = W = 8
 C = 3
 CLASSES = 5
 
-PITFALLS = ("dynamic_batch", "placeholder_with_default", "cond_is_training", "batch_norm",
-            "int64_output", "saved_model", "frozen_pb")
+PITFALLS = (
+    "dynamic_batch",
+    "placeholder_with_default",
+    "cond_is_training",
+    "batch_norm",
+    "int64_output",
+    "saved_model",
+    "frozen_pb",
+)
 ERRORS = ("random_op", "unconvertible_op")
 
 
 def _conv(x, name, n_out):
-    w = tf.get_variable(name + "/w", [3, 3, int(x.shape[-1]), n_out],
-                        initializer=tf.random_normal_initializer(stddev=0.3, seed=1))
+    w = tf.get_variable(
+        name + "/w", [3, 3, int(x.shape[-1]), n_out], initializer=tf.random_normal_initializer(stddev=0.3, seed=1)
+    )
     b = tf.get_variable(name + "/b", [n_out], initializer=tf.zeros_initializer())
     return tf.nn.conv2d(x, w, [1, 1, 1, 1], "SAME") + b
 
 
 def _dense(x, name, n_out):
-    w = tf.get_variable(name + "/w", [int(x.shape[-1]), n_out],
-                        initializer=tf.random_normal_initializer(stddev=0.1, seed=2))
+    w = tf.get_variable(
+        name + "/w", [int(x.shape[-1]), n_out], initializer=tf.random_normal_initializer(stddev=0.1, seed=2)
+    )
     b = tf.get_variable(name + "/b", [n_out], initializer=tf.zeros_initializer())
     return tf.matmul(x, w) + b
 
@@ -44,8 +54,7 @@ def _batch_norm(h, is_training):
 
     def train():
         y, m, v = tf.nn.fused_batch_norm(h, scale, offset, is_training=True)
-        with tf.control_dependencies([tf.assign(mean, 0.9 * mean + 0.1 * m),
-                                      tf.assign(var, 0.9 * var + 0.1 * v)]):
+        with tf.control_dependencies([tf.assign(mean, 0.9 * mean + 0.1 * m), tf.assign(var, 0.9 * var + 0.1 * v)]):
             return tf.identity(y)
 
     def infer():
@@ -62,8 +71,11 @@ def _network(pitfall, images):
         defaults["is_training"] = "false"
         # (a user's own frozen .pb keeps a plain tf.cond: freezing assign ops in a cond branch
         # gives a GraphDef that TensorFlow itself cannot import)
-        h = _batch_norm(h, is_training) if pitfall in ("batch_norm", "saved_model") else tf.cond(
-            is_training, lambda: h * 0.5, lambda: h)
+        h = (
+            _batch_norm(h, is_training)
+            if pitfall in ("batch_norm", "saved_model")
+            else tf.cond(is_training, lambda: h * 0.5, lambda: h)
+        )
     if pitfall in ("placeholder_with_default", "saved_model"):
         drop_rate = tf.placeholder_with_default(0.3, [], name="drop_rate")
         defaults["drop_rate"] = "0"
@@ -120,5 +132,9 @@ def build(pitfall, folder):
             else:
                 tf.train.Saver().save(s, os.path.join(folder, "model.ckpt"), global_step=step)
                 source = ["--input_checkpoint", folder]
-    return {"source": source, "input_shape": f"images:4,{H},{W},{C}", "outputs": ",".join(outputs),
-            "defaults": ";".join(f"{k}:{v}" for k, v in defaults.items())}
+    return {
+        "source": source,
+        "input_shape": f"images:4,{H},{W},{C}",
+        "outputs": ",".join(outputs),
+        "defaults": ";".join(f"{k}:{v}" for k, v in defaults.items()),
+    }

@@ -21,6 +21,7 @@ and the cluster is Ascend's: RANK_TABLE_FILE, RANK_ID, RANK_SIZE (DEVICE_ID pick
 chip). npu_bridge is imported lazily; that path is unit-tested with the imports stubbed
 and has not been run on an NPU.
 """
+
 import contextlib
 import json
 import os
@@ -38,11 +39,18 @@ LEADER = "/job:worker/replica:0/task:0"
 
 def add_flags(ap):
     g = ap.add_argument_group("several processes / hosts (see README: Training on several devices and hosts)")
-    g.add_argument("--worker_hosts", default="",
-                   help="host:port,host:port,... of every worker (else TF_CONFIG; neither: one process)")
+    g.add_argument(
+        "--worker_hosts",
+        default="",
+        help="host:port,host:port,... of every worker (else TF_CONFIG; neither: one process)",
+    )
     g.add_argument("--task_index", type=int, default=None, help="this worker's index in --worker_hosts")
-    g.add_argument("--peer_timeout", type=float, default=300.0,
-                   help="seconds a worker waits for the others in a step before stopping with an error")
+    g.add_argument(
+        "--peer_timeout",
+        type=float,
+        default=300.0,
+        help="seconds a worker waits for the others in a step before stopping with an error",
+    )
 
 
 def _split_host(addr, where):
@@ -63,8 +71,9 @@ class Cluster:
         if len(set(hosts)) != len(hosts):
             raise UserError(f"{source}: the same host:port appears twice in {hosts}")
         if not isinstance(index, int) or not 0 <= index < len(hosts):
-            raise UserError(f"{source}: task index must be in 0..{len(hosts) - 1} for {len(hosts)} workers, "
-                            f"found {index!r}")
+            raise UserError(
+                f"{source}: task index must be in 0..{len(hosts) - 1} for {len(hosts)} workers, found {index!r}"
+            )
         if not timeout > 0:
             raise UserError(f"--peer_timeout must be > 0 seconds, got {timeout}")
         self.hosts, self.index, self.timeout, self.source = list(hosts), index, float(timeout), source
@@ -93,16 +102,24 @@ class Cluster:
             try:
                 s.bind(("" if host in ("localhost", "127.0.0.1", "0.0.0.0") else host, port))
             except OSError as e:
-                raise UserError(f"{self.source}: cannot listen on {self.hosts[self.index]} (task {self.index}): "
-                                f"{e.strerror or e}; expected a free port") from None
+                raise UserError(
+                    f"{self.source}: cannot listen on {self.hosts[self.index]} (task {self.index}): "
+                    f"{e.strerror or e}; expected a free port"
+                ) from None
         quiet_native_logs()
         try:
-            self.server = tf.train.Server(tf.train.ClusterSpec({"worker": self.hosts}), job_name="worker",
-                                          task_index=self.index, config=config, start=True)
+            self.server = tf.train.Server(
+                tf.train.ClusterSpec({"worker": self.hosts}),
+                job_name="worker",
+                task_index=self.index,
+                config=config,
+                start=True,
+            )
         except Exception as e:
-            raise UserError(f"{self.source}: could not start the server for task {self.index} on "
-                            f"{self.hosts[self.index]} ({type(e).__name__}: {str(e).strip().splitlines()[0][:120]})"
-                            ) from None
+            raise UserError(
+                f"{self.source}: could not start the server for task {self.index} on "
+                f"{self.hosts[self.index]} ({type(e).__name__}: {str(e).strip().splitlines()[0][:120]})"
+            ) from None
         return self.server
 
     def session_config(self, config):
@@ -140,8 +157,10 @@ class Cluster:
         else:
             who = ", ".join(f"task {i} ({h})" for i, h in enumerate(self.hosts) if i != self.index)
             why = f"no answer from {who} within {self.timeout:g} s (--peer_timeout)"
-        return (f"{self!r}: {what}: {why}; stopped. Restart every worker with --load_params 1 "
-                f"to continue from the chief's last checkpoint")
+        return (
+            f"{self!r}: {what}: {why}; stopped. Restart every worker with --load_params 1 "
+            f"to continue from the chief's last checkpoint"
+        )
 
 
 def from_args(a, env=None, device="cpu"):
@@ -170,8 +189,10 @@ def _from_tf_config(text, timeout):
     try:
         d = json.loads(text)
     except ValueError as e:
-        raise UserError(f"{src}: not valid JSON ({e}); expected "
-                        '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": i}}') from None
+        raise UserError(
+            f"{src}: not valid JSON ({e}); expected "
+            '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": i}}'
+        ) from None
     if not isinstance(d, dict) or not isinstance(d.get("cluster"), dict) or not isinstance(d.get("task"), dict):
         raise UserError(f"{src}: expected an object with 'cluster' and 'task' objects, found {text.strip()[:80]!r}")
     other = sorted(set(d["cluster"]) - {"worker"})
@@ -211,6 +232,7 @@ def quiet_native_logs():
 
 # --- collectives -------------------------------------------------------------------------
 
+
 class Collectives:
     """All-reduce and broadcast between the workers (TF's collective ops, graph mode).
 
@@ -237,8 +259,9 @@ class Collectives:
         with tf.name_scope("allreduce"):
             flat, shapes = _flatten(tensors)
             with tf.device(self.cluster.device + "/device:CPU:0"):
-                red = collective_ops.all_reduce(flat, self.n, GROUP_KEY, self._next(), "Add", "Div",
-                                                timeout=self.cluster.timeout)
+                red = collective_ops.all_reduce(
+                    flat, self.n, GROUP_KEY, self._next(), "Add", "Div", timeout=self.cluster.timeout
+                )
             return _unflatten(red, shapes)
 
     def broadcast_from_chief(self, variables):
@@ -260,12 +283,16 @@ class Collectives:
             with tf.device(self.cluster.device + "/device:CPU:0"):
                 if self.cluster.is_chief:
                     flat, _ = _flatten([tf.cast(v, wire) for v in vs])
-                    ops.append(collective_ops.broadcast_send(flat, flat.shape, wire, self.n, GROUP_KEY,
-                                                             self._next(), timeout=self.cluster.timeout))
+                    ops.append(
+                        collective_ops.broadcast_send(
+                            flat, flat.shape, wire, self.n, GROUP_KEY, self._next(), timeout=self.cluster.timeout
+                        )
+                    )
                 else:
                     size = sum(v.shape.num_elements() for v in vs)
-                    flat = collective_ops.broadcast_recv([size], wire, self.n, GROUP_KEY, self._next(),
-                                                         timeout=self.cluster.timeout)
+                    flat = collective_ops.broadcast_recv(
+                        [size], wire, self.n, GROUP_KEY, self._next(), timeout=self.cluster.timeout
+                    )
                     parts = _unflatten(flat, [v.shape.as_list() for v in vs])
                     ops += [tf.assign(v, tf.cast(p, v.dtype.base_dtype)) for v, p in zip(vs, parts)]
         return tf.group(*ops)
@@ -281,9 +308,11 @@ class HcclCollectives:
         try:
             from npu_bridge.hccl import hccl_ops
         except ImportError as e:
-            raise UserError("--device npu with several workers needs the Ascend TensorFlow adapter "
-                            f"(npu_bridge.hccl, from CANN's tfplugin) in this Python: {e}. Source the CANN "
-                            "set_env.sh or use --device cpu") from None
+            raise UserError(
+                "--device npu with several workers needs the Ascend TensorFlow adapter "
+                f"(npu_bridge.hccl, from CANN's tfplugin) in this Python: {e}. Source the CANN "
+                "set_env.sh or use --device cpu"
+            ) from None
         self.ops = hccl_ops
 
     def allreduce_mean(self, tensors):
@@ -313,14 +342,16 @@ def ascend_cluster(env=None, timeout=300.0):
     try:
         size, rank = int(env["RANK_SIZE"]), int(env.get("RANK_ID", "-1"))
     except ValueError:
-        raise UserError(f"RANK_SIZE/RANK_ID: expected integers, found {env.get('RANK_SIZE')!r}/"
-                        f"{env.get('RANK_ID')!r}") from None
+        raise UserError(
+            f"RANK_SIZE/RANK_ID: expected integers, found {env.get('RANK_SIZE')!r}/{env.get('RANK_ID')!r}"
+        ) from None
     if size <= 1:
         return None
     table = env.get("RANK_TABLE_FILE", "")
     if not table or not os.path.isfile(table):
-        raise UserError(f"RANK_TABLE_FILE: expected the HCCL rank table (a JSON file) for RANK_SIZE {size}, "
-                        f"found {table!r}")
+        raise UserError(
+            f"RANK_TABLE_FILE: expected the HCCL rank table (a JSON file) for RANK_SIZE {size}, found {table!r}"
+        )
     c = Cluster([f"rank{i}:{i + 1}" for i in range(size)], rank, timeout, "RANK_ID/RANK_SIZE")
     c.device, c.backend = None, "hccl"
     return c
@@ -334,8 +365,13 @@ def _flatten(tensors):
     from common.tfcompat import tf
 
     shapes = [t.shape.as_list() for t in tensors]
-    flat = tf.concat([tf.reshape(tf.cast(t, tf.float32) if t.dtype.base_dtype != tf.float64 else t, [-1])
-                      for t in tensors], 0) if len(tensors) > 1 else tf.reshape(tensors[0], [-1])
+    flat = (
+        tf.concat(
+            [tf.reshape(tf.cast(t, tf.float32) if t.dtype.base_dtype != tf.float64 else t, [-1]) for t in tensors], 0
+        )
+        if len(tensors) > 1
+        else tf.reshape(tensors[0], [-1])
+    )
     return flat, shapes
 
 
@@ -363,6 +399,7 @@ def _by_kind(variables):
 
 
 # --- never hang ----------------------------------------------------------------------------
+
 
 class Watchdog:
     """Ends the process with the one-line error if a collective step outlives the timeout
@@ -404,6 +441,12 @@ def run_collective(sess, fetches, feed, cluster, watchdog, what):
     with watchdog.waiting(what):
         try:
             return sess.run(fetches, feed)
-        except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError, tf.errors.AbortedError,
-                tf.errors.CancelledError, tf.errors.InternalError, tf.errors.UnknownError) as e:
+        except (
+            tf.errors.DeadlineExceededError,
+            tf.errors.UnavailableError,
+            tf.errors.AbortedError,
+            tf.errors.CancelledError,
+            tf.errors.InternalError,
+            tf.errors.UnknownError,
+        ) as e:
             raise UserError(cluster.missing_message(what)) from e

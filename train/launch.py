@@ -10,6 +10,7 @@ SIGTERM to the launcher is passed to every worker (the trainers then save and st
 together). For several hosts, run the trainer on each host with its own TF_CONFIG
 (README: Training on several devices and hosts).
 """
+
 import argparse
 import json
 import os
@@ -58,8 +59,11 @@ def _pump(stream, rank, out, lock):
 
 
 def parser():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--nproc", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL when stopping")
     ap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the trainer's command line")
@@ -71,8 +75,9 @@ def main(argv=None):
     a = parser().parse_args(argv)
     cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
     if not cmd:
-        raise UserError("launch.py: expected a command after --, found none "
-                        "(e.g. -- python train/train_realnvp.py --config small)")
+        raise UserError(
+            "launch.py: expected a command after --, found none (e.g. -- python train/train_realnvp.py --config small)"
+        )
     if a.nproc < 1:
         raise UserError(f"--nproc must be >= 1, got {a.nproc}")
     if "TF_CONFIG" in os.environ:
@@ -110,8 +115,11 @@ def main(argv=None):
             if bad and failed is None and not signalled:
                 failed = bad[0]
                 with lock:
-                    print(f"launch.py: worker {failed[0]} exited with status {failed[1]}; stopping the others",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"launch.py: worker {failed[0]} exited with status {failed[1]}; stopping the others",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 _stop(procs, a.grace)
             if all(c is not None for c in [p.poll() for p in procs]):
                 break

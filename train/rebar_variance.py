@@ -16,6 +16,7 @@ Writes OUT/variance.json and OUT/variance.png; prints a table.
 Example:
   python train/rebar_variance.py --data_path $DATA_DIR --ckpt runs/rebar --out runs/rebar/variance
 """
+
 import argparse
 import hashlib
 import os
@@ -33,8 +34,14 @@ from models import estimators, sbn
 from train import runinfo
 from train.train_rebar import ASCEND_HPARAMS
 
-LABELS = {"REINFORCE": "SBN", "NVIL": "SBNNVIL", "MuProp": "SBNMuProp", "Concrete": "SBNGumbel",
-          "REBAR": "SBNRebar", "DynamicREBAR": "SBNDynamicRebar"}
+LABELS = {
+    "REINFORCE": "SBN",
+    "NVIL": "SBNNVIL",
+    "MuProp": "SBNMuProp",
+    "Concrete": "SBNGumbel",
+    "REBAR": "SBNRebar",
+    "DynamicREBAR": "SBNDynamicRebar",
+}
 SHARED = ("mean_xs", "train_bias")
 
 
@@ -48,8 +55,9 @@ def _graph(hp, name, mean_xs, seed):
     return g, m, init, shared
 
 
-def measure(hp, train, params=None, estimators_=tuple(LABELS), draws=200, cv_steps=200, seed=0,
-            device="cpu", progress=True):
+def measure(
+    hp, train, params=None, estimators_=tuple(LABELS), draws=200, cv_steps=200, seed=0, device="cpu", progress=True
+):
     """{label: {log_variance, log_variance_q, ...}} at the model parameters ``params``
     ({variable name: array}; None: the first estimator's init, shared by all)."""
     rng = np.random.RandomState(seed)
@@ -67,17 +75,25 @@ def measure(hp, train, params=None, estimators_=tuple(LABELS), draws=200, cv_ste
                 params = dict(zip(tvars, s.run(list(tvars.values()))))
             for k, v in tvars.items():
                 if k not in params:
-                    raise UserError(f"parameters have no variable {k!r} (expected those of n_layer="
-                                    f"{hp['n_layer']}, nonlinear={hp['nonlinear']})")
+                    raise UserError(
+                        f"parameters have no variable {k!r} (expected those of n_layer="
+                        f"{hp['n_layer']}, nonlinear={hp['nonlinear']})"
+                    )
                 v.load(params[k], s)
             # what the session holds now: every estimator must be measured at the same parameters
             names = sorted(tvars)
-            digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes()
-                                             for a in s.run([tvars[k] for k in names]))).hexdigest()
+            digest = hashlib.sha256(
+                b"".join(np.ascontiguousarray(a).tobytes() for a in s.run([tvars[k] for k in names]))
+            ).hexdigest()
             t0 = time.time()
             if m.extra_grads:
-                for _ in tqdm(range(cv_steps), desc=f"{name}: control variates", file=sys.stderr,
-                              leave=False, disable=not progress):
+                for _ in tqdm(
+                    range(cv_steps),
+                    desc=f"{name}: control variates",
+                    file=sys.stderr,
+                    leave=False,
+                    disable=not progress,
+                ):
                     s.run(m.extra_op, {m.x: train[rng.choice(len(train), bs, replace=False)].astype(np.float32)})
             sizes = [int(np.prod(v.shape)) for v in m.model_vars]
             q = np.concatenate([np.full(n, v.op.name.startswith("q_")) for n, v in zip(sizes, m.model_vars)])
@@ -86,15 +102,20 @@ def measure(hp, train, params=None, estimators_=tuple(LABELS), draws=200, cv_ste
                 gv = s.run(m.grad_vec, {m.x: batch}).astype(np.float64)
                 s1, s2 = s1 + gv, s2 + gv * gv
             mean = s1 / draws
-            var = np.maximum(s2 / draws - mean ** 2, 0) * draws / (draws - 1)
+            var = np.maximum(s2 / draws - mean**2, 0) * draws / (draws - 1)
             logs = s.run(m.logs, {m.x: batch})
-            out[name] = {"estimator": LABELS[name], "log_variance": float(np.log(var.mean())),
-                         "log_variance_q": float(np.log(var[q].mean())),
-                         "log_variance_p": float(np.log(var[~q].mean())),
-                         "mean_grad_norm": float(np.linalg.norm(mean)), "elbo": float(logs["elbo"]),
-                         "temperature": float(logs["temperature"]) if "temperature" in logs else None,
-                         "etas_mean": float(np.mean(logs["etas"])) if "etas" in logs else None,
-                         "seconds": time.time() - t0, "params_sha256": digest}
+            out[name] = {
+                "estimator": LABELS[name],
+                "log_variance": float(np.log(var.mean())),
+                "log_variance_q": float(np.log(var[q].mean())),
+                "log_variance_p": float(np.log(var[~q].mean())),
+                "mean_grad_norm": float(np.linalg.norm(mean)),
+                "elbo": float(logs["elbo"]),
+                "temperature": float(logs["temperature"]) if "temperature" in logs else None,
+                "etas_mean": float(np.mean(logs["etas"])) if "etas" in logs else None,
+                "seconds": time.time() - t0,
+                "params_sha256": digest,
+            }
     return out
 
 
@@ -105,6 +126,7 @@ def params_from_checkpoint(ckpt):
 
 def plot(results, path, title):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -158,13 +180,25 @@ def main(argv=None):
     train = datasets.load_binarized_mnist(a.data_path, "train")
     res = measure(hp, train, params, names, a.draws, a.cv_steps, a.seed, a.device)
     where = f"checkpoint step {step}" if a.ckpt else "untrained init"
-    print(f"gradient variance at {where}, n_layer={hp['n_layer']}, batch {hp['batch_size']}, "
-          f"{a.draws} draws, control variates trained {a.cv_steps} steps")
+    print(
+        f"gradient variance at {where}, n_layer={hp['n_layer']}, batch {hp['batch_size']}, "
+        f"{a.draws} draws, control variates trained {a.cv_steps} steps"
+    )
     print(f"{'estimator':<14}{'log var (all)':>14}{'log var (q)':>13}{'ELBO':>11}")
     for n, r in res.items():
         print(f"{n:<14}{r['log_variance']:>14.3f}{r['log_variance_q']:>13.3f}{r['elbo']:>11.2f}")
-    fsio.write_json(out_json, {"where": where, "checkpoint": a.ckpt, "hparams": hp, "draws": a.draws,
-                               "cv_steps": a.cv_steps, "seed": a.seed, "results": res})
+    fsio.write_json(
+        out_json,
+        {
+            "where": where,
+            "checkpoint": a.ckpt,
+            "hparams": hp,
+            "draws": a.draws,
+            "cv_steps": a.cv_steps,
+            "seed": a.seed,
+            "results": res,
+        },
+    )
     plot(res, os.path.join(a.out, "variance.png"), f"SBN gradient variance at {where} ({a.draws} draws)")
     print(f"wrote {out_json} and variance.png")
     return 0

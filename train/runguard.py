@@ -11,6 +11,7 @@ SIGINT/SIGTERM handler, and the metrics.jsonl reader/truncator both trainers sha
   one-line error naming the file and line; a resumed run drops the records past its
   checkpoint's step (they belong to the lost tail of the interrupted run).
 """
+
 import json
 import os
 import signal
@@ -59,11 +60,15 @@ class FolderLock:
                     continue  # vanished or half-written by a dying owner: try again
                 pid, host = owner.get("pid"), owner.get("host")
                 if host not in (None, me["host"]):
-                    raise UserError(f"{self.path}: folder in use by a trainer on host {host} (pid {pid}); "
-                                    "stop it, or remove the lock file if that run is gone") from None
+                    raise UserError(
+                        f"{self.path}: folder in use by a trainer on host {host} (pid {pid}); "
+                        "stop it, or remove the lock file if that run is gone"
+                    ) from None
                 if isinstance(pid, int) and _pid_alive(pid):
-                    raise UserError(f"{self.path}: another trainer (pid {pid}) is using this folder; "
-                                    "wait for it or stop it, or choose another output folder") from None
+                    raise UserError(
+                        f"{self.path}: another trainer (pid {pid}) is using this folder; "
+                        "wait for it or stop it, or choose another output folder"
+                    ) from None
                 print(f"{self.path}: stale lock of pid {pid} (not running); taken over", file=sys.stderr, flush=True)
                 try:
                     os.unlink(self.path)
@@ -108,8 +113,11 @@ class Interrupts:
         if self.signum:  # the second one: no more waiting for the step to finish
             raise KeyboardInterrupt
         self.signum = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after the current step (again to stop at once)",
-              file=sys.stderr, flush=True)
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after the current step (again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __enter__(self):
         try:
@@ -143,8 +151,9 @@ def read_metrics(path):
             except ValueError as e:
                 raise UserError(f"{path}: line {n} is not JSON ({e}); expected one JSON record a line") from None
             if not isinstance(r, dict) or not isinstance(r.get("step"), int):
-                raise UserError(f"{path}: line {n}: expected a JSON object with an integer 'step', "
-                                f"found {line.strip()[:60]!r}")
+                raise UserError(
+                    f"{path}: line {n}: expected a JSON object with an integer 'step', found {line.strip()[:60]!r}"
+                )
             out.append(r)
     return out
 

@@ -11,6 +11,7 @@ training folder is relocatable: the trainers write the ``checkpoint`` index with
 relative to the folder, and ``latest``/``resolve`` read any index (also an old one with
 absolute paths) against the folder it sits in, never against where it was written.
 """
+
 import glob
 import os
 
@@ -22,8 +23,7 @@ CKPT_PREFIX = "model.ckpt"
 
 
 def save(train_dir, model, config, train=None, data_stats=None, step=0, **extra):
-    d = {"model": model, "config": config, "train": train or {}, "data_stats": data_stats or {},
-         "step": int(step)}
+    d = {"model": model, "config": config, "train": train or {}, "data_stats": data_stats or {}, "step": int(step)}
     d.update(extra)
     fsio.write_json(os.path.join(train_dir, CONFIG), d)
 
@@ -54,25 +54,33 @@ def latest(train_dir):
     if not os.path.isfile(index):
         found = _index_files(d) if os.path.isdir(d) else []
         if found:
-            raise UserError(f"{d}: no 'checkpoint' index file beside {', '.join(found)}; "
-                            f"expected one naming the newest (the trainer writes it)")
+            raise UserError(
+                f"{d}: no 'checkpoint' index file beside {', '.join(found)}; "
+                f"expected one naming the newest (the trainer writes it)"
+            )
         return None
     from common.tfcompat import tf
 
     try:
         state = tf.train.get_checkpoint_state(d)
     except Exception as e:  # a text-protobuf parse error
-        raise UserError(f"{index}: unreadable checkpoint index ({type(e).__name__}); .index files here: "
-                        f"{', '.join(_index_files(d)) or 'none'}") from None
+        raise UserError(
+            f"{index}: unreadable checkpoint index ({type(e).__name__}); .index files here: "
+            f"{', '.join(_index_files(d)) or 'none'}"
+        ) from None
     named = state.model_checkpoint_path if state is not None else ""
     if not named:
-        raise UserError(f"{index}: expected a line 'model_checkpoint_path: \"...\"', found none "
-                        f"(.index files here: {', '.join(_index_files(d)) or 'none'})")
+        raise UserError(
+            f"{index}: expected a line 'model_checkpoint_path: \"...\"', found none "
+            f"(.index files here: {', '.join(_index_files(d)) or 'none'})"
+        )
     ckpt = os.path.join(d, os.path.basename(named))  # relative or absolute: this folder's file
     if not os.path.isfile(ckpt + ".index"):
-        raise UserError(f"{d}: the 'checkpoint' index names {named!r}, not in this folder "
-                        f"(expected {os.path.basename(named)}.index; .index files here: "
-                        f"{', '.join(_index_files(d)) or 'none'})")
+        raise UserError(
+            f"{d}: the 'checkpoint' index names {named!r}, not in this folder "
+            f"(expected {os.path.basename(named)}.index; .index files here: "
+            f"{', '.join(_index_files(d)) or 'none'})"
+        )
     return ckpt
 
 
@@ -84,8 +92,9 @@ def resolve(ckpt_or_dir):
     if os.path.isdir(p):
         ckpt = latest(p)
         if ckpt is None:
-            raise UserError(f"{p}: no checkpoint in this folder (expected a 'checkpoint' index file "
-                            f"and {CKPT_PREFIX}-<step>.index)")
+            raise UserError(
+                f"{p}: no checkpoint in this folder (expected a 'checkpoint' index file and {CKPT_PREFIX}-<step>.index)"
+            )
         d = p
     else:
         ckpt, d = p, os.path.dirname(p) or "."
@@ -94,8 +103,9 @@ def resolve(ckpt_or_dir):
     try:
         tf.train.load_checkpoint(ckpt)
     except Exception as e:
-        raise UserError(f"{ckpt}: unreadable checkpoint ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        raise UserError(
+            f"{ckpt}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
     info = load(d)
     try:
         info["checkpoint_step"] = int(ckpt.rsplit("-", 1)[1])
@@ -115,5 +125,7 @@ def check_readable(ckpt):
             r.get_tensor(name)
     except Exception as e:  # DataLossError, OutOfRangeError, NotFoundError, ...
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise UserError(f"{ckpt}: unreadable checkpoint ({type(e).__name__}: {first[:200]}); expected the files "
-                        f"{os.path.basename(ckpt)}.index and .data-* as the trainer wrote them") from None
+        raise UserError(
+            f"{ckpt}: unreadable checkpoint ({type(e).__name__}: {first[:200]}); expected the files "
+            f"{os.path.basename(ckpt)}.index and .data-* as the trainer wrote them"
+        ) from None

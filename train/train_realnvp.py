@@ -21,6 +21,7 @@ tower itself (dropout off, batches padded to --batch_size: an image's bpd does n
 depend on its batch-mates), the init pass only in a fresh run, the sample decoder only
 for the final picture. Each extra flow copy costs seconds of graph construction.
 """
+
 import argparse
 import contextlib
 import json
@@ -50,24 +51,40 @@ EXAMPLE = """example:
 
 
 def parser():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXAMPLE,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     a = ap.add_argument
-    a("--data_url", default=datasets.default_data_dir(),
-      help="DATA_DIR holding cifar-10-batches-py/, or that folder itself (default $DATA_DIR or data/)")
+    a(
+        "--data_url",
+        default=datasets.default_data_dir(),
+        help="DATA_DIR holding cifar-10-batches-py/, or that folder itself (default $DATA_DIR or data/)",
+    )
     a("--train_url", default="out/", help="output folder: checkpoints, config.json, logs, pictures")
     a("--data_set", default="cifar", help="dataset; only 'cifar' (CIFAR-10) is supported")
     a("--save_interval", type=int, default=2, help="epochs between checkpoints (and at the end)")
-    a("--save_every_steps", type=int, default=200,
-      help="also checkpoint every N steps (0: off); 200 steps of the small config at batch 32 take ~1.5 min here")
+    a(
+        "--save_every_steps",
+        type=int,
+        default=200,
+        help="also checkpoint every N steps (0: off); 200 steps of the small config at batch 32 take ~1.5 min here",
+    )
     a("--load_params", type=int, choices=(0, 1), default=0, help="1: resume from the newest checkpoint in --train_url")
     a("--learning_rate", type=float, default=0.001, help="initial learning rate")
     a("--lr_decay", type=float, default=0.999995, help="learning-rate decay per step")
     a("--batch_size", type=int, default=12, help="images per step (split over --nr_gpu towers)")
-    a("--init_batch_size", type=int, default=100,
-      help="images for the data-dependent init pass (0: no init pass, identity start)")
-    a("--dropout_p", type=float, default=0.0,
-      help="dropout in the s/t nets while training (the reference's 0.5 was never used)")
+    a(
+        "--init_batch_size",
+        type=int,
+        default=100,
+        help="images for the data-dependent init pass (0: no init pass, identity start)",
+    )
+    a(
+        "--dropout_p",
+        type=float,
+        default=0.0,
+        help="dropout in the s/t nets while training (the reference's 0.5 was never used)",
+    )
     a("--max_epochs", type=int, default=5000, help="stop after this many epochs")
     a("--max_steps", type=int, default=0, help="stop after this global step (0: no limit)")
     a("--nr_gpu", "--num_gpus", dest="nr_gpu", type=int, default=1, help="towers; each batch is split over them")
@@ -79,19 +96,33 @@ def parser():
     a("--eval_every", type=int, default=0, help="steps between extra test-bpd records (0: per epoch and at the end)")
     a("--device", default="cpu", choices=("cpu", "gpu", "npu"))
     a("--precision_mode", default="allow_fp32_to_fp16", help="NPU precision mode (--device npu)")
-    a("--deterministic", action="store_true",
-      help="bitwise-repeatable runs: one intra/inter-op thread and TF op determinism (slower)")
+    a(
+        "--deterministic",
+        action="store_true",
+        help="bitwise-repeatable runs: one intra/inter-op thread and TF op determinism (slower)",
+    )
     distributed.add_flags(ap)
     # ablation switches of issue #14 (docs/realnvp_ablations.md); the defaults are today's model
     a("--scale_init", default=None, help="tanh-scale init: ddi (default), ref (U(+-sqrt3)) or a number")
-    a("--scale_param", default=None, choices=("scalar", "wn_vector"),
-      help="tanh scale: scalar or weight-normed 1-vector")
+    a(
+        "--scale_param",
+        default=None,
+        choices=("scalar", "wn_vector"),
+        help="tanh scale: scalar or weight-normed 1-vector",
+    )
     a("--gain_init", default=None, choices=("one", "ref"), help="weight-norm gains: 1 or U(+-sqrt3)")
     a("--mask_phase", default=None, choices=("ours", "ref"), help="checkerboard phase")
-    a("--loss", default="bpd_mean", choices=("bpd_mean", "nats_sum"),
-      help="minimised loss: mean bits/dim, or the reference's summed nats over the batch")
-    a("--adam_eps_inside", action="store_true",
-      help="the reference's Adam: m_hat / sqrt(v_hat + eps) instead of TF's m_hat / (sqrt(v_hat) + eps)")
+    a(
+        "--loss",
+        default="bpd_mean",
+        choices=("bpd_mean", "nats_sum"),
+        help="minimised loss: mean bits/dim, or the reference's summed nats over the batch",
+    )
+    a(
+        "--adam_eps_inside",
+        action="store_true",
+        help="the reference's Adam: m_hat / sqrt(v_hat + eps) instead of TF's m_hat / (sqrt(v_hat) + eps)",
+    )
     return ap
 
 
@@ -127,8 +158,9 @@ class EpsInsideAdam:
             return tf.assign_add(global_step, 1)
 
 
-def make_session_config(device, n_devices=1, precision_mode="allow_fp32_to_fp16", check_bridge=True,
-                        deterministic=False):
+def make_session_config(
+    device, n_devices=1, precision_mode="allow_fp32_to_fp16", check_bridge=True, deterministic=False
+):
     config = session_config(device, n_devices=n_devices, precision_mode=precision_mode, check_bridge=check_bridge)
     if deterministic:  # per-session pools: the process-wide ones are sized by the first session
         config.intra_op_parallelism_threads = 1
@@ -177,8 +209,20 @@ class TrainGraph:
     fed with ``dropout`` 0 (the default when no dropout is trained) it is the plain model.
     ``eval_head`` is accepted for compatibility and ignored."""
 
-    def __init__(self, config, batch_size, n_towers=1, device="cpu", lr0=1e-3, lr_decay=0.999995,
-                 dropout_p=0.0, eval_head=None, collectives=None, loss="bpd_mean", adam_eps_inside=False):
+    def __init__(
+        self,
+        config,
+        batch_size,
+        n_towers=1,
+        device="cpu",
+        lr0=1e-3,
+        lr_decay=0.999995,
+        dropout_p=0.0,
+        eval_head=None,
+        collectives=None,
+        loss="bpd_mean",
+        adam_eps_inside=False,
+    ):
         if batch_size % n_towers:
             raise UserError(f"--batch_size {batch_size} must be divisible by --nr_gpu {n_towers}")
         shape = list(config["image_shape"])
@@ -188,16 +232,25 @@ class TrainGraph:
         self.seed = tf.placeholder(tf.int64, [2], name="dropout_seed")
         task = collectives.cluster.index if collectives is not None else 0
         # a tensor only when dropout is trained: without it the graph has no dropout ops at all
-        self.dropout = tf.placeholder_with_default(tf.constant(dropout_p, tf.float32), [], name="dropout_p") \
-            if dropout_p > 0 else None
+        self.dropout = (
+            tf.placeholder_with_default(tf.constant(dropout_p, tf.float32), [], name="dropout_p")
+            if dropout_p > 0
+            else None
+        )
         self.global_step = tf.train.get_or_create_global_step()
         self.lr = lr0 * tf.pow(tf.constant(lr_decay, tf.float64), tf.cast(self.global_step, tf.float64))
         losses, grads, bpds = [], [], []
-        for i, (d, x, u) in enumerate(zip(device_names(device, n_towers), tf.split(self.x, n_towers),
-                                          tf.split(self.u, n_towers))):
+        for i, (d, x, u) in enumerate(
+            zip(device_names(device, n_towers), tf.split(self.x, n_towers), tf.split(self.u, n_towers))
+        ):
             with tf.device(d), tf.name_scope(f"tower{i}"):
-                _, _, bpd = realnvp.encode(x, u, config, dropout_p=0.0 if self.dropout is None else self.dropout,
-                                           seed=self.seed + tf.constant([0, 100000 * (i + n_towers * task)], tf.int64))
+                _, _, bpd = realnvp.encode(
+                    x,
+                    u,
+                    config,
+                    dropout_p=0.0 if self.dropout is None else self.dropout,
+                    seed=self.seed + tf.constant([0, 100000 * (i + n_towers * task)], tf.int64),
+                )
                 bpds.append(bpd)
                 losses.append(tf.reduce_mean(bpd))
                 self.params = tf.trainable_variables(realnvp.SCOPE)
@@ -235,7 +288,7 @@ class TrainGraph:
         (chunks of batch_size, the last one padded; padding rows never touch the real ones)."""
         n, b, out = len(x), self.batch_size, []
         for i in range(0, n, b):
-            xs, us = x[i:i + b], u[i:i + b]
+            xs, us = x[i : i + b], u[i : i + b]
             k = len(xs)
             if k < b:
                 xs = np.concatenate([xs, np.repeat(xs[:1], b - k, 0)])
@@ -262,7 +315,7 @@ def evaluate(sess, g, images, seed, limit=0):
     n = len(images) if not limit else min(limit, len(images))
     out = []
     for b, i in enumerate(range(0, n, EVAL_BATCH)):
-        x = prepro(images[i:min(n, i + EVAL_BATCH)])
+        x = prepro(images[i : min(n, i + EVAL_BATCH)])
         u = np.random.RandomState([seed, b, 2]).uniform(0, 1, x.shape).astype(np.float32)
         out.append(g.eval_bpd(sess, x, u))
     return float(np.mean(np.concatenate(out)))
@@ -292,7 +345,7 @@ def write_pictures(sess, g, train_url, n_samples, seed, metrics):
     grid = np.ones([rows * (h + 1) + 1, cols * (w + 1) + 1, c], np.float32)
     for k, img in enumerate(x):
         r, q = divmod(k, cols)
-        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = img * 0.5 + 0.5
+        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + q * (w + 1) : 1 + q * (w + 1) + w] = img * 0.5 + 0.5
     samples = os.path.join(train_url, "samples.png")
     with fsio.atomic_path(samples) as tmp:
         plt.imsave(tmp, np.clip(grid, 0, 1), format="png")
@@ -318,8 +371,13 @@ def _check_args(a):
     for k in ("batch_size", "nr_gpu", "save_interval", "log_every", "sample_batch_size", "max_epochs"):
         if getattr(a, k) < 1:
             raise UserError(f"--{k} must be >= 1, got {getattr(a, k)}")
-    runguard.check_nonneg(seed=a.seed, max_steps=a.max_steps, save_every_steps=a.save_every_steps,
-                          init_batch_size=a.init_batch_size, test_images=a.test_images)
+    runguard.check_nonneg(
+        seed=a.seed,
+        max_steps=a.max_steps,
+        save_every_steps=a.save_every_steps,
+        init_batch_size=a.init_batch_size,
+        test_images=a.test_images,
+    )
     if a.eval_every < 0:
         raise UserError(f"--eval_every must be >= 0, got {a.eval_every}")
     if not 0 <= a.dropout_p < 1:
@@ -357,13 +415,21 @@ def _model_config(a, chief):
         runguard.read_metrics(metrics)  # a corrupt metrics.jsonl stops the run before any work
         return realnvp.get_config(info["config"]), ckpt
     if ckpt is not None:
-        raise UserError(f"{a.train_url}: already holds checkpoint {os.path.basename(ckpt)}; "
-                        "pass --load_params 1 to resume or choose another --train_url")
+        raise UserError(
+            f"{a.train_url}: already holds checkpoint {os.path.basename(ckpt)}; "
+            "pass --load_params 1 to resume or choose another --train_url"
+        )
     if os.path.isfile(metrics):
-        raise UserError(f"{metrics}: results without a checkpoint; refusing to overwrite "
-                        "(use another --train_url or remove it)")
-    return realnvp.with_options(a.config, scale_init=_scale_init(a.scale_init), scale_param=a.scale_param,
-                                gain_init=a.gain_init, mask_phase=a.mask_phase), None
+        raise UserError(
+            f"{metrics}: results without a checkpoint; refusing to overwrite (use another --train_url or remove it)"
+        )
+    return realnvp.with_options(
+        a.config,
+        scale_init=_scale_init(a.scale_init),
+        scale_param=a.scale_param,
+        gain_init=a.gain_init,
+        mask_phase=a.mask_phase,
+    ), None
 
 
 def _train(a, cluster=None):
@@ -386,22 +452,43 @@ def _train(a, cluster=None):
     gb = b * workers  # the global batch: worker k takes rows k*b:(k+1)*b of each
     spe = len(train_x) // gb
     if spe == 0:
-        raise UserError(f"{a.data_url}: {len(train_x)} training images, fewer than the global batch {gb} "
-                        f"(--batch_size {b} x {workers} workers)")
-    stats = {"dataset": "cifar10", "train_images": int(len(train_x)), "test_images": int(len(test_x)),
-             "steps_per_epoch": spe, "preprocessing": "(x_uint8 - 127.5) / 127.5",
-             "pixel_mean": float(train_x.mean()), "pixel_std": float(train_x.std())}
+        raise UserError(
+            f"{a.data_url}: {len(train_x)} training images, fewer than the global batch {gb} "
+            f"(--batch_size {b} x {workers} workers)"
+        )
+    stats = {
+        "dataset": "cifar10",
+        "train_images": int(len(train_x)),
+        "test_images": int(len(test_x)),
+        "steps_per_epoch": spe,
+        "preprocessing": "(x_uint8 - 127.5) / 127.5",
+        "pixel_mean": float(train_x.mean()),
+        "pixel_std": float(train_x.std()),
+    }
     if workers > 1:
         stats.update(workers=workers, global_batch=gb)
     max_steps = a.max_epochs * spe if not a.max_steps else min(a.max_steps, a.max_epochs * spe)
     if cluster is not None and chief:
-        print(f"{cluster!r}: global batch {gb} = --batch_size {b} x {workers} workers; "
-              f"--learning_rate {a.learning_rate} applies to the mean gradient of the global batch", flush=True)
+        print(
+            f"{cluster!r}: global batch {gb} = --batch_size {b} x {workers} workers; "
+            f"--learning_rate {a.learning_rate} applies to the mean gradient of the global batch",
+            flush=True,
+        )
 
     tf.set_random_seed(a.seed + 7919 * rank)  # each worker its own init: the chief's is broadcast
     with tf.device(cluster.device if cluster is not None else None):
-        g = TrainGraph(config, b, a.nr_gpu, a.device, a.learning_rate, a.lr_decay, a.dropout_p, collectives=coll,
-                       loss=a.loss, adam_eps_inside=a.adam_eps_inside)
+        g = TrainGraph(
+            config,
+            b,
+            a.nr_gpu,
+            a.device,
+            a.learning_rate,
+            a.lr_decay,
+            a.dropout_p,
+            collectives=coll,
+            loss=a.loss,
+            adam_eps_inside=a.adam_eps_inside,
+        )
         sync = coll.broadcast_from_chief(tf.global_variables()) if coll is not None else None
         saver = tf.train.Saver(tf.global_variables(), max_to_keep=5, save_relative_paths=True)
     metrics_path = os.path.join(a.train_url, METRICS)
@@ -411,27 +498,40 @@ def _train(a, cluster=None):
 
     def save(step):
         if not g.params_finite(sess):
-            raise UserError(f"parameters are not finite at step {step}; not saving "
-                            f"(last good checkpoint: {runinfo.latest(a.train_url)})")
-        path = saver.save(sess, os.path.join(a.train_url, runinfo.CKPT_PREFIX), global_step=step,
-                          write_meta_graph=False)
-        runinfo.save(a.train_url, "realnvp", config, train=vars(a), data_stats=stats, step=step,
-                     adam=ADAM, resume=dict(resume, step=step))
+            raise UserError(
+                f"parameters are not finite at step {step}; not saving "
+                f"(last good checkpoint: {runinfo.latest(a.train_url)})"
+            )
+        path = saver.save(
+            sess, os.path.join(a.train_url, runinfo.CKPT_PREFIX), global_step=step, write_meta_graph=False
+        )
+        runinfo.save(
+            a.train_url,
+            "realnvp",
+            config,
+            train=vars(a),
+            data_stats=stats,
+            step=step,
+            adam=ADAM,
+            resume=dict(resume, step=step),
+        )
         return path
 
     if chief and ckpt is not None:
         try:
             saver.restore(sess, ckpt)
         except tf.errors.OpError as e:
-            raise UserError(f"{ckpt}: cannot restore ({type(e).__name__}: {str(e).strip().splitlines()[0][:160]}); "
-                            "expected a checkpoint of this model and config") from None
+            raise UserError(
+                f"{ckpt}: cannot restore ({type(e).__name__}: {str(e).strip().splitlines()[0][:160]}); "
+                "expected a checkpoint of this model and config"
+            ) from None
     else:
         sess.run(tf.global_variables_initializer())
         if chief and a.init_batch_size:
             with tf.device(cluster.device if cluster is not None else None):
                 g.add_init()
             rng = np.random.RandomState([a.seed, 0, 4])
-            x0 = prepro(train_x[rng.permutation(len(train_x))[:a.init_batch_size]])
+            x0 = prepro(train_x[rng.permutation(len(train_x))[: a.init_batch_size]])
             sess.run(g.init_bpd, {g.x_init: x0, g.u_init: rng.uniform(0, 1, x0.shape).astype(np.float32)})
     if sync is not None:  # every worker starts from the chief's values (fresh init or checkpoint)
         distributed.run_collective(sess, sync, None, cluster, watchdog, "start (broadcast of the chief's variables)")
@@ -457,41 +557,62 @@ def _train(a, cluster=None):
 
     order, order_epoch = None, None
     t0 = time.time()
-    with runguard.Interrupts() as stop, \
-            tqdm(total=max_steps, initial=step, desc="realnvp", unit="step", file=sys.stderr, disable=not chief) as bar:
+    with (
+        runguard.Interrupts() as stop,
+        tqdm(total=max_steps, initial=step, desc="realnvp", unit="step", file=sys.stderr, disable=not chief) as bar,
+    ):
         while step < max_steps:
             epoch, i = divmod(step, spe)
             if order_epoch != epoch:
                 order, order_epoch = epoch_order(a.seed, epoch, len(train_x)), epoch
-            rows = order[i * gb:(i + 1) * gb][rank * b:(rank + 1) * b]
+            rows = order[i * gb : (i + 1) * gb][rank * b : (rank + 1) * b]
             x = prepro(train_x[rows])
-            u = step_noise(a.seed, step, (gb,) + x.shape[1:])[rank * b:(rank + 1) * b]
+            u = step_noise(a.seed, step, (gb,) + x.shape[1:])[rank * b : (rank + 1) * b]
             feed = {g.x: x, g.u: u, g.seed: [a.seed, step], g.stop: float(bool(stop.signum))}
             fetch = [g.train_op, g.loss, g.lr, g.stop_all]
             if cluster is None:
                 _, loss, lr, stop_all = sess.run(fetch, feed)
             else:
-                _, loss, lr, stop_all = distributed.run_collective(sess, fetch, feed, cluster, watchdog,
-                                                                   f"step {step + 1}")
+                _, loss, lr, stop_all = distributed.run_collective(
+                    sess, fetch, feed, cluster, watchdog, f"step {step + 1}"
+                )
             if not np.isfinite(loss):
-                raise UserError(f"training diverged: loss is {loss} at step {step + 1}; stopped without "
-                                f"saving (last good checkpoint: {runinfo.latest(a.train_url)})")
+                raise UserError(
+                    f"training diverged: loss is {loss} at step {step + 1}; stopped without "
+                    f"saving (last good checkpoint: {runinfo.latest(a.train_url)})"
+                )
             step += 1
             epoch_sum += float(loss)
             epoch_n += 1
             window_sum += float(loss)
             window_n += 1
-            resume.update(epoch_loss_sum=epoch_sum, epoch_loss_n=epoch_n, window_loss_sum=window_sum,
-                          window_loss_n=window_n)
+            resume.update(
+                epoch_loss_sum=epoch_sum, epoch_loss_n=epoch_n, window_loss_sum=window_sum, window_loss_n=window_n
+            )
             bar.update(1)
             bar.set_postfix(bpd=f"{loss:.3f}")
             if step % a.log_every == 0 and chief:
                 # train_bpd_mean: the mean since the last record (carried across a resume)
-                _append(metrics_path, {"step": step, "kind": "train", "train_bpd": float(loss),
-                                       "train_bpd_mean": window_sum / window_n, "lr": float(lr),
-                                       "seconds": round(time.time() - t0, 2)})
-                writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="train_bpd", simple_value=float(loss)),
-                                                     tf.Summary.Value(tag="lr", simple_value=float(lr))]), step)
+                _append(
+                    metrics_path,
+                    {
+                        "step": step,
+                        "kind": "train",
+                        "train_bpd": float(loss),
+                        "train_bpd_mean": window_sum / window_n,
+                        "lr": float(lr),
+                        "seconds": round(time.time() - t0, 2),
+                    },
+                )
+                writer.add_summary(
+                    tf.Summary(
+                        value=[
+                            tf.Summary.Value(tag="train_bpd", simple_value=float(loss)),
+                            tf.Summary.Value(tag="lr", simple_value=float(lr)),
+                        ]
+                    ),
+                    step,
+                )
                 bar.write(f"step {step} train bpd {loss:.4f} lr {lr:.3g}", file=sys.stdout)
                 sys.stdout.flush()
             if step % a.log_every == 0:
@@ -504,10 +625,19 @@ def _train(a, cluster=None):
             if step % spe == 0:
                 test_bpd = evaluate(sess, g, test_x, a.seed, a.test_images)
                 if chief:
-                    _append(metrics_path, {"step": step, "kind": "epoch", "epoch": step // spe,
-                                           "train_bpd": epoch_sum / epoch_n, "test_bpd": test_bpd})
-                    writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="test_bpd", simple_value=test_bpd)]),
-                                       step)
+                    _append(
+                        metrics_path,
+                        {
+                            "step": step,
+                            "kind": "epoch",
+                            "epoch": step // spe,
+                            "train_bpd": epoch_sum / epoch_n,
+                            "test_bpd": test_bpd,
+                        },
+                    )
+                    writer.add_summary(
+                        tf.Summary(value=[tf.Summary.Value(tag="test_bpd", simple_value=test_bpd)]), step
+                    )
                 epoch_sum, epoch_n = 0.0, 0
                 resume.update(epoch_loss_sum=0.0, epoch_loss_n=0)
                 if chief and (step // spe) % a.save_interval == 0:
@@ -518,15 +648,21 @@ def _train(a, cluster=None):
                 last_saved = step
             if stop.signum or stop_all > 0:
                 if not chief:
-                    raise stop.error(f"stopped at step {step} with the other workers; the chief saved the "
-                                     f"checkpoint (continue with --load_params 1)") if stop.signum else \
-                        runguard.Interrupted(f"stopped at step {step}: another worker was interrupted; the chief "
-                                             "saved the checkpoint (continue with --load_params 1)", 15)
+                    raise (
+                        stop.error(
+                            f"stopped at step {step} with the other workers; the chief saved the "
+                            f"checkpoint (continue with --load_params 1)"
+                        )
+                        if stop.signum
+                        else runguard.Interrupted(
+                            f"stopped at step {step}: another worker was interrupted; the chief "
+                            "saved the checkpoint (continue with --load_params 1)",
+                            15,
+                        )
+                    )
                 path = save(step) if last_saved != step else runinfo.latest(a.train_url)
-                msg = (f"interrupted at step {step}; checkpoint saved: {path} "
-                       "(continue with --load_params 1)")
-                raise stop.error(msg) if stop.signum else runguard.Interrupted(
-                    f"a worker was interrupted: {msg}", 15)
+                msg = f"interrupted at step {step}; checkpoint saved: {path} (continue with --load_params 1)"
+                raise stop.error(msg) if stop.signum else runguard.Interrupted(f"a worker was interrupted: {msg}", 15)
     if not chief:
         sess.close()
         print(f"{cluster!r}: done at step {step}", flush=True)
@@ -539,10 +675,12 @@ def _train(a, cluster=None):
     writer.close()
     samples, curve = write_pictures(sess, g, a.train_url, a.sample_batch_size, a.seed, _read_metrics(metrics_path))
     sess.close()
-    print(f"test bpd {test_bpd:.4f} at step {step}\n"
-          f"checkpoint: {runinfo.latest(a.train_url)}\n"
-          f"logs: {metrics_path} (TensorBoard: tensorboard --logdir {a.train_url})\n"
-          f"pictures: {samples} {curve}")
+    print(
+        f"test bpd {test_bpd:.4f} at step {step}\n"
+        f"checkpoint: {runinfo.latest(a.train_url)}\n"
+        f"logs: {metrics_path} (TensorBoard: tensorboard --logdir {a.train_url})\n"
+        f"pictures: {samples} {curve}"
+    )
 
 
 if __name__ == "__main__":

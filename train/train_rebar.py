@@ -14,6 +14,7 @@ Example:
   python train/train_rebar.py --data_path $DATA_DIR --working_dir runs/rebar \\
       --hparams "model=SBNDynamicRebar,learning_rate=0.0003,n_layer=2,task=sbn" --steps 20000
 """
+
 import argparse
 import contextlib
 import json
@@ -39,11 +40,16 @@ CURVE = "curve.png"
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--hparams", default=ASCEND_HPARAMS,
-                    help=f"comma-separated k=v over the reference defaults; keys: {', '.join(sbn.DEFAULTS)} "
-                         f"(default %(default)r)")
-    ap.add_argument("--data_path", default=datasets.default_data_dir(),
-                    help="DATA_DIR or its binarized_mnist/ folder (default: env DATA_DIR or data/)")
+    ap.add_argument(
+        "--hparams",
+        default=ASCEND_HPARAMS,
+        help=f"comma-separated k=v over the reference defaults; keys: {', '.join(sbn.DEFAULTS)} (default %(default)r)",
+    )
+    ap.add_argument(
+        "--data_path",
+        default=datasets.default_data_dir(),
+        help="DATA_DIR or its binarized_mnist/ folder (default: env DATA_DIR or data/)",
+    )
     ap.add_argument("--working_dir", default="/tmp/rebar", help="checkpoints, config.json, metrics.jsonl")
     ap.add_argument("--steps", type=int, default=2000000, help="train until this global step")
     ap.add_argument("--eval_freq", type=int, default=10, help="evaluate valid+test every N epochs (0: only at the end)")
@@ -51,28 +57,40 @@ def parse_args(argv):
     ap.add_argument("--eval_samples", type=int, default=100, help="K of the IWAE-K bound (K>100: multiple of 100)")
     ap.add_argument("--eval_limit", type=int, default=0, help="evaluate on the first N images of each split (0: all)")
     ap.add_argument("--save_secs", type=float, default=600, help="checkpoint at least this often")
-    ap.add_argument("--save_every_steps", type=int, default=5000,
-                    help="also checkpoint every N steps (0: off); 5000 steps of SBNDynamicRebar take ~4 min here")
-    ap.add_argument("--load_params", type=int, choices=(0, 1), default=None,
-                    help="1: resume from the newest checkpoint (required); 0: refuse a folder holding one; "
-                         "default: resume when there is one")
+    ap.add_argument(
+        "--save_every_steps",
+        type=int,
+        default=5000,
+        help="also checkpoint every N steps (0: off); 5000 steps of SBNDynamicRebar take ~4 min here",
+    )
+    ap.add_argument(
+        "--load_params",
+        type=int,
+        choices=(0, 1),
+        default=None,
+        help="1: resume from the newest checkpoint (required); 0: refuse a folder holding one; "
+        "default: resume when there is one",
+    )
     ap.add_argument("--device", default="cpu", choices=("cpu", "gpu", "npu"))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--deterministic", action="store_true",
-                    help="bitwise-repeatable runs: one intra/inter-op thread (slower)")
+    ap.add_argument(
+        "--deterministic", action="store_true", help="bitwise-repeatable runs: one intra/inter-op thread (slower)"
+    )
     distributed.add_flags(ap)
     a = ap.parse_args(argv)
     for k in ("steps", "log_every", "eval_samples"):
         if getattr(a, k) < 1:
             raise UserError(f"--{k} must be >= 1, got {getattr(a, k)}")
-    runguard.check_nonneg(seed=a.seed, save_every_steps=a.save_every_steps, eval_freq=a.eval_freq,
-                          eval_limit=a.eval_limit)
+    runguard.check_nonneg(
+        seed=a.seed, save_every_steps=a.save_every_steps, eval_freq=a.eval_freq, eval_limit=a.eval_limit
+    )
     if a.eval_samples > 100 and a.eval_samples % 100:
         raise UserError(f"--eval_samples above 100 must be a multiple of 100 (chunks of 100), got {a.eval_samples}")
     return a
 
 
 # --- evaluation ----------------------------------------------------------------
+
 
 class Evaluator:
     """log_weights of a dynamic batch of images, K samples at a time (chunk), sharing the model's variables."""
@@ -82,7 +100,8 @@ class Evaluator:
         W = sbn.noise_width(net.hp)
         self.x = tf.placeholder(tf.float32, [None, net.hp["n_input"]], name="eval_x")
         self.u = tf.placeholder_with_default(
-            tf.random_uniform(tf.stack([tf.shape(self.x)[0], self.chunk, W])), [None, self.chunk, W], name="eval_u")
+            tf.random_uniform(tf.stack([tf.shape(self.x)[0], self.chunk, W])), [None, self.chunk, W], name="eval_u"
+        )
         self.log_weights = net.log_weights(self.x, self.u)
 
     def log_weights_for(self, sess, x, u=None):
@@ -90,7 +109,7 @@ class Evaluator:
         K = self.samples if u is None else u.shape[1]
         out = []
         for k in range(0, K, self.chunk):
-            feed = {self.x: x} if u is None else {self.x: x, self.u: u[:, k:k + self.chunk]}
+            feed = {self.x: x} if u is None else {self.x: x, self.u: u[:, k : k + self.chunk]}
             out.append(sess.run(self.log_weights, feed))
         return np.concatenate(out, 1)
 
@@ -98,7 +117,7 @@ class Evaluator:
         """Mean single-sample ELBO and IWAE-K over images xs (batches of `batch` images, as the reference)."""
         elbo, iwae = [], []
         for i in tqdm(range(0, len(xs), batch), desc=desc, leave=False, file=sys.stderr, disable=desc is None):
-            lw = self.log_weights_for(sess, xs[i:i + batch].astype(np.float32)).astype(np.float64)
+            lw = self.log_weights_for(sess, xs[i : i + batch].astype(np.float32)).astype(np.float64)
             elbo.append(lw.mean(1))
             iwae.append(np.logaddexp.reduce(lw, axis=1) - math.log(lw.shape[1]))
         return float(np.concatenate(elbo).mean()), float(np.concatenate(iwae).mean())
@@ -106,10 +125,13 @@ class Evaluator:
 
 # --- records -------------------------------------------------------------------
 
+
 def describe(r):
     if r["kind"] == "eval":
-        return (f"step {r['step']} {r['split'].upper()}: ELBO {r['elbo']:.4f}  IWAE-{r['samples']} {r['iwae']:.4f}"
-                f"  ({r['n_images']} images)")
+        return (
+            f"step {r['step']} {r['split'].upper()}: ELBO {r['elbo']:.4f}  IWAE-{r['samples']} {r['iwae']:.4f}"
+            f"  ({r['n_images']} images)"
+        )
     s = f"step {r['step']} epoch {r['epoch']} {r['kind']}: train ELBO {r['elbo']:.4f}"
     if r.get("temperature") is not None:
         s += f"  temperature {r['temperature']:.4f}"
@@ -143,12 +165,15 @@ class Metrics:
 
 def plot_curve(records, path, title):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for kind, style in (("train", dict(lw=0.8, alpha=0.6, label="train ELBO (log window)")),
-                        ("epoch", dict(marker=".", label="train ELBO (epoch mean)"))):
+    for kind, style in (
+        ("train", dict(lw=0.8, alpha=0.6, label="train ELBO (log window)")),
+        ("epoch", dict(marker=".", label="train ELBO (epoch mean)")),
+    ):
         rs = [r for r in records if r["kind"] == kind]
         if rs:
             ax.plot([r["step"] for r in rs], [r["elbo"] for r in rs], **style)
@@ -156,8 +181,12 @@ def plot_curve(records, path, title):
         for key, m in (("elbo", "o"), ("iwae", "^")):
             rs = [r for r in records if r["kind"] == "eval" and r["split"] == split]
             if rs:
-                ax.plot([r["step"] for r in rs], [r[key] for r in rs], m + "-" if len(rs) > 1 else m,
-                        label=f"{split} {key.upper()}" + (f"-{rs[0]['samples']}" if key == "iwae" else ""))
+                ax.plot(
+                    [r["step"] for r in rs],
+                    [r[key] for r in rs],
+                    m + "-" if len(rs) > 1 else m,
+                    label=f"{split} {key.upper()}" + (f"-{rs[0]['samples']}" if key == "iwae" else ""),
+                )
     vals = [r["elbo"] for r in records if r["kind"] in ("train", "epoch")]
     if len(vals) > 4:
         ax.set_ylim(np.percentile(vals, 10) - 5, max(r.get("iwae", r["elbo"]) for r in records) + 5)
@@ -174,6 +203,7 @@ def plot_curve(records, path, title):
 
 # --- training ------------------------------------------------------------------
 
+
 def noise(seed, step, shape):
     return np.random.RandomState([seed, step]).uniform(size=shape).astype(np.float32)
 
@@ -185,13 +215,16 @@ def batch_order(seed, epoch, n):
 def check_resume(info, hp, working_dir):
     old = sbn.check_hparams(info["config"]) if info["model"] == "rebar" else None
     if old is None:
-        raise UserError(f"{info['_path']}: working_dir holds a {info['model']!r} model, not 'rebar'; "
-                        "use another --working_dir")
+        raise UserError(
+            f"{info['_path']}: working_dir holds a {info['model']!r} model, not 'rebar'; use another --working_dir"
+        )
     diff = {k: (old[k], hp[k]) for k in sbn.STRUCTURE if old[k] != hp[k]}
     if diff:
-        raise UserError(f"{info['_path']}: cannot resume with different {', '.join(diff)} "
-                        f"(checkpoint has {', '.join(f'{k}={v[0]}' for k, v in diff.items())}, "
-                        f"--hparams gives {', '.join(f'{k}={v[1]}' for k, v in diff.items())})")
+        raise UserError(
+            f"{info['_path']}: cannot resume with different {', '.join(diff)} "
+            f"(checkpoint has {', '.join(f'{k}={v[0]}' for k, v in diff.items())}, "
+            f"--hparams gives {', '.join(f'{k}={v[1]}' for k, v in diff.items())})"
+        )
 
 
 class Acc:
@@ -236,8 +269,10 @@ def build_model(hp, mean_xs, coll=None):
         return estimators.build(hp, mean_xs)
     cls = estimators.CLASSES[hp["model"]]
     if cls is estimators.SBN:
-        raise UserError("--hparams model=SBN: its leave-one-out baseline couples the whole batch, so it does "
-                        "not split over workers; use SBNNVIL, SBNMuProp, SBNRebar or SBNDynamicRebar, or one worker")
+        raise UserError(
+            "--hparams model=SBN: its leave-one-out baseline couples the whole batch, so it does "
+            "not split over workers; use SBNNVIL, SBNMuProp, SBNRebar or SBNDynamicRebar, or one worker"
+        )
 
     class DataParallel(cls):
         def _gradients(self):
@@ -246,8 +281,8 @@ def build_model(hp, mean_xs, coll=None):
             grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self.model_vars)]
             keys = sorted(self.logs)
             red = coll.allreduce_mean(grads + [self.logs[k] for k in keys])
-            self.logs = dict(zip(keys, red[len(grads):]))
-            return red[:len(grads)], objective  # the base class vectorizes them into grad_vec = G
+            self.logs = dict(zip(keys, red[len(grads) :]))
+            return red[: len(grads)], objective  # the base class vectorizes them into grad_vec = G
 
         def _extra_gradients(self, objective):
             with tf.name_scope("data_parallel"):
@@ -263,8 +298,11 @@ def build_model(hp, mean_xs, coll=None):
         def _variance_gradients(self):
             G = self.grad_vec
             w = 2.0 * G / float(G.shape.num_elements())
-            extra = [(g, v) for g, v in zip(tf.gradients(self.g, self.extra_vars, grad_ys=w), self.extra_vars)
-                     if g is not None]
+            extra = [
+                (g, v)
+                for g, v in zip(tf.gradients(self.g, self.extra_vars, grad_ys=w), self.extra_vars)
+                if g is not None
+            ]
             if not isinstance(self, estimators.SBNDynamicRebar):
                 return extra
             auto = tf.gradients(self.g, self.log_temperature, grad_ys=w)[0]
@@ -304,16 +342,20 @@ def train(a, cluster=None):
         if a.load_params == 1 and not ckpt:
             raise UserError(f"{wd}: --load_params 1 but no checkpoint in this folder")
         if a.load_params == 0 and ckpt:
-            raise UserError(f"{wd}: already holds checkpoint {os.path.basename(ckpt)}; pass --load_params 1 "
-                            "(or nothing) to resume, or choose another --working_dir")
+            raise UserError(
+                f"{wd}: already holds checkpoint {os.path.basename(ckpt)}; pass --load_params 1 "
+                "(or nothing) to resume, or choose another --working_dir"
+            )
         if ckpt:
             info = runinfo.load(wd)
             check_resume(info, hp, wd)
             runinfo.check_readable(ckpt)
             runguard.read_metrics(os.path.join(wd, METRICS))
         elif os.path.isfile(os.path.join(wd, METRICS)):
-            raise UserError(f"{os.path.join(wd, METRICS)}: results without a checkpoint; refusing to overwrite "
-                            "(use another --working_dir or remove it)")
+            raise UserError(
+                f"{os.path.join(wd, METRICS)}: results without a checkpoint; refusing to overwrite "
+                "(use another --working_dir or remove it)"
+            )
     config = session_config(a.device)
     if a.deterministic:
         config.intra_op_parallelism_threads = config.inter_op_parallelism_threads = 1
@@ -327,17 +369,22 @@ def train(a, cluster=None):
     valid = datasets.load_binarized_mnist(a.data_path, "valid")
     test = datasets.load_binarized_mnist(a.data_path, "test")
     if a.eval_limit:
-        valid, test = valid[:a.eval_limit], test[:a.eval_limit]
+        valid, test = valid[: a.eval_limit], test[: a.eval_limit]
     mean_xs = train_x.mean(0).astype(np.float32)
     bs = hp["batch_size"]
     gb = bs * workers  # the global batch: worker k takes rows k*bs:(k+1)*bs of each
     steps_per_epoch = len(train_x) // gb
     if steps_per_epoch < 1:
-        raise UserError(f"{a.data_path}: {len(train_x)} training images, fewer than the global batch {gb} "
-                        f"(batch_size={bs} x {workers} workers)")
+        raise UserError(
+            f"{a.data_path}: {len(train_x)} training images, fewer than the global batch {gb} "
+            f"(batch_size={bs} x {workers} workers)"
+        )
     if cluster is not None and chief:
-        print(f"{cluster!r}: global batch {gb} = batch_size {bs} x {workers} workers; learning_rate "
-              f"{hp['learning_rate']} applies to the mean gradient of the global batch", flush=True)
+        print(
+            f"{cluster!r}: global batch {gb} = batch_size {bs} x {workers} workers; learning_rate "
+            f"{hp['learning_rate']} applies to the mean gradient of the global batch",
+            flush=True,
+        )
 
     tf.set_random_seed(a.seed + 7919 * rank)  # each worker its own init: the chief's is broadcast
     with tf.device(cluster.device if cluster is not None else None):
@@ -358,8 +405,10 @@ def train(a, cluster=None):
             try:
                 saver.restore(sess, ckpt)
             except tf.errors.OpError as e:
-                raise UserError(f"{ckpt}: cannot restore ({type(e).__name__}: "
-                                f"{first_line(e)[:160]}); expected a checkpoint of this model") from None
+                raise UserError(
+                    f"{ckpt}: cannot restore ({type(e).__name__}: "
+                    f"{first_line(e)[:160]}); expected a checkpoint of this model"
+                ) from None
         if sync is not None:
             collective(sync, None, "start (broadcast of the chief's variables)")
         step = int(sess.run(model.global_step))
@@ -370,9 +419,14 @@ def train(a, cluster=None):
         st = st if st.get("step") == step else {}
         window, epoch_acc = Acc(st.get("window")), Acc(st.get("epoch"))
         train_flags = {k: v for k, v in vars(a).items()}
-        data_stats = {"dataset": "binarized_mnist", "n_train": len(train_x), "n_valid": len(valid),
-                      "n_test": len(test), "mean_pixel": float(mean_xs.mean()),
-                      "mean_xs": "in the checkpoint (variables mean_xs, train_bias)"}
+        data_stats = {
+            "dataset": "binarized_mnist",
+            "n_train": len(train_x),
+            "n_valid": len(valid),
+            "n_test": len(test),
+            "mean_pixel": float(mean_xs.mean()),
+            "mean_xs": "in the checkpoint (variables mean_xs, train_bias)",
+        }
         if workers > 1:
             data_stats.update(workers=workers, global_batch=gb)
         kind = "nonlinear" if hp["nonlinear"] else "linear"
@@ -380,16 +434,24 @@ def train(a, cluster=None):
 
         def save(at):
             path = saver.save(sess, os.path.join(wd, runinfo.CKPT_PREFIX), global_step=at)
-            runinfo.save(wd, "rebar", hp, train=train_flags, data_stats=data_stats, step=at,
-                         hparams=sbn.format_hparams(hp),
-                         resume={"step": at, "window": window.state(), "epoch": epoch_acc.state()})
+            runinfo.save(
+                wd,
+                "rebar",
+                hp,
+                train=train_flags,
+                data_stats=data_stats,
+                step=at,
+                hparams=sbn.format_hparams(hp),
+                resume={"step": at, "window": window.state(), "epoch": epoch_acc.state()},
+            )
             return path
 
         def evaluate(at):
             for split, xs in (("valid", valid), ("test", test)):
                 elbo, iwae = ev.bounds(sess, xs, desc=f"eval {split}" if chief else None)
-                metrics.add(step=at, kind="eval", split=split, elbo=elbo, iwae=iwae, samples=a.eval_samples,
-                            n_images=len(xs))
+                metrics.add(
+                    step=at, kind="eval", split=split, elbo=elbo, iwae=iwae, samples=a.eval_samples, n_images=len(xs)
+                )
 
         if step >= a.steps:
             print(f"{wd}: already at step {step} >= --steps {a.steps}; nothing to do", flush=True)
@@ -407,17 +469,18 @@ def train(a, cluster=None):
         last_save, t0, t_window = time.time(), time.time(), time.time()
         last_saved_step = step
         order, feed = None, None
-        bar = tqdm(total=a.steps, initial=step, desc="train", file=sys.stderr, leave=False, mininterval=2,
-                   disable=not chief)
+        bar = tqdm(
+            total=a.steps, initial=step, desc="train", file=sys.stderr, leave=False, mininterval=2, disable=not chief
+        )
         with runguard.Interrupts() as stop, contextlib.closing(bar):  # (an error line gets its own line)
             while step < a.steps:
                 epoch, j = divmod(step, steps_per_epoch)
                 if order is None or j == 0:
                     order = batch_order(a.seed, epoch, len(train_x))
-                rows = order[j * gb:(j + 1) * gb][rank * bs:(rank + 1) * bs]
+                rows = order[j * gb : (j + 1) * gb][rank * bs : (rank + 1) * bs]
                 u = noise(a.seed, step, (ns * gb, W))
                 if workers > 1:  # rows are [sample, image]: this worker's images of every sample
-                    u = u.reshape(ns, gb, W)[:, rank * bs:(rank + 1) * bs].reshape(N, W)
+                    u = u.reshape(ns, gb, W)[:, rank * bs : (rank + 1) * bs].reshape(N, W)
                 feed = {model.x: train_x[rows].astype(np.float32), model.u: u}
                 if cluster is not None:
                     feed[stop_in] = float(bool(stop.signum))
@@ -427,14 +490,19 @@ def train(a, cluster=None):
                 if not (np.isfinite(logs["elbo"]) and np.isfinite(out["gv"])):
                     bar.close()
                     last = runinfo.latest(wd) if chief else None
-                    raise UserError(f"training diverged at step {step} (ELBO {logs['elbo']}, "
-                                    f"grad variance {out['gv']}); "
-                                    f"last good checkpoint kept: {last or 'none saved yet'}")
+                    raise UserError(
+                        f"training diverged at step {step} (ELBO {logs['elbo']}, "
+                        f"grad variance {out['gv']}); "
+                        f"last good checkpoint kept: {last or 'none saved yet'}"
+                    )
                 step += 1
                 bar.update(1)
-                rec = dict(elbo=float(logs["elbo"]), gv=float(out["gv"]),
-                           temperature=float(logs["temperature"]) if "temperature" in logs else None,
-                           etas=[float(e) for e in logs["etas"]] if "etas" in logs else None)
+                rec = dict(
+                    elbo=float(logs["elbo"]),
+                    gv=float(out["gv"]),
+                    temperature=float(logs["temperature"]) if "temperature" in logs else None,
+                    etas=[float(e) for e in logs["etas"]] if "etas" in logs else None,
+                )
                 window.add(rec)
                 epoch_acc.add(rec)
                 if step % a.log_every == 0:
@@ -449,8 +517,7 @@ def train(a, cluster=None):
                             save(step)
                             last_save, last_saved_step = time.time(), step
                         evaluate(step)
-                due = time.time() - last_save > a.save_secs or (a.save_every_steps
-                                                                 and step % a.save_every_steps == 0)
+                due = time.time() - last_save > a.save_secs or (a.save_every_steps and step % a.save_every_steps == 0)
                 if chief and last_saved_step != step and due and healthy(sess, model, feed, step):
                     save(step)
                     last_save, last_saved_step = time.time(), step
@@ -458,20 +525,30 @@ def train(a, cluster=None):
                     bar.close()
                     signum = stop.signum or 15
                     if not chief:
-                        raise runguard.Interrupted(f"stopped at step {step} with the other workers; the chief saved "
-                                                   "the checkpoint (continue with --load_params 1)", signum)
+                        raise runguard.Interrupted(
+                            f"stopped at step {step} with the other workers; the chief saved "
+                            "the checkpoint (continue with --load_params 1)",
+                            signum,
+                        )
                     if last_saved_step != step:
                         if not healthy(sess, model, feed, step):
-                            raise UserError(f"interrupted at step {step} with a non-finite ELBO; not saved (last good "
-                                            f"checkpoint: {runinfo.latest(wd) or 'none'})")
+                            raise UserError(
+                                f"interrupted at step {step} with a non-finite ELBO; not saved (last good "
+                                f"checkpoint: {runinfo.latest(wd) or 'none'})"
+                            )
                         save(step)
-                    raise runguard.Interrupted(f"{'SIGINT' if signum == 2 else 'SIGTERM'}: interrupted at step "
-                                               f"{step}; checkpoint saved: {runinfo.latest(wd)} "
-                                               "(continue with --load_params 1)", signum)
+                    raise runguard.Interrupted(
+                        f"{'SIGINT' if signum == 2 else 'SIGTERM'}: interrupted at step "
+                        f"{step}; checkpoint saved: {runinfo.latest(wd)} "
+                        "(continue with --load_params 1)",
+                        signum,
+                    )
         bar.close()
         if not healthy(sess, model, feed, step):
-            raise UserError(f"training diverged after step {step} (ELBO is not finite); last good checkpoint "
-                            f"kept: {(runinfo.latest(wd) if chief else None) or 'none saved yet'}")
+            raise UserError(
+                f"training diverged after step {step} (ELBO is not finite); last good checkpoint "
+                f"kept: {(runinfo.latest(wd) if chief else None) or 'none saved yet'}"
+            )
         if not chief:
             evaluate(step)
             print(f"{cluster!r}: done at step {step}", flush=True)

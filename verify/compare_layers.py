@@ -15,6 +15,7 @@ writes (TF op names, ATC's format, accepted by convert/to_onnx.py) holds
   - range casualties: ops reading or writing values beyond fp16's 65504 in fp32, which
     no fp16 node can carry (keeping only the source would re-overflow at the next cast).
 """
+
 import argparse
 import os
 import re
@@ -46,9 +47,13 @@ def tf_layers(graph_def, sig, feed):
     # an op's first output, and any other output a node reads (FusedBatchNorm's saved
     # statistics are not computed in inference: Grappler rewrites it to Mul + Add)
     read = {i.name for op in g.get_operations() for i in op.inputs}
-    fetch = [t for op in g.get_operations() if op.type not in SKIP_OPS for t in op.outputs
-             if t.dtype.base_dtype in (tf.float32, tf.float16, tf.float64)
-             and (t.value_index == 0 or t.name in read)]
+    fetch = [
+        t
+        for op in g.get_operations()
+        if op.type not in SKIP_OPS
+        for t in op.outputs
+        if t.dtype.base_dtype in (tf.float32, tf.float16, tf.float64) and (t.value_index == 0 or t.name in read)
+    ]
     fetch += [g.get_tensor_by_name(t.tensor) for t in sig.outputs]
     with tf.Session(graph=g) as s:
         vals = s.run(fetch, {t.tensor: feed[t.name] for t in sig.inputs})
@@ -79,8 +84,7 @@ def onnx_layers(model, sig, feed):
     names = [o.name for o in sess.get_outputs()]
     vals = sess.run(names, {i.name: feed[t.name] for i, t in zip(sess.get_inputs(), sig.inputs)})
     got = dict(zip(names, vals))
-    return [(node, k, op, got[o]) for node, k, op, o in order
-            if o in got and np.asarray(got[o]).dtype.kind == "f"]
+    return [(node, k, op, got[o]) for node, k, op, o in order if o in got and np.asarray(got[o]).dtype.kind == "f"]
 
 
 def _tf_name(onnx_tensor):
@@ -138,8 +142,14 @@ def match_layers(tf_vals, sig, fp32, feed, match_red=1e-4):
         for t in cands:
             if t in ok:
                 continue
-            perm = next((p for p in LAYOUTS.get(np.ndim(val), [None])
-                         if _same(val if p is None else np.transpose(val, p), tf_vals[t], match_red)), False)
+            perm = next(
+                (
+                    p
+                    for p in LAYOUTS.get(np.ndim(val), [None])
+                    if _same(val if p is None else np.transpose(val, p), tf_vals[t], match_red)
+                ),
+                False,
+            )
             if perm is not False:
                 ok[t] = (node, k, op, perm)
                 break
@@ -201,8 +211,16 @@ def _keep_resolves(fp32, names):
     return good, bad
 
 
-def diagnose(graph_def, sig, onnx_path, feed, cosine_min=metrics.COSINE_MIN, red_max=metrics.RED_MAX,
-             fp32_onnx=None, match_red=1e-4):
+def diagnose(
+    graph_def,
+    sig,
+    onnx_path,
+    feed,
+    cosine_min=metrics.COSINE_MIN,
+    red_max=metrics.RED_MAX,
+    fp32_onnx=None,
+    match_red=1e-4,
+):
     """Per-layer report, first failing layer, and the TF op names to keep at fp32.
 
     ``onnx_path``: the examined model, a path or ModelProto. ``fp32_onnx``: the fp32 ONNX
@@ -237,9 +255,17 @@ def diagnose(graph_def, sig, onnx_path, feed, cosine_min=metrics.COSINE_MIN, red
             val, g = np.asarray(val)[fin], np.asarray(g)[fin]
         r = metrics.compare(val, g)
         ok, why = metrics.judge(r, cosine_min=cosine_min, red_max=red_max)
-        layers.append(dict(tensor=tname, op=tname.split(":")[0], onnx_node=node, onnx_op=op_type,
-                           passed=ok, why=why,
-                           **{k: r[k] for k in ("cosine", "red", "max_abs", "max_rel", "rmse", "nan", "inf")}))
+        layers.append(
+            dict(
+                tensor=tname,
+                op=tname.split(":")[0],
+                onnx_node=node,
+                onnx_op=op_type,
+                passed=ok,
+                why=why,
+                **{k: r[k] for k in ("cosine", "red", "max_abs", "max_rel", "rmse", "nan", "inf")},
+            )
+        )
     status = {l["tensor"]: l["passed"] for l in layers}
     tainted = {}
 
@@ -263,8 +289,10 @@ def diagnose(graph_def, sig, onnx_path, feed, cosine_min=metrics.COSINE_MIN, red
     by_op = {}
     for t in tf_vals:
         by_op.setdefault(t.split(":")[0], []).append(t)
-    peak = {t: float(np.nanmax(np.abs(v.astype(np.float64)))) if np.size(v) and np.isfinite(v).any() else 0.0
-            for t, v in tf_vals.items()}
+    peak = {
+        t: float(np.nanmax(np.abs(v.astype(np.float64)))) if np.size(v) and np.isfinite(v).any() else 0.0
+        for t, v in tf_vals.items()
+    }
     for name, n in nodes.items():  # graph_def order
         if n.op in SKIP_OPS or name in keep or name not in by_op:
             continue
@@ -274,15 +302,25 @@ def diagnose(graph_def, sig, onnx_path, feed, cosine_min=metrics.COSINE_MIN, red
     keep, unresolved = _keep_resolves(fp32, keep)
     first = next((l for l in layers if not l["passed"]), None)
     nonfin = next((l for l in layers if l["nan"] or l["inf"]), None)
-    return {"tf_tensors": len(tf_vals), "matched": len(layers), "name_matches_dropped": len(dropped),
-            "dropped": dropped, "dropped_then_matched_by_helper": sum(t in valid for t in dropped),
-            "validated_by_helper": sum(1 for t, (n, _, _, _) in valid.items()
-                                       if n.split("__")[0] != n or t.split(":")[0] != n),
-            "absent_in_model": absent, "match_red": match_red, "layers": layers,
-            "first_failing": first and first["op"], "first_failing_why": first and first["why"],
-            "first_nonfinite": nonfin and nonfin["op"],
-            "keep_dtype": keep, "keep_dtype_unresolved": unresolved,
-            "thresholds": {"cosine_min": cosine_min, "red_max": red_max}}
+    return {
+        "tf_tensors": len(tf_vals),
+        "matched": len(layers),
+        "name_matches_dropped": len(dropped),
+        "dropped": dropped,
+        "dropped_then_matched_by_helper": sum(t in valid for t in dropped),
+        "validated_by_helper": sum(
+            1 for t, (n, _, _, _) in valid.items() if n.split("__")[0] != n or t.split(":")[0] != n
+        ),
+        "absent_in_model": absent,
+        "match_red": match_red,
+        "layers": layers,
+        "first_failing": first and first["op"],
+        "first_failing_why": first and first["why"],
+        "first_nonfinite": nonfin and nonfin["op"],
+        "keep_dtype": keep,
+        "keep_dtype_unresolved": unresolved,
+        "thresholds": {"cosine_min": cosine_min, "red_max": red_max},
+    }
 
 
 def _float_tensors(graph_def):
@@ -292,8 +330,12 @@ def _float_tensors(graph_def):
     g = tf.Graph()
     with g.as_default():
         tf.import_graph_def(graph_def, name="")
-    return {t.name for op in g.get_operations() for t in op.outputs
-            if t.dtype.base_dtype in (tf.float32, tf.float16, tf.float64)}
+    return {
+        t.name
+        for op in g.get_operations()
+        for t in op.outputs
+        if t.dtype.base_dtype in (tf.float32, tf.float16, tf.float64)
+    }
 
 
 def upstream(nodes, floats, op, kept, resolves):
@@ -341,12 +383,25 @@ def _batch_metric(model, sig, feed):
         return None
     v = np.asarray(per[name], np.float64).reshape(-1)
     fin = np.isfinite(v)
-    return {"name": name, "mean": float(v[fin].mean()) if fin.any() else float("nan"),
-            "nonfinite": int((~fin).sum())}
+    return {"name": name, "mean": float(v[fin].mean()) if fin.any() else float("nan"), "nonfinite": int((~fin).sum())}
 
 
-def iterate(graph_def, sig, onnx_path, feed, rounds, precision_mode, keep=(), cosine_min=metrics.COSINE_MIN,
-            red_max=metrics.RED_MAX, fp32_onnx=None, match_red=1e-4, opset=None, prune=True, log=print):
+def iterate(
+    graph_def,
+    sig,
+    onnx_path,
+    feed,
+    rounds,
+    precision_mode,
+    keep=(),
+    cosine_min=metrics.COSINE_MIN,
+    red_max=metrics.RED_MAX,
+    fp32_onnx=None,
+    match_red=1e-4,
+    opset=None,
+    prune=True,
+    log=print,
+):
     """Diagnose, keep, rebuild, diagnose the same batch again, up to ``rounds`` rebuilds.
 
     Each round keeps the doctor's new names (error sources, range casualties) and, for each
@@ -390,15 +445,27 @@ def iterate(graph_def, sig, onnx_path, feed, rounds, precision_mode, keep=(), co
             roots.insert(0, first)  # kept, or no node of its own to keep (tf2onnx merged it)
         for op in roots:  # kept fp32 and failing all the same: its inputs are the problem
             new += [p for p in upstream(nodes, floats, op, set(keep) | set(new), resolves) if p not in new]
-        row = {"round": k, "keep": len(keep), "first_failing": first, "first_failing_why": r["first_failing_why"],
-               "failing_layers": sum(not l["passed"] for l in r["layers"]), "metric": metric, "metric_tf": tf_metric,
-               "added": [] if first is None or k == rounds else new}
+        row = {
+            "round": k,
+            "keep": len(keep),
+            "first_failing": first,
+            "first_failing_why": r["first_failing_why"],
+            "failing_layers": sum(not l["passed"] for l in r["layers"]),
+            "metric": metric,
+            "metric_tf": tf_metric,
+            "added": [] if first is None or k == rounds else new,
+        }
         history.append(row)
-        msg = (f"round {k}: keep {len(keep)} ops; first failing layer: {first or 'none'}"
-               + (f" ({r['first_failing_why']})" if first else "") + f"; {row['failing_layers']} failing layers")
+        msg = (
+            f"round {k}: keep {len(keep)} ops; first failing layer: {first or 'none'}"
+            + (f" ({r['first_failing_why']})" if first else "")
+            + f"; {row['failing_layers']} failing layers"
+        )
         if metric:
-            msg += (f"; batch mean {metric['name']} {metric['mean']:.4f} ({metric['nonfinite']} non-finite) "
-                    f"vs TF {tf_metric['mean']:.4f}")
+            msg += (
+                f"; batch mean {metric['name']} {metric['mean']:.4f} ({metric['nonfinite']} non-finite) "
+                f"vs TF {tf_metric['mean']:.4f}"
+            )
         if first and k < rounds:
             msg += f"; adding {', '.join(new) if new else 'nothing'}"
         log(msg)
@@ -414,11 +481,21 @@ def iterate(graph_def, sig, onnx_path, feed, rounds, precision_mode, keep=(), co
         groups = [h["added"] for h in history[:-1] if h["added"]][:-1]
         for g in reversed(groups):
             trial = [n for n in keep if n not in g]
-            rt = diagnose(graph_def, sig, to_precision(fp32, precision_mode, trial)[0], feed, cosine_min, red_max,
-                          check, match_red)
+            rt = diagnose(
+                graph_def,
+                sig,
+                to_precision(fp32, precision_mode, trial)[0],
+                feed,
+                cosine_min,
+                red_max,
+                check,
+                match_red,
+            )
             ok = rt["first_failing"] is None
-            log(f"prune: without {len(g)} op(s) of {len(keep)} ({', '.join(g[:3])}{', ...' if len(g) > 3 else ''}): "
-                f"{'nothing fails, dropped' if ok else 'fails (' + str(rt['first_failing']) + '), kept'}")
+            log(
+                f"prune: without {len(g)} op(s) of {len(keep)} ({', '.join(g[:3])}{', ...' if len(g) > 3 else ''}): "
+                f"{'nothing fails, dropped' if ok else 'fails (' + str(rt['first_failing']) + '), kept'}"
+            )
             if ok:
                 keep, r = trial, rt
                 pruned += g
@@ -426,18 +503,28 @@ def iterate(graph_def, sig, onnx_path, feed, rounds, precision_mode, keep=(), co
             model = to_precision(fp32, precision_mode, keep)[0]
             metric = _batch_metric(model, sig, feed)
             if metric:
-                log(f"after pruning: keep {len(keep)} ops; batch mean {metric['name']} {metric['mean']:.4f} "
-                    f"({metric['nonfinite']} non-finite) vs TF {tf_metric['mean']:.4f}")
-    r.update(rounds=history, converged=r["first_failing"] is None, keep_dtype=keep, precision_mode=precision_mode,
-             iterate=rounds, pruned=pruned)
+                log(
+                    f"after pruning: keep {len(keep)} ops; batch mean {metric['name']} {metric['mean']:.4f} "
+                    f"({metric['nonfinite']} non-finite) vs TF {tf_metric['mean']:.4f}"
+                )
+    r.update(
+        rounds=history,
+        converged=r["first_failing"] is None,
+        keep_dtype=keep,
+        precision_mode=precision_mode,
+        iterate=rounds,
+        pruned=pruned,
+    )
     return r
 
 
 def load_batch(sig, inputs, stem=None):
     """One batch from msame-style input folders (signature order): file ``stem`` or the first."""
     if len(inputs) != len(sig.inputs):
-        raise UserError(f"--input: {len(inputs)} folder(s) given, the model has {len(sig.inputs)} inputs "
-                        f"{[t.name for t in sig.inputs]}")
+        raise UserError(
+            f"--input: {len(inputs)} folder(s) given, the model has {len(sig.inputs)} inputs "
+            f"{[t.name for t in sig.inputs]}"
+        )
     if stem is None:
         files = sorted(f for f in os.listdir(inputs[0]) if f.endswith(".bin")) if os.path.isdir(inputs[0]) else []
         if not files:
@@ -449,29 +536,42 @@ def load_batch(sig, inputs, stem=None):
 def build_parser():
     p = argparse.ArgumentParser(
         description="Precision doctor: compare every layer of the frozen graph with the portable "
-                    "(fp16) model on one batch; name the first failing layer; write a keep_dtype cfg.",
+        "(fp16) model on one batch; name the first failing layer; write a keep_dtype cfg.",
         epilog="example: python verify/compare_layers.py --pb m/realnvp.pb --onnx m/realnvp.fp16.onnx "
-               "--input bins/x,bins/u --keep-dtype-out keep.cfg --report doctor.json\n"
-               "then: python convert/to_onnx.py --model m/realnvp.pb --output m/realnvp.fp16.onnx "
-               "--precision_mode force_fp16 --keep_dtype keep.cfg --force",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "--input bins/x,bins/u --keep-dtype-out keep.cfg --report doctor.json\n"
+        "then: python convert/to_onnx.py --model m/realnvp.pb --output m/realnvp.fp16.onnx "
+        "--precision_mode force_fp16 --keep_dtype keep.cfg --force",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--pb", required=True, help="frozen graph .pb (signature beside it)")
     p.add_argument("--onnx", required=True, help="portable model to examine")
     p.add_argument("--input", required=True, help="input folders, comma separated, signature order")
-    p.add_argument("--fp32-onnx", help="the fp32 ONNX model the examined one was converted from "
-                   "(default: converted from --pb in memory); TF<->ONNX name matches are validated on it")
-    p.add_argument("--match-red", type=float, default=1e-4,
-                   help="a name match counts if the fp32 ONNX tensor is within this RED of TF's (1e-4)")
+    p.add_argument(
+        "--fp32-onnx",
+        help="the fp32 ONNX model the examined one was converted from "
+        "(default: converted from --pb in memory); TF<->ONNX name matches are validated on it",
+    )
+    p.add_argument(
+        "--match-red",
+        type=float,
+        default=1e-4,
+        help="a name match counts if the fp32 ONNX tensor is within this RED of TF's (1e-4)",
+    )
     p.add_argument("--batch-file", help="input file stem to use (default: the first file)")
     p.add_argument("--keep-dtype-out", required=True, help="keep_dtype cfg to write")
     p.add_argument("--report", help="JSON report to write")
     p.add_argument("--cosine-min", type=float, default=metrics.COSINE_MIN)
     p.add_argument("--red-max", type=float, default=metrics.RED_MAX)
-    p.add_argument("--iterate", type=int, default=0, metavar="N",
-                   help="up to N rounds of: keep the failing roots (or, when a root is already kept "
-                        "fp32, the producers of its float inputs), rebuild the model in memory with "
-                        "its precision mode (from its signature), diagnose the same batch again; "
-                        "stops when nothing fails (default 0: one diagnosis)")
+    p.add_argument(
+        "--iterate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="up to N rounds of: keep the failing roots (or, when a root is already kept "
+        "fp32, the producers of its float inputs), rebuild the model in memory with "
+        "its precision mode (from its signature), diagnose the same batch again; "
+        "stops when nothing fails (default 0: one diagnosis)",
+    )
     p.add_argument("--force", action="store_true", help="replace existing outputs")
     return p
 
@@ -480,8 +580,11 @@ def build_parser():
 def main(argv=None):
 
     a = build_parser().parse_args(argv)
-    for flag, v, hi in (("--cosine-min", a.cosine_min, 1.0), ("--red-max", a.red_max, None),
-                        ("--match-red", a.match_red, None)):
+    for flag, v, hi in (
+        ("--cosine-min", a.cosine_min, 1.0),
+        ("--red-max", a.red_max, None),
+        ("--match-red", a.match_red, None),
+    ):
         if not (np.isfinite(v) and v >= 0 and (hi is None or v <= hi)):
             raise UserError(f"{flag} must be a finite number >= 0{' and <= 1' if hi else ''}, got {v}")
     fsio.refuse_overwrite([p for p in (a.keep_dtype_out, a.report) if p], a.force)
@@ -500,26 +603,45 @@ def main(argv=None):
         sig16 = find_beside(a.onnx)
         mode = sig16.precision_mode
         if mode not in FP16_MODES:
-            raise UserError(f"{a.onnx}: its signature {sig16.path} gives precision mode {mode}, "
-                            f"not an fp16 mode: nothing to iterate on")
+            raise UserError(
+                f"{a.onnx}: its signature {sig16.path} gives precision mode {mode}, "
+                f"not an fp16 mode: nothing to iterate on"
+            )
         kd = (sig16.artifact or {}).get("keep_dtype") or {}
         prior, types = read_keep_dtype(kd["file"]) if kd.get("file") and os.path.isfile(kd["file"]) else ([], [])
         if types:
             raise UserError(f"{a.onnx}: built with OpType:: keep_dtype entries; --iterate rebuilds by op name only")
-        print(f"iterating on {a.onnx} ({mode}{', kept fp32: ' + str(len(prior)) + ' ops' if prior else ''}), "
-              f"up to {a.iterate} rebuilds, batch {a.batch_file or 'first'}")
-        r = iterate(load_graph_def(a.pb), sig, a.onnx, feed, a.iterate, mode, prior, a.cosine_min, a.red_max,
-                    a.fp32_onnx, a.match_red)
+        print(
+            f"iterating on {a.onnx} ({mode}{', kept fp32: ' + str(len(prior)) + ' ops' if prior else ''}), "
+            f"up to {a.iterate} rebuilds, batch {a.batch_file or 'first'}"
+        )
+        r = iterate(
+            load_graph_def(a.pb),
+            sig,
+            a.onnx,
+            feed,
+            a.iterate,
+            mode,
+            prior,
+            a.cosine_min,
+            a.red_max,
+            a.fp32_onnx,
+            a.match_red,
+        )
     else:
         r = diagnose(load_graph_def(a.pb), sig, a.onnx, feed, a.cosine_min, a.red_max, a.fp32_onnx, a.match_red)
     print(f"{'layer':<40}{'onnx op':<14}{'cosine':>12}{'RED':>10}{'max_abs':>11}  result")
     for l in r["layers"]:
-        print(f"{l['op'][-39:]:<40}{l['onnx_op']:<14}{l['cosine']:>12.6f}{l['red']:>10.3g}"
-              f"{l['max_abs']:>11.3g}  {'ok' if l['passed'] else 'FAILED ' + l['why']}")
-    print(f"matched {r['matched']} layers of {r['tf_tensors']} TF float tensors; "
-          f"{r['name_matches_dropped']} name matches dropped (the fp32 ONNX tensor of that name is "
-          f"not the TF tensor, RED > {r['match_red']:g}; {r['dropped_then_matched_by_helper']} of them "
-          f"then matched through the tf2onnx helper node computing the TF value)")
+        print(
+            f"{l['op'][-39:]:<40}{l['onnx_op']:<14}{l['cosine']:>12.6f}{l['red']:>10.3g}"
+            f"{l['max_abs']:>11.3g}  {'ok' if l['passed'] else 'FAILED ' + l['why']}"
+        )
+    print(
+        f"matched {r['matched']} layers of {r['tf_tensors']} TF float tensors; "
+        f"{r['name_matches_dropped']} name matches dropped (the fp32 ONNX tensor of that name is "
+        f"not the TF tensor, RED > {r['match_red']:g}; {r['dropped_then_matched_by_helper']} of them "
+        f"then matched through the tf2onnx helper node computing the TF value)"
+    )
     if r["first_failing"]:
         print(f"first failing layer: {r['first_failing']} ({r['first_failing_why']})")
     else:
@@ -529,13 +651,16 @@ def main(argv=None):
     if a.iterate:
         n = len(r["rounds"]) - 1
         if r["converged"]:
-            print(f"converged after {n} rebuild(s): nothing fails on this batch with "
-                  f"{len(r['keep_dtype'])} ops kept fp32")
+            print(
+                f"converged after {n} rebuild(s): nothing fails on this batch with {len(r['keep_dtype'])} ops kept fp32"
+            )
         elif n < a.iterate:
             print(f"stuck after {n} rebuild(s): nothing new to keep, {r['first_failing']} still fails")
         else:
-            print(f"NOT converged: {a.iterate} rounds were not enough ({r['first_failing']} still fails); "
-                  f"the keep list so far is written, raise --iterate")
+            print(
+                f"NOT converged: {a.iterate} rounds were not enough ({r['first_failing']} still fails); "
+                f"the keep list so far is written, raise --iterate"
+            )
     if r["keep_dtype_unresolved"]:
         print(f"not written (no ONNX node carries these names): {', '.join(r['keep_dtype_unresolved'][:5])}")
     fsio.write_text(a.keep_dtype_out, "".join(n + "\n" for n in r["keep_dtype"]))

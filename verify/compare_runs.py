@@ -11,6 +11,7 @@ is 1 when any final metric compared differs from the first run's by more than X
 (relative; --abs-diff for an absolute bound): a porting team's accuracy gate. Exit 0
 within, 1 beyond, 2 bad input.
 """
+
 import argparse
 
 from common import fsio
@@ -36,16 +37,21 @@ def compare(runs, metrics=None):
         raise UserError(f"compare_runs needs at least two runs, got {len(runs)}")
     models = {r.model for r in runs if r.model}
     if len(models) > 1:
-        raise UserError("runs of different models: " + ", ".join(f"{r.config_path}: {r.model!r}" for r in runs)
-                        + " (compare runs of one model)")
+        raise UserError(
+            "runs of different models: "
+            + ", ".join(f"{r.config_path}: {r.model!r}" for r in runs)
+            + " (compare runs of one model)"
+        )
     names = []
     for r in runs:
         names += [n for n in r.metrics() if n not in names]
     if metrics:
         unknown = [m for m in metrics if m not in names]
         if unknown:
-            raise UserError(f"--metric {', '.join(unknown)}: not in the runs' metrics.jsonl "
-                            f"(their metrics: {', '.join(names) or 'none'})")
+            raise UserError(
+                f"--metric {', '.join(unknown)}: not in the runs' metrics.jsonl "
+                f"(their metrics: {', '.join(names) or 'none'})"
+            )
         names = list(metrics)
     base = runs[0]
     out = {"runs": [r.summary() for r in runs], "metrics": names, "final": [], "matched": []}
@@ -57,18 +63,31 @@ def compare(runs, metrics=None):
             row = {"metric": name, "split": split, "values": [], "base": base.label}
             b = finals[0]
             for r, f in zip(runs, finals):
-                row["values"].append({
-                    "label": r.label, "value": f and f[0], "step": f and f[1], "how": f and f[2],
-                    "rel_diff": rel_diff(f[0], b[0]) if f and b else None,
-                    "abs_diff": f[0] - b[0] if f and b else None})
+                row["values"].append(
+                    {
+                        "label": r.label,
+                        "value": f and f[0],
+                        "step": f and f[1],
+                        "how": f and f[2],
+                        "rel_diff": rel_diff(f[0], b[0]) if f and b else None,
+                        "abs_diff": f[0] - b[0] if f and b else None,
+                    }
+                )
             out["final"].append(row)
             # values at the steps every run logged (train: the logged windows; held-out: evaluations)
             curves = [dict(r.curve(name, split, "train" if split == "train" else None)) for r in runs]
             common = sorted(set.intersection(*(set(c) for c in curves))) if all(curves) else []
             for step in common:
                 vals = [c[step] for c in curves]
-                out["matched"].append({"metric": name, "split": split, "step": step, "values": vals,
-                                       "rel_diff": [rel_diff(v, vals[0]) for v in vals]})
+                out["matched"].append(
+                    {
+                        "metric": name,
+                        "split": split,
+                        "step": step,
+                        "values": vals,
+                        "rel_diff": [rel_diff(v, vals[0]) for v in vals],
+                    }
+                )
     return out
 
 
@@ -105,14 +124,22 @@ def table(result):
     lines.append(f"{'images/s':<16}" + "".join(f"{fmt(r['images_per_sec'], '.4g'):>24}" for r in result["runs"]))
     m = result["matched"]
     if m:
-        lines.append(f"\nat matched steps ({len(m)} rows" + (f", {MAX_MATCHED_ROWS} shown" if len(m) > MAX_MATCHED_ROWS
-                                                               else "") + ")")
+        lines.append(
+            f"\nat matched steps ({len(m)} rows"
+            + (f", {MAX_MATCHED_ROWS} shown" if len(m) > MAX_MATCHED_ROWS else "")
+            + ")"
+        )
         lines.append(f"{'metric':<16}{'step':>8}" + "".join(f"{lab[:22]:>24}" for lab in labels))
-        pick = m if len(m) <= MAX_MATCHED_ROWS else [m[round(i * (len(m) - 1) / (MAX_MATCHED_ROWS - 1))]
-                                                     for i in range(MAX_MATCHED_ROWS)]
+        pick = (
+            m
+            if len(m) <= MAX_MATCHED_ROWS
+            else [m[round(i * (len(m) - 1) / (MAX_MATCHED_ROWS - 1))] for i in range(MAX_MATCHED_ROWS)]
+        )
         for row in pick:
-            lines.append(f"{row['split'] + ' ' + row['metric']:<16}{row['step']:>8}"
-                         + "".join(f"{fmt(v):>24}" for v in row["values"]))
+            lines.append(
+                f"{row['split'] + ' ' + row['metric']:<16}{row['step']:>8}"
+                + "".join(f"{fmt(v):>24}" for v in row["values"])
+            )
     else:
         lines.append("\nno step logged by every run: nothing to compare at matched steps")
     return "\n".join(lines)
@@ -160,8 +187,14 @@ def curves_png(runs, names):
             if ax.lines:
                 ax.legend(fontsize=8)
             else:
-                ax.text(0.5, 0.5, "no wall time recorded" if j else "no values", ha="center", va="center",
-                        transform=ax.transAxes)
+                ax.text(
+                    0.5,
+                    0.5,
+                    "no wall time recorded" if j else "no values",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                )
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
@@ -170,13 +203,21 @@ def curves_png(runs, names):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXAMPLE,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", metavar="RUN[:LABEL]",
-                   help="training run folders (metrics.jsonl + config.json); the first is the baseline")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN[:LABEL]",
+        help="training run folders (metrics.jsonl + config.json); the first is the baseline",
+    )
     p.add_argument("--metric", action="append", help="compare only this metric (repeatable; default: all)")
-    p.add_argument("--max-diff", type=float, help="exit 1 when a final metric differs from the first run's by "
-                   "more than this relative amount (0.01 = 1%%)")
+    p.add_argument(
+        "--max-diff",
+        type=float,
+        help="exit 1 when a final metric differs from the first run's by more than this relative amount (0.01 = 1%%)",
+    )
     p.add_argument("--abs-diff", type=float, help="exit 1 when a final metric differs by more than this amount")
     p.add_argument("--png", help="overlaid curves PNG to write")
     p.add_argument("--json", help="the comparison as JSON")
@@ -201,8 +242,12 @@ def main(argv=None):
         plot(runs, result["metrics"], a.png)
         print(f"curves: {a.png}")
     bad = gate(result, a.max_diff, a.abs_diff)
-    result["gate"] = {"max_diff": a.max_diff, "abs_diff": a.abs_diff, "passed": not bad,
-                      "beyond": [dict(zip(("metric", "split", "label", "diff", "limit"), b)) for b in bad]}
+    result["gate"] = {
+        "max_diff": a.max_diff,
+        "abs_diff": a.abs_diff,
+        "passed": not bad,
+        "beyond": [dict(zip(("metric", "split", "label", "diff", "limit"), b)) for b in bad],
+    }
     if a.json:
         fsio.write_json(a.json, result)
         print(f"json: {a.json}")
@@ -211,10 +256,18 @@ def main(argv=None):
     for m, s, lab, d, lim in bad:
         print(f"FAILED | final {s} {m} of {lab} differs from {labels[0]} by {d:+.4g} (limit {lim})")
     if not bad:
-        print(f"PASSED | every final metric of {', '.join(labels[1:])} within "
-              + " and ".join(x for x in (a.max_diff is not None and f"relative {a.max_diff:g}",
-                                         a.abs_diff is not None and f"absolute {a.abs_diff:g}") if x)
-              + f" of {labels[0]}")
+        print(
+            f"PASSED | every final metric of {', '.join(labels[1:])} within "
+            + " and ".join(
+                x
+                for x in (
+                    a.max_diff is not None and f"relative {a.max_diff:g}",
+                    a.abs_diff is not None and f"absolute {a.abs_diff:g}",
+                )
+                if x
+            )
+            + f" of {labels[0]}"
+        )
     return 1 if bad else 0
 
 

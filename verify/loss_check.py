@@ -15,6 +15,7 @@ Tolerances follow the signature's precision_mode:
 ``--atol/--rtol name:value`` (or a bare value for every output) override them.
 Exit 0 PASS, 1 FAIL, 2 bad input.
 """
+
 import argparse
 import os
 import sys
@@ -59,8 +60,11 @@ def tolerances(sig, atol=None, rtol=None):
     exact = {t.name for t in sig.outputs if t.np_dtype.kind in "biu"}
     for n in names:
         if n in exact:  # integer and bool outputs (an argmax): equal, or reported in fp16 modes
-            t = dict(atol=None, rtol=None, cosine_min=None, red_max=None) if sig.is_fp16 else dict(
-                atol=0.0, rtol=0.0, cosine_min=None, red_max=None)
+            t = (
+                dict(atol=None, rtol=None, cosine_min=None, red_max=None)
+                if sig.is_fp16
+                else dict(atol=0.0, rtol=0.0, cosine_min=None, red_max=None)
+            )
         elif sig.is_fp16:
             t = dict(atol=None, rtol=None, cosine_min=metrics.COSINE_MIN, red_max=metrics.RED_MAX)
         else:
@@ -108,7 +112,7 @@ def _scale_atol(tol, specs, ref, stems, rows):
             continue
         scale = 0.0
         for stem in stems:
-            g = layout.read_output(ref[stem][i], t)[:rows[stem]]
+            g = layout.read_output(ref[stem][i], t)[: rows[stem]]
             if g.size:
                 scale = max(scale, float(np.nanmax(np.abs(g))))
         tol[t.name]["atol"] = factor * scale
@@ -117,8 +121,9 @@ def _scale_atol(tol, specs, ref, stems, rows):
 def read_labels(path, manifest):
     """One integer label per real image, in manifest order (``first`` index of each file)."""
     if manifest is None:
-        raise UserError(f"--labels {path}: needs the inputs' manifest (--inputs or --manifest) to "
-                        "know which image is in which file")
+        raise UserError(
+            f"--labels {path}: needs the inputs' manifest (--inputs or --manifest) to know which image is in which file"
+        )
     try:
         with open(path) as f:
             labels = np.array([int(w) for w in f.read().split()], np.int64)
@@ -127,8 +132,7 @@ def read_labels(path, manifest):
     except ValueError as e:
         raise UserError(f"{path}: expected one integer label per line ({e})") from None
     if labels.size != manifest.n_images:
-        raise UserError(f"{path}: {labels.size} labels, the manifest {manifest.path} has "
-                        f"{manifest.n_images} images")
+        raise UserError(f"{path}: {labels.size} labels, the manifest {manifest.path} has {manifest.n_images} images")
     return labels
 
 
@@ -150,14 +154,19 @@ class _Top1:
             k = len(self.off[-1])
             if stem not in self.first:
                 raise UserError(f"--labels: file {stem!r} is not in the manifest")
-            self.lab.append(self.labels[self.first[stem]:self.first[stem] + k])
+            self.lab.append(self.labels[self.first[stem] : self.first[stem] + k])
 
     def result(self, fp16):
         o, r = np.concatenate(self.off), np.concatenate(self.ref)
         agree = float(np.mean(o == r)) if o.size else 1.0
-        res = {"output": self.t.name, "n_images": int(o.size), "top1_agreement": agree,
-               "n_disagree": int(np.sum(o != r)), "judged": not fp16,
-               "passed": fp16 or agree == 1.0}
+        res = {
+            "output": self.t.name,
+            "n_images": int(o.size),
+            "top1_agreement": agree,
+            "n_disagree": int(np.sum(o != r)),
+            "judged": not fp16,
+            "passed": fp16 or agree == 1.0,
+        }
         if self.labels is not None:
             lab = np.concatenate(self.lab)
             res.update(offline_accuracy=float(np.mean(o == lab)), reference_accuracy=float(np.mean(r == lab)))
@@ -165,8 +174,7 @@ class _Top1:
         return res
 
 
-def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress=True, top1=None,
-          labels=None):
+def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress=True, top1=None, labels=None):
     """Compare two msame output folders; returns the report dict (``report['passed']``).
 
     ``top1``: an output of class scores [batch, classes]: top-1 agreement offline vs
@@ -186,8 +194,10 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
     for stem, files in ref.items():
         lacking = [i for i in range(n_out) if i not in files]
         if lacking:
-            raise UserError(f"{ref_dir}: reference for {stem!r} lacks output(s) {lacking} "
-                            f"(signature {sig.path} has {n_out} outputs)")
+            raise UserError(
+                f"{ref_dir}: reference for {stem!r} lacks output(s) {lacking} "
+                f"(signature {sig.path} has {n_out} outputs)"
+            )
     for stem in sorted(set(ref) - set(off)):
         problems["missing"] += [os.path.join(off_dir, os.path.basename(p)) for p in ref[stem].values()]
     for stem in sorted(off):
@@ -195,12 +205,14 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
             if stem not in ref or i >= n_out:
                 problems["extra"].append(p)
         if stem in ref:
-            problems["missing"] += [os.path.join(off_dir, os.path.basename(ref[stem][i]))
-                                    for i in range(n_out) if i not in off[stem]]
+            problems["missing"] += [
+                os.path.join(off_dir, os.path.basename(ref[stem][i])) for i in range(n_out) if i not in off[stem]
+            ]
     stems = sorted(s for s in set(off) & set(ref) if all(i in off[s] for i in range(n_out)))
     if not stems:
-        raise UserError(f"{off_dir}: no output files in common with {ref_dir} "
-                        f"(stems {sorted(off)[:3]} vs {sorted(ref)[:3]})")
+        raise UserError(
+            f"{off_dir}: no output files in common with {ref_dir} (stems {sorted(off)[:3]} vs {sorted(ref)[:3]})"
+        )
     specs = [_Spec(t) for t in sig.outputs]
     rows = _row_counts(stems, manifest, sig.batch)
     _scale_atol(tol, specs, ref, stems, rows)
@@ -261,51 +273,87 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
         lim = model_tolerance(sig, spec, name, mg)
         nonfinite = int((~np.isfinite(o)).sum())
         ok = nonfinite == 0 and (lim is None or abs(mo - mg) <= lim)
-        model.append({"name": name, "n_images": int(o.size), "offline_mean": mo, "reference_mean": mg,
-                      "diff": mo - mg, "max_abs_diff_per_image": float(np.nanmax(np.abs(d))) if d.size else 0.0,
-                      "nonfinite": nonfinite, "tolerance": lim, "passed": ok})
+        model.append(
+            {
+                "name": name,
+                "n_images": int(o.size),
+                "offline_mean": mo,
+                "reference_mean": mg,
+                "diff": mo - mg,
+                "max_abs_diff_per_image": float(np.nanmax(np.abs(d))) if d.size else 0.0,
+                "nonfinite": nonfinite,
+                "tolerance": lim,
+                "passed": ok,
+            }
+        )
     classification = cls.result(sig.is_fp16) if cls is not None else None
-    passed = (all(o["passed"] for o in outputs) and all(m["passed"] for m in model)
-              and not bad_files and not any(problems.values())
-              and (classification is None or classification["passed"]))
-    return {"passed": passed, "signature": sig.path, "model": sig.model,
-            "precision_mode": sig.precision_mode, "offline": off_dir, "reference": ref_dir,
-            "manifest": manifest.path if manifest is not None else None, "files_compared": len(stems),
-            "n_images": n_images, "outputs": outputs, "model_metrics": model, "problems": problems,
-            "classification": classification,
-            "failed_files": bad_files[:50], "n_failed_files": len(bad_files),
-            "_per_image": {s: {k: np.concatenate(v) for k, v in d.items()} for s, d in per_image.items()}}
+    passed = (
+        all(o["passed"] for o in outputs)
+        and all(m["passed"] for m in model)
+        and not bad_files
+        and not any(problems.values())
+        and (classification is None or classification["passed"])
+    )
+    return {
+        "passed": passed,
+        "signature": sig.path,
+        "model": sig.model,
+        "precision_mode": sig.precision_mode,
+        "offline": off_dir,
+        "reference": ref_dir,
+        "manifest": manifest.path if manifest is not None else None,
+        "files_compared": len(stems),
+        "n_images": n_images,
+        "outputs": outputs,
+        "model_metrics": model,
+        "problems": problems,
+        "classification": classification,
+        "failed_files": bad_files[:50],
+        "n_failed_files": len(bad_files),
+        "_per_image": {s: {k: np.concatenate(v) for k, v in d.items()} for s, d in per_image.items()},
+    }
 
 
 def table(report):
-    lines = [f"{'output':<12}{'cosine':>12}{'max_abs':>11}{'max_rel':>11}{'RED':>11}{'RMSE':>11}"
-             f"{'NaN/Inf':>9}{'elem_fail':>10}  result"]
+    lines = [
+        f"{'output':<12}{'cosine':>12}{'max_abs':>11}{'max_rel':>11}{'RED':>11}{'RMSE':>11}"
+        f"{'NaN/Inf':>9}{'elem_fail':>10}  result"
+    ]
     for o in report["outputs"]:
-        lines.append(f"{o['name']:<12}{o['cosine']:>12.8f}{o['max_abs']:>11.3g}{o['max_rel']:>11.3g}"
-                     f"{o['red']:>11.3g}{o['rmse']:>11.3g}{o['nan'] + o['inf']:>9d}"
-                     f"{o['elementwise_fail']:>10d}  {'PASSED' if o['passed'] else 'FAILED ' + o['why']}")
+        lines.append(
+            f"{o['name']:<12}{o['cosine']:>12.8f}{o['max_abs']:>11.3g}{o['max_rel']:>11.3g}"
+            f"{o['red']:>11.3g}{o['rmse']:>11.3g}{o['nan'] + o['inf']:>9d}"
+            f"{o['elementwise_fail']:>10d}  {'PASSED' if o['passed'] else 'FAILED ' + o['why']}"
+        )
     for m in report["model_metrics"]:
         lim = "reported only" if m["tolerance"] is None else f"tol {m['tolerance']:.3g}"
-        lines.append(f"{'PASSED' if m['passed'] else 'FAILED'} | mean {m['name']} over {m['n_images']} images: "
-                     f"offline {m['offline_mean']:.6f} reference {m['reference_mean']:.6f} "
-                     f"diff {m['diff']:+.3g} ({lim})"
-                     + (f", {m['nonfinite']} non-finite" if m["nonfinite"] else ""))
+        lines.append(
+            f"{'PASSED' if m['passed'] else 'FAILED'} | mean {m['name']} over {m['n_images']} images: "
+            f"offline {m['offline_mean']:.6f} reference {m['reference_mean']:.6f} "
+            f"diff {m['diff']:+.3g} ({lim})" + (f", {m['nonfinite']} non-finite" if m["nonfinite"] else "")
+        )
     c = report.get("classification")
     if c:
-        line = (f"{'PASSED' if c['passed'] else 'FAILED'} | top-1 of {c['output']} over {c['n_images']} images: "
-                f"agreement {c['top1_agreement']:.4%} ({c['n_disagree']} differ)"
-                + ("" if c["judged"] else " (reported only)"))
+        line = (
+            f"{'PASSED' if c['passed'] else 'FAILED'} | top-1 of {c['output']} over {c['n_images']} images: "
+            f"agreement {c['top1_agreement']:.4%} ({c['n_disagree']} differ)"
+            + ("" if c["judged"] else " (reported only)")
+        )
         if "offline_accuracy" in c:
-            line += (f"; accuracy offline {c['offline_accuracy']:.4%} reference {c['reference_accuracy']:.4%} "
-                     f"shift {c['accuracy_shift']:+.4%}")
+            line += (
+                f"; accuracy offline {c['offline_accuracy']:.4%} reference {c['reference_accuracy']:.4%} "
+                f"shift {c['accuracy_shift']:+.4%}"
+            )
         lines.append(line)
     for kind, items in report["problems"].items():
         for p in items[:10]:
             lines.append(f"FAILED | {kind.replace('_', ' ')} file: {p}")
     for f in report["failed_files"][:10]:
         lines.append(f"FAILED | {f['file']} ({f['output']}): {f['why']}")
-    lines.append(f"{'PASSED' if report['passed'] else 'FAILED'} | {report['files_compared']} files, "
-                 f"{report['n_images']} images | {report['precision_mode']}")
+    lines.append(
+        f"{'PASSED' if report['passed'] else 'FAILED'} | {report['files_compared']} files, "
+        f"{report['n_images']} images | {report['precision_mode']}"
+    )
     return "\n".join(lines)
 
 
@@ -337,26 +385,42 @@ def plot(report, path):
 def build_parser():
     p = argparse.ArgumentParser(
         description="Compare offline outputs (msame layout) with golden outputs: per-output "
-                    "metrics and the model's metric (bits/dim, ELBO/IWAE). Exit 0 PASS, 1 FAIL, 2 bad input.",
+        "metrics and the model's metric (bits/dim, ELBO/IWAE). Exit 0 PASS, 1 FAIL, 2 bad input.",
         epilog="examples:\n  python verify/loss_check.py --signature m/realnvp.json --offline out/om "
-               "--reference out/golden --report lc.json\n"
-               "  python verify/loss_check.py --signature m/realnvp.fp16.json --offline out/fp16 "
-               "--checkpoint-reference --inputs bins/x,bins/u",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "--reference out/golden --report lc.json\n"
+        "  python verify/loss_check.py --signature m/realnvp.fp16.json --offline out/fp16 "
+        "--checkpoint-reference --inputs bins/x,bins/u",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--signature", required=True, help="signature of the offline model (.json)")
-    p.add_argument("--offline", required=True,
-                   help="msame --output folder holding one run (several: name one, OUT/<T>) or a <T> folder")
+    p.add_argument(
+        "--offline",
+        required=True,
+        help="msame --output folder holding one run (several: name one, OUT/<T>) or a <T> folder",
+    )
     p.add_argument("--reference", help="golden outputs folder (with --checkpoint-reference: where to write them)")
-    p.add_argument("--checkpoint-reference", action="store_true",
-                   help="compute the golden outputs from the checkpoint on --inputs first")
+    p.add_argument(
+        "--checkpoint-reference",
+        action="store_true",
+        help="compute the golden outputs from the checkpoint on --inputs first",
+    )
     p.add_argument("--inputs", help="input folders, comma separated (msame --input form); finds the manifest")
     p.add_argument("--manifest", help="input manifest (default: found from --inputs)")
-    p.add_argument("--report", help="JSON report path (default: <offline T folder>/loss_check.json); "
-                                    "a PNG with the same stem is written beside it (unless --no-plot)")
-    p.add_argument("--top1", metavar="OUTPUT", help="classifier: top-1 agreement of this [batch, classes] "
-                   "output, offline vs reference")
-    p.add_argument("--labels", help="with --top1: one integer label per real image, in manifest order "
-                   "(export_images.py writes labels.txt): accuracy offline and reference")
+    p.add_argument(
+        "--report",
+        help="JSON report path (default: <offline T folder>/loss_check.json); "
+        "a PNG with the same stem is written beside it (unless --no-plot)",
+    )
+    p.add_argument(
+        "--top1",
+        metavar="OUTPUT",
+        help="classifier: top-1 agreement of this [batch, classes] output, offline vs reference",
+    )
+    p.add_argument(
+        "--labels",
+        help="with --top1: one integer label per real image, in manifest order "
+        "(export_images.py writes labels.txt): accuracy offline and reference",
+    )
     p.add_argument("--atol", nargs="+", help="absolute tolerance: value or name:value ...")
     p.add_argument("--rtol", nargs="+", help="relative tolerance: value or name:value ...")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (matplotlib takes seconds)")
@@ -393,8 +457,17 @@ def main(argv=None):
     else:
         raise UserError("give --reference DIR (golden outputs) or --checkpoint-reference --inputs DIRS")
     try:
-        report = check(sig, a.offline, reference, manifest, a.atol, a.rtol, progress=not a.no_progress,
-                       top1=a.top1, labels=a.labels)
+        report = check(
+            sig,
+            a.offline,
+            reference,
+            manifest,
+            a.atol,
+            a.rtol,
+            progress=not a.no_progress,
+            top1=a.top1,
+            labels=a.labels,
+        )
         print(table(report))
         png = None if a.no_plot else plot(report, os.path.splitext(report_path)[0] + ".png")
         report["plot"] = png

@@ -10,6 +10,7 @@ tolerance suffices; relative to the golden). NaN and Inf are counted first and f
 ``Stats`` accumulates these over many files (sums and maxima), so 10,000 images'
 outputs are compared without concatenating them.
 """
+
 import threading
 
 import numpy as np
@@ -42,8 +43,21 @@ def _dot(a, b):
 class Stats:
     """Running sums for one output (or one file of it)."""
 
-    KEYS = ("n", "nan", "inf", "gm", "gg", "mm", "dd", "max_abs", "max_rel", "sum_rel",
-            "fail", "need_atol", "need_rtol")
+    KEYS = (
+        "n",
+        "nan",
+        "inf",
+        "gm",
+        "gg",
+        "mm",
+        "dd",
+        "max_abs",
+        "max_rel",
+        "sum_rel",
+        "fail",
+        "need_atol",
+        "need_rtol",
+    )
 
     def __init__(self, atol=None, rtol=None):
         self.atol, self.rtol = atol, rtol
@@ -56,7 +70,7 @@ class Stats:
             raise ValueError(f"shapes differ: {(m.size,)} vs {(g.size,)}")
         m, g = m.reshape(-1), g.reshape(-1)
         for i in range(0, m.size, CHUNK):  # bounded scratch memory, cache-sized passes
-            self._add(m[i:i + CHUNK], g[i:i + CHUNK])
+            self._add(m[i : i + CHUNK], g[i : i + CHUNK])
         return self
 
     @classmethod
@@ -79,7 +93,7 @@ class Stats:
             if r == 1 or size == 0:
                 out.append(cls(atol, rtol).add(ms[i], gs[i]))
             else:
-                out += cls._rows(ms[i:i + r], gs[i:i + r], atol, rtol)
+                out += cls._rows(ms[i : i + r], gs[i : i + r], atol, rtol)
             i += r
         return out
 
@@ -87,19 +101,18 @@ class Stats:
     def _rows(cls, ms, gs, atol, rtol):
         r, n = len(ms), ms[0].size
         buf, flag = _scratch()
-        m = np.concatenate(ms, out=buf[0, :r * n], casting="unsafe").reshape(r, n)
-        g = np.concatenate(gs, out=buf[1, :r * n], casting="unsafe").reshape(r, n)
+        m = np.concatenate(ms, out=buf[0, : r * n], casting="unsafe").reshape(r, n)
+        g = np.concatenate(gs, out=buf[1, : r * n], casting="unsafe").reshape(r, n)
         mm = np.einsum("ij,ij->i", m, m)
         gm = np.einsum("ij,ij->i", g, m)
         gg = np.einsum("ij,ij->i", g, g)
-        ad = np.subtract(m, g, out=buf[2, :r * n].reshape(r, n))
+        ad = np.subtract(m, g, out=buf[2, : r * n].reshape(r, n))
         dd = np.einsum("ij,ij->i", ad, ad)
         np.abs(ad, out=ad)
         need_atol = ad.max(axis=1)
-        ag = np.abs(g, out=buf[3, :r * n].reshape(r, n))
-        fail = cls._fails(ad, ag, atol, rtol, buf[4, :r * n].reshape(r, n), flag[:r * n].reshape(r, n),
-                          need_atol)
-        small = np.less_equal(ag, EPS, out=flag[:r * n].reshape(r, n))
+        ag = np.abs(g, out=buf[3, : r * n].reshape(r, n))
+        fail = cls._fails(ad, ag, atol, rtol, buf[4, : r * n].reshape(r, n), flag[: r * n].reshape(r, n), need_atol)
+        small = np.less_equal(ag, EPS, out=flag[: r * n].reshape(r, n))
         max_abs = need_atol
         if small.any():
             np.copyto(ad, 0.0, where=small)
@@ -107,8 +120,20 @@ class Stats:
             max_abs = ad.max(axis=1)
         rel = np.divide(ad, ag, out=ag)
         max_rel, sum_rel = rel.max(axis=1), rel.sum(axis=1)
-        cols = [x.tolist() for x in (gm, gg, mm, dd, need_atol, max_abs, max_rel, sum_rel,
-                                     fail if fail is not None else np.zeros(r, int))]
+        cols = [
+            x.tolist()
+            for x in (
+                gm,
+                gg,
+                mm,
+                dd,
+                need_atol,
+                max_abs,
+                max_rel,
+                sum_rel,
+                fail if fail is not None else np.zeros(r, int),
+            )
+        ]
         out = []
         for j, vals in enumerate(zip(*cols)):
             if not np.isfinite(vals[2]):  # non-finite values in this row: the exact path
@@ -207,10 +232,20 @@ class Stats:
         else:
             cos = round(v["gm"] / np.sqrt(v["gg"] * v["mm"]), 10)
         red = float(np.sqrt(v["dd"] / v["gg"])) if v["gg"] > EPS else 0.0
-        return {"n": int(v["n"]), "nan": int(v["nan"]), "inf": int(v["inf"]), "cosine": float(cos),
-                "max_abs": v["max_abs"], "max_rel": v["max_rel"], "mean_rel": v["sum_rel"] / n,
-                "red": red, "rmse": float(np.sqrt(v["dd"] / n)),
-                "elementwise_fail": int(v["fail"]), "min_atol": v["need_atol"], "min_rtol": v["need_rtol"]}
+        return {
+            "n": int(v["n"]),
+            "nan": int(v["nan"]),
+            "inf": int(v["inf"]),
+            "cosine": float(cos),
+            "max_abs": v["max_abs"],
+            "max_rel": v["max_rel"],
+            "mean_rel": v["sum_rel"] / n,
+            "red": red,
+            "rmse": float(np.sqrt(v["dd"] / n)),
+            "elementwise_fail": int(v["fail"]),
+            "min_atol": v["need_atol"],
+            "min_rtol": v["need_rtol"],
+        }
 
 
 def compare(m, g, atol=None, rtol=None):
@@ -239,6 +274,7 @@ def elementwise_ok(m, g, atol=1e-5, rtol=1e-5):
 
 # --- per-row reductions used by the model specs' metrics (models/*_spec.py) ----------
 
+
 def row_sq_sums(a):
     """float64 sum of squares of each row of a 2-D array, a block of rows at a time
     (float32 squares are exact in float64; no full float64 copy of a large array)."""
@@ -250,7 +286,7 @@ def row_sq_sums(a):
     step = max(1, CHUNK // max(d, 1))
     tmp = np.empty((min(step, a.shape[0]), d))
     for i in range(0, a.shape[0], step):
-        blk = tmp[:a[i:i + step].shape[0]]
-        np.copyto(blk, a[i:i + step], casting="unsafe")
-        sq[i:i + step] = np.einsum("ij,ij->i", blk, blk)
+        blk = tmp[: a[i : i + step].shape[0]]
+        np.copyto(blk, a[i : i + step], casting="unsafe")
+        sq[i : i + step] = np.einsum("ij,ij->i", blk, blk)
     return sq

@@ -5,6 +5,7 @@ restores the checkpoint it records (a built-in model from its config; a user mod
 its meta graph or SavedModel, with the defaults freeze folded fed), so the goldens never
 depend on freeze or convert. ``--model m/mine.pb`` runs the frozen graph instead.
 """
+
 import argparse
 
 from common.errors import UserError, cli, run
@@ -25,10 +26,11 @@ def make_reference(sig, inputs, output, fmt="BIN", progress=True, device="cpu", 
         if spec.for_signature(sig) is not None and not sig.checkpoint.get("path"):
             raise UserError(f"{sig.path}: signature records no checkpoint path (freeze writes it)")
         if sig.source.get("kind") == "onnx":
-            raise UserError(f"{sig.path}: the signature was read from an ONNX model: no checkpoint to "
-                            "compute golden outputs from (pass --model)")
-        runner = open_runner(sig.checkpoint.get("path") or sig.path, signature=sig, backend="checkpoint",
-                             device=device)
+            raise UserError(
+                f"{sig.path}: the signature was read from an ONNX model: no checkpoint to "
+                "compute golden outputs from (pass --model)"
+            )
+        runner = open_runner(sig.checkpoint.get("path") or sig.path, signature=sig, backend="checkpoint", device=device)
     with runner as r:
         return run_inputs(r, list(inputs), output, fmt=fmt, resume=False, loop=1, progress=progress)
 
@@ -37,8 +39,9 @@ def build_parser():
     p = argparse.ArgumentParser(
         description="Write golden outputs (msame layout) computed from the checkpoint the signature records.",
         epilog="example: python verify/reference.py --signature runs/demo/realnvp/model/realnvp.json "
-               "--input runs/demo/realnvp/bins/x,runs/demo/realnvp/bins/u --output runs/demo/realnvp/golden",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "--input runs/demo/realnvp/bins/x,runs/demo/realnvp/bins/u --output runs/demo/realnvp/golden",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--signature", required=True, help="model signature (.json)")
     p.add_argument("--input", required=True, help="input folders, comma separated, in signature input order")
     p.add_argument("--output", required=True, help="output folder; a new <T> folder is made inside")
@@ -51,8 +54,14 @@ def build_parser():
 @cli
 def main(argv=None):
     a = build_parser().parse_args(argv)
-    d = make_reference(a.signature, [s.strip() for s in a.input.split(",")], a.output,
-                       "TXT" if a.outfmt == "TXT" else "BIN", device=a.device, model=a.model)
+    d = make_reference(
+        a.signature,
+        [s.strip() for s in a.input.split(",")],
+        a.output,
+        "TXT" if a.outfmt == "TXT" else "BIN",
+        device=a.device,
+        model=a.model,
+    )
     print(d)
 
 

@@ -23,6 +23,7 @@ Options after a --road belong to it, so one report can hold several models:
 --paper "[LABEL:] [train|valid|test] METRIC=VALUE, ..." (split default: test; label
 default: paper) adds a row of given values to the accuracy table.
 """
+
 import argparse
 import datetime
 import glob
@@ -55,6 +56,7 @@ MODE_ORDER = ("force_fp32", "must_keep_origin_dtype", "allow_fp32_to_fp16", "all
 
 # --- formatting -------------------------------------------------------------------------
 
+
 def num(v, spec=".8g"):
     if v is None:
         return "not recorded"
@@ -80,10 +82,12 @@ def freeze_checks(checks):
         return "freeze checks not recorded", "na"
     said = [f"freeze: frozen vs checkpoint max rel {num(checks['frozen_vs_checkpoint_max_rel'], '.3g')}"]
     bad = False
-    for key, yes, no in (("batch_independent", "batch independent", "BATCH COUPLED"),
-                         ("loads_in_fresh_process", "loads in a fresh process", "does NOT load in a fresh process"),
-                         ("no_variables", "no variables", "HAS variables"),
-                         ("no_random_ops", "no random ops", "HAS random ops")):
+    for key, yes, no in (
+        ("batch_independent", "batch independent", "BATCH COUPLED"),
+        ("loads_in_fresh_process", "loads in a fresh process", "does NOT load in a fresh process"),
+        ("no_variables", "no variables", "HAS variables"),
+        ("no_random_ops", "no random ops", "HAS random ops"),
+    ):
         if key in checks:
             said.append(yes if checks[key] else no)
             bad |= not checks[key]
@@ -134,6 +138,7 @@ def read_png(path, near=None):
 
 # --- what a road folder holds -------------------------------------------------------------
 
+
 def kind_of(d):
     if not isinstance(d, dict):
         return None
@@ -154,8 +159,10 @@ class Road:
     def __init__(self, path):
         self.path = os.path.abspath(path)
         if not os.path.isdir(self.path):
-            raise UserError(f"{path}: road folder not found (expected a model's road output, e.g. "
-                            f"runs/demo/realnvp with model/ and loss_check_*.json)")
+            raise UserError(
+                f"{path}: road folder not found (expected a model's road output, e.g. "
+                f"runs/demo/realnvp with model/ and loss_check_*.json)"
+            )
         self.found = {"signature": [], "loss_check": [], "doctor": [], "summary": []}
         for d, subs, files in os.walk(self.path):
             subs[:] = sorted(s for s in subs if s not in SKIP_DIRS)
@@ -175,13 +182,16 @@ class Road:
             if not s.get("run_dir"):  # run.json inside the run folder
                 s["run_dir"] = os.path.dirname(s["_path"])
         if not any(self.found.values()):
-            raise UserError(f"{path}: no stage output found (no signature, loss_check report, doctor "
-                            f"report or runner summary in its JSON files)")
+            raise UserError(
+                f"{path}: no stage output found (no signature, loss_check report, doctor "
+                f"report or runner summary in its JSON files)"
+            )
         sigs = self.found["signature"]
         pb = [s for s in sigs if (s.get("artifact") or {}).get("kind") == "pb"]
         self.main_sig = (pb or sigs or [None])[0]
         self.model = (self.main_sig or {}).get("model") or next(
-            (r.get("model") for r in self.found["loss_check"] if r.get("model")), os.path.basename(self.path))
+            (r.get("model") for r in self.found["loss_check"] if r.get("model")), os.path.basename(self.path)
+        )
 
     def summary_for(self, run_dir):
         if not run_dir:
@@ -222,8 +232,11 @@ class Road:
 
 def artifact_order(path, kind, mode):
     """.pb first, then .om, then .onnx; fp32 modes before fp16 ones; by name."""
-    return ({"pb": 0, "om": 1, "onnx": 2}.get(kind, 3),
-            MODE_ORDER.index(mode) if mode in MODE_ORDER else len(MODE_ORDER), os.path.basename(path or ""))
+    return (
+        {"pb": 0, "om": 1, "onnx": 2}.get(kind, 3),
+        MODE_ORDER.index(mode) if mode in MODE_ORDER else len(MODE_ORDER),
+        os.path.basename(path or ""),
+    )
 
 
 def run_path(summary, key):
@@ -249,9 +262,18 @@ def lc_metrics(lc):
     out = [dict(m) for m in lc.get("model_metrics") or []]
     c = lc.get("classification")
     if isinstance(c, dict) and "offline_accuracy" in c:
-        out.append({"name": "top-1 accuracy", "n_images": c.get("n_images"), "offline_mean": c["offline_accuracy"],
-                    "reference_mean": c.get("reference_accuracy"), "diff": c.get("accuracy_shift"),
-                    "nonfinite": None, "tolerance": None, "passed": c.get("passed", True)})
+        out.append(
+            {
+                "name": "top-1 accuracy",
+                "n_images": c.get("n_images"),
+                "offline_mean": c["offline_accuracy"],
+                "reference_mean": c.get("reference_accuracy"),
+                "diff": c.get("accuracy_shift"),
+                "nonfinite": None,
+                "tolerance": None,
+                "passed": c.get("passed", True),
+            }
+        )
     return out
 
 
@@ -273,11 +295,17 @@ def recorded_digests(d, path=""):
 
 # --- environment ----------------------------------------------------------------------------
 
+
 def versions():
     out = []
-    for label, dists in (("TensorFlow", ("tensorflow-cpu", "tensorflow", "tensorflow-gpu")),
-                         ("tf2onnx", ("tf2onnx",)), ("ONNX", ("onnx",)), ("ONNX Runtime", ("onnxruntime",)),
-                         ("onnxconverter-common", ("onnxconverter-common",)), ("NumPy", ("numpy",))):
+    for label, dists in (
+        ("TensorFlow", ("tensorflow-cpu", "tensorflow", "tensorflow-gpu")),
+        ("tf2onnx", ("tf2onnx",)),
+        ("ONNX", ("onnx",)),
+        ("ONNX Runtime", ("onnxruntime",)),
+        ("onnxconverter-common", ("onnxconverter-common",)),
+        ("NumPy", ("numpy",)),
+    ):
         v = None
         for d in dists:
             try:
@@ -303,23 +331,33 @@ def cann_version():
     import shutil
 
     atc = shutil.which("atc")
-    return f"atc at {atc} (version file not found)" if atc else \
-        "not installed (no ASCEND_TOOLKIT_HOME, no /usr/local/Ascend, no atc on PATH): portable ONNX road"
+    return (
+        f"atc at {atc} (version file not found)"
+        if atc
+        else "not installed (no ASCEND_TOOLKIT_HOME, no /usr/local/Ascend, no atc on PATH): portable ONNX road"
+    )
 
 
 def host():
-    return [("host", platform.node()), ("system", platform.platform()),
-            ("processor", platform.processor() or platform.machine()), ("CPU cores", os.cpu_count())]
+    return [
+        ("host", platform.node()),
+        ("system", platform.platform()),
+        ("processor", platform.processor() or platform.machine()),
+        ("CPU cores", os.cpu_count()),
+    ]
 
 
 def git_commit():
     try:
-        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=20)
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=20)
         if head.returncode:
             return "not a git checkout"
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=20).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout.strip()
         n = len(dirty.splitlines())
         return head.stdout.strip() + (f" (+{n} modified file{'s' * (n != 1)})" if n else " (clean)")
     except (OSError, subprocess.SubprocessError):
@@ -327,6 +365,7 @@ def git_commit():
 
 
 # --- given values ---------------------------------------------------------------------------
+
 
 def parse_given(text):
     """'[LABEL:] [split] METRIC=VALUE, ...' -> (label, {(metric, split): value})."""
@@ -339,9 +378,10 @@ def parse_given(text):
         key, eq, val = item.partition("=")
         words = key.split()
         if not eq or not words or len(words) > 2 or (len(words) == 2 and words[0] not in SPLITS):
-            raise UserError(f"--paper {text!r}: expected '[LABEL:] [train|valid|test] METRIC=VALUE, ...', "
-                            f"found {item!r}")
-        split, metric = (words if len(words) == 2 else ("test", words[0]))
+            raise UserError(
+                f"--paper {text!r}: expected '[LABEL:] [train|valid|test] METRIC=VALUE, ...', found {item!r}"
+            )
+        split, metric = words if len(words) == 2 else ("test", words[0])
         try:
             values[(metric, split)] = float(val)
         except ValueError:
@@ -352,6 +392,7 @@ def parse_given(text):
 
 
 # --- sections -------------------------------------------------------------------------------
+
 
 class Section:
     def __init__(self, road, runs, given):
@@ -378,9 +419,11 @@ class Section:
 
     def loss_checks(self):
         """The loss_check reports in artifact order (.pb, .om, .onnx; fp32 modes first)."""
+
         def key(lc):
             name = self.artifact_name(lc)
             return artifact_order(name, os.path.splitext(name)[1][1:], lc.get("precision_mode"))
+
         return sorted(self.road.found["loss_check"], key=key)
 
     # --- model ---------------------------------------------------------------
@@ -388,34 +431,71 @@ class Section:
         r, s = self.road, self.road.main_sig
         self.h(f"Model and artifacts: {r.model}")
         if s is None:
-            self.p(f"No signature found under {rel(r.path)}: freeze not run here (the signature is "
-                   "MODEL.json beside MODEL.pb).")
+            self.p(
+                f"No signature found under {rel(r.path)}: freeze not run here (the signature is "
+                "MODEL.json beside MODEL.pb)."
+            )
         else:
             ck = s.get("checkpoint") or {}
-            self.blocks.append(("kv", [
-                ("model", s.get("model")), ("graph", s.get("graph")), ("static batch", s.get("batch")),
-                ("inputs", "; ".join(f"{t['name']} {t.get('shape')} {t.get('dtype')} {t.get('layout', '')}"
-                                     for t in s.get("inputs", []))),
-                ("outputs", "; ".join(f"{t['name']} {t.get('shape')} {t.get('dtype')}" for t in s.get("outputs", []))),
-                ("checkpoint", f"{ck.get('path', 'not recorded')} (step {ck.get('step', 'not recorded')})"),
-                ("signature", rel(s["_path"]))]))
+            self.blocks.append(
+                (
+                    "kv",
+                    [
+                        ("model", s.get("model")),
+                        ("graph", s.get("graph")),
+                        ("static batch", s.get("batch")),
+                        (
+                            "inputs",
+                            "; ".join(
+                                f"{t['name']} {t.get('shape')} {t.get('dtype')} {t.get('layout', '')}"
+                                for t in s.get("inputs", [])
+                            ),
+                        ),
+                        (
+                            "outputs",
+                            "; ".join(f"{t['name']} {t.get('shape')} {t.get('dtype')}" for t in s.get("outputs", [])),
+                        ),
+                        ("checkpoint", f"{ck.get('path', 'not recorded')} (step {ck.get('step', 'not recorded')})"),
+                        ("signature", rel(s["_path"])),
+                    ],
+                )
+            )
             freeze = os.path.join(ROOT, "freeze", f"freeze_{s.get('model')}.py")
             if ck.get("path") and os.path.isfile(freeze):
                 ckdir = ck["path"] if os.path.isdir(ck["path"]) else os.path.dirname(ck["path"])
-                self.cmd(cmd("python", f"freeze/freeze_{s['model']}.py", "--ckpt", rel(ckdir), "--batch",
-                             s.get("batch"), "--out", rel(os.path.dirname(s["_path"]))))
+                self.cmd(
+                    cmd(
+                        "python",
+                        f"freeze/freeze_{s['model']}.py",
+                        "--ckpt",
+                        rel(ckdir),
+                        "--batch",
+                        s.get("batch"),
+                        "--out",
+                        rel(os.path.dirname(s["_path"])),
+                    )
+                )
         rows = []
         for path, sig, kind, mode in r.artifacts():
             exists = os.path.isfile(path)
-            rows.append([os.path.basename(path), kind, with_keep(mode or "not recorded", sig),
-                         num(os.path.getsize(path), "d") if exists else ("missing", "bad"),
-                         sha256(path) if exists else ("missing", "bad"),
-                         os.path.basename(sig["_path"]), sha256(sig["_path"])])
+            rows.append(
+                [
+                    os.path.basename(path),
+                    kind,
+                    with_keep(mode or "not recorded", sig),
+                    num(os.path.getsize(path), "d") if exists else ("missing", "bad"),
+                    sha256(path) if exists else ("missing", "bad"),
+                    os.path.basename(sig["_path"]),
+                    sha256(sig["_path"]),
+                ]
+            )
         if rows:
-            self.table(["artifact", "kind", "precision mode", "bytes", "sha256 (first 16)", "signature",
-                        "signature sha256"], rows,
-                       "Digests computed from the files now on disk, so a delivered .pb/.onnx/.om can be "
-                       "matched to this report.")
+            self.table(
+                ["artifact", "kind", "precision mode", "bytes", "sha256 (first 16)", "signature", "signature sha256"],
+                rows,
+                "Digests computed from the files now on disk, so a delivered .pb/.onnx/.om can be "
+                "matched to this report.",
+            )
         else:
             self.p("No model artifact recorded in a signature: not converted here.")
 
@@ -423,8 +503,10 @@ class Section:
     def training(self):
         self.h("Training")
         if not self.runs:
-            self.p("No training folder given (--train RUN[:LABEL]): training not shown. The trainers "
-                   "write metrics.jsonl and config.json in their output folder.")
+            self.p(
+                "No training folder given (--train RUN[:LABEL]): training not shown. The trainers "
+                "write metrics.jsonl and config.json in their output folder."
+            )
             return
         names = []
         for run_ in self.runs:
@@ -446,16 +528,27 @@ class Section:
         rows = []
         for run_ in self.runs:
             s = run_.summary()
-            rows.append([run_.label, rel(run_.path), num(s["last_step"], "d"), num(s["batch_size"]),
-                         num(s["steps_per_sec"], ".4g"), num(s["step_time_s"], ".4g"), num(s["images_per_sec"], ".4g"),
-                         f"{num(s['wall_s'], '.1f')} (to step {run_.wall_time()[-1][0]})" if s["wall_s"] else
-                         ("not recorded", "na")])
-        self.table(["run", "folder", "steps", "batch", "steps/s", "step time (s)", "images/s",
-                    "training wall time (s)"],
-                   rows, "Throughput from the trainer's records: RealNVP-style 'seconds' or REBAR-style "
-                         "'steps_per_sec' (training steps only; evaluation excluded).")
-        header = ["run"] + [f"{sp} {n}" for n in names for sp in SPLITS
-                            if any(r.final(n, sp) for r in self.runs)]
+            rows.append(
+                [
+                    run_.label,
+                    rel(run_.path),
+                    num(s["last_step"], "d"),
+                    num(s["batch_size"]),
+                    num(s["steps_per_sec"], ".4g"),
+                    num(s["step_time_s"], ".4g"),
+                    num(s["images_per_sec"], ".4g"),
+                    f"{num(s['wall_s'], '.1f')} (to step {run_.wall_time()[-1][0]})"
+                    if s["wall_s"]
+                    else ("not recorded", "na"),
+                ]
+            )
+        self.table(
+            ["run", "folder", "steps", "batch", "steps/s", "step time (s)", "images/s", "training wall time (s)"],
+            rows,
+            "Throughput from the trainer's records: RealNVP-style 'seconds' or REBAR-style "
+            "'steps_per_sec' (training steps only; evaluation excluded).",
+        )
+        header = ["run"] + [f"{sp} {n}" for n in names for sp in SPLITS if any(r.final(n, sp) for r in self.runs)]
         rows = []
         for run_ in self.runs:
             row = [run_.label]
@@ -464,20 +557,30 @@ class Section:
                 f = run_.final(n, sp)
                 row.append(f"{num(f[0])} (step {f[1]}, {f[2]})" if f else NOT_LOGGED)
             rows.append(row)
-        self.table(header, rows, "Final values from metrics.jsonl. Train: the last epoch mean when the run "
-                                 "completed an epoch, else the last logged value.")
+        self.table(
+            header,
+            rows,
+            "Final values from metrics.jsonl. Train: the last epoch mean when the run "
+            "completed an epoch, else the last logged value.",
+        )
         if len(self.runs) > 1:
             self.compared(names)
         png = curves_png(self.runs, names)
-        self.img(f"{os.path.basename(self.road.path)}_training.png", png,
-                 f"{self.road.model}: {', '.join(names) or 'no metric'} against steps and wall time "
-                 f"({', '.join(r.label for r in self.runs)})")
+        self.img(
+            f"{os.path.basename(self.road.path)}_training.png",
+            png,
+            f"{self.road.model}: {', '.join(names) or 'no metric'} against steps and wall time "
+            f"({', '.join(r.label for r in self.runs)})",
+        )
 
     def compared(self, names):
         res = compare(self.runs)
         self.h("Training runs compared", 4)
-        self.cmd(cmd("python", "verify/compare_runs.py", *[f"{rel(r.path)}:{r.label}" for r in self.runs],
-                     "--png", "cmp.png"))
+        self.cmd(
+            cmd(
+                "python", "verify/compare_runs.py", *[f"{rel(r.path)}:{r.label}" for r in self.runs], "--png", "cmp.png"
+            )
+        )
         base = self.runs[0].label
         rows = []
         for row in res["final"]:
@@ -492,9 +595,11 @@ class Section:
         m = res["matched"]
         if m:
             pick = m if len(m) <= 10 else [m[round(i * (len(m) - 1) / 9)] for i in range(10)]
-            self.table(["metric", "step"] + [r.label for r in self.runs],
-                       [[f"{x['split']} {x['metric']}", x["step"]] + [num(v) for v in x["values"]] for x in pick],
-                       f"At steps every run logged ({len(m)} in all{', 10 shown' if len(m) > 10 else ''}).")
+            self.table(
+                ["metric", "step"] + [r.label for r in self.runs],
+                [[f"{x['split']} {x['metric']}", x["step"]] + [num(v) for v in x["values"]] for x in pick],
+                f"At steps every run logged ({len(m)} in all{', 10 shown' if len(m) > 10 else ''}).",
+            )
         else:
             self.p("No step was logged by every run: no comparison at matched steps.")
 
@@ -509,8 +614,10 @@ class Section:
         for lc in self.road.found["loss_check"]:
             names += [m["name"] for m in lc_metrics(lc) if m["name"] not in names]
         if not names:
-            self.p("No metric declared: the model's training logs and loss_check reports name none. "
-                   "Per-output results are in the offline road below.")
+            self.p(
+                "No metric declared: the model's training logs and loss_check reports name none. "
+                "Per-output results are in the offline road below."
+            )
             return
         cols = [(n, sp) for n in names for sp in ("train", "test")]
         header = ["source"] + [f"{sp} {n}" for n, sp in cols] + ["steps / images"]
@@ -533,16 +640,26 @@ class Section:
             rows.append(row + [f"{lc.get('n_images')} test images"])
         if not self.runs:
             self.note("No training run given: the training rows are missing.")
-        self.table(header, rows, "Given rows are typed in (--paper). Training rows: final values from each "
-                                 "run's metrics.jsonl. Offline rows: the mean over the road's test images "
-                                 "from loss_check (the checkpoint's value on the same images is in the next section).")
+        self.table(
+            header,
+            rows,
+            "Given rows are typed in (--paper). Training rows: final values from each "
+            "run's metrics.jsonl. Offline rows: the mean over the road's test images "
+            "from loss_check (the checkpoint's value on the same images is in the next section).",
+        )
 
     def artifact_name(self, lc):
         s = self.road.summary_for(lc.get("offline"))
         if run_path(s, "model"):
             return os.path.basename(run_path(s, "model"))
-        sig = next((x for x in self.road.found["signature"]
-                    if os.path.abspath(x["_path"]) == os.path.abspath(lc.get("signature") or "")), None)
+        sig = next(
+            (
+                x
+                for x in self.road.found["signature"]
+                if os.path.abspath(x["_path"]) == os.path.abspath(lc.get("signature") or "")
+            ),
+            None,
+        )
         art = (sig or {}).get("artifact") or {}
         for sub in ("om", "onnx"):
             if isinstance(art.get(sub), dict) and art[sub].get("file"):
@@ -566,22 +683,27 @@ class Section:
         rows = []
         for path, sig, kind, mode in self.road.artifacts():
             name = os.path.basename(path)
-            checks = (sig.get("checks") or {})
+            checks = sig.get("checks") or {}
             runs_ = by_art.pop(name, [])
             if not runs_:
                 # a .pb is checked by freeze itself (unless the runner ran it too)
                 verdict_cell = freeze_checks(checks) if kind == "pb" else NOT_RUN
-                rows.append([name, with_keep(mode or "", sig), verdict_cell]
-                            + [""] * (3 * len(metric_names)) + ["", ""])
+                rows.append(
+                    [name, with_keep(mode or "", sig), verdict_cell] + [""] * (3 * len(metric_names)) + ["", ""]
+                )
                 continue
             for lc in runs_:
                 rows.append(self.lc_row(name, lc, metric_names))
         for name, rest in by_art.items():  # loss_checks of artifacts without a signature here
             for lc in rest:
                 rows.append(self.lc_row(name, lc, metric_names))
-        self.table(header, rows, "Shift = offline - checkpoint mean over the same images. Non-finite: images "
-                                 "whose metric is NaN/Inf (per-output NaN/Inf elements where the model declares "
-                                 "no metric). 'not run': no loss_check report for this artifact under the road.")
+        self.table(
+            header,
+            rows,
+            "Shift = offline - checkpoint mean over the same images. Non-finite: images "
+            "whose metric is NaN/Inf (per-output NaN/Inf elements where the model declares "
+            "no metric). 'not run': no loss_check report for this artifact under the road.",
+        )
         if not lcs:
             self.p("loss_check not run: no loss_check report under this road.")
         for lc in lcs:
@@ -589,8 +711,14 @@ class Section:
 
     def lc_row(self, name, lc, metric_names):
         mm = {m["name"]: m for m in lc_metrics(lc)}
-        sig = next((x for x in self.road.found["signature"]
-                    if os.path.abspath(x["_path"]) == os.path.abspath(lc.get("signature") or "")), None)
+        sig = next(
+            (
+                x
+                for x in self.road.found["signature"]
+                if os.path.abspath(x["_path"]) == os.path.abspath(lc.get("signature") or "")
+            ),
+            None,
+        )
         row = [name, with_keep(lc.get("precision_mode") or "", sig), verdict(lc["passed"])]
         for n in metric_names:
             m = mm.get(n)
@@ -606,48 +734,87 @@ class Section:
     def lc_detail(self, lc):
         name = self.artifact_name(lc)
         self.h(f"{name} ({lc.get('precision_mode')}): {'PASS' if lc['passed'] else 'FAIL'}", 4)
-        self.cmd(cmd("python", "verify/loss_check.py", "--signature", rel(lc.get("signature")), "--offline",
-                     rel(lc.get("offline")), "--reference", rel(lc.get("reference")),
-                     *(["--manifest", rel(lc["manifest"])] if lc.get("manifest") else []),
-                     "--report", rel(lc["_path"]), "--force"))
+        self.cmd(
+            cmd(
+                "python",
+                "verify/loss_check.py",
+                "--signature",
+                rel(lc.get("signature")),
+                "--offline",
+                rel(lc.get("offline")),
+                "--reference",
+                rel(lc.get("reference")),
+                *(["--manifest", rel(lc["manifest"])] if lc.get("manifest") else []),
+                "--report",
+                rel(lc["_path"]),
+                "--force",
+            )
+        )
         rows = []
         for o in lc["outputs"]:
-            rows.append([o["name"], num(o.get("cosine")), num(o.get("red"), ".3g"), num(o.get("max_abs"), ".3g"),
-                         num(o.get("max_rel"), ".3g"), num(o.get("rmse"), ".3g"),
-                         (num(o.get("nan", 0) + o.get("inf", 0), "d"), "bad" if o.get("nan") or o.get("inf") else ""),
-                         num(o.get("elementwise_fail"), "d"),
-                         ("PASS", "ok") if o["passed"] else (f"FAIL: {o.get('why')}", "bad")])
-        self.table(["output", "cosine", "RED", "max abs", "max rel", "RMSE", "NaN/Inf", "elements failing", "verdict"],
-                   rows, f"{lc.get('files_compared')} files, {lc.get('n_images')} images; report {rel(lc['_path'])}")
+            rows.append(
+                [
+                    o["name"],
+                    num(o.get("cosine")),
+                    num(o.get("red"), ".3g"),
+                    num(o.get("max_abs"), ".3g"),
+                    num(o.get("max_rel"), ".3g"),
+                    num(o.get("rmse"), ".3g"),
+                    (num(o.get("nan", 0) + o.get("inf", 0), "d"), "bad" if o.get("nan") or o.get("inf") else ""),
+                    num(o.get("elementwise_fail"), "d"),
+                    ("PASS", "ok") if o["passed"] else (f"FAIL: {o.get('why')}", "bad"),
+                ]
+            )
+        self.table(
+            ["output", "cosine", "RED", "max abs", "max rel", "RMSE", "NaN/Inf", "elements failing", "verdict"],
+            rows,
+            f"{lc.get('files_compared')} files, {lc.get('n_images')} images; report {rel(lc['_path'])}",
+        )
         for m in lc["model_metrics"]:
-            lim = ("reported, not judged (fp16 mode)" if m.get("tolerance") is None
-                   else f"tolerance {num(m['tolerance'], '.3g')}")
-            self.p(f"Mean {m['name']} over {m['n_images']} images: offline {num(m['offline_mean'])}, checkpoint "
-                   f"{num(m['reference_mean'])}, shift {signed(m['diff'])}, largest per-image difference "
-                   f"{num(m.get('max_abs_diff_per_image'), '.3g')}, {m['nonfinite']} non-finite; {lim}: "
-                   f"{'PASS' if m['passed'] else 'FAIL'}.")
+            lim = (
+                "reported, not judged (fp16 mode)"
+                if m.get("tolerance") is None
+                else f"tolerance {num(m['tolerance'], '.3g')}"
+            )
+            self.p(
+                f"Mean {m['name']} over {m['n_images']} images: offline {num(m['offline_mean'])}, checkpoint "
+                f"{num(m['reference_mean'])}, shift {signed(m['diff'])}, largest per-image difference "
+                f"{num(m.get('max_abs_diff_per_image'), '.3g')}, {m['nonfinite']} non-finite; {lim}: "
+                f"{'PASS' if m['passed'] else 'FAIL'}."
+            )
         c = lc.get("classification")
         if isinstance(c, dict):
-            line = (f"Top-1 of {c.get('output')} over {c.get('n_images')} images: offline and checkpoint agree on "
-                    f"{num(c.get('top1_agreement'), '.4%')} ({c.get('n_disagree')} differ)")
+            line = (
+                f"Top-1 of {c.get('output')} over {c.get('n_images')} images: offline and checkpoint agree on "
+                f"{num(c.get('top1_agreement'), '.4%')} ({c.get('n_disagree')} differ)"
+            )
             if "offline_accuracy" in c:
-                line += (f"; accuracy offline {num(c['offline_accuracy'], '.4%')}, checkpoint "
-                         f"{num(c.get('reference_accuracy'), '.4%')}, shift {num(c.get('accuracy_shift'), '+.4%')}")
+                line += (
+                    f"; accuracy offline {num(c['offline_accuracy'], '.4%')}, checkpoint "
+                    f"{num(c.get('reference_accuracy'), '.4%')}, shift {num(c.get('accuracy_shift'), '+.4%')}"
+                )
             judged = "judged" if c.get("judged", True) else "reported, not judged (fp16 mode)"
             self.p(f"{line}; {judged}: {'PASS' if c.get('passed', True) else 'FAIL'}.")
         probs = {k: v for k, v in (lc.get("problems") or {}).items() if v}
         for k, v in probs.items():
-            self.p(f"{k.replace('_', ' ')} files ({len(v)}): {', '.join(map(rel, v[:5]))}"
-                   + (" ..." if len(v) > 5 else ""))
+            self.p(
+                f"{k.replace('_', ' ')} files ({len(v)}): {', '.join(map(rel, v[:5]))}" + (" ..." if len(v) > 5 else "")
+            )
         if lc.get("n_failed_files"):
-            self.p(f"{lc['n_failed_files']} failing file(s), first: "
-                   + "; ".join(f"{os.path.basename(f['file'])} ({f['output']}: {f['why']})"
-                               for f in lc["failed_files"][:3]))
+            self.p(
+                f"{lc['n_failed_files']} failing file(s), first: "
+                + "; ".join(
+                    f"{os.path.basename(f['file'])} ({f['output']}: {f['why']})" for f in lc["failed_files"][:3]
+                )
+            )
         png = read_png(lc.get("plot"), lc["_path"]) or read_png(os.path.splitext(lc["_path"])[0] + ".png")
         if png:
             stem = os.path.basename(os.path.splitext(lc["_path"])[0])
-            self.img(f"{os.path.basename(self.road.path)}_{stem}.png", png,
-                     f"{name}: per-image metric offline vs checkpoint, and the histogram of their differences")
+            self.img(
+                f"{os.path.basename(self.road.path)}_{stem}.png",
+                png,
+                f"{name}: per-image metric offline vs checkpoint, and the histogram of their differences",
+            )
         elif lc["model_metrics"]:
             self.note("Per-image scatter not available: loss_check ran with --no-plot.")
 
@@ -657,106 +824,217 @@ class Section:
         docs = self.road.found["doctor"]
         if not docs:
             failed = [self.artifact_name(lc) for lc in self.loss_checks() if not lc["passed"]]
-            self.p("Precision doctor not run on this model (no compare_layers report under the road). "
-                   + (f"loss_check failed for {', '.join(failed)}: run verify/compare_layers.py on a batch it "
-                      "names to find the layers to keep in fp32." if failed else
-                      "Every loss_check under the road passed."))
+            self.p(
+                "Precision doctor not run on this model (no compare_layers report under the road). "
+                + (
+                    f"loss_check failed for {', '.join(failed)}: run verify/compare_layers.py on a batch it "
+                    "names to find the layers to keep in fp32."
+                    if failed
+                    else "Every loss_check under the road passed."
+                )
+            )
             return
         for d in docs:
             mode = d.get("precision_mode") or "one diagnosis"
             self.h(f"{os.path.basename(d['_path'])} ({mode})", 4)
             self.cmd(self.doctor_cmd(d))
-            self.p(f"Matched {d.get('matched')} layers of {d.get('tf_tensors')} TF float tensors "
-                   f"({d.get('name_matches_dropped', 0)} name matches dropped after validation on the fp32 model). "
-                   + (f"Converged: nothing fails on the batch with {len(d['keep_dtype'])} ops kept in fp32."
-                      if d.get("converged") else
-                      f"First failing layer: {d.get('first_failing') or 'none'}"
-                      + (f" ({d['first_failing_why']})" if d.get("first_failing_why") else "") + "."))
+            self.p(
+                f"Matched {d.get('matched')} layers of {d.get('tf_tensors')} TF float tensors "
+                f"({d.get('name_matches_dropped', 0)} name matches dropped after validation on the fp32 model). "
+                + (
+                    f"Converged: nothing fails on the batch with {len(d['keep_dtype'])} ops kept in fp32."
+                    if d.get("converged")
+                    else f"First failing layer: {d.get('first_failing') or 'none'}"
+                    + (f" ({d['first_failing_why']})" if d.get("first_failing_why") else "")
+                    + "."
+                )
+            )
             rounds = d.get("rounds") or []
             if rounds:
                 rows = []
                 for r in rounds:
                     b, bt = r.get("bpd") or {}, r.get("bpd_tf") or {}
-                    rows.append([r["round"], r["keep"], r.get("first_failing") or ("none", "ok"),
-                                 r.get("first_failing_why") or "", r.get("failing_layers"),
-                                 num(b.get("mean")) if b else "not recorded",
-                                 num(b.get("nonfinite"), "d") if b else "", num(bt.get("mean")) if bt else "",
-                                 short_list(r.get("added") or [])])
-                self.table(["round", "ops kept fp32", "first failing layer", "why", "failing layers",
-                            "batch bpd (fp16)", "non-finite images", "batch bpd (TF)", "added to keep list"],
-                           rows, "Batch bpd: the doctor's mean of the model's per-image bpd output on its batch, "
-                                 "where the model has one.")
+                    rows.append(
+                        [
+                            r["round"],
+                            r["keep"],
+                            r.get("first_failing") or ("none", "ok"),
+                            r.get("first_failing_why") or "",
+                            r.get("failing_layers"),
+                            num(b.get("mean")) if b else "not recorded",
+                            num(b.get("nonfinite"), "d") if b else "",
+                            num(bt.get("mean")) if bt else "",
+                            short_list(r.get("added") or []),
+                        ]
+                    )
+                self.table(
+                    [
+                        "round",
+                        "ops kept fp32",
+                        "first failing layer",
+                        "why",
+                        "failing layers",
+                        "batch bpd (fp16)",
+                        "non-finite images",
+                        "batch bpd (TF)",
+                        "added to keep list",
+                    ],
+                    rows,
+                    "Batch bpd: the doctor's mean of the model's per-image bpd output on its batch, "
+                    "where the model has one.",
+                )
             else:
                 layers = [l for l in d.get("layers", []) if not l.get("passed")][:10]
                 if layers:
-                    self.table(["failing layer", "ONNX op", "cosine", "RED", "NaN", "Inf", "why"],
-                               [[l["op"], l.get("onnx_op"), num(l.get("cosine")), num(l.get("red"), ".3g"),
-                                 l.get("nan"), l.get("inf"), l.get("why")] for l in layers])
+                    self.table(
+                        ["failing layer", "ONNX op", "cosine", "RED", "NaN", "Inf", "why"],
+                        [
+                            [
+                                l["op"],
+                                l.get("onnx_op"),
+                                num(l.get("cosine")),
+                                num(l.get("red"), ".3g"),
+                                l.get("nan"),
+                                l.get("inf"),
+                                l.get("why"),
+                            ]
+                            for l in layers
+                        ],
+                    )
             keep = d.get("keep_dtype") or []
-            self.p(f"Keep list ({len(keep)} ops kept in fp32, the --keep_dtype file for ATC): "
-                   + (", ".join(keep) if keep else "empty"))
+            self.p(
+                f"Keep list ({len(keep)} ops kept in fp32, the --keep_dtype file for ATC): "
+                + (", ".join(keep) if keep else "empty")
+            )
             if d.get("pruned"):
-                self.p(f"Pruned after converging ({len(d['pruned'])} ops no longer needed): "
-                       f"{short_list(d['pruned'], 6)}")
+                self.p(
+                    f"Pruned after converging ({len(d['pruned'])} ops no longer needed): {short_list(d['pruned'], 6)}"
+                )
 
     def doctor_cmd(self, d):
         s = self.road.main_sig
         mode = d.get("precision_mode")
-        pb = (os.path.join(os.path.dirname(s["_path"]), s["artifact"]["file"])
-              if s and (s.get("artifact") or {}).get("file") else "MODEL.pb")
-        onnx = next((p for p, sig, kind, m in self.road.artifacts() if kind == "onnx" and m == mode
-                     and not ((sig.get("artifact") or {}).get("keep_dtype"))), "MODEL.fp16.onnx")
+        pb = (
+            os.path.join(os.path.dirname(s["_path"]), s["artifact"]["file"])
+            if s and (s.get("artifact") or {}).get("file")
+            else "MODEL.pb"
+        )
+        onnx = next(
+            (
+                p
+                for p, sig, kind, m in self.road.artifacts()
+                if kind == "onnx" and m == mode and not ((sig.get("artifact") or {}).get("keep_dtype"))
+            ),
+            "MODEL.fp16.onnx",
+        )
         # the doctor examines a batch loss_check named (make demo: the first failing file)
-        lc = next((x for x in self.road.found["loss_check"]
-                   if x.get("precision_mode") == mode and x.get("failed_files")), None)
+        lc = next(
+            (x for x in self.road.found["loss_check"] if x.get("precision_mode") == mode and x.get("failed_files")),
+            None,
+        )
         batch = os.path.basename(lc["failed_files"][0]["file"]).rsplit("_output_", 1)[0] if lc else None
         summ = self.road.summary_for(lc.get("offline")) if lc else None
         inputs = ",".join(rel(i) for i in run_inputs(summ)) or "INPUT_DIRS"
         keep = os.path.join(os.path.dirname(pb), "keep_dtype.cfg")
         fp32 = next((p for p, sig, kind, m in self.road.artifacts() if kind == "onnx" and m == "force_fp32"), None)
-        return cmd("python", "verify/compare_layers.py", "--pb", rel(pb), "--onnx", rel(onnx),
-                   *(["--fp32-onnx", rel(fp32)] if fp32 else []), "--input", inputs,
-                   "--keep-dtype-out", rel(keep), "--report", rel(d["_path"]),
-                   *(["--iterate", d["iterate"]] if d.get("iterate") else []),
-                   *(["--batch-file", batch] if batch else []), "--force")
+        return cmd(
+            "python",
+            "verify/compare_layers.py",
+            "--pb",
+            rel(pb),
+            "--onnx",
+            rel(onnx),
+            *(["--fp32-onnx", rel(fp32)] if fp32 else []),
+            "--input",
+            inputs,
+            "--keep-dtype-out",
+            rel(keep),
+            "--report",
+            rel(d["_path"]),
+            *(["--iterate", d["iterate"]] if d.get("iterate") else []),
+            *(["--batch-file", batch] if batch else []),
+            "--force",
+        )
 
     # --- performance -----------------------------------------------------------------
     def performance(self):
         self.h("Inference performance")
-        sums = sorted(self.road.found["summary"],
-                      key=lambda s: (s.get("backend") == "checkpoint",
-                                     artifact_order(run_path(s, "model"),
-                                                    os.path.splitext(run_path(s, "model") or "")[1][1:],
-                                                    self.mode_of(s))))
+        sums = sorted(
+            self.road.found["summary"],
+            key=lambda s: (
+                s.get("backend") == "checkpoint",
+                artifact_order(
+                    run_path(s, "model"), os.path.splitext(run_path(s, "model") or "")[1][1:], self.mode_of(s)
+                ),
+            ),
+        )
         if not sums:
             self.p("Runner not run here: no runner summary (OUT/<T>_summary.json or OUT/<T>/run.json) under the road.")
             return
         rows, cmds = [], []
         for s in sums:
             lat = s.get("latency_ms") or {}
-            rows.append([os.path.basename(run_path(s, "model") or "?"), s.get("backend"), self.mode_of(s) or "",
-                         s.get("batch"), s.get("images"),
-                         num(s.get("throughput_images_per_s"), ".5g"),
-                         num(s.get("wall_throughput_images_per_s"), ".5g"),
-                         num(lat.get("median"), ".4g"), num(lat.get("p99"), ".4g"),
-                         self.digest_check(s), os.path.relpath(os.path.dirname(s["_path"]), self.road.path)])
+            rows.append(
+                [
+                    os.path.basename(run_path(s, "model") or "?"),
+                    s.get("backend"),
+                    self.mode_of(s) or "",
+                    s.get("batch"),
+                    s.get("images"),
+                    num(s.get("throughput_images_per_s"), ".5g"),
+                    num(s.get("wall_throughput_images_per_s"), ".5g"),
+                    num(lat.get("median"), ".4g"),
+                    num(lat.get("p99"), ".4g"),
+                    self.digest_check(s),
+                    os.path.relpath(os.path.dirname(s["_path"]), self.road.path),
+                ]
+            )
             if s.get("backend") != "checkpoint":
-                cmds.append(cmd("python", "infer/msame.py", "--model", rel(run_path(s, "model")), "--input",
-                                ",".join(rel(i) for i in run_inputs(s)) or "INPUT_DIRS", "--output",
-                                rel(os.path.dirname(os.path.normpath(s["run_dir"]))),
-                                *(["--outfmt", "TXT"] if s.get("outfmt") == "TXT" else [])))
-        self.table(["model", "backend", "precision mode", "batch", "images", "images/s (inference)",
-                    "images/s (wall)", "latency median (ms)", "latency p99 (ms)", "model digest", "summary in"], rows,
-                   "From the runner's summaries: latency per batch file (model execution only); wall images/s "
-                   "includes reading inputs and writing outputs. The checkpoint backend's run is the golden "
-                   "reference (verify/reference.py). Model digest: what the runner recorded, checked against the "
-                   "artifact on disk.")
+                cmds.append(
+                    cmd(
+                        "python",
+                        "infer/msame.py",
+                        "--model",
+                        rel(run_path(s, "model")),
+                        "--input",
+                        ",".join(rel(i) for i in run_inputs(s)) or "INPUT_DIRS",
+                        "--output",
+                        rel(os.path.dirname(os.path.normpath(s["run_dir"]))),
+                        *(["--outfmt", "TXT"] if s.get("outfmt") == "TXT" else []),
+                    )
+                )
+        self.table(
+            [
+                "model",
+                "backend",
+                "precision mode",
+                "batch",
+                "images",
+                "images/s (inference)",
+                "images/s (wall)",
+                "latency median (ms)",
+                "latency p99 (ms)",
+                "model digest",
+                "summary in",
+            ],
+            rows,
+            "From the runner's summaries: latency per batch file (model execution only); wall images/s "
+            "includes reading inputs and writing outputs. The checkpoint backend's run is the golden "
+            "reference (verify/reference.py). Model digest: what the runner recorded, checked against the "
+            "artifact on disk.",
+        )
         if cmds:
             self.cmd("\n".join(cmds))
 
     def mode_of(self, summary):
-        sig = next((x for x in self.road.found["signature"]
-                    if os.path.abspath(x["_path"]) == os.path.abspath(run_path(summary, "signature") or "")), None)
+        sig = next(
+            (
+                x
+                for x in self.road.found["signature"]
+                if os.path.abspath(x["_path"]) == os.path.abspath(run_path(summary, "signature") or "")
+            ),
+            None,
+        )
         if sig is None:
             return None
         art = sig.get("artifact") or {}
@@ -788,6 +1066,7 @@ class Section:
 
 # --- the CLI ---------------------------------------------------------------------------------
 
+
 class _ToRoad(argparse.Action):
     """--train / --paper attach to the latest --road (or to the only one, wherever given)."""
 
@@ -797,15 +1076,28 @@ class _ToRoad(argparse.Action):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXAMPLE,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--road", action="append", required=True,
-                   help="a model's road folder (e.g. runs/demo/realnvp); repeat for several models")
-    p.add_argument("--train", action=_ToRoad, metavar="RUN[:LABEL]",
-                   help="training run folder (metrics.jsonl, config.json) of the preceding --road, with its label "
-                        "(CPU, GPU, NPU, ...); repeatable")
-    p.add_argument("--paper", action=_ToRoad, metavar="'[LABEL:] [SPLIT] METRIC=VALUE, ...'",
-                   help="given values for the accuracy table (e.g. \"test bpd=3.49\"); repeatable")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--road",
+        action="append",
+        required=True,
+        help="a model's road folder (e.g. runs/demo/realnvp); repeat for several models",
+    )
+    p.add_argument(
+        "--train",
+        action=_ToRoad,
+        metavar="RUN[:LABEL]",
+        help="training run folder (metrics.jsonl, config.json) of the preceding --road, with its label "
+        "(CPU, GPU, NPU, ...); repeatable",
+    )
+    p.add_argument(
+        "--paper",
+        action=_ToRoad,
+        metavar="'[LABEL:] [SPLIT] METRIC=VALUE, ...'",
+        help='given values for the accuracy table (e.g. "test bpd=3.49"); repeatable',
+    )
     p.add_argument("-o", "--output", required=True, help="report folder: index.html, REPORT.md, img/")
     p.add_argument("--title", default="Self-verification report", help="report title")
     p.add_argument("--force", action="store_true", help="replace an existing report")
@@ -813,13 +1105,24 @@ def build_parser():
 
 
 def environment_blocks(argv_text):
-    blocks = [("h", 2, "Environment"),
-              ("p", "Versions and host of the machine that wrote this report (the road's stages ran on it when "
-                    "the report is written at the end of the road, as make demo does)."),
-              ("kv", versions() + host() + [("git commit", git_commit()),
-                                            ("written", datetime.datetime.now().astimezone()
-                                             .isoformat(timespec="seconds"))]),
-              ("cmd", argv_text)]
+    blocks = [
+        ("h", 2, "Environment"),
+        (
+            "p",
+            "Versions and host of the machine that wrote this report (the road's stages ran on it when "
+            "the report is written at the end of the road, as make demo does).",
+        ),
+        (
+            "kv",
+            versions()
+            + host()
+            + [
+                ("git commit", git_commit()),
+                ("written", datetime.datetime.now().astimezone().isoformat(timespec="seconds")),
+            ],
+        ),
+        ("cmd", argv_text),
+    ]
     return blocks
 
 
@@ -832,8 +1135,10 @@ def main(argv=None):
     for i, dest, value in attached:
         if i < 0:
             if len(a.road) > 1:
-                raise UserError(f"--{dest} {value}: given before any --road; with several --road options, "
-                                f"put each model's --train / --paper after its --road")
+                raise UserError(
+                    f"--{dest} {value}: given before any --road; with several --road options, "
+                    f"put each model's --train / --paper after its --road"
+                )
             i = 0
         per[i][dest].append(value)
     index, md = os.path.join(a.output, "index.html"), os.path.join(a.output, "REPORT.md")
@@ -845,20 +1150,28 @@ def main(argv=None):
         runs = [Run(*parse_run_arg(t)) for t in extra["train"]]
         labels = [r.label for r in runs]
         if len(set(labels)) != len(labels):
-            raise UserError(f"--train: two runs of {road_dir} share a label ({', '.join(labels)}); "
-                            "give each as PATH:LABEL")
+            raise UserError(
+                f"--train: two runs of {road_dir} share a label ({', '.join(labels)}); give each as PATH:LABEL"
+            )
         for r in runs:
             if r.model and road.model and r.model != road.model:
-                raise UserError(f"{r.config_path}: a run of model {r.model!r}, but {road_dir} is model "
-                                f"{road.model!r}")
+                raise UserError(f"{r.config_path}: a run of model {r.model!r}, but {road_dir} is model {road.model!r}")
         given = [parse_given(t) for t in extra["paper"]]
         models.append(road.model)
         blocks.append(("h", 2, f"{road.model} ({rel(road.path)})"))
         blocks += Section(road, runs, given).build()
     title = f"{a.title}: {', '.join(models)}"
-    blocks = [("p", "Contents: environment; then for " + ", ".join(models) + ": model and artifacts, training, "
-                    "accuracy, offline road, precision doctor, inference performance.")] \
-        + environment_blocks(cmd("python", "verify/report.py", *argv)) + blocks
+    blocks = (
+        [
+            (
+                "p",
+                "Contents: environment; then for " + ", ".join(models) + ": model and artifacts, training, "
+                "accuracy, offline road, precision doctor, inference performance.",
+            )
+        ]
+        + environment_blocks(cmd("python", "verify/report.py", *argv))
+        + blocks
+    )
     os.makedirs(a.output, exist_ok=True)
     text, images = report_doc.to_markdown(title, blocks)
     for relp, data in images.items():

@@ -6,6 +6,7 @@ Blocks: ("h", level, text), ("p", text), ("cmd", text: one command a line), ("ta
 ("img", name, png bytes, caption), ("kv", [(key, value)]), ("list", [text]).
 A cell is a string, or (string, css class) with class ok | bad | na.
 """
+
 import base64
 import html
 
@@ -39,9 +40,13 @@ def _cell(c):
 
 def to_html(title, blocks):
     e = html.escape
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>{e(title)}</title><style>{CSS}</style></head><body><main>", f"<h1>{e(title)}</h1>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{e(title)}</title><style>{CSS}</style></head><body><main>",
+        f"<h1>{e(title)}</h1>",
+    ]
     for b in blocks:
         kind = b[0]
         if kind == "h":

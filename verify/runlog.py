@@ -17,6 +17,7 @@ Wall time: the trainer's own ``seconds`` (RealNVP; restarts at 0 when a run resu
 the runs are chained), else accumulated from ``steps_per_sec`` over each logging window
 (REBAR; training steps only, evaluation excluded). Step time is 1 / steps per second.
 """
+
 import os
 
 from common import fsio
@@ -27,8 +28,22 @@ CONFIG = "config.json"
 SPLITS = ("train", "valid", "test")
 HELD_OUT = ("test", "valid")
 PREFIXES = {"train_": "train", "test_": "test", "valid_": "valid", "val_": "valid"}
-BOOKKEEPING = {"step", "epoch", "kind", "split", "seconds", "lr", "steps_per_sec", "n_steps", "n_images",
-               "samples", "temperature", "log_grad_variance", "etas", "gv"}
+BOOKKEEPING = {
+    "step",
+    "epoch",
+    "kind",
+    "split",
+    "seconds",
+    "lr",
+    "steps_per_sec",
+    "n_steps",
+    "n_images",
+    "samples",
+    "temperature",
+    "log_grad_variance",
+    "etas",
+    "gv",
+}
 TRAIN_KINDS = ("train", "epoch")
 
 
@@ -49,15 +64,20 @@ class Run:
     def __init__(self, path, label=None):
         self.path = os.fspath(path)
         if not os.path.isdir(self.path):
-            raise UserError(f"{self.path}: training run folder not found (expected the trainer's "
-                            f"--train_url / --working_dir with {METRICS} and {CONFIG})")
+            raise UserError(
+                f"{self.path}: training run folder not found (expected the trainer's "
+                f"--train_url / --working_dir with {METRICS} and {CONFIG})"
+            )
         self.label = label or os.path.basename(os.path.normpath(self.path))
         self.metrics_path = os.path.join(self.path, METRICS)
         self.config_path = os.path.join(self.path, CONFIG)
         if not os.path.isfile(self.metrics_path):
             raise UserError(f"{self.metrics_path}: not found (the trainers write {METRICS} in the run folder)")
-        self.config = fsio.read_json(self.config_path, "not found (the trainer saves config.json beside "
-                                     "its checkpoints)") if os.path.isfile(self.config_path) else None
+        self.config = (
+            fsio.read_json(self.config_path, "not found (the trainer saves config.json beside its checkpoints)")
+            if os.path.isfile(self.config_path)
+            else None
+        )
         # the trainers own metrics.jsonl, and its reader (one-line errors for a broken record)
         from train.runguard import read_metrics
 
@@ -83,7 +103,7 @@ class Run:
                 continue
             pre = next((p for p in PREFIXES if k.startswith(p)), None)
             if pre:
-                yield (k[len(pre):], PREFIXES[pre]), float(v)
+                yield (k[len(pre) :], PREFIXES[pre]), float(v)
             elif r.get("kind") in TRAIN_KINDS:
                 yield (k, "train"), float(v)
 
@@ -105,7 +125,7 @@ class Run:
     def metrics(self):
         """Headline metric names, in first-seen order (see the module's rule)."""
         names = []
-        for (n, s) in self.series:
+        for n, s in self.series:
             if s in HELD_OUT and n not in names:
                 names.append(n)
         if not names:
@@ -169,8 +189,11 @@ class Run:
 
     def steps_per_sec(self):
         """(steps/s, how) over the logged windows, or None."""
-        sps = [float(r["steps_per_sec"]) for r in self.records
-               if _number(r.get("steps_per_sec")) and r.get("kind") == "train" and r["steps_per_sec"] > 0]
+        sps = [
+            float(r["steps_per_sec"])
+            for r in self.records
+            if _number(r.get("steps_per_sec")) and r.get("kind") == "train" and r["steps_per_sec"] > 0
+        ]
         if sps:
             # total steps over total time of the windows: a time-weighted mean of the windows
             t = self._time
@@ -185,10 +208,18 @@ class Run:
     def summary(self):
         """The numbers a report or a comparison shows, with their source."""
         sps = self.steps_per_sec()
-        out = {"label": self.label, "path": self.path, "model": self.model, "last_step": self.last_step,
-               "batch_size": self.batch_size, "metrics": self.metrics(), "final": {},
-               "steps_per_sec": sps and sps[0], "steps_per_sec_how": sps and sps[1],
-               "wall_s": self._time[-1][1] if self._time else None}
+        out = {
+            "label": self.label,
+            "path": self.path,
+            "model": self.model,
+            "last_step": self.last_step,
+            "batch_size": self.batch_size,
+            "metrics": self.metrics(),
+            "final": {},
+            "steps_per_sec": sps and sps[0],
+            "steps_per_sec_how": sps and sps[1],
+            "wall_s": self._time[-1][1] if self._time else None,
+        }
         out["step_time_s"] = 1.0 / sps[0] if sps and sps[0] else None
         out["images_per_sec"] = sps[0] * self.batch_size if sps and self.batch_size else None
         for name in out["metrics"]:

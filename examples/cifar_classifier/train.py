@@ -13,6 +13,7 @@ Pixels are RGB, NHWC, float32 ``(pixel - 127.5) / 127.5`` (img2bin: -f RGB -a NH
     python examples/cifar_classifier/train.py --data_dir $DATA_DIR --train_dir runs/classifier \
         --max_seconds 60
 """
+
 import argparse
 import os
 import pickle
@@ -41,8 +42,7 @@ def preprocess(pixels):
 
 def conv(x, name, n_out, stride=1):
     with tf.variable_scope(name):
-        w = tf.get_variable("w", [3, 3, int(x.shape[-1]), n_out],
-                            initializer=tf.variance_scaling_initializer(2.0))
+        w = tf.get_variable("w", [3, 3, int(x.shape[-1]), n_out], initializer=tf.variance_scaling_initializer(2.0))
         return tf.nn.conv2d(x, w, [1, stride, stride, 1], "SAME")
 
 
@@ -56,8 +56,7 @@ def batch_norm(x, is_training, name, decay=0.9):
 
         def train():
             y, m, v = tf.nn.fused_batch_norm(x, gamma, beta, is_training=True)
-            updates = [tf.assign(mean, decay * mean + (1 - decay) * m),
-                       tf.assign(var, decay * var + (1 - decay) * v)]
+            updates = [tf.assign(mean, decay * mean + (1 - decay) * m), tf.assign(var, decay * var + (1 - decay) * v)]
             with tf.control_dependencies(updates):
                 return tf.identity(y)
 
@@ -118,15 +117,19 @@ def main():
             batch = x_train[idx]
             flip = rng.rand(len(batch)) < 0.5
             batch[flip] = batch[flip, :, ::-1]
-            _, l, s, i = sess.run([train_op, loss, summaries, step],
-                                  {images: preprocess(batch), labels: y_train[idx], is_training: True,
-                                   drop_rate: 0.3})
+            _, l, s, i = sess.run(
+                [train_op, loss, summaries, step],
+                {images: preprocess(batch), labels: y_train[idx], is_training: True, drop_rate: 0.3},
+            )
             if i % 50 == 0:
                 writer.add_summary(s, i)
                 print(f"step {i} loss {l:.3f} ({time.time() - t0:.0f} s)", flush=True)
-        acc = sum(sess.run(correct, {images: preprocess(x_test[k:k + 256]), labels: y_test[k:k + 256],
-                                     is_training: False})
-                  for k in range(0, len(x_test), 256)) / len(x_test)
+        acc = sum(
+            sess.run(
+                correct, {images: preprocess(x_test[k : k + 256]), labels: y_test[k : k + 256], is_training: False}
+            )
+            for k in range(0, len(x_test), 256)
+        ) / len(x_test)
         path = saver.save(sess, os.path.join(a.train_dir, "model.ckpt"), global_step=i)
     writer.close()
     print(f"step {i}: test accuracy {acc:.4f} on {len(x_test)} images; saved {path}")

@@ -3,6 +3,7 @@
 A built-in model is rebuilt from its config.json and restored from its checkpoint; a
 user model is loaded from the checkpoint + meta graph, SavedModel or .pb its signature
 records (freeze/sources.py), with the recorded defaults fed."""
+
 import os
 
 from infer.runner import Runner

@@ -1,5 +1,6 @@
 """A real .om through the real msame (on an Ascend host): each infer() writes the feed
 as .bin files, runs msame in file mode and reads its outputs back."""
+
 import os
 import re
 import shutil
@@ -25,8 +26,10 @@ class MsameRunner(Runner):
     def activate_impl(self):
         self.msame = self.msame or shutil.which("msame")
         if not self.msame:
-            raise UserError(f"{self.model}: the om backend needs Ascend's msame on PATH (not found); "
-                            "run the .onnx or .pb instead, or source the CANN set_env.sh")
+            raise UserError(
+                f"{self.model}: the om backend needs Ascend's msame on PATH (not found); "
+                "run the .onnx or .pb instead, or source the CANN set_env.sh"
+            )
         self.tmp = tempfile.mkdtemp(prefix="msame_")
 
     def deactivate_impl(self):
@@ -39,8 +42,19 @@ class MsameRunner(Runner):
             np.ascontiguousarray(feed[t.name]).tofile(p)
             files.append(p)
         out = tempfile.mkdtemp(dir=self.tmp)
-        cmd = [self.msame, "--model", self.model, "--input", ",".join(files), "--output", out,
-               "--outfmt", "BIN", "--device", str(self.device_id)]
+        cmd = [
+            self.msame,
+            "--model",
+            self.model,
+            "--input",
+            ",".join(files),
+            "--output",
+            out,
+            "--outfmt",
+            "BIN",
+            "--device",
+            str(self.device_id),
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True)
         # msame's exit code is unreliable: success is its last line plus the output files
         if "Execute sample success" not in r.stdout:
@@ -49,11 +63,11 @@ class MsameRunner(Runner):
         found = layout.collect_outputs(out).get(layout.stem_of(self.model), {})
         m = TIME_RE.findall(r.stdout)
         self.device_time = float(m[-1]) / 1e3 if m else None
-        res = [layout.read_output(found[i], t) if i in found else None
-               for i, t in enumerate(self.signature.outputs)]
+        res = [layout.read_output(found[i], t) if i in found else None for i, t in enumerate(self.signature.outputs)]
         if any(a is None for a in res):
-            raise UserError(f"{self.model}: msame wrote {sorted(found)} outputs, the signature has "
-                            f"{len(self.signature.outputs)}")
+            raise UserError(
+                f"{self.model}: msame wrote {sorted(found)} outputs, the signature has {len(self.signature.outputs)}"
+            )
         shutil.rmtree(out, ignore_errors=True)
         return res
 

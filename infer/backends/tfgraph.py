@@ -1,4 +1,5 @@
 """A frozen TensorFlow graph (.pb) in a TF1 session: the exact reference for the .om."""
+
 import numpy as np
 
 from common.errors import UserError
@@ -19,14 +20,17 @@ class FrozenGraphRunner(Runner):
         self.graph = import_graph_def(load_graph_def(self.model), self.model)
         get = self.graph.get_tensor_by_name
         self.ins, self.outs = [], []
-        for what, ts, into in (("input", self.signature.inputs, self.ins),
-                               ("output", self.signature.outputs, self.outs)):
+        for what, ts, into in (
+            ("input", self.signature.inputs, self.ins),
+            ("output", self.signature.outputs, self.outs),
+        ):
             for t in ts:
                 try:
                     g = get(t.tensor)
                 except (KeyError, ValueError):
-                    raise UserError(f"{self.model}: graph lacks the signature's {what} tensor "
-                                    f"{t.tensor!r} ({what} {t.name!r})") from None
+                    raise UserError(
+                        f"{self.model}: graph lacks the signature's {what} tensor {t.tensor!r} ({what} {t.name!r})"
+                    ) from None
                 self._check(what, t, g)
                 into.append(g)
         config = session_config(self.device)
@@ -46,26 +50,30 @@ class FrozenGraphRunner(Runner):
         """The signature agrees with the graph: dtype and every static dimension."""
         dtype = g.dtype.base_dtype.name
         if dtype != t.dtype:
-            raise UserError(f"{self.model}: {what} {t.tensor!r} is {dtype} in the graph, the signature "
-                            f"{self.signature.path or ''} says {t.dtype}")
+            raise UserError(
+                f"{self.model}: {what} {t.tensor!r} is {dtype} in the graph, the signature "
+                f"{self.signature.path or ''} says {t.dtype}"
+            )
         if g.shape.dims is None:
             return
         dims = g.shape.as_list()
-        if what == "output" and len(dims) != len(t.shape) and None not in dims and \
-                int(np.prod(dims)) == t.size:
+        if what == "output" and len(dims) != len(t.shape) and None not in dims and int(np.prod(dims)) == t.size:
             return  # same values, another rank (a scalar recorded as [1]): the runner reshapes
         if len(dims) != len(t.shape) or any(d is not None and d != w for d, w in zip(dims, t.shape)):
-            raise UserError(f"{self.model}: {what} {t.tensor!r} has shape "
-                            f"{[d if d is not None else '?' for d in dims]} in the graph, the signature "
-                            f"{self.signature.path or ''} says {t.shape}")
+            raise UserError(
+                f"{self.model}: {what} {t.tensor!r} has shape "
+                f"{[d if d is not None else '?' for d in dims]} in the graph, the signature "
+                f"{self.signature.path or ''} says {t.shape}"
+            )
 
     def infer_impl(self, feed):
         try:
             return self.fn(*[feed[t.name] for t in self.signature.inputs])
         except Exception as e:  # tf.errors.* (InvalidArgument, ...): one line, not a traceback
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise UserError(f"{self.model}: TensorFlow failed on inputs "
-                            f"{[t.name for t in self.signature.inputs]} ({msg})") from None
+            raise UserError(
+                f"{self.model}: TensorFlow failed on inputs {[t.name for t in self.signature.inputs]} ({msg})"
+            ) from None
 
 
 def make(model, signature, device="cpu"):
