@@ -53,8 +53,8 @@ def _synthetic_realnvp(root, seed, n_files, noise=0.0, ref_dir=None):
     return d
 
 
-def _manifest(path, n_files):
-    from data_tools.binfiles import FORMAT
+def _manifest(folder, n_files):
+    from data_tools.binfiles import FORMAT, write_manifest
 
     files = [
         {
@@ -65,10 +65,10 @@ def _manifest(path, n_files):
         }
         for f in range(n_files)
     ]
-    os.makedirs(os.path.join(os.path.dirname(path), "x"), exist_ok=True)
-    with open(path, "w") as fh:
-        json.dump({"format": FORMAT, "n_images": N_IMAGES, "inputs": [{"name": "x", "dir": "x"}], "files": files}, fh)
-    return path
+    os.makedirs(os.path.join(folder, "x"), exist_ok=True)
+    return write_manifest(
+        folder, {"format": FORMAT, "n_images": N_IMAGES, "inputs": [{"name": "x", "dir": "x"}], "files": files}
+    )
 
 
 def bench_loss_check(tmp, repeats=5, plot=True):
@@ -88,7 +88,7 @@ def bench_loss_check(tmp, repeats=5, plot=True):
     t0 = time.perf_counter()
     ref = _synthetic_realnvp(os.path.join(tmp, "ref"), 0, n_files)
     off = _synthetic_realnvp(os.path.join(tmp, "off"), 1, n_files, noise=1e-7, ref_dir=ref)
-    manifest = Manifest.load(_manifest(os.path.join(tmp, "bins", "manifest.json"), n_files))
+    manifest = Manifest.load(_manifest(os.path.join(tmp, "bins"), n_files))
     t_make = time.perf_counter() - t0
     times, report = [], None
     for _ in range(repeats):

@@ -11,7 +11,9 @@ import tracemalloc
 
 import numpy as np
 
-from data_tools import datasets, img2bin
+from data_tools import datasets
+from data_tools.dataset_bins import write_dataset
+from data_tools.image_tool import images_to_bins
 from freeze.signature import Signature, Tensor
 
 BATCH = 16
@@ -47,7 +49,7 @@ def run(data_dir, repeats=9):
         out = os.path.join(work, "ds")
 
         def ds():
-            img2bin.write_dataset(images, sig, out, "cifar10", "test", force=True, progress=False)
+            write_dataset(images, sig, out, "cifar10", "test", force=True, progress=False)
 
         ds()
         names = {n: sorted(os.listdir(os.path.join(out, n))) for n in ("x", "u")}
@@ -83,7 +85,7 @@ def run(data_dir, repeats=9):
             cv2.imwrite(os.path.join(pngs, f"{i:05d}.png"), images[i][..., ::-1])
         t_ascend = statistics.median(
             _timed(  # a fresh output folder each time (nothing to replace)
-                lambda r=r: img2bin.images_to_bins(
+                lambda r=r: images_to_bins(
                     pngs,
                     os.path.join(work, f"asc{r}"),
                     32,
@@ -104,7 +106,7 @@ def run(data_dir, repeats=9):
         for mult in (1, 4):
             data = np.concatenate([images] * mult)
             tracemalloc.start()
-            img2bin.write_dataset(data, sig, out, "cifar10", "test", force=True, progress=False)
+            write_dataset(data, sig, out, "cifar10", "test", force=True, progress=False)
             peaks[mult] = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             del data

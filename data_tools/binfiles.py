@@ -30,6 +30,7 @@ line up with the rows.
 
 import os
 import re
+import stat
 
 import numpy as np
 
@@ -54,15 +55,20 @@ def write_bin(path, array, tensor=None):
     fsio.write_array(path, array)
 
 
-def check_bin(path, tensor):
-    """Raise a UserError naming the file unless it has exactly the tensor's byte size."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: input file not found (input {tensor.name!r})")
-    n = os.path.getsize(path)
-    if n != tensor.nbytes:
+def check_bin(path, tensor, nbytes: int | None = None) -> None:
+    """Raise a UserError naming the file unless it is a file of exactly the tensor's byte
+    size (``nbytes``: that size, precomputed by a caller checking many files). One stat."""
+    try:
+        st = os.stat(path)
+    except OSError:  # as os.path.isfile: any error means "not found"
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        what = "is a folder, not a file" if st is not None else "not found"
+        raise UserError(f"{os.fspath(path)}: input file {what} (input {tensor.name!r})")
+    if st.st_size != (tensor.nbytes if nbytes is None else nbytes):
         raise UserError(
-            f"{path}: input {tensor.name!r} expects {tensor.nbytes} bytes ({tensor.shape} {tensor.dtype}), found {n}"
+            f"{os.fspath(path)}: input {tensor.name!r} expects {tensor.nbytes} bytes ({tensor.shape} {tensor.dtype}), "
+            f"found {st.st_size}"
         )
 
 
@@ -196,7 +202,32 @@ def _validate(d, path):
         bad(f"images must list the {n} source files", images if not isinstance(images, list) else len(images))
 
 
+def _check_manifest(d, path):
+    """What Manifest.load accepts: the format tag, then ``_validate``."""
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        found = d.get("format") if isinstance(d, dict) else type(d).__name__
+        raise UserError(f"{path}: not an input manifest (expected format {FORMAT!r}, found {found!r})")
+    _validate(d, path)
+
+
+def manifest_path(folder) -> str:
+    """A set's manifest: ``folder/manifest.json``."""
+    return os.path.join(os.fspath(folder), MANIFEST)
+
+
+def write_manifest(folder, manifest: dict) -> str:
+    """Write ``manifest`` (``new_manifest``'s dict) as ``folder/manifest.json``, atomically
+    (common/fsio.py), after the checks ``Manifest.load`` makes: nothing writes a manifest
+    its reader rejects. Returns the path. The one writer of manifest.json."""
+    path = manifest_path(folder)
+    _check_manifest(manifest, path)
+    fsio.write_json(path, manifest)
+    return path
+
+
 class Manifest:
+    """A set's manifest.json as read (``load``) and checked against a signature and folders."""
+
     def __init__(self, d, path):
         self.d, self.path = d, path
         self.root = os.path.dirname(os.path.abspath(path))
@@ -286,16 +317,10 @@ class Manifest:
     def load(cls, path):
         path = os.fspath(path)
         if os.path.isdir(path):
-            path = os.path.join(path, MANIFEST)
+            path = manifest_path(path)
         d = fsio.read_json(path, "manifest not found (img2bin --dataset, or -i with --signature, writes it)")
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            found = d.get("format") if isinstance(d, dict) else type(d).__name__
-            raise UserError(f"{path}: not an input manifest (expected format {FORMAT!r}, found {found!r})")
-        _validate(d, path)
+        _check_manifest(d, path)
         return cls(d, path)
-
-    def save(self, path=None):
-        fsio.write_json(path or self.path, self.d)
 
 
 def find_manifest(path):
@@ -304,7 +329,7 @@ def find_manifest(path):
     holds no .bin file it does not list (else it is another set's: UserError)."""
     path = os.path.abspath(os.fspath(path))
     for d in (path, os.path.dirname(path)):
-        p = os.path.join(d, MANIFEST)
+        p = manifest_path(d)
         if os.path.isfile(p):
             m = Manifest.load(p)
             if d != path:

@@ -25,7 +25,7 @@ from common import fsio  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
 from data_tools import datasets  # noqa: E402
 from data_tools.cliargs import ArgumentParser  # noqa: E402
-from data_tools.img2bin import committing, interruptible, staging  # noqa: E402
+from data_tools.staging import committing, interruptible, staging  # noqa: E402
 
 LABELS = "labels.txt"
 EXAMPLE = """example:

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data_tools import binfiles, datasets, img2bin
+from data_tools import binfiles, datasets, image_tool, img2bin, noise
 from freeze.signature import Signature, Tensor
 
 
@@ -55,13 +55,13 @@ def test_letterbox_mean_coef_layout(tmp_path):
 
 def test_gray_stays_hw_and_uint8_nhwc_and_yuv(tmp_path):
     _img(tmp_path / "g.jpg", 8, 8)
-    g = img2bin.convert_image(tmp_path / "g.jpg", 8, 8, "GRAY", "NCHW", "uint8")
+    g = image_tool.convert_image(tmp_path / "g.jpg", 8, 8, "GRAY", "NCHW", "uint8")
     assert g.shape == (8, 8) and g.dtype == np.uint8
-    c = img2bin.convert_image(tmp_path / "g.jpg", 8, 8, "BGR", "NHWC", "int32")
+    c = image_tool.convert_image(tmp_path / "g.jpg", 8, 8, "BGR", "NHWC", "int32")
     assert c.shape == (8, 8, 3) and c.dtype == np.int32
     np.testing.assert_array_equal(c, cv2.imread(str(tmp_path / "g.jpg")).astype(np.int32))
     np.testing.assert_array_equal(g, cv2.cvtColor(cv2.imread(str(tmp_path / "g.jpg")), cv2.COLOR_BGR2GRAY))
-    y = img2bin.convert_image(tmp_path / "g.jpg", 8, 8, "YUV")
+    y = image_tool.convert_image(tmp_path / "g.jpg", 8, 8, "YUV")
     assert y.shape == (12, 8) and y.dtype == np.uint8
     bgr = cv2.imread(str(tmp_path / "g.jpg")).astype(np.int64)  # what the tool read (jpg is lossy)
     np.testing.assert_array_equal(y[:8], (bgr @ [29, 150, 77]) >> 8)  # Ascend's integer Y
@@ -76,7 +76,7 @@ def test_sorted_txt_and_collision(tmp_path, capsys):
     for n in ("c.png", "a.jpg"):
         _img(src / n, 4, 4)
     (src / "t.txt").write_text("[baseconf]\ninput_node=[1, 2, 3, 4]\nshape=[1, 4]\n")
-    assert [os.path.basename(f) for f in img2bin.list_inputs(str(src))] == ["a.jpg", "c.png", "t.txt"]
+    assert [os.path.basename(f) for f in image_tool.list_inputs(str(src))] == ["a.jpg", "c.png", "t.txt"]
     out = tmp_path / "out"
     assert img2bin.main(["-i", str(src), "-w", "4", "-h", "4", "-t", "uint32", "-o", str(out)]) == 0
     np.testing.assert_array_equal(np.fromfile(out / "t.bin", np.uint32), [1, 2, 3, 4])
@@ -279,7 +279,7 @@ def test_image_mode_with_signature_fills_a_builtin_models_noise(tmp_path):
     m = binfiles.Manifest.load(out)
     assert m.d["noise_inputs"] == ["u"] and [i["dir"] for i in m.inputs] == ["x", "u"]
     u = binfiles.read_bin(out / "u" / "pics_00000.bin", Signature.load(sig).inputs[1])
-    np.testing.assert_array_equal(u.reshape(-1), img2bin.Noise(5, "u").next(u.size))
+    np.testing.assert_array_equal(u.reshape(-1), noise.Noise(5, "u").next(u.size))
 
 
 def test_export_images_round_trip(tmp_path, fake_cifar):

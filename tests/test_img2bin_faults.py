@@ -15,7 +15,7 @@ import pytest
 
 from common.errors import UserError
 from convert import to_onnx
-from data_tools import binfiles, datasets, fetch_data, img2bin
+from data_tools import binfiles, datasets, fetch_data, image_tool, img2bin
 from freeze.signature import Signature, Tensor
 
 
@@ -103,9 +103,9 @@ def test_sigterm_removes_the_staging_folder(tmp_path, repo_root):
     out.mkdir()
     (out / "keep.bin").write_bytes(b"old")
     code = (
-        "import sys, time\nfrom data_tools import img2bin\nconv = img2bin.convert_image\n"
+        "import sys, time\nfrom data_tools import image_tool, img2bin\nconv = image_tool.convert_image\n"
         "def slow(*a, **k):\n    time.sleep(0.05)\n    return conv(*a, **k)\n"
-        "img2bin.convert_image = slow\nsys.exit(img2bin.main(sys.argv[1:]))"
+        "image_tool.convert_image = slow\nsys.exit(img2bin.main(sys.argv[1:]))"
     )
     p = subprocess.Popen(
         [sys.executable, "-c", code, "-i", str(src), "-w", "4", "-h", "4", "-t", "uint8", "-o", str(out)],
@@ -154,11 +154,11 @@ def test_unwritable_output_is_one_line(pics, tmp_path, capsys):
 
 def test_nv12_wraps_u_and_v_like_the_real_tool(tmp_path):
     _img(tmp_path / "blue.png", 2, 2, value=(255, 0, 0))  # BGR pure blue
-    y = img2bin.convert_image(str(tmp_path / "blue.png"), 2, 2, "YUV")
+    y = image_tool.convert_image(str(tmp_path / "blue.png"), 2, 2, "YUV")
     # Y = 29*255 >> 8 = 28; U = (131*255 >> 8) + 128 = 258 -> 2 (uint8 wrap); V = (-21*255 >> 8) + 128 = 107
     assert y.tolist() == [[28, 28], [28, 28], [2, 107]]
     _img(tmp_path / "red.png", 2, 2, value=(0, 0, 255))
-    y = img2bin.convert_image(str(tmp_path / "red.png"), 2, 2, "YUV")
+    y = image_tool.convert_image(str(tmp_path / "red.png"), 2, 2, "YUV")
     # V = (131*255 >> 8) + 128 = 258 -> 2; U = (-44*255 >> 8) + 128 = 84
     assert y[2].tolist() == [84, 2]
 
