@@ -15,7 +15,6 @@ import json
 import math
 import os
 import re
-import stat
 import time
 
 import numpy as np
@@ -225,7 +224,10 @@ def _listing(folder):
 
 def plan(signature, inputs):
     """[(stem, [file per model input])] and the mode, every file checked against the
-    signature before anything runs. ``inputs``: folders, .bin files, or [] (zeros)."""
+    signature before anything runs (data_tools/binfiles.py's check). ``inputs``: folders,
+    .bin files, or [] (zeros)."""
+    from data_tools.binfiles import check_bin
+
     n_in = len(signature.inputs)
     names = [t.name for t in signature.inputs]
     if not inputs:
@@ -257,16 +259,7 @@ def plan(signature, inputs):
     want = [t.nbytes for t in signature.inputs]
     for _, files in items:
         for f, t, nbytes in zip(files, signature.inputs, want):
-            try:
-                st = os.stat(f)  # one stat per file (isfile + getsize took two)
-            except OSError:  # as os.path.isfile: any error means "not found"
-                st = None
-            if st is None or not stat.S_ISREG(st.st_mode):
-                what = "is a folder, not a file" if st is not None else "not found"
-                raise UserError(f"{f}: input file {what} (input {t.name!r})")
-            n = st.st_size
-            if n != nbytes:
-                raise UserError(f"{f}: input {t.name!r} expects {t.nbytes} bytes ({t.shape} {t.dtype}), found {n}")
+            check_bin(f, t, nbytes)
     return ("folder" if folder else "file"), items
 
 
