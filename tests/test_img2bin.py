@@ -314,6 +314,28 @@ def test_export_images_round_trip(tmp_path, fake_cifar):
     assert {n: (pics / n).read_bytes() for n in os.listdir(pics)} == before
 
 
+def test_export_images_folder_goes_through_plain_image_mode(tmp_path, fake_cifar):
+    """export_images' labels.txt beside its PNGs is not an input of Ascend's image mode;
+    a labels.txt in Ascend's [baseconf] form still is."""
+    from data_tools import export_images
+
+    pics = tmp_path / "pics"
+    args = ["--dataset", "cifar10", "--split", "test", "--data-dir", fake_cifar, "-o", str(pics), "--limit", "3"]
+    assert export_images.main(args) == 0
+    assert (pics / "labels.txt").is_file()
+    out = tmp_path / "bins"
+    flags = ["-w", "32", "-h", "32", "-f", "RGB", "-a", "NHWC", "-t", "uint8"]
+    assert img2bin.main(["-i", str(pics), *flags, "-o", str(out)]) == 0
+    assert sorted(os.listdir(out)) == [f"cifar10_test_{i:05d}.bin" for i in range(3)]
+    images = datasets.load("cifar10", "test", fake_cifar)
+    for i in range(3):
+        got = np.fromfile(out / f"cifar10_test_{i:05d}.bin", np.uint8).reshape(32, 32, 3)
+        np.testing.assert_array_equal(got, images[i])  # PNG is lossless, RGB kept
+    (pics / "labels.txt").write_text("[baseconf]\ninput_node=[7, 8]\nshape=[2]\n")
+    assert img2bin.main(["-i", str(pics), *flags, "-o", str(tmp_path / "b2")]) == 0
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "b2" / "labels.bin", np.uint8), [7, 8])
+
+
 def test_input_names_with_slashes_get_plain_folders(tmp_path):
     src = tmp_path / "pics"
     src.mkdir()
