@@ -25,12 +25,21 @@ def default_data_dir():
     return os.environ.get("DATA_DIR", "data")
 
 
-def _cifar_root(data_dir):
-    """Accept DATA_DIR or the cifar-10-batches-py folder itself."""
+def _find_cifar(data_dir):
+    """The folder holding the CIFAR-10 batches: DATA_DIR/cifar-10-batches-py or DATA_DIR
+    itself; None if neither has one."""
     data_dir = os.fspath(data_dir)
     for root in (os.path.join(data_dir, CIFAR_DIR), data_dir):
         if os.path.isfile(os.path.join(root, CIFAR_TEST[0])) or os.path.isfile(os.path.join(root, CIFAR_TRAIN[0])):
             return root
+    return None
+
+
+def _cifar_root(data_dir):
+    """Accept DATA_DIR or the cifar-10-batches-py folder itself."""
+    root = _find_cifar(data_dir)
+    if root is not None:
+        return root
     raise UserError(
         f"{os.path.join(data_dir, CIFAR_DIR)}: no CIFAR-10 python batches found "
         "(expected data_batch_1..5 and test_batch; run "
@@ -135,16 +144,36 @@ def read_mnist_file(path):
     return x.astype(np.uint8)
 
 
+def _find_mnist(data_dir, split):
+    """DATA_DIR/binarized_mnist (or DATA_DIR itself)/binarized_mnist_<split>.mat|.amat; None
+    if absent."""
+    for root in (os.path.join(data_dir, MNIST_DIR), data_dir):
+        for ext in (".mat", ".amat"):
+            p = os.path.join(root, f"binarized_mnist_{split}{ext}")
+            if os.path.isfile(p):
+                return p
+    return None
+
+
+def present(dataset: str, data_dir=None) -> bool:
+    """True when the loaders find the dataset in ``data_dir`` (CIFAR-10's batches; all three
+    binarized MNIST splits), without reading it."""
+    data_dir = os.fspath(data_dir or default_data_dir())
+    if dataset == "cifar10":
+        return _find_cifar(data_dir) is not None
+    if dataset == "binarized_mnist":
+        return all(_find_mnist(data_dir, split) is not None for split in MNIST_SPLITS)
+    raise UserError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+
+
 def load_binarized_mnist(data_dir=None, split="train"):
     """uint8 [N, 784] in {0,1} for split 'train', 'valid' or 'test'."""
     if split not in MNIST_SPLITS:
         raise UserError(f"binarized MNIST split must be one of {MNIST_SPLITS}, got {split!r}")
     data_dir = os.fspath(data_dir or default_data_dir())
-    for root in (os.path.join(data_dir, MNIST_DIR), data_dir):
-        for ext in (".mat", ".amat"):
-            p = os.path.join(root, f"binarized_mnist_{split}{ext}")
-            if os.path.isfile(p):
-                return read_mnist_file(p)
+    p = _find_mnist(data_dir, split)
+    if p is not None:
+        return read_mnist_file(p)
     raise UserError(
         f"{os.path.join(data_dir, MNIST_DIR)}: no binarized_mnist_{split}.mat or .amat found "
         f"(run 'python data_tools/fetch_data.py --data-dir {data_dir}')"

@@ -14,6 +14,7 @@ kept unless --force.
 import argparse
 import contextlib
 import hashlib
+import http.client
 import os
 import shutil
 import sys
@@ -178,20 +179,21 @@ def has_mnist(src):
     return os.path.isfile(src) and "mnist" in os.path.basename(src).lower() and _is_tar(src)
 
 
-def fetch(data_dir, cifar_url=CIFAR_URL, mnist_url=MNIST_URL, force=False, timeout=30):
-    """Download both datasets; one UserError saying what to put where when offline."""
+def fetch(data_dir, cifar_url=CIFAR_URL, mnist_url=MNIST_URL, force=False, timeout=30, which=datasets.DATASETS):
+    """Download the datasets in ``which`` (both by default); one UserError saying what to put
+    where when offline."""
     msgs = []
     os.makedirs(data_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".download-", dir=data_dir)
     try:
-        if force or not os.path.exists(os.path.join(data_dir, datasets.CIFAR_DIR)):
+        if "cifar10" in which and (force or not os.path.exists(os.path.join(data_dir, datasets.CIFAR_DIR))):
             tgz = os.path.join(tmp, "cifar-10-python.tar.gz")
             _get(cifar_url, tgz, data_dir, timeout)
             got = md5(tgz)
             if got != CIFAR_MD5:
                 raise UserError(f"{cifar_url}: md5 expected {CIFAR_MD5}, found {got}")
             msgs.append(import_cifar(tgz, data_dir, force))
-        if force or not os.path.exists(os.path.join(data_dir, datasets.MNIST_DIR)):
+        if "binarized_mnist" in which and (force or not os.path.exists(os.path.join(data_dir, datasets.MNIST_DIR))):
             d = os.path.join(tmp, "mnist")
             os.mkdir(d)
             for split in datasets.MNIST_SPLITS:
@@ -202,10 +204,33 @@ def fetch(data_dir, cifar_url=CIFAR_URL, mnist_url=MNIST_URL, force=False, timeo
     return msgs or [f"kept {data_dir} (both datasets present)"]
 
 
+def ensure(data_dir, which=datasets.DATASETS, timeout=30) -> list[str]:
+    """Download those of ``which`` that the loaders do not find in ``data_dir`` (what
+    `make demo` does first on a machine without data); [] when all are there. Offline or
+    unwritable: one UserError naming ``--from``, nothing half-written left in data_dir
+    (and data_dir removed again if this call created it and it is still empty)."""
+    need = [d for d in which if not datasets.present(d, data_dir)]
+    if not need:
+        return []
+    created = not os.path.isdir(data_dir)
+    try:
+        return fetch(data_dir, CIFAR_URL, MNIST_URL, timeout=timeout, which=need)
+    except OSError as e:
+        raise _unwritable(e, data_dir) from None
+    finally:
+        if created:  # removed only while empty: a failed first fetch leaves no trace
+            with contextlib.suppress(OSError):
+                os.rmdir(data_dir)
+
+
+def _unwritable(e, data_dir):
+    return UserError(f"{e.filename or data_dir}: cannot write ({e.strerror or e}); nothing was installed")
+
+
 def _get(url, dest, data_dir, timeout):
     try:
         download(url, dest, timeout)
-    except OSError as e:  # URLError, timeouts, refused connections
+    except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, refused or cut connections
         raise UserError(
             f"{url}: cannot download ({getattr(e, 'reason', e)}); without network, get "
             f"{CIFAR_URL} (md5 {CIFAR_MD5}) and binarized_mnist_{{train,valid,test}}.amat, then run "
@@ -225,9 +250,7 @@ def main(argv=None):
     try:
         msgs = _run(a)
     except OSError as e:  # unwritable or full --data-dir (downloads report their own errors)
-        raise UserError(
-            f"{e.filename or a.data_dir}: cannot write ({e.strerror or e}); nothing was installed"
-        ) from None
+        raise _unwritable(e, a.data_dir) from None
     for m in msgs:
         print(m)
     return 0

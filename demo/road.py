@@ -531,6 +531,25 @@ def write_report(road, a):
     print(f"\nSelf-verification report: {os.path.join(out, 'index.html')} (Markdown: {os.path.join(out, 'REPORT.md')})")
 
 
+DATASETS = {"realnvp": "cifar10", "rebar": "binarized_mnist", "classifier": "cifar10"}
+
+
+def fetch_missing_data(data_dir, only=None):
+    """A first `make demo` on a machine without data: download the datasets the chosen
+    models need and data_dir lacks (data_tools/fetch_data.py: checksums, tqdm progress,
+    temporary names). Offline: stop with fetch_data's one-line error, which names
+    ``python data_tools/fetch_data.py --from``."""
+    from common.errors import UserError
+    from data_tools import fetch_data
+
+    which = sorted({d for m, d in DATASETS.items() if only in (None, m)})
+    try:
+        for msg in fetch_data.ensure(data_dir, which):
+            print(msg, flush=True)
+    except UserError as e:
+        sys.exit(f"error: {e}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=os.environ.get("DATA_DIR", "data"))
@@ -553,6 +572,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     a.out, a.data_dir = os.path.abspath(a.out), os.path.abspath(a.data_dir)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines, in every step
+    fetch_missing_data(a.data_dir, a.only)
     for name in ("realnvp", "rebar", "classifier"):
         old = os.path.join(a.out, name)
         if os.path.isdir(old) and a.only in (None, name):
