@@ -37,6 +37,40 @@ def _timed(fn):
     return time.perf_counter() - t
 
 
+def _ascend_per_image(images, work, k=256):
+    """Seconds per image the Ascend tool's way: one PNG per image through cv2 (read,
+    letterbox, maths, write), median of 3 runs, each into a fresh output folder."""
+    import cv2
+
+    pngs = os.path.join(work, "png")
+    os.makedirs(pngs)
+    for i in range(k):
+        cv2.imwrite(os.path.join(pngs, f"{i:05d}.png"), images[i][..., ::-1])
+    mean, coef = [127.5] * 3, [1 / 127.5] * 3
+    t_ascend = statistics.median(
+        _timed(
+            lambda r=r: images_to_bins(
+                pngs, os.path.join(work, f"asc{r}"), 32, 32, "RGB", "NHWC", "float32", mean, coef, progress=False
+            )
+        )
+        for r in range(3)
+    )
+    return t_ascend / k
+
+
+def _memory_peaks(images, sig, out):
+    """{1: bytes, 4: bytes}: tracemalloc peak while writing 1x vs 4x the data."""
+    peaks = {}
+    for mult in (1, 4):
+        data = np.concatenate([images] * mult)
+        tracemalloc.start()
+        write_dataset(data, sig, out, "cifar10", "test", force=True, progress=False)
+        peaks[mult] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        del data
+    return peaks
+
+
 def run(data_dir, repeats=9):
     """Dataset mode and the plain tofile baseline are timed alternately in the same run
     (``repeats`` pairs, order swapped every pair, one untimed warm-up each), on the same
@@ -75,41 +109,8 @@ def run(data_dir, repeats=9):
                 ts.append(_timed(fn))
         t_ds, t_plain = statistics.median(t_ds_all), statistics.median(t_plain_all)
         paired = statistics.median(p / d for p, d in zip(t_plain_all, t_ds_all))
-        # the Ascend tool's way: one PNG per image through cv2 (read, letterbox, maths, write)
-        import cv2
-
-        pngs = os.path.join(work, "png")
-        os.makedirs(pngs)
-        k = 256
-        for i in range(k):
-            cv2.imwrite(os.path.join(pngs, f"{i:05d}.png"), images[i][..., ::-1])
-        t_ascend = statistics.median(
-            _timed(  # a fresh output folder each time (nothing to replace)
-                lambda r=r: images_to_bins(
-                    pngs,
-                    os.path.join(work, f"asc{r}"),
-                    32,
-                    32,
-                    "RGB",
-                    "NHWC",
-                    "float32",
-                    [127.5] * 3,
-                    [1 / 127.5] * 3,
-                    progress=False,
-                )
-            )
-            for r in range(3)
-        )
-        ascend_per_image = t_ascend / k
-        # memory: tracemalloc peak while writing 1x vs 4x the data
-        peaks = {}
-        for mult in (1, 4):
-            data = np.concatenate([images] * mult)
-            tracemalloc.start()
-            write_dataset(data, sig, out, "cifar10", "test", force=True, progress=False)
-            peaks[mult] = tracemalloc.get_traced_memory()[1]
-            tracemalloc.stop()
-            del data
+        ascend_per_image = _ascend_per_image(images, work)
+        peaks = _memory_peaks(images, sig, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rate = nbytes / t_ds
