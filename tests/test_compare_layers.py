@@ -10,6 +10,7 @@ from convert import tiny, to_onnx
 from data_tools import binfiles
 from freeze.signature import Signature
 from verify import compare_layers
+from verify.doctor.diagnose import diagnose
 
 
 def test_doctor_finds_fragile_exp_and_keep_dtype_fixes_it(tmp_path, capsys):
@@ -45,7 +46,7 @@ def test_doctor_finds_fragile_exp_and_keep_dtype_fixes_it(tmp_path, capsys):
     assert "first failing layer: scale_exp" in capsys.readouterr().out
     # the cfg goes straight back into the converter, and the layer is then healthy
     to_onnx.convert(pb, str(tmp_path / "fixed.fp16.onnx"), "force_fp16", str(keep))
-    again = compare_layers.diagnose(loaders.load_graph_def(pb), sig, str(tmp_path / "fixed.fp16.onnx"), feed)
+    again = diagnose(loaders.load_graph_def(pb), sig, str(tmp_path / "fixed.fp16.onnx"), feed)
     assert again["first_failing"] is None
     exp = next(l for l in again["layers"] if l["op"] == "scale_exp")
     assert exp["inf"] == 0 and exp["cosine"] > 0.999
@@ -56,7 +57,7 @@ def test_healthy_model_keeps_nothing(tmp_path):
     pb = tiny.write(str(tmp_path), "ok", batch=2)
     sig = Signature.load(str(tmp_path / "ok.json"))
     to_onnx.convert(pb, str(tmp_path / "ok.fp16.onnx"), "force_fp16")
-    r = compare_layers.diagnose(loaders.load_graph_def(pb), sig, str(tmp_path / "ok.fp16.onnx"), tiny.feed(sig))
+    r = diagnose(loaders.load_graph_def(pb), sig, str(tmp_path / "ok.fp16.onnx"), tiny.feed(sig))
     assert r["first_failing"] is None and r["keep_dtype"] == []
     worst = min(l["cosine"] for l in r["layers"])
     assert 0.99 <= worst < 1.0 or np.isclose(worst, 1.0)
@@ -97,7 +98,7 @@ def test_decomposed_op_is_not_a_false_match(tmp_path):
     out = str(tmp_path / "rs.fp16.onnx")
     to_onnx.convert(pb, out, "force_fp16")
     feed = {"x": np.random.RandomState(1).uniform(-3, 3, (2, 4, 4, 4)).astype(np.float32)}
-    r = compare_layers.diagnose(loaders.load_graph_def(pb), sig, out, feed)
+    r = diagnose(loaders.load_graph_def(pb), sig, out, feed)
     assert r["first_failing"] is None and r["keep_dtype"] == []
     assert "norm:0" in r["dropped"] and r["name_matches_dropped"] >= 1  # the Sqrt named "norm"
     norm = next(l for l in r["layers"] if l["op"] == "norm")
@@ -109,7 +110,7 @@ def test_nonfinite_layer_fails_first_and_keep_names_resolve(tmp_path):
     pb = tiny.write(str(tmp_path), "frag", batch=2, fragile=True)
     sig = Signature.load(str(tmp_path / "frag.json"))
     to_onnx.convert(pb, str(tmp_path / "frag.fp16.onnx"), "force_fp16")
-    r = compare_layers.diagnose(loaders.load_graph_def(pb), sig, str(tmp_path / "frag.fp16.onnx"), tiny.feed(sig))
+    r = diagnose(loaders.load_graph_def(pb), sig, str(tmp_path / "frag.fp16.onnx"), tiny.feed(sig))
     assert r["first_nonfinite"] == r["first_failing"] == "scale_exp"
     assert r["keep_dtype_unresolved"] == [] and r["dropped"] == []
 
