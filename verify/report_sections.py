@@ -66,8 +66,9 @@ def model_section(road: Road) -> Blocks:
         )
     else:
         b.kv(signature_facts(s))
-        if commands.freeze(s):
-            b.cmd(commands.freeze(s))
+        freeze = commands.freeze(s)
+        if freeze:
+            b.cmd(freeze)
     rows = [artifact_row(*a) for a in road.artifacts()]
     if rows:
         b.table(
@@ -158,8 +159,9 @@ def training_section(road: Road, runs: list) -> Blocks:
         return b
     names = metric_names(runs)
     for run_ in runs:
-        if commands.train(run_):
-            b.cmd(commands.train(run_))
+        train = commands.train(run_)
+        if train:
+            b.cmd(train)
         else:
             b.note(f"{run_.label}: the trainer's command is not recorded in {rel(run_.config_path)}")
     b.table(
