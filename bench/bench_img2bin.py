@@ -37,20 +37,63 @@ def _timed(fn):
     return time.perf_counter() - t
 
 
-def _ascend_per_image(images, work, k=256):
+def _dataset_vs_plain(images, sig, work, repeats):
+    """Dataset mode and the plain tofile baseline timed alternately (``repeats`` pairs, order
+    swapped every pair, one untimed warm-up each), writing the same files and bytes, each
+    replacing its previous output inside the timing. Returns (bytes written, dataset-mode
+    times, plain times); dataset mode's output stays in work/ds."""
+    out = os.path.join(work, "ds")
+
+    def ds():
+        write_dataset(images, sig, out, "cifar10", "test", force=True, progress=False)
+
+    ds()
+    names = {n: sorted(os.listdir(os.path.join(out, n))) for n in ("x", "u")}
+    nbytes = sum(os.path.getsize(os.path.join(out, n, f)) for n in names for f in names[n])
+    n_files = -(-len(images) // BATCH)
+    assert all(len(v) == n_files for v in names.values())
+    # baseline: the same files and bytes, arrays ready, plain tofile
+    arrays = [np.random.rand(BATCH, 32, 32, 3).astype(np.float32) for _ in range(2)]
+    base = os.path.join(work, "base")
+
+    def plain():
+        shutil.rmtree(base, ignore_errors=True)
+        for k in ("x", "u"):
+            os.makedirs(os.path.join(base, k))
+        for i in range(n_files):
+            for k, a in zip(("x", "u"), arrays):
+                a.tofile(os.path.join(base, k, names[k][i]))
+
+    plain()
+    t_ds_all, t_plain_all = [], []
+    for r in range(repeats):
+        for fn, ts in ((ds, t_ds_all), (plain, t_plain_all))[:: 1 if r % 2 == 0 else -1]:
+            ts.append(_timed(fn))
+    return nbytes, t_ds_all, t_plain_all
+
+
+def _ascend_style_per_image(images, work, k=256):
     """Seconds per image the Ascend tool's way: one PNG per image through cv2 (read,
-    letterbox, maths, write), median of 3 runs, each into a fresh output folder."""
+    letterbox, maths, write), median of 3 runs over ``k`` images."""
     import cv2
 
     pngs = os.path.join(work, "png")
     os.makedirs(pngs)
     for i in range(k):
         cv2.imwrite(os.path.join(pngs, f"{i:05d}.png"), images[i][..., ::-1])
-    mean, coef = [127.5] * 3, [1 / 127.5] * 3
     t_ascend = statistics.median(
-        _timed(
+        _timed(  # a fresh output folder each time (nothing to replace)
             lambda r=r: images_to_bins(
-                pngs, os.path.join(work, f"asc{r}"), 32, 32, "RGB", "NHWC", "float32", mean, coef, progress=False
+                pngs,
+                os.path.join(work, f"asc{r}"),
+                32,
+                32,
+                "RGB",
+                "NHWC",
+                "float32",
+                [127.5] * 3,
+                [1 / 127.5] * 3,
+                progress=False,
             )
         )
         for r in range(3)
@@ -59,7 +102,7 @@ def _ascend_per_image(images, work, k=256):
 
 
 def _memory_peaks(images, sig, out):
-    """{1: bytes, 4: bytes}: tracemalloc peak while writing 1x vs 4x the data."""
+    """{1: bytes, 4: bytes}: the tracemalloc peak while writing 1x and 4x the data."""
     peaks = {}
     for mult in (1, 4):
         data = np.concatenate([images] * mult)
@@ -72,45 +115,17 @@ def _memory_peaks(images, sig, out):
 
 
 def run(data_dir, repeats=9):
-    """Dataset mode and the plain tofile baseline are timed alternately in the same run
-    (``repeats`` pairs, order swapped every pair, one untimed warm-up each), on the same
-    disk, writing the same number of files and bytes, each replacing its previous
-    output inside the timing; medians reported (the machine may be shared)."""
+    """Dataset mode against the plain tofile baseline (medians of alternating runs, the
+    machine may be shared), against the Ascend-style per-image path, and its memory growth."""
     images = datasets.load("cifar10", "test", data_dir)
     work = tempfile.mkdtemp(prefix="bench_img2bin_")
     try:
         sig = _sig(work)
-        out = os.path.join(work, "ds")
-
-        def ds():
-            write_dataset(images, sig, out, "cifar10", "test", force=True, progress=False)
-
-        ds()
-        names = {n: sorted(os.listdir(os.path.join(out, n))) for n in ("x", "u")}
-        nbytes = sum(os.path.getsize(os.path.join(out, n, f)) for n in names for f in names[n])
-        n_files = -(-len(images) // BATCH)
-        assert all(len(v) == n_files for v in names.values())
-        # baseline: the same files and bytes, arrays ready, plain tofile
-        arrays = [np.random.rand(BATCH, 32, 32, 3).astype(np.float32) for _ in range(2)]
-        base = os.path.join(work, "base")
-
-        def plain():
-            shutil.rmtree(base, ignore_errors=True)
-            for k in ("x", "u"):
-                os.makedirs(os.path.join(base, k))
-            for i in range(n_files):
-                for k, a in zip(("x", "u"), arrays):
-                    a.tofile(os.path.join(base, k, names[k][i]))
-
-        plain()
-        t_ds_all, t_plain_all = [], []
-        for r in range(repeats):
-            for fn, ts in ((ds, t_ds_all), (plain, t_plain_all))[:: 1 if r % 2 == 0 else -1]:
-                ts.append(_timed(fn))
+        nbytes, t_ds_all, t_plain_all = _dataset_vs_plain(images, sig, work, repeats)
         t_ds, t_plain = statistics.median(t_ds_all), statistics.median(t_plain_all)
         paired = statistics.median(p / d for p, d in zip(t_plain_all, t_ds_all))
-        ascend_per_image = _ascend_per_image(images, work)
-        peaks = _memory_peaks(images, sig, out)
+        ascend_per_image = _ascend_style_per_image(images, work)
+        peaks = _memory_peaks(images, sig, os.path.join(work, "ds"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rate = nbytes / t_ds

@@ -48,13 +48,9 @@ def load_average():
         return None
 
 
-def train_once(data_dir, work, config, steps, eval_every, seed, extra=(), log_every=50):
-    out = os.path.join(work, f"{config}_s{seed}")
-    if os.path.exists(out):
-        import shutil
-
-        shutil.rmtree(out)
-    cmd = [
+def train_command(data_dir, out, config, steps, eval_every, seed, extra=(), log_every=50):
+    """One fresh train/train_realnvp.py run with the compared settings (batch, lr, dropout 0)."""
+    return [
         PY,
         "train/train_realnvp.py",
         "--data_url",
@@ -83,9 +79,10 @@ def train_once(data_dir, work, config, steps, eval_every, seed, extra=(), log_ev
         "1000",
         *extra,
     ]
-    load0, t = load_average(), time.time()
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wall = time.time() - t
+
+
+def read_records(out):
+    """(train records, {step: test bpd}, images/s samples) from a run's metrics.jsonl."""
     with open(os.path.join(out, "metrics.jsonl")) as f:
         ms = [json.loads(line) for line in f if line.strip()]
     train = [r for r in ms if r["kind"] == "train"]
@@ -99,6 +96,20 @@ def train_once(data_dir, work, config, steps, eval_every, seed, extra=(), log_ev
         for a, b in zip(train, train[1:])
         if not any(a["step"] < e <= b["step"] for e in evals) and b["seconds"] > a["seconds"]
     ]
+    return train, test, rates
+
+
+def train_once(data_dir, work, config, steps, eval_every, seed, extra=(), log_every=50):
+    out = os.path.join(work, f"{config}_s{seed}")
+    if os.path.exists(out):
+        import shutil
+
+        shutil.rmtree(out)
+    cmd = train_command(data_dir, out, config, steps, eval_every, seed, extra, log_every)
+    load0, t = load_average(), time.time()
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.time() - t
+    train, test, rates = read_records(out)
     return {
         "seed": seed,
         "command": " ".join(cmd[1:]),

@@ -101,53 +101,12 @@ def prepare_paper_realnvp(work, data_dir):
     model = os.path.join(work, "realnvp_paper", "model")
     inputs = os.path.join(work, "realnvp_paper", "inputs")
     if not os.path.exists(os.path.join(train, "checkpoint")):
-        sh(
-            [
-                PY,
-                "train/train_realnvp.py",
-                "--config",
-                "paper",
-                "--data_url",
-                data_dir,
-                "--train_url",
-                train,
-                "--batch_size",
-                "16",
-                "--max_steps",
-                "1",
-                "--init_batch_size",
-                "16",
-                "--test_images",
-                "16",
-                "--seed",
-                "0",
-            ]
-        )
+        sh(paper_checkpoint_cmd(data_dir, train))
     pb = os.path.join(model, "realnvp.pb")
     freeze_s = sh([PY, "freeze/freeze_realnvp.py", "--ckpt", train, "--batch", "16", "--out", model, "--force"])
     onnx = os.path.join(model, "realnvp.onnx")
     sh([PY, "convert/to_onnx.py", "--model", pb, "--output", onnx, "--force"])
-    sh(
-        [
-            PY,
-            "data_tools/img2bin.py",
-            "--dataset",
-            "cifar10",
-            "--split",
-            "test",
-            "--signature",
-            os.path.join(model, "realnvp.json"),
-            "--data-dir",
-            data_dir,
-            "-o",
-            inputs,
-            "--limit",
-            "256",
-            "--seed",
-            "0",
-            "--force",
-        ]
-    )
+    sh(paper_inputs_cmd(data_dir, os.path.join(model, "realnvp.json"), inputs))
     return {
         "pb": pb,
         "onnx": onnx,
@@ -156,6 +115,53 @@ def prepare_paper_realnvp(work, data_dir):
         "freeze_s": freeze_s,
         "flops_per_image": bench_train_realnvp.forward_flops_per_image("paper"),
     }
+
+
+def paper_checkpoint_cmd(data_dir, train):
+    """One training step of the paper config: a checkpoint to freeze."""
+    return [
+        PY,
+        "train/train_realnvp.py",
+        "--config",
+        "paper",
+        "--data_url",
+        data_dir,
+        "--train_url",
+        train,
+        "--batch_size",
+        "16",
+        "--max_steps",
+        "1",
+        "--init_batch_size",
+        "16",
+        "--test_images",
+        "16",
+        "--seed",
+        "0",
+    ]
+
+
+def paper_inputs_cmd(data_dir, sig, inputs):
+    """The first 256 CIFAR-10 test images as the frozen model's input bins."""
+    return [
+        PY,
+        "data_tools/img2bin.py",
+        "--dataset",
+        "cifar10",
+        "--split",
+        "test",
+        "--signature",
+        sig,
+        "--data-dir",
+        data_dir,
+        "-o",
+        inputs,
+        "--limit",
+        "256",
+        "--seed",
+        "0",
+        "--force",
+    ]
 
 
 if __name__ == "__main__":

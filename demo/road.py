@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -89,9 +90,8 @@ def summary(r):
     return "; ".join(parts)
 
 
-def offline_and_check(road, name, d, sig, inputs, label, extra_model=None, extra=()):
+def offline_and_check(road, name, d, model, sig, inputs, label, extra=()):
     """runner on one model + loss_check against the golden outputs; returns the report."""
-    model = extra_model or os.path.join(d["model"], f"{name}.onnx")
     out = os.path.join(d["root"], "out", label)
     road.step(
         name,
@@ -100,31 +100,21 @@ def offline_and_check(road, name, d, sig, inputs, label, extra_model=None, extra
         out,
     )
     report = os.path.join(d["root"], f"loss_check_{label}.json")
+    check = flags(
+        {"--signature": sig, "--offline": out, "--reference": d["ref"], "--inputs": inputs, "--report": report}
+    )
     fp16 = label != "fp32"
     road.step(
-        name,
-        f"loss_check ({label})",
-        [
-            PY,
-            "verify/loss_check.py",
-            "--signature",
-            sig,
-            "--offline",
-            out,
-            "--reference",
-            d["ref"],
-            "--inputs",
-            inputs,
-            "--report",
-            report,
-            *extra,
-        ],
-        report,
-        ok=(0, 1) if fp16 else (0,),
+        name, f"loss_check ({label})", [PY, "verify/loss_check.py", *check, *extra], report, ok=(0, 1) if fp16 else (0,)
     )
     r = report_line(report)
     road.results.append((name, os.path.basename(model), r))
     return r
+
+
+def flags(pairs: dict) -> list:
+    """["--flag", value, ...] from {"--flag": value}, in order."""
+    return [x for pair in pairs.items() for x in pair]
 
 
 def dirs(out, name):
@@ -138,371 +128,180 @@ def dirs(out, name):
     }
 
 
-def realnvp(road, a):
-    n, d = "realnvp", dirs(a.out, "realnvp")
-    pb, sig = os.path.join(d["model"], "realnvp.pb"), os.path.join(d["model"], "realnvp.json")
-    road.step(
-        n,
-        "train (small config)",
-        [
-            PY,
-            "train/train_realnvp.py",
-            "--config",
-            "small",
-            "--data_url",
-            a.data_dir,
-            "--train_url",
-            d["train"],
-            "--batch_size",
-            "16",
-            "--max_steps",
-            a.realnvp_steps,
-            "--log_every",
-            "50",
-            "--load_params",
-            int(os.path.isfile(os.path.join(d["train"], "checkpoint"))),
-            "--seed",
-            "0",
-        ],
-        d["train"],
-    )
-    road.step(
-        n, "freeze", [PY, "freeze/freeze_realnvp.py", "--ckpt", d["train"], "--batch", "16", "--out", d["model"]], pb
-    )
-    road.step(
-        n,
-        "convert fp32 (atc_realnvp.sh)",
-        [
-            "bash",
-            "convert/atc_realnvp.sh",
-            "--model",
-            pb,
-            "--output",
-            os.path.join(d["model"], n),
-            "--precision_mode",
-            "force_fp32",
-        ],
-        os.path.join(d["model"], "realnvp.onnx"),
-    )
-    road.step(
-        n,
-        "convert fp16 (allow_fp32_to_fp16)",
-        [
-            "bash",
-            "convert/atc_realnvp.sh",
-            "--model",
-            pb,
-            "--output",
-            os.path.join(d["model"], n),
-            "--precision_mode",
-            "allow_fp32_to_fp16",
-        ],
-        os.path.join(d["model"], "realnvp.fp16.onnx"),
-    )
-    road.step(
-        n,
-        "img2bin (CIFAR-10 test)",
-        [
-            PY,
-            "data_tools/img2bin.py",
-            "--dataset",
-            "cifar10",
-            "--split",
-            "test",
-            "--signature",
-            sig,
-            "--data-dir",
-            a.data_dir,
-            "-o",
-            d["inputs"],
-            "--seed",
-            "0",
-        ],
-        d["inputs"],
-    )
-    inputs = ",".join(os.path.join(d["inputs"], i) for i in ("x", "u"))
-    road.step(
-        n,
-        "golden outputs (checkpoint)",
-        [PY, "verify/reference.py", "--signature", sig, "--input", inputs, "--output", d["ref"]],
-        d["ref"],
-    )
-    offline_and_check(road, n, d, sig, inputs, "fp32")
-    fp16 = os.path.join(d["model"], "realnvp.fp16.onnx")
-    offline_and_check(road, n, d, os.path.join(d["model"], "realnvp.fp16.json"), inputs, "fp16", fp16)
-    # The precision doctor on the harshest mode (every op fp16, ATC's default force_fp16),
-    # then the same mode with the layers it names kept in fp32.
-    f16 = os.path.join(d["model"], "realnvp.force_fp16.onnx")
-    road.step(
-        n,
-        "convert force_fp16 (to_onnx.py)",
-        [PY, "convert/to_onnx.py", "--model", pb, "--output", f16, "--precision_mode", "force_fp16"],
-        f16,
-    )
-    lc = offline_and_check(road, n, d, f16[:-5] + ".json", inputs, "force_fp16", f16)
+SUFFIX = {"fp32": "", "fp16": ".fp16"}  # model/<name><suffix>.onnx and .json, per offline model
+
+
+@dataclass
+class ModelRoad:
+    """What differs between the models' roads: the commands that train, freeze and write the
+    input bins, the convert script and its precision modes. walk() runs the rest alike."""
+
+    name: str  # the folder under --out, and the stem of the files under model/
+    train: tuple  # (stage, argv): writes the checkpoint to _train/<name>
+    freeze: tuple  # (stage, argv): writes model/<name>.pb and its signature
+    atc: str  # the convert script, run once per precision mode
+    modes: tuple  # (label in SUFFIX, stage, --precision_mode or None): one offline model each
+    inputs: list  # [(stage, argv, artifact)]: the steps that write the input bins
+    input_dirs: tuple  # the input folders under inputs/ the runner reads
+    check_flags: tuple = ()  # loss_check's flags beyond the road's own
+    doctor: bool = False  # then force_fp16, the precision doctor, and the model with its keep list
+
+
+def walk(road, m: ModelRoad, d: dict) -> None:
+    """train -> freeze -> convert per mode -> input bins -> golden outputs -> runner + loss_check per mode."""
+    stem = os.path.join(d["model"], m.name)
+    road.step(m.name, m.train[0], m.train[1], d["train"])
+    road.step(m.name, m.freeze[0], m.freeze[1], stem + ".pb")
+    for label, stage, mode in m.modes:
+        mode_flags = ["--precision_mode", mode] if mode else []
+        convert = ["bash", m.atc, "--model", stem + ".pb", "--output", stem, *mode_flags]
+        road.step(m.name, stage, convert, stem + SUFFIX[label] + ".onnx")
+    for stage, argv, artifact in m.inputs:
+        road.step(m.name, stage, argv, artifact)
+    inputs = ",".join(os.path.join(d["inputs"], i) for i in m.input_dirs)
+    golden = [PY, "verify/reference.py", "--signature", stem + ".json", "--input", inputs, "--output", d["ref"]]
+    road.step(m.name, "golden outputs (checkpoint)", golden, d["ref"])
+    for label, _, _ in m.modes:
+        model, sig = stem + SUFFIX[label] + ".onnx", stem + SUFFIX[label] + ".json"
+        offline_and_check(road, m.name, d, model, sig, inputs, label, m.check_flags)
+    if m.doctor:
+        precision_doctor(road, m.name, d, inputs)
+
+
+def precision_doctor(road, n, d, inputs):
+    """The precision doctor on the harshest mode (every op fp16, ATC's default force_fp16),
+    then the same mode with the layers it names kept in fp32."""
+    pb, f16 = os.path.join(d["model"], f"{n}.pb"), os.path.join(d["model"], f"{n}.force_fp16.onnx")
+    to_onnx = [PY, "convert/to_onnx.py", "--model", pb, "--output", f16, "--precision_mode", "force_fp16"]
+    road.step(n, "convert force_fp16 (to_onnx.py)", to_onnx, f16)
+    lc = offline_and_check(road, n, d, f16, f16[:-5] + ".json", inputs, "force_fp16")
     # the doctor examines the first batch loss_check named as failing (else the first batch);
     # --iterate: the layer it names first (Log of 1 - p) fails in fp32 too, p having been
     # rounded to 1.0 upstream, so it rebuilds with its keep list and walks up until nothing
     # fails on that batch
     bad = [os.path.basename(f["file"]).rsplit("_output_", 1)[0] for f in lc.get("failed_files", [])]
     keep = os.path.join(d["model"], "keep_dtype.cfg")
-    road.step(
-        n,
-        "precision doctor (force_fp16, --iterate 8)",
-        [
-            PY,
-            "verify/compare_layers.py",
-            "--pb",
-            pb,
-            "--onnx",
-            f16,
-            "--fp32-onnx",
-            os.path.join(d["model"], "realnvp.onnx"),
-            "--input",
-            inputs,
-            "--keep-dtype-out",
-            keep,
-            "--report",
-            os.path.join(d["root"], "doctor_force_fp16.json"),
-            "--iterate",
-            "8",
-            *(["--batch-file", bad[0]] if bad else []),
-        ],
-        keep,
+    doctor = flags(
+        {
+            "--pb": pb,
+            "--onnx": f16,
+            "--fp32-onnx": os.path.join(d["model"], f"{n}.onnx"),
+            "--input": inputs,
+            "--keep-dtype-out": keep,
+            "--report": os.path.join(d["root"], "doctor_force_fp16.json"),
+            "--iterate": "8",
+        }
     )
+    batch = ["--batch-file", bad[0]] if bad else []
+    road.step(n, "precision doctor (force_fp16, --iterate 8)", [PY, "verify/compare_layers.py", *doctor, *batch], keep)
     if os.path.isfile(keep) and os.path.getsize(keep):
-        kept = os.path.join(d["model"], "realnvp.force_fp16_keep.onnx")
-        road.step(
-            n,
-            "convert force_fp16 + keep_dtype",
-            [
-                PY,
-                "convert/to_onnx.py",
-                "--model",
-                pb,
-                "--output",
-                kept,
-                "--precision_mode",
-                "force_fp16",
-                "--keep_dtype",
-                keep,
-            ],
-            kept,
-        )
-        offline_and_check(road, n, d, kept[:-5] + ".json", inputs, "force_fp16_keep", kept)
+        kept = os.path.join(d["model"], f"{n}.force_fp16_keep.onnx")
+        with_keep = [PY, "convert/to_onnx.py", "--model", pb, "--output", kept, "--precision_mode", "force_fp16"]
+        road.step(n, "convert force_fp16 + keep_dtype", [*with_keep, "--keep_dtype", keep], kept)
+        offline_and_check(road, n, d, kept, kept[:-5] + ".json", inputs, "force_fp16_keep")
 
 
-def rebar(road, a):
-    n, d = "rebar", dirs(a.out, "rebar")
-    pb, sig = os.path.join(d["model"], "rebar.pb"), os.path.join(d["model"], "rebar.json")
-    road.step(
-        n,
-        "train (SBNDynamicRebar)",
-        [
-            PY,
-            "train/train_rebar.py",
-            "--data_path",
-            a.data_dir,
-            "--working_dir",
-            d["train"],
-            "--hparams",
-            "model=SBNDynamicRebar,learning_rate=0.0003,n_layer=2,task=sbn",
-            "--steps",
-            a.rebar_steps,
-            "--log_every",
-            "500",
-            "--eval_freq",
-            "0",
-            "--eval_limit",
-            "1000",
-            "--seed",
-            "0",
-        ],
-        d["train"],
+# --- the three models ---------------------------------------------------------------------------
+
+FP16 = ("fp16", "convert fp16 (allow_fp32_to_fp16)", "allow_fp32_to_fp16")  # a built-in model's fp16 mode
+
+
+def dataset_bins(stage, dataset, sig, a, d, *more):
+    """img2bin's dataset mode on the test split: the step that writes a built-in model's inputs."""
+    pairs = {"--dataset": dataset, "--split": "test", "--signature": sig, "--data-dir": a.data_dir}
+    pairs.update({"-o": d["inputs"], "--seed": "0"})
+    return [(stage, [PY, "data_tools/img2bin.py", *flags(pairs), *more], d["inputs"])]
+
+
+def realnvp(a, d) -> ModelRoad:
+    sig = os.path.join(d["model"], "realnvp.json")
+    train = {
+        "--config": "small",
+        "--data_url": a.data_dir,
+        "--train_url": d["train"],
+        "--batch_size": "16",
+        "--max_steps": a.realnvp_steps,
+        "--log_every": "50",
+        "--load_params": int(os.path.isfile(os.path.join(d["train"], "checkpoint"))),
+        "--seed": "0",
+    }
+    return ModelRoad(
+        name="realnvp",
+        train=("train (small config)", [PY, "train/train_realnvp.py", *flags(train)]),
+        freeze=("freeze", [PY, "freeze/freeze_realnvp.py", "--ckpt", d["train"], "--batch", "16", "--out", d["model"]]),
+        atc="convert/atc_realnvp.sh",
+        modes=(("fp32", "convert fp32 (atc_realnvp.sh)", "force_fp32"), FP16),
+        inputs=dataset_bins("img2bin (CIFAR-10 test)", "cifar10", sig, a, d),
+        input_dirs=("x", "u"),
+        doctor=True,
     )
-    road.step(
-        n,
-        "freeze",
-        [PY, "freeze/freeze_rebar.py", "--ckpt", d["train"], "--batch", "25", "--samples", "100", "--out", d["model"]],
-        pb,
-    )
-    road.step(
-        n,
-        "convert fp32 (atc_rebar.sh)",
-        [
-            "bash",
-            "convert/atc_rebar.sh",
-            "--model",
-            pb,
-            "--output",
-            os.path.join(d["model"], n),
-            "--precision_mode",
-            "force_fp32",
-        ],
-        os.path.join(d["model"], "rebar.onnx"),
-    )
-    road.step(
-        n,
-        "convert fp16 (allow_fp32_to_fp16)",
-        [
-            "bash",
-            "convert/atc_rebar.sh",
-            "--model",
-            pb,
-            "--output",
-            os.path.join(d["model"], n),
-            "--precision_mode",
-            "allow_fp32_to_fp16",
-        ],
-        os.path.join(d["model"], "rebar.fp16.onnx"),
-    )
-    road.step(
-        n,
-        f"img2bin (MNIST test, first {a.rebar_images})",
-        [
-            PY,
-            "data_tools/img2bin.py",
-            "--dataset",
-            "binarized_mnist",
-            "--split",
-            "test",
-            "--signature",
-            sig,
-            "--data-dir",
-            a.data_dir,
-            "-o",
-            d["inputs"],
-            "--seed",
-            "0",
-            "--limit",
-            a.rebar_images,
-        ],
-        d["inputs"],
-    )
-    inputs = ",".join(os.path.join(d["inputs"], i) for i in ("x", "u"))
-    road.step(
-        n,
-        "golden outputs (checkpoint)",
-        [PY, "verify/reference.py", "--signature", sig, "--input", inputs, "--output", d["ref"]],
-        d["ref"],
-    )
-    offline_and_check(road, n, d, sig, inputs, "fp32")
-    offline_and_check(
-        road,
-        n,
-        d,
-        os.path.join(d["model"], "rebar.fp16.json"),
-        inputs,
-        "fp16",
-        os.path.join(d["model"], "rebar.fp16.onnx"),
+
+
+def rebar(a, d) -> ModelRoad:
+    sig = os.path.join(d["model"], "rebar.json")
+    train = {
+        "--data_path": a.data_dir,
+        "--working_dir": d["train"],
+        "--hparams": "model=SBNDynamicRebar,learning_rate=0.0003,n_layer=2,task=sbn",
+        "--steps": a.rebar_steps,
+        "--log_every": "500",
+        "--eval_freq": "0",
+        "--eval_limit": "1000",
+        "--seed": "0",
+    }
+    freeze = {"--ckpt": d["train"], "--batch": "25", "--samples": "100", "--out": d["model"]}
+    return ModelRoad(
+        name="rebar",
+        train=("train (SBNDynamicRebar)", [PY, "train/train_rebar.py", *flags(train)]),
+        freeze=("freeze", [PY, "freeze/freeze_rebar.py", *flags(freeze)]),
+        atc="convert/atc_rebar.sh",
+        modes=(("fp32", "convert fp32 (atc_rebar.sh)", "force_fp32"), FP16),
+        inputs=dataset_bins(
+            f"img2bin (MNIST test, first {a.rebar_images})", "binarized_mnist", sig, a, d, "--limit", a.rebar_images
+        ),
+        input_dirs=("x", "u"),
     )
 
 
 CIFAR_MEAN, CIFAR_COEF = "[127.5,127.5,127.5]", "[0.00784313725490196,0.00784313725490196,0.00784313725490196]"
 
 
-def classifier(road, a):
+def classifier(a, d) -> ModelRoad:
     """A user's model: examples/cifar_classifier, through the generic commands only."""
-    n, d = "classifier", dirs(a.out, "classifier")
-    m = os.path.join(d["model"], n)
-    road.step(
-        n,
-        f"train (examples/, {a.classifier_seconds:g} s)",
-        [
-            PY,
-            "examples/cifar_classifier/train.py",
-            "--data_dir",
-            a.data_dir,
-            "--train_dir",
-            d["train"],
-            "--max_seconds",
-            a.classifier_seconds,
+    m, images = os.path.join(d["model"], "classifier"), os.path.join(d["root"], "images")
+    train = {"--data_dir": a.data_dir, "--train_dir": d["train"], "--max_seconds": a.classifier_seconds}
+    freeze = {
+        "--input_checkpoint": d["train"],
+        "--output_node_names": "logits,probs,pred",
+        "--input_shape": "images:16,32,32,3",
+        "--input_defaults": "is_training:false;drop_rate:0",
+        "--output": m,
+    }
+    export = {"--dataset": "cifar10", "--split": "test", "--data-dir": a.data_dir, "-o": images}
+    image_mode = {"-i": images, "-w": "32", "-h": "32", "-f": "RGB", "-a": "NHWC", "-t": "float32"}
+    image_mode.update({"-m": CIFAR_MEAN, "-c": CIFAR_COEF, "--signature": m + ".json", "-o": d["inputs"]})
+    return ModelRoad(
+        name="classifier",
+        train=(
+            f"train (examples/, {a.classifier_seconds:g} s)",
+            [PY, "examples/cifar_classifier/train.py", *flags(train)],
+        ),
+        freeze=("freeze (freeze_graph.py)", [PY, "freeze/freeze_graph.py", *flags(freeze)]),
+        atc="convert/atc.sh",
+        modes=(
+            ("fp32", "convert fp32 (atc.sh)", None),
+            ("fp16", "convert fp16 (atc.sh allow_fp32_to_fp16)", "allow_fp32_to_fp16"),
+        ),
+        inputs=[
+            ("export test images (PNG + labels)", [PY, "data_tools/export_images.py", *flags(export)], images),
+            ("img2bin (image mode, --signature)", [PY, "data_tools/img2bin.py", *flags(image_mode)], d["inputs"]),
         ],
-        d["train"],
+        input_dirs=("images",),
+        check_flags=("--top1", "logits", "--labels", os.path.join(images, "labels.txt")),
     )
-    road.step(
-        n,
-        "freeze (freeze_graph.py)",
-        [
-            PY,
-            "freeze/freeze_graph.py",
-            "--input_checkpoint",
-            d["train"],
-            "--output_node_names",
-            "logits,probs,pred",
-            "--input_shape",
-            "images:16,32,32,3",
-            "--input_defaults",
-            "is_training:false;drop_rate:0",
-            "--output",
-            m,
-        ],
-        m + ".pb",
-    )
-    road.step(n, "convert fp32 (atc.sh)", ["bash", "convert/atc.sh", "--model", m + ".pb", "--output", m], m + ".onnx")
-    road.step(
-        n,
-        "convert fp16 (atc.sh allow_fp32_to_fp16)",
-        ["bash", "convert/atc.sh", "--model", m + ".pb", "--output", m, "--precision_mode", "allow_fp32_to_fp16"],
-        m + ".fp16.onnx",
-    )
-    images = os.path.join(d["root"], "images")
-    road.step(
-        n,
-        "export test images (PNG + labels)",
-        [
-            PY,
-            "data_tools/export_images.py",
-            "--dataset",
-            "cifar10",
-            "--split",
-            "test",
-            "--data-dir",
-            a.data_dir,
-            "-o",
-            images,
-        ],
-        images,
-    )
-    road.step(
-        n,
-        "img2bin (image mode, --signature)",
-        [
-            PY,
-            "data_tools/img2bin.py",
-            "-i",
-            images,
-            "-w",
-            "32",
-            "-h",
-            "32",
-            "-f",
-            "RGB",
-            "-a",
-            "NHWC",
-            "-t",
-            "float32",
-            "-m",
-            CIFAR_MEAN,
-            "-c",
-            CIFAR_COEF,
-            "--signature",
-            m + ".json",
-            "-o",
-            d["inputs"],
-        ],
-        d["inputs"],
-    )
-    inputs = os.path.join(d["inputs"], "images")
-    road.step(
-        n,
-        "golden outputs (checkpoint)",
-        [PY, "verify/reference.py", "--signature", m + ".json", "--input", inputs, "--output", d["ref"]],
-        d["ref"],
-    )
-    labels = ["--top1", "logits", "--labels", os.path.join(images, "labels.txt")]
-    offline_and_check(road, n, d, m + ".json", inputs, "fp32", extra=labels)
-    offline_and_check(road, n, d, m + ".fp16.json", inputs, "fp16", m + ".fp16.onnx", extra=labels)
+
+
+MODELS = {"realnvp": realnvp, "rebar": rebar, "classifier": classifier}
 
 
 # Values the accuracy table quotes (verify/report.py --paper): RealNVP paper, CIFAR-10 test
@@ -573,18 +372,16 @@ def main(argv=None):
     a.out, a.data_dir = os.path.abspath(a.out), os.path.abspath(a.data_dir)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines, in every step
     fetch_missing_data(a.data_dir, a.only)
-    for name in ("realnvp", "rebar", "classifier"):
+    for name in MODELS:
         old = os.path.join(a.out, name)
         if os.path.isdir(old) and a.only in (None, name):
             print(f"removing the previous demo output {old}")
             shutil.rmtree(old)
     road = Road()
-    if a.only in (None, "realnvp"):
-        realnvp(road, a)
-    if a.only in (None, "rebar"):
-        rebar(road, a)
-    if a.only in (None, "classifier"):
-        classifier(road, a)
+    for name, describe in MODELS.items():
+        if a.only in (None, name):
+            d = dirs(a.out, name)
+            walk(road, describe(a, d), d)
     road.table()
     print(
         f"\nArtifacts under {a.out}: <model>/model (pb, onnx, signatures), <model>/inputs (bins + "

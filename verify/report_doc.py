@@ -2,8 +2,8 @@
 CSS, pictures as data: URIs, no script, nothing fetched) and Markdown for a ModelZoo
 README (pictures as files beside it). One list of blocks, so both say the same.
 
-Blocks: ("h", level, text), ("p", text), ("cmd", text: one command a line), ("table", header, rows, note),
-("img", name, png bytes, caption), ("kv", [(key, value)]), ("list", [text]).
+Blocks: ("h", level, text), ("p", text), ("note", text), ("cmd", text: one command a line),
+("table", header, rows, note), ("img", name, png bytes, caption), ("kv", [(key, value)]), ("list", [text]).
 A cell is a string, or (string, css class) with class ok | bad | na.
 """
 
@@ -32,6 +32,31 @@ figcaption{color:#57606a;font-size:12px}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 14px;margin:6px 0}
 dt{color:#57606a}dd{margin:0;font-family:"DejaVu Sans Mono",monospace;font-size:12px;word-break:break-all}
 """
+
+
+class Blocks(list):
+    """A list of blocks, with one method to add each kind."""
+
+    def h(self, text: str, level: int = 3) -> None:
+        self.append(("h", level, text))
+
+    def p(self, text: str) -> None:
+        self.append(("p", text))
+
+    def note(self, text: str) -> None:
+        self.append(("note", text))
+
+    def cmd(self, text: str) -> None:
+        self.append(("cmd", text))
+
+    def table(self, header: list, rows: list, note: str | None = None) -> None:
+        self.append(("table", header, rows, note))
+
+    def img(self, name: str, data: bytes, caption: str) -> None:
+        self.append(("img", name, data, caption))
+
+    def kv(self, pairs: list) -> None:
+        self.append(("kv", pairs))
 
 
 def _cell(c):
