@@ -61,6 +61,7 @@ def test_every_model_walks_the_same_stages(tmp_path, repo_root, monkeypatch, cap
     spec.loader.exec_module(demo)
     calls = []
     monkeypatch.setattr(demo.subprocess, "call", _fake_call(calls))
+    monkeypatch.setattr(demo, "fetch_missing_data", lambda *a: None)  # the data are faked too (test_fetch_data)
     out = tmp_path / "demo"
     demo.main(["--out", str(out), "--data-dir", str(tmp_path), "--rebar-images", "7", "--classifier-seconds", "3"])
     stages = re.findall(r"^=== (\w+): (.*)$", capsys.readouterr().out, re.M)
