@@ -6,7 +6,8 @@ import pytest
 
 from common import loaders
 from common.errors import UserError
-from convert import tiny, to_onnx
+from convert import parity, tiny, to_onnx
+from convert.fp16.blocklists import CUBE_OPS
 from freeze.core import run_graph_def
 from freeze.signature import Signature
 from verify import metrics
@@ -35,7 +36,7 @@ def _node_type(m, t, name):
 
 def _run(path, sig):
     sess = loaders.ort_session(path)
-    return to_onnx.run_onnx(sess, sig, tiny.feed(sig, seed=3))
+    return parity.run_onnx(sess, sig, tiny.feed(sig, seed=3))
 
 
 def test_fp32_matches_tf_and_gets_its_own_card(pb):
@@ -120,10 +121,10 @@ def test_allow_fp32_to_fp16_keeps_non_cube_tensors_fp32(pb, tmp_path):
     to_onnx.convert(pb, out, "allow_fp32_to_fp16")
     m, t = _types(out)
     assert all(o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for o in m.graph.output)
-    cube = {n.name for n in m.graph.node if n.op_type in to_onnx.CUBE_OPS}
+    cube = {n.name for n in m.graph.node if n.op_type in CUBE_OPS}
     near = {i for n in m.graph.node if n.name in cube for i in list(n.input) + list(n.output)}
     for n in m.graph.node:
-        if n.op_type in ("Cast", *to_onnx.CUBE_OPS):
+        if n.op_type in ("Cast", *CUBE_OPS):
             continue
         assert all(t.get(v) != F16 for v in list(n.input) + list(n.output)), n.name
     for n in m.graph.node:  # a Cast to fp16 feeds a Cube op
@@ -133,7 +134,7 @@ def test_allow_fp32_to_fp16_keeps_non_cube_tensors_fp32(pb, tmp_path):
     feed = tiny.feed(sig, seed=3)
     feed["x"][:] = 1.0  # white pixels and noise near 1: p within 1e-5 of 1
     feed["u"][:] = 0.999
-    got = to_onnx.run_onnx(loaders.ort_session(out), sig, feed)
+    got = parity.run_onnx(loaders.ort_session(out), sig, feed)
     ref = run_graph_def(loaders.load_graph_def(pb), sig, feed)
     assert all(np.isfinite(g).all() for g in got)
     assert abs(float(np.mean(got[2])) / float(np.mean(ref[2])) - 1) < 1e-4  # bits/dim

@@ -203,7 +203,7 @@ def fp32_twin(model, fp32):
 
 def _keep_resolves(fp32, names):
     """The keep names convert/to_onnx.py will find nodes for (and those it will not)."""
-    from convert.to_onnx import fp16_block_lists
+    from convert.fp16.blocklists import fp16_block_lists
 
     good, bad = [], []
     for n in names:
@@ -374,7 +374,7 @@ def _batch_metric(model, sig, feed):
     if isinstance(model, list):
         vals = model
     else:
-        from convert.to_onnx import run_onnx
+        from convert.parity import run_onnx
 
         vals = run_onnx(ort_session(model), sig, feed)
     name = spec.metrics[0].name
@@ -414,7 +414,8 @@ def iterate(
     and diagnosis per round; listed in ``pruned``)."""
     import onnx
 
-    from convert.to_onnx import fp16_block_lists, to_precision
+    from convert.fp16 import to_precision
+    from convert.fp16.blocklists import fp16_block_lists
     from freeze.core import run_graph_def
 
     m = onnx.load(onnx_path) if isinstance(onnx_path, str) else onnx_path
