@@ -4,9 +4,10 @@ import json
 import os
 
 import numpy as np
+import tiny_model as tiny
 
 from common import loaders
-from convert import parity, tiny, to_onnx
+from convert import parity, to_onnx
 from data_tools import binfiles
 from freeze.signature import Signature
 from verify import compare_layers

@@ -3,10 +3,11 @@
 import numpy as np
 import onnx
 import pytest
+import tiny_model as tiny
 
 from common import loaders
 from common.errors import UserError
-from convert import parity, tiny, to_onnx
+from convert import parity, to_onnx
 from convert.fp16.blocklists import CUBE_OPS
 from freeze.core import run_graph_def
 from freeze.signature import Signature
