@@ -152,3 +152,32 @@ def test_graph_casts_under_fp16_modes(tmp_path):
         ref = run_graph_def(loaders.load_graph_def(p), sig, tiny.feed(sig, seed=3))
         for g, r in zip(_run(out, sig), ref):
             assert np.isfinite(g).all() and metrics.compare(g, r)["cosine"] > 0.99
+
+
+def test_conversion_writes_only_the_onnx_and_its_own_card(tmp_path):
+    """freeze's MODEL.pb and MODEL.json (and any other artifact's card) keep their bytes;
+    each conversion adds exactly its .onnx and that file's own card, also under --force and
+    when the output's stem card belongs to another frozen model."""
+    m = tmp_path / "m"
+    tiny.write(str(m), "mine", batch=2)
+    tiny.write(str(m), "other", batch=2)
+    pb = str(m / "mine.pb")
+
+    def snapshot():
+        return {p.name: p.read_bytes() for p in m.iterdir()}
+
+    for out, mode, argv_extra, card in [
+        ("mine.onnx", "force_fp32", [], "mine.onnx.json"),  # mine.json is the .pb's
+        ("mine.fp16.onnx", "force_fp16", [], "mine.fp16.json"),
+        ("mine.onnx", "allow_mix_precision", ["--force"], "mine.onnx.json"),  # rebuilt in place
+        ("other.onnx", "force_fp16", [], "other.onnx.json"),  # other.json is other.pb's
+    ]:
+        before = snapshot()
+        argv = ["--model", pb, "--output", str(m / out), "--precision_mode", mode]
+        assert to_onnx.main(argv + argv_extra) == 0
+        after = snapshot()
+        assert set(after) - set(before) <= {out, card} and {out, card} <= set(after)
+        for name, data in before.items():
+            if name not in (out, card):
+                assert after[name] == data, f"{name} rewritten by converting to {out}"
+        assert Signature.load(str(m / card)).artifact["file"] == out
