@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import pytest
+import tiny_model as tiny
 
-from convert import atc, tiny
+from convert import atc
 from freeze.signature import Signature
 
 STANDIN = r"""#!{py}

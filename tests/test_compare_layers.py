@@ -4,9 +4,10 @@ import json
 import os
 
 import numpy as np
+import tiny_model as tiny
 
 from common import loaders
-from convert import tiny, to_onnx
+from convert import parity, to_onnx
 from data_tools import binfiles
 from freeze.signature import Signature
 from verify import compare_layers
@@ -134,7 +135,7 @@ def test_iterate_walks_up_to_the_fp16_rounding_that_one_shot_keep_misses(tmp_pat
     def outputs(keep):
         out = str(tmp_path / f"{keep.stem}.fp16.onnx")
         to_onnx.convert(pb, out, "force_fp16", str(keep))
-        return to_onnx.run_onnx(loaders.ort_session(out), sig, feed)
+        return parity.run_onnx(loaders.ort_session(out), sig, feed)
 
     one = tmp_path / "one.cfg"
     assert compare_layers.main(base + ["--keep-dtype-out", str(one)]) == 0

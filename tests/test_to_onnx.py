@@ -3,10 +3,12 @@
 import numpy as np
 import onnx
 import pytest
+import tiny_model as tiny
 
 from common import loaders
 from common.errors import UserError
-from convert import tiny, to_onnx
+from convert import parity, to_onnx
+from convert.fp16.blocklists import CUBE_OPS
 from freeze.core import run_graph_def
 from freeze.signature import Signature
 from verify import metrics
@@ -35,7 +37,7 @@ def _node_type(m, t, name):
 
 def _run(path, sig):
     sess = loaders.ort_session(path)
-    return to_onnx.run_onnx(sess, sig, tiny.feed(sig, seed=3))
+    return parity.run_onnx(sess, sig, tiny.feed(sig, seed=3))
 
 
 def test_fp32_matches_tf_and_gets_its_own_card(pb):
@@ -120,10 +122,10 @@ def test_allow_fp32_to_fp16_keeps_non_cube_tensors_fp32(pb, tmp_path):
     to_onnx.convert(pb, out, "allow_fp32_to_fp16")
     m, t = _types(out)
     assert all(o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for o in m.graph.output)
-    cube = {n.name for n in m.graph.node if n.op_type in to_onnx.CUBE_OPS}
+    cube = {n.name for n in m.graph.node if n.op_type in CUBE_OPS}
     near = {i for n in m.graph.node if n.name in cube for i in list(n.input) + list(n.output)}
     for n in m.graph.node:
-        if n.op_type in ("Cast", *to_onnx.CUBE_OPS):
+        if n.op_type in ("Cast", *CUBE_OPS):
             continue
         assert all(t.get(v) != F16 for v in list(n.input) + list(n.output)), n.name
     for n in m.graph.node:  # a Cast to fp16 feeds a Cube op
@@ -133,7 +135,7 @@ def test_allow_fp32_to_fp16_keeps_non_cube_tensors_fp32(pb, tmp_path):
     feed = tiny.feed(sig, seed=3)
     feed["x"][:] = 1.0  # white pixels and noise near 1: p within 1e-5 of 1
     feed["u"][:] = 0.999
-    got = to_onnx.run_onnx(loaders.ort_session(out), sig, feed)
+    got = parity.run_onnx(loaders.ort_session(out), sig, feed)
     ref = run_graph_def(loaders.load_graph_def(pb), sig, feed)
     assert all(np.isfinite(g).all() for g in got)
     assert abs(float(np.mean(got[2])) / float(np.mean(ref[2])) - 1) < 1e-4  # bits/dim
@@ -150,3 +152,32 @@ def test_graph_casts_under_fp16_modes(tmp_path):
         ref = run_graph_def(loaders.load_graph_def(p), sig, tiny.feed(sig, seed=3))
         for g, r in zip(_run(out, sig), ref):
             assert np.isfinite(g).all() and metrics.compare(g, r)["cosine"] > 0.99
+
+
+def test_conversion_writes_only_the_onnx_and_its_own_card(tmp_path):
+    """freeze's MODEL.pb and MODEL.json (and any other artifact's card) keep their bytes;
+    each conversion adds exactly its .onnx and that file's own card, also under --force and
+    when the output's stem card belongs to another frozen model."""
+    m = tmp_path / "m"
+    tiny.write(str(m), "mine", batch=2)
+    tiny.write(str(m), "other", batch=2)
+    pb = str(m / "mine.pb")
+
+    def snapshot():
+        return {p.name: p.read_bytes() for p in m.iterdir()}
+
+    for out, mode, argv_extra, card in [
+        ("mine.onnx", "force_fp32", [], "mine.onnx.json"),  # mine.json is the .pb's
+        ("mine.fp16.onnx", "force_fp16", [], "mine.fp16.json"),
+        ("mine.onnx", "allow_mix_precision", ["--force"], "mine.onnx.json"),  # rebuilt in place
+        ("other.onnx", "force_fp16", [], "other.onnx.json"),  # other.json is other.pb's
+    ]:
+        before = snapshot()
+        argv = ["--model", pb, "--output", str(m / out), "--precision_mode", mode]
+        assert to_onnx.main(argv + argv_extra) == 0
+        after = snapshot()
+        assert set(after) - set(before) <= {out, card} and {out, card} <= set(after)
+        for name, data in before.items():
+            if name not in (out, card):
+                assert after[name] == data, f"{name} rewritten by converting to {out}"
+        assert Signature.load(str(m / card)).artifact["file"] == out

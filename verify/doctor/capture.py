@@ -108,9 +108,11 @@ def fp32_model(graph_def, sig, opset: int = 13):
 
 def _digest16(v) -> tuple:
     """A float weight as the fp16 converter stores it (clamped, IEEE fp16), hashed."""
+    from convert.fp16.converter import FP16_MAX, FP16_MIN_POSITIVE
+
     v = np.asarray(v, np.float64)
-    tiny = (np.abs(v) < 5.96e-8) & (v != 0)
-    v = np.where(tiny, np.sign(v) * 5.96e-8, np.clip(v, -65504, 65504)).astype(np.float16)
+    tiny = (np.abs(v) < FP16_MIN_POSITIVE) & (v != 0)
+    v = np.where(tiny, np.sign(v) * FP16_MIN_POSITIVE, np.clip(v, -FP16_MAX, FP16_MAX)).astype(np.float16)
     return v.shape, hashlib.sha1(np.ascontiguousarray(v).tobytes()).hexdigest()
 
 

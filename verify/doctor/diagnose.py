@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from convert.fp16.converter import FP16_MAX
 from verify import metrics
 from verify.doctor.capture import (
     SKIP_OPS,
@@ -20,7 +21,6 @@ from verify.doctor.capture import (
 )
 from verify.doctor.match import by_op, match_layers
 
-FP16_MAX = 65504.0
 METRICS = ("cosine", "red", "max_abs", "max_rel", "rmse", "nan", "inf")  # a layer's row, from metrics.compare
 
 
@@ -92,7 +92,7 @@ def range_casualties(tf_vals: dict, nodes: dict, kept: list) -> list[str]:
 
 def keep_resolves(fp32, name: str, precision_mode: str = "force_fp16") -> bool:
     """convert/to_onnx.py finds a node of ``fp32`` to keep for the TF op ``name``."""
-    from convert.to_onnx import fp16_block_lists
+    from convert.fp16.blocklists import fp16_block_lists
 
     return bool(fp16_block_lists(fp32, precision_mode, [name])[1])
 

@@ -51,7 +51,7 @@ def batch_metric(model, sig, feed: dict) -> dict | None:
     if isinstance(model, list):
         vals = model
     else:
-        from convert.to_onnx import run_onnx
+        from convert.parity import run_onnx
 
         vals = run_onnx(ort_session(model), sig, feed)
     name = spec.metrics[0].name
@@ -95,7 +95,7 @@ class Search:
 
     def rebuild(self, keep: list):
         """The model convert/to_onnx.py --keep_dtype builds with ``keep`` kept fp32."""
-        from convert.to_onnx import to_precision
+        from convert.fp16 import to_precision
 
         return to_precision(self.fp32, self.precision_mode, keep)[0]
 
