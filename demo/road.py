@@ -24,6 +24,12 @@ import subprocess
 import sys
 import time
 
+if __package__ in (None, ""):  # `python stage/tool.py` without the package installed: the repo root first
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from common.cli import ArgumentParser, add_data_dir, add_output  # noqa: E402
+from common.errors import cli, run  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 
@@ -531,10 +537,11 @@ def write_report(road, a):
     print(f"\nSelf-verification report: {os.path.join(out, 'index.html')} (Markdown: {os.path.join(out, 'REPORT.md')})")
 
 
+@cli
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default=os.environ.get("DATA_DIR", "data"))
-    ap.add_argument("--out", default="runs/demo")
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_dir(ap, default=os.environ.get("DATA_DIR", "data"))
+    add_output(ap, "--out", dest="out", default="runs/demo", help="demo output folder (default runs/demo)")
     ap.add_argument("--realnvp-steps", type=int, default=400)
     ap.add_argument("--rebar-steps", type=int, default=2000)
     ap.add_argument(
@@ -575,4 +582,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
