@@ -86,7 +86,7 @@ def add_verbosity(p):
     return g
 
 
-def parser(prog: str | None = None, doc: str | None = None, example: str | None = None, **kw) -> ArgumentParser:
+def tool_parser(prog: str | None = None, doc: str | None = None, example: str | None = None, **kw) -> ArgumentParser:
     """The usual tool parser: description from the module docstring, an example as epilog,
     text kept as written, -v/-q added."""
     p = ArgumentParser(

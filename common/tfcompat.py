@@ -10,6 +10,7 @@ import re
 import sys
 import tempfile
 
+from common.cli import DEVICES
 from common.errors import UserError
 
 # Lines TensorFlow's C++ libraries print while they load, before they read
@@ -46,8 +47,6 @@ def _import_quietly():
 tf = _import_quietly()
 tf.logging.set_verbosity(tf.logging.ERROR)
 tf.disable_v2_behavior()
-
-DEVICES = ("cpu", "gpu", "npu")
 
 
 def import_npu_bridge():

@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # `python stage/tool.py` without the package inst
 import numpy as np  # noqa: E402
 
 from common import fsio  # noqa: E402
-from common.cli import add_data_dir, add_force, add_output, parser  # noqa: E402
+from common.cli import add_data_dir, add_force, add_output, tool_parser  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
 from data_tools import datasets  # noqa: E402
 from data_tools.img2bin import committing, interruptible, staging  # noqa: E402
@@ -71,7 +71,7 @@ def export(images, labels, dataset, split, out, force=False, progress=True):
 
 @cli
 def main(argv=None):
-    ap = parser("export_images.py", __doc__, EXAMPLE)
+    ap = tool_parser("export_images.py", __doc__, EXAMPLE)
     ap.add_argument("--dataset", required=True, choices=datasets.DATASETS)
     ap.add_argument("--split", default="test")
     add_data_dir(ap)

@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # `python stage/tool.py` without the package inst
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common import fsio  # noqa: E402
-from common.cli import add_data_dir, add_force, parser  # noqa: E402
+from common.cli import add_data_dir, add_force, tool_parser  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
 from data_tools import datasets  # noqa: E402
 
@@ -216,7 +216,7 @@ def _get(url, dest, data_dir, timeout):
 
 @cli
 def main(argv=None):
-    ap = parser(None, __doc__, EXAMPLE)
+    ap = tool_parser(None, __doc__, EXAMPLE)
     add_data_dir(ap, default=datasets.default_data_dir(), help="default $DATA_DIR or ./data")
     ap.add_argument("--from", dest="src", help="local tarball or folder to import instead of downloading")
     add_force(ap, help="replace datasets already in --data_dir")

@@ -4,7 +4,7 @@ over freeze.core.freeze, the model's graphs, options and file stems read from it
 import os
 
 from common import fsio
-from common.cli import add_device, add_force, add_output, parser
+from common.cli import add_device, add_force, add_output, tool_parser
 from common.errors import UserError
 from freeze import core
 from models import spec as model_spec
@@ -13,7 +13,7 @@ from train import runinfo
 
 def main(name, argv=None, doc="", example=""):
     spec = model_spec.get(name)
-    ap = parser(None, doc, example)
+    ap = tool_parser(None, doc, example)
     ap.add_argument("--ckpt", required=True, help="training folder (newest checkpoint) or a checkpoint prefix")
     ap.add_argument("--batch", type=int, default=16, help="static batch size of the offline model (default 16)")
     add_output(ap, "--out", required=True, help="output folder")

@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # `python stage/tool.py` without the package inst
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common import fsio  # noqa: E402
-from common.cli import add_device, add_force, add_output, parser  # noqa: E402
+from common.cli import add_device, add_force, add_output, tool_parser  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
 
 EXAMPLE = """examples:
@@ -39,7 +39,7 @@ EXAMPLE = """examples:
 
 
 def build_parser():
-    p = parser(None, __doc__.split("\n\n")[0], EXAMPLE)
+    p = tool_parser(None, __doc__.split("\n\n")[0], EXAMPLE)
     src = p.add_argument_group("source (one of)")
     src.add_argument("--input_checkpoint", help="checkpoint prefix (DIR/model.ckpt-300) or its folder")
     src.add_argument("--input_meta_graph", help="meta graph (default: CHECKPOINT.meta)")

@@ -24,7 +24,7 @@ import time
 if __package__ in (None, ""):  # `python stage/tool.py` without the package installed: the repo root first
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common.cli import parser as tool_parser  # noqa: E402
+from common.cli import tool_parser  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
 from common.log import log  # noqa: E402
 

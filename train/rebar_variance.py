@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common import fsio
-from common.cli import add_data_dir, add_device, add_force, add_output, parser
+from common.cli import add_data_dir, add_device, add_force, add_output, tool_parser
 from common.errors import UserError, cli, run
 from common.tfcompat import session_config, tf
 from data_tools import datasets
@@ -149,7 +149,7 @@ def plot(results, path, title):
 
 @cli
 def main(argv=None):
-    ap = parser(None, __doc__)
+    ap = tool_parser(None, __doc__)
     add_data_dir(ap, dest="data_path", default=datasets.default_data_dir())
     ap.add_argument("--ckpt", help="training folder or checkpoint prefix (default: untrained init from --hparams)")
     ap.add_argument("--hparams", default=ASCEND_HPARAMS, help="model shape when no --ckpt (default %(default)r)")

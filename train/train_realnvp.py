@@ -31,8 +31,7 @@ import time
 import numpy as np
 
 from common import fsio
-from common.cli import add_data_dir, add_device, add_output
-from common.cli import parser as tool_parser
+from common.cli import add_data_dir, add_device, add_output, tool_parser
 from common.errors import UserError, cli, run
 from common.log import log
 from common.tfcompat import device_names, session_config, tf

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common import fsio
-from common.cli import add_data_dir, add_device, add_output, parser
+from common.cli import add_data_dir, add_device, add_output, tool_parser
 from common.errors import UserError, cli, first_line, run
 from common.tfcompat import session_config, tf
 from data_tools import datasets
@@ -39,7 +39,7 @@ CURVE = "curve.png"
 
 
 def parse_args(argv):
-    ap = parser(None, __doc__)
+    ap = tool_parser(None, __doc__)
     ap.add_argument(
         "--hparams",
         default=ASCEND_HPARAMS,

@@ -13,7 +13,7 @@ within, 1 beyond, 2 bad input.
 """
 
 from common import fsio
-from common.cli import add_force, parser
+from common.cli import add_force, tool_parser
 from common.errors import UserError, cli, run
 from verify.runlog import SPLITS, Run, parse_run_arg
 
@@ -202,7 +202,7 @@ def curves_png(runs, names):
 
 
 def build_parser():
-    p = parser(None, __doc__.split("\n\n")[0], EXAMPLE)
+    p = tool_parser(None, __doc__.split("\n\n")[0], EXAMPLE)
     p.add_argument(
         "runs",
         nargs="+",

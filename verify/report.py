@@ -36,7 +36,7 @@ import subprocess
 import sys
 
 from common import fsio
-from common.cli import add_force, add_output, parser
+from common.cli import add_force, add_output, tool_parser
 from common.errors import UserError, cli, run
 from verify import report_doc
 from verify.compare_runs import compare, curves_png
@@ -1077,7 +1077,7 @@ class _ToRoad(argparse.Action):
 
 
 def build_parser():
-    p = parser(None, __doc__.split("\n\n")[0], EXAMPLE)
+    p = tool_parser(None, __doc__.split("\n\n")[0], EXAMPLE)
     p.add_argument(
         "--road",
         action="append",
