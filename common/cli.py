@@ -36,7 +36,8 @@ class ArgumentParser(argparse.ArgumentParser):
         level = getattr(ns, "log_level", None)
         if level is not None:
             logs.setup(level)
-        logs.log.debug("%s: %s", self.prog, ", ".join(f"{k}={v!r}" for k, v in sorted(vars(ns).items())))
+        if logs.log.isEnabledFor(logging.DEBUG):  # -v: what the flags were taken to mean
+            logs.log.debug("%s: %s", self.prog, ", ".join(f"{k}={v!r}" for k, v in sorted(vars(ns).items())))
         return ns, extra
 
 
