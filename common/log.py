@@ -29,7 +29,7 @@ class _Stderr(logging.StreamHandler):
 
 
 def setup(level: int = logging.INFO) -> logging.Logger:
-    """Route ``log`` to stderr at ``level`` (once per process; later calls only change the level)."""
+    """Route ``log`` to stderr at ``level`` (the handler is added once; later calls set the level)."""
     if not any(isinstance(h, _Stderr) for h in log.handlers):
         h = _Stderr()
         h.setFormatter(logging.Formatter("%(message)s"))
@@ -37,3 +37,6 @@ def setup(level: int = logging.INFO) -> logging.Logger:
         log.propagate = False  # one line per message, whatever the root logger holds
     log.setLevel(level)
     return log
+
+
+setup()  # at import, so code called outside a tool's main (tests, notebooks) prints as a tool does
