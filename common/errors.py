@@ -8,6 +8,8 @@ expected and what was found.
 import functools
 import sys
 
+from common import log
+
 
 class UserError(Exception):
     """A problem with the user's input or environment, not a bug."""
@@ -29,10 +31,12 @@ def fail(msg):
 
 
 def cli(main):
-    """Decorate a ``main(argv=None)`` so user errors become one line and exit 2."""
+    """Decorate a ``main(argv=None)`` so user errors become one line and exit 2, and ``common.log``
+    writes to stderr."""
 
     @functools.wraps(main)
     def wrapper(argv=None):
+        log.setup()  # INFO on stderr until the tool's -v/-q says otherwise
         try:
             rc = main(argv)
         except UserError as e:

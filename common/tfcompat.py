@@ -6,17 +6,47 @@ module object is returned, so the code runs on both.
 """
 
 import os
+import re
+import sys
+import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from common.cli import DEVICES
+from common.errors import UserError
 
-import tensorflow.compat.v1 as tf  # noqa: E402
+# Lines TensorFlow's C++ libraries print while they load, before they read
+# TF_CPP_MIN_LOG_LEVEL (common/__init__.py sets it): absl's notice that logging is not yet
+# initialised, and INFO records such as "oneDNN custom operations are on".
+_ABSL_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+_ABSL_INFO = re.compile(r"^I\d{4} [\d:. ]+\d+ \S+:\d+\] ")
 
-from common.errors import UserError  # noqa: E402
 
+def _import_quietly():
+    """``import tensorflow.compat.v1``, dropping its start-up INFO lines unless the user
+    asked for INFO (TF_CPP_MIN_LOG_LEVEL=0); everything else it prints is kept."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0").strip() in ("", "0"):
+        import tensorflow.compat.v1 as tf
+
+        return tf
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)  # C++ writes to fd 2, not to sys.stderr
+        try:
+            import tensorflow.compat.v1 as tf
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            lines = caught.read().decode("utf-8", "replace").splitlines(keepends=True)
+            kept = [ln for ln in lines if not (ln.startswith(_ABSL_NOTICE) or _ABSL_INFO.match(ln))]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+    return tf
+
+
+tf = _import_quietly()
 tf.logging.set_verbosity(tf.logging.ERROR)
 tf.disable_v2_behavior()
-
-DEVICES = ("cpu", "gpu", "npu")
 
 
 def import_npu_bridge():

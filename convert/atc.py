@@ -22,11 +22,11 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 
 from common import fsio
+from common.cli import ArgumentParser, add_force, add_output, add_verbosity
 from common.errors import UserError, cli, run
-from data_tools.cliargs import ArgumentParser
+from common.log import log
 from freeze.signature import FP16_MODES, PRECISION_MODES, Signature, find_beside
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -177,7 +177,7 @@ def build_parser():
     )
     p.add_argument("--model", help="frozen .pb, its signature beside it (a preset script gives a default)")
     p.add_argument("--default-model", dest="default_model", help=argparse.SUPPRESS)
-    p.add_argument("--output", help="output path without suffix (default: beside the .pb, same stem)")
+    add_output(p, help="output path without suffix (default: beside the .pb, same stem)")
     p.add_argument("--soc_version", default="Ascend910", help="Ascend chip, as in npu-smi info")
     p.add_argument(
         "--precision_mode",
@@ -193,7 +193,8 @@ def build_parser():
     p.add_argument(
         "--dry-run", "--dry_run", action="store_true", dest="dry_run", help="print the exact atc command and do nothing"
     )
-    p.add_argument("--force", action="store_true", help="replace an existing output")
+    add_force(p, help="replace an existing output")
+    add_verbosity(p)
     return p
 
 
@@ -240,13 +241,12 @@ def main(argv=None):
         suffix = ".fp16.onnx" if a.precision_mode in FP16_MODES else ".onnx"
         onnx_path = output + suffix
         if not a.force and up_to_date(model, onnx_path, a.precision_mode, a.keep_dtype, sig.path):
-            print(
+            log.info(
                 f"atc not found on PATH (no CANN here); the portable model {onnx_path} is up to date "
-                f"(newer than {model}, built with {a.precision_mode}); --force rebuilds it",
-                file=sys.stderr,
+                f"(newer than {model}, built with {a.precision_mode}); --force rebuilds it"
             )
             return 0
-        print(f"atc not found on PATH (no CANN here): building the portable model {onnx_path} instead", file=sys.stderr)
+        log.info(f"atc not found on PATH (no CANN here): building the portable model {onnx_path} instead")
         s = to_onnx.convert(model, onnx_path, a.precision_mode, a.keep_dtype, force=a.force)
         c = s.checks.get("onnx", s.checks)
         print(
@@ -259,7 +259,7 @@ def main(argv=None):
     om = output + ".om"
     card = own_card(om, sig.path)
     fsio.refuse_overwrite([om, card], a.force)
-    print(shlex.join(argv), file=sys.stderr)
+    log.info(shlex.join(argv))
     text, om = run_atc(argv, output)
     card = save_om_signature(sig, om, model, argv, a.precision_mode)
     print(f"wrote {om} and {card}")

@@ -16,6 +16,7 @@ import logging
 import os
 
 from common import fsio
+from common.cli import ArgumentParser, add_force, add_output, add_verbosity
 from common.errors import UserError, cli, run
 from common.loaders import load_graph_def, ort_session
 from freeze.signature import PRECISION_MODES, card_path, find_beside
@@ -201,7 +202,7 @@ def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Convert a frozen TF .pb to a portable ONNX model (ATC stand-in), "
         "emulating ATC's --precision_mode.",
         epilog="example: python convert/to_onnx.py --model runs/demo/realnvp/model/realnvp.pb "
@@ -209,7 +210,7 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="frozen graph .pb (its signature .json beside it)")
-    p.add_argument("--output", required=True, help="ONNX file to write (signature written beside it)")
+    add_output(p, required=True, help="ONNX file to write (signature written beside it)")
     p.add_argument(
         "--precision_mode",
         default="force_fp32",
@@ -219,7 +220,8 @@ def build_parser():
     )
     p.add_argument("--keep_dtype", help="ATC keep_dtype cfg: TF op names (or OpType::X) kept fp32")
     p.add_argument("--opset", type=int, default=13, help="ONNX opset, 11..15 (default 13)")
-    p.add_argument("--force", action="store_true", help="replace an existing output")
+    add_force(p, help="replace an existing output")
+    add_verbosity(p)
     return p
 
 

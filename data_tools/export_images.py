@@ -12,19 +12,18 @@ All or nothing: the files are written into a hidden folder inside DIR and moved 
 place at the end; existing files are kept unless --force.
 """
 
-import argparse
 import os
 import sys
 
-if __package__ in (None, ""):
+if __package__ in (None, ""):  # `python stage/tool.py` without the package installed: the repo root first
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
 from common import fsio  # noqa: E402
+from common.cli import add_data_dir, add_force, add_output, tool_parser  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
 from data_tools import datasets  # noqa: E402
-from data_tools.cliargs import ArgumentParser  # noqa: E402
 from data_tools.staging import committing, interruptible, staging  # noqa: E402
 
 LABELS = "labels.txt"
@@ -72,18 +71,13 @@ def export(images, labels, dataset, split, out, force=False, progress=True):
 
 @cli
 def main(argv=None):
-    ap = ArgumentParser(
-        prog="export_images.py",
-        description=__doc__,
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    ap = tool_parser("export_images.py", __doc__, EXAMPLE)
     ap.add_argument("--dataset", required=True, choices=datasets.DATASETS)
     ap.add_argument("--split", default="test")
-    ap.add_argument("--data-dir", default=None, help="DATA_DIR (default $DATA_DIR or ./data)")
+    add_data_dir(ap)
     ap.add_argument("--limit", type=int, help="first N images only")
-    ap.add_argument("-o", "--output", required=True, help="folder to write the images into")
-    ap.add_argument("--force", action="store_true", help="replace existing files")
+    add_output(ap, required=True, help="folder to write the images into")
+    add_force(ap, help="replace existing files")
     a = ap.parse_args(argv)
     if a.limit is not None and a.limit <= 0:
         raise UserError(f"--limit must be > 0, found {a.limit}")

@@ -11,7 +11,6 @@ renamed into place, so a dataset folder is complete or absent. Present datasets 
 kept unless --force.
 """
 
-import argparse
 import contextlib
 import hashlib
 import http.client
@@ -23,13 +22,13 @@ import tempfile
 import urllib.request
 import zlib
 
-if __package__ in (None, ""):
+if __package__ in (None, ""):  # `python stage/tool.py` without the package installed: the repo root first
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common import fsio  # noqa: E402
+from common.cli import add_data_dir, add_force, tool_parser  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
 from data_tools import datasets  # noqa: E402
-from data_tools.cliargs import ArgumentParser  # noqa: E402
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -37,8 +36,8 @@ MNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist
 MNIST_ROWS = {"train": 50000, "valid": 10000, "test": 10000}
 CIFAR_FILES = datasets.CIFAR_TRAIN + datasets.CIFAR_TEST + ["batches.meta"]
 EXAMPLE = """examples:
-  python data_tools/fetch_data.py --data-dir data
-  python data_tools/fetch_data.py --data-dir data --from ~/Downloads/cifar-10-python.tar.gz"""
+  python data_tools/fetch_data.py --data_dir data
+  python data_tools/fetch_data.py --data_dir data --from ~/Downloads/cifar-10-python.tar.gz"""
 
 
 def md5(path):
@@ -242,10 +241,10 @@ def _get(url, dest, data_dir, timeout):
 
 @cli
 def main(argv=None):
-    ap = ArgumentParser(description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default=datasets.default_data_dir(), help="default $DATA_DIR or ./data")
+    ap = tool_parser(None, __doc__, EXAMPLE)
+    add_data_dir(ap, default=datasets.default_data_dir(), help="default $DATA_DIR or ./data")
     ap.add_argument("--from", dest="src", help="local tarball or folder to import instead of downloading")
-    ap.add_argument("--force", action="store_true", help="replace datasets already in --data-dir")
+    add_force(ap, help="replace datasets already in --data_dir")
     a = ap.parse_args(argv)
     try:
         msgs = _run(a)

@@ -41,11 +41,11 @@ import math
 import os
 import sys
 
-if __package__ in (None, ""):
+if __package__ in (None, ""):  # `python stage/tool.py` without the package installed: the repo root first
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common.cli import ArgumentParser, add_data_dir, add_force, add_input, add_output, add_verbosity  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
-from data_tools.cliargs import ArgumentParser  # noqa: E402
 from data_tools.dataset_bins import images_to_set, input_roles, model_spec, write_dataset  # noqa: E402
 from data_tools.image_tool import DTYPES, Preprocess, images_to_bins  # noqa: E402
 from data_tools.staging import interruptible  # noqa: E402
@@ -74,7 +74,7 @@ def parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--help", action="help", help="show this help and exit")
-    ap.add_argument("-i", "--input", help="folder of images, one image, or a .txt file")
+    add_input(ap, "-i", help="folder of images, one image, or a .txt file")
     ap.add_argument("-w", "--width", type=int, help=f"output width, 1..{MAX_SIDE} (image mode, required)")
     ap.add_argument("-h", "--height", type=int, help=f"output height, 1..{MAX_SIDE} (image mode, required)")
     ap.add_argument("-f", "--output_image_format", choices=["BGR", "RGB", "GRAY", "YUV"], help="default BGR")
@@ -89,8 +89,9 @@ def parser():
         "-m", "--mean", help="JSON list, one value per output channel, in output channel order (default zeros)"
     )
     ap.add_argument("-c", "--coefficient", help="JSON list, one value per output channel, multiplied (default ones)")
-    ap.add_argument("-o", "--output", default="./", help="output folder (default ./)")
-    ap.add_argument("--force", action="store_true", help="replace existing .bin files / input set")
+    add_output(ap, default="./", help="output folder (default ./)")
+    add_force(ap, help="replace existing .bin files / input set")
+    add_verbosity(ap)
     g = ap.add_argument_group("for a model (image mode with --signature, or dataset mode)")
     g.add_argument("--signature", help="MODEL.json written by freeze (input names, shapes, dtypes)")
     g.add_argument("--input_name", help="the input the images fill, for a model with several inputs")
@@ -100,7 +101,7 @@ def parser():
 
     d.add_argument("--dataset", choices=DATASETS)
     d.add_argument("--split", default="test")
-    d.add_argument("--data-dir", default=None, help="DATA_DIR (default $DATA_DIR or ./data)")
+    add_data_dir(d)
     d.add_argument("--limit", type=int, help="first N images only")
     return ap
 

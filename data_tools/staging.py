@@ -10,12 +10,12 @@ import os
 import re
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
 
 from common.errors import UserError
+from common.log import log
 
 TMP_PREFIX = ".img2bin-"
 
@@ -105,7 +105,7 @@ def staging(out: str) -> Iterator[str]:
     try:
         os.makedirs(out, exist_ok=True)
         for p in clean_stale(out):
-            print(f"[info] removed {p} (left by a run that died)", file=sys.stderr)
+            log.info(f"[info] removed {p} (left by a run that died)")
         tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=out)
     except OSError as e:
         raise UserError(f"{e.filename or out}: cannot write the output folder ({e.strerror or e})") from None

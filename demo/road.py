@@ -25,6 +25,12 @@ import sys
 import time
 from dataclasses import dataclass
 
+if __package__ in (None, ""):  # `python stage/tool.py` without the package installed: the repo root first
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from common.cli import ArgumentParser, add_data_dir, add_output  # noqa: E402
+from common.errors import cli, run  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 
@@ -349,10 +355,11 @@ def fetch_missing_data(data_dir, only=None):
         sys.exit(f"error: {e}")
 
 
+@cli
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default=os.environ.get("DATA_DIR", "data"))
-    ap.add_argument("--out", default="runs/demo")
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_dir(ap, default=os.environ.get("DATA_DIR", "data"))
+    add_output(ap, "--out", dest="out", default="runs/demo", help="demo output folder (default runs/demo)")
     ap.add_argument("--realnvp-steps", type=int, default=400)
     ap.add_argument("--rebar-steps", type=int, default=2000)
     ap.add_argument(
@@ -392,4 +399,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

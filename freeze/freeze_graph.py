@@ -21,10 +21,11 @@ import argparse
 import os
 import sys
 
-if __package__ in (None, ""):  # python freeze/freeze_graph.py: the repo root first
+if __package__ in (None, ""):  # `python stage/tool.py` without the package installed: the repo root first
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common import fsio  # noqa: E402
+from common.cli import add_device, add_force, add_output, tool_parser  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
 
 EXAMPLE = """examples:
@@ -38,9 +39,7 @@ EXAMPLE = """examples:
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = tool_parser(None, __doc__.split("\n\n")[0], EXAMPLE)
     src = p.add_argument_group("source (one of)")
     src.add_argument("--input_checkpoint", help="checkpoint prefix (DIR/model.ckpt-300) or its folder")
     src.add_argument("--input_meta_graph", help="meta graph (default: CHECKPOINT.meta)")
@@ -60,11 +59,11 @@ def build_parser():
     p.add_argument(
         "--input_defaults", default="", help='placeholders folded to constants: "is_training:false;drop_rate:0"'
     )
-    p.add_argument("--output", required=True, help="output path without suffix: writes OUTPUT.pb + OUTPUT.json")
+    add_output(p, required=True, help="output path without suffix: writes OUTPUT.pb + OUTPUT.json")
     p.add_argument("--name", help="model name recorded in the signature (default: OUTPUT's file name)")
     p.add_argument("--opset", type=int, default=13, help="ONNX opset of the converter preflight (default 13)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="device used for the checks")
-    p.add_argument("--force", action="store_true", help="overwrite OUTPUT.pb / OUTPUT.json")
+    add_device(p, choices=("cpu", "gpu"), help="device used for the checks")
+    add_force(p, help="overwrite OUTPUT.pb / OUTPUT.json")
     return p
 
 

@@ -11,7 +11,7 @@ the checkpoint's, batch-independent, loads in a fresh process.
 import os
 import sys
 
-if __package__ in (None, ""):
+if __package__ in (None, ""):  # `python stage/tool.py` without the package installed: the repo root first
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common.errors import cli, run  # noqa: E402

@@ -8,7 +8,7 @@ frozen graph against the checkpoint on the same inputs before anything is writte
 import os
 import sys
 
-if __package__ in (None, ""):
+if __package__ in (None, ""):  # `python stage/tool.py` without the package installed: the repo root first
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common.errors import cli, run  # noqa: E402

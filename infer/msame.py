@@ -23,9 +23,10 @@ import argparse
 import os
 import sys
 
-if __package__ in (None, ""):  # python infer/msame.py: the repo root, not infer/, first
+if __package__ in (None, ""):  # `python stage/tool.py` without the package installed: the repo root first
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common.cli import ArgumentParser, add_device, add_input, add_output, add_verbosity  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
 
 EXAMPLE = """example:
@@ -37,17 +38,17 @@ ACL_FORMAT = {"NCHW": 0, "NHWC": 1}
 
 
 def parser():
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="msame.py", description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--model", required=True, help="MODEL.om | MODEL.onnx | MODEL.pb | checkpoint")
-    ap.add_argument(
-        "--input",
+    add_input(
+        ap,
         default="",
         help="comma-separated folders (folder mode) or .bin files, "
         "one per model input in signature order; none: all-zero inputs",
     )
-    ap.add_argument("--output", required=True, help="folder; outputs go to OUTPUT/<timestamp>/")
+    add_output(ap, required=True, help="folder; outputs go to OUTPUT/<timestamp>/")
     ap.add_argument("--outfmt", default="BIN", help="TXT (exactly) for text, anything else BIN")
     ap.add_argument("--loop", default="1", help="runs per input in file mode, 1..100")
     ap.add_argument("--device", default="0", help="NPU id 0..255 (om backend)")
@@ -80,12 +81,8 @@ def parser():
         help="continue the run in --output made by this "
         "model on these inputs (its run.json says so); done outputs are re-checked and kept",
     )
-    g.add_argument(
-        "--run-device",
-        default="cpu",
-        choices=["cpu", "gpu", "npu"],
-        help="where tf/checkpoint/onnxruntime backends run (default cpu)",
-    )
+    add_device(g, flag="--run-device", help="where tf/checkpoint/onnxruntime backends run (default cpu)")
+    add_verbosity(ap)
     return ap
 
 

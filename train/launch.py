@@ -21,11 +21,12 @@ import sys
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+if __package__ in (None, ""):  # `python stage/tool.py` without the package installed: the repo root first
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common.cli import tool_parser  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
+from common.log import log  # noqa: E402
 
 
 def free_ports(n, host="127.0.0.1"):
@@ -59,11 +60,7 @@ def _pump(stream, rank, out, lock):
 
 
 def parser():
-    ap = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    ap = tool_parser(None, __doc__.split("\n\n")[0], __doc__.split("\n\n", 1)[1])
     ap.add_argument("--nproc", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL when stopping")
     ap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the trainer's command line")
@@ -81,7 +78,7 @@ def main(argv=None):
     if a.nproc < 1:
         raise UserError(f"--nproc must be >= 1, got {a.nproc}")
     if "TF_CONFIG" in os.environ:
-        print("launch.py: TF_CONFIG in the environment is replaced for each worker", file=sys.stderr)
+        log.warning("launch.py: TF_CONFIG in the environment is replaced for each worker")
     configs = tf_configs(a.nproc)
     lock = threading.Lock()
     procs, pumps = [], []
@@ -115,11 +112,7 @@ def main(argv=None):
             if bad and failed is None and not signalled:
                 failed = bad[0]
                 with lock:
-                    print(
-                        f"launch.py: worker {failed[0]} exited with status {failed[1]}; stopping the others",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                    log.warning(f"launch.py: worker {failed[0]} exited with status {failed[1]}; stopping the others")
                 _stop(procs, a.grace)
             if all(c is not None for c in [p.poll() for p in procs]):
                 break

@@ -17,7 +17,6 @@ Example:
   python train/rebar_variance.py --data_path $DATA_DIR --ckpt runs/rebar --out runs/rebar/variance
 """
 
-import argparse
 import hashlib
 import os
 import sys
@@ -27,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common import fsio
+from common.cli import add_data_dir, add_device, add_force, add_output, tool_parser
 from common.errors import UserError, cli, run
 from common.tfcompat import session_config, tf
 from data_tools import datasets
@@ -149,17 +149,17 @@ def plot(results, path, title):
 
 @cli
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data_path", default=datasets.default_data_dir())
+    ap = tool_parser(None, __doc__)
+    add_data_dir(ap, dest="data_path", default=datasets.default_data_dir())
     ap.add_argument("--ckpt", help="training folder or checkpoint prefix (default: untrained init from --hparams)")
     ap.add_argument("--hparams", default=ASCEND_HPARAMS, help="model shape when no --ckpt (default %(default)r)")
-    ap.add_argument("--out", required=True, help="folder for variance.json and variance.png")
+    add_output(ap, "--out", dest="out", required=True, help="folder for variance.json and variance.png")
     ap.add_argument("--estimators", default=",".join(LABELS), help="comma-separated subset of %(default)s")
     ap.add_argument("--draws", type=int, default=200, help="gradient draws per estimator")
     ap.add_argument("--cv_steps", type=int, default=200, help="control-variate training steps per estimator")
-    ap.add_argument("--device", default="cpu", choices=("cpu", "gpu", "npu"))
+    add_device(ap)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--force", action="store_true", help="overwrite an existing variance.json")
+    add_force(ap, help="overwrite an existing variance.json")
     a = ap.parse_args(argv)
     names = [n.strip() for n in a.estimators.split(",") if n.strip()]
     bad = [n for n in names if n not in LABELS]

@@ -20,6 +20,7 @@ import sys
 
 from common import fsio
 from common.errors import UserError
+from common.log import log
 
 LOCK = "train.lock"
 
@@ -69,7 +70,7 @@ class FolderLock:
                         f"{self.path}: another trainer (pid {pid}) is using this folder; "
                         "wait for it or stop it, or choose another output folder"
                     ) from None
-                print(f"{self.path}: stale lock of pid {pid} (not running); taken over", file=sys.stderr, flush=True)
+                log.warning(f"{self.path}: stale lock of pid {pid} (not running); taken over")
                 try:
                     os.unlink(self.path)
                 except FileNotFoundError:

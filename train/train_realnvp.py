@@ -22,7 +22,6 @@ depend on its batch-mates), the init pass only in a fresh run, the sample decode
 for the final picture. Each extra flow copy costs seconds of graph construction.
 """
 
-import argparse
 import contextlib
 import json
 import os
@@ -32,7 +31,9 @@ import time
 import numpy as np
 
 from common import fsio
+from common.cli import add_data_dir, add_device, add_output, tool_parser
 from common.errors import UserError, cli, run
+from common.log import log
 from common.tfcompat import device_names, session_config, tf
 from data_tools import datasets
 from models import realnvp
@@ -51,16 +52,21 @@ EXAMPLE = """example:
 
 
 def parser():
-    ap = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = tool_parser(None, __doc__.split("\n\n")[0], EXAMPLE)
     a = ap.add_argument
-    a(
-        "--data_url",
+    add_data_dir(
+        ap,
+        dest="data_url",  # the Ascend port's name; config.json records it under it
         default=datasets.default_data_dir(),
         help="DATA_DIR holding cifar-10-batches-py/, or that folder itself (default $DATA_DIR or data/)",
     )
-    a("--train_url", default="out/", help="output folder: checkpoints, config.json, logs, pictures")
+    add_output(
+        ap,
+        "--train_url",
+        dest="train_url",
+        default="out/",
+        help="output folder: checkpoints, config.json, logs, pictures",
+    )
     a("--data_set", default="cifar", help="dataset; only 'cifar' (CIFAR-10) is supported")
     a("--save_interval", type=int, default=2, help="epochs between checkpoints (and at the end)")
     a(
@@ -94,7 +100,7 @@ def parser():
     a("--log_every", type=int, default=50, help="steps between train-bpd records")
     a("--test_images", type=int, default=0, help="test images evaluated (0: the whole test set)")
     a("--eval_every", type=int, default=0, help="steps between extra test-bpd records (0: per epoch and at the end)")
-    a("--device", default="cpu", choices=("cpu", "gpu", "npu"))
+    add_device(ap)
     a("--precision_mode", default="allow_fp32_to_fp16", help="NPU precision mode (--device npu)")
     a(
         "--deterministic",
@@ -545,7 +551,7 @@ def _train(a, cluster=None):
         if st.get("step") == step:  # the running epoch mean, so the epoch record is the uninterrupted one
             epoch_sum, epoch_n = float(st.get("epoch_loss_sum", 0.0)), int(st.get("epoch_loss_n", 0))
             window_sum, window_n = float(st.get("window_loss_sum", 0.0)), int(st.get("window_loss_n", 0))
-        print(f"resumed {ckpt} at step {step}", file=sys.stderr)
+        log.info(f"resumed {ckpt} at step {step}")
     elif step == 0:
         test_bpd = evaluate(sess, g, test_x, a.seed, a.test_images)
         if chief:

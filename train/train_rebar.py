@@ -15,7 +15,6 @@ Example:
       --hparams "model=SBNDynamicRebar,learning_rate=0.0003,n_layer=2,task=sbn" --steps 20000
 """
 
-import argparse
 import contextlib
 import json
 import math
@@ -27,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common import fsio
+from common.cli import add_data_dir, add_device, add_output, tool_parser
 from common.errors import UserError, cli, first_line, run
 from common.tfcompat import session_config, tf
 from data_tools import datasets
@@ -39,18 +39,21 @@ CURVE = "curve.png"
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = tool_parser(None, __doc__)
     ap.add_argument(
         "--hparams",
         default=ASCEND_HPARAMS,
         help=f"comma-separated k=v over the reference defaults; keys: {', '.join(sbn.DEFAULTS)} (default %(default)r)",
     )
-    ap.add_argument(
-        "--data_path",
+    add_data_dir(
+        ap,
+        dest="data_path",  # the reference trainer's name; config.json records it under it
         default=datasets.default_data_dir(),
         help="DATA_DIR or its binarized_mnist/ folder (default: env DATA_DIR or data/)",
     )
-    ap.add_argument("--working_dir", default="/tmp/rebar", help="checkpoints, config.json, metrics.jsonl")
+    add_output(
+        ap, "--working_dir", dest="working_dir", default="/tmp/rebar", help="checkpoints, config.json, metrics.jsonl"
+    )
     ap.add_argument("--steps", type=int, default=2000000, help="train until this global step")
     ap.add_argument("--eval_freq", type=int, default=10, help="evaluate valid+test every N epochs (0: only at the end)")
     ap.add_argument("--log_every", type=int, default=500, help="a train record every N steps")
@@ -71,7 +74,7 @@ def parse_args(argv):
         help="1: resume from the newest checkpoint (required); 0: refuse a folder holding one; "
         "default: resume when there is one",
     )
-    ap.add_argument("--device", default="cpu", choices=("cpu", "gpu", "npu"))
+    add_device(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--deterministic", action="store_true", help="bitwise-repeatable runs: one intra/inter-op thread (slower)"

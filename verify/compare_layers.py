@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from common import fsio
+from common.cli import ArgumentParser, add_force, add_input, add_verbosity
 from common.errors import UserError, cli, run
 from common.loaders import load_graph_def
 from data_tools import binfiles
@@ -36,7 +37,7 @@ def load_batch(sig, inputs, stem=None):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Precision doctor: compare every layer of the frozen graph with the portable "
         "(fp16) model on one batch; name the first failing layer; write a keep_dtype cfg.",
         epilog="example: python verify/compare_layers.py --pb m/realnvp.pb --onnx m/realnvp.fp16.onnx "
@@ -47,7 +48,7 @@ def build_parser():
     )
     p.add_argument("--pb", required=True, help="frozen graph .pb (signature beside it)")
     p.add_argument("--onnx", required=True, help="portable model to examine")
-    p.add_argument("--input", required=True, help="input folders, comma separated, signature order")
+    add_input(p, required=True, help="input folders, comma separated, signature order")
     p.add_argument(
         "--fp32-onnx",
         help="the fp32 ONNX model the examined one was converted from "
@@ -74,7 +75,8 @@ def build_parser():
         "its precision mode (from its signature), diagnose the same batch again; "
         "stops when nothing fails (default 0: one diagnosis)",
     )
-    p.add_argument("--force", action="store_true", help="replace existing outputs")
+    add_force(p)
+    add_verbosity(p)
     return p
 
 

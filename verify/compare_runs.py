@@ -12,9 +12,8 @@ is 1 when any final metric compared differs from the first run's by more than X
 within, 1 beyond, 2 bad input.
 """
 
-import argparse
-
 from common import fsio
+from common.cli import add_force, tool_parser
 from common.errors import UserError, cli, run
 from verify.runlog import SPLITS, Run, parse_run_arg
 
@@ -203,9 +202,7 @@ def curves_png(runs, names):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = tool_parser(None, __doc__.split("\n\n")[0], EXAMPLE)
     p.add_argument(
         "runs",
         nargs="+",
@@ -221,7 +218,7 @@ def build_parser():
     p.add_argument("--abs-diff", type=float, help="exit 1 when a final metric differs by more than this amount")
     p.add_argument("--png", help="overlaid curves PNG to write")
     p.add_argument("--json", help="the comparison as JSON")
-    p.add_argument("--force", action="store_true", help="replace existing --png / --json")
+    add_force(p, help="replace existing --png / --json")
     return p
 
 

@@ -24,7 +24,9 @@ import tempfile
 import numpy as np
 
 from common import fsio
+from common.cli import ArgumentParser, add_force, add_input, add_verbosity
 from common.errors import UserError, cli, run
+from common.log import log
 from data_tools.binfiles import Manifest, find_manifest
 from freeze.signature import Signature
 from infer import layout
@@ -383,7 +385,7 @@ def plot(report, path):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Compare offline outputs (msame layout) with golden outputs: per-output "
         "metrics and the model's metric (bits/dim, ELBO/IWAE). Exit 0 PASS, 1 FAIL, 2 bad input.",
         epilog="examples:\n  python verify/loss_check.py --signature m/realnvp.json --offline out/om "
@@ -404,7 +406,9 @@ def build_parser():
         action="store_true",
         help="compute the golden outputs from the checkpoint on --inputs first",
     )
-    p.add_argument("--inputs", help="input folders, comma separated (msame --input form); finds the manifest")
+    add_input(
+        p, "--inputs", dest="inputs", help="input folders, comma separated (msame --input form); finds the manifest"
+    )
     p.add_argument("--manifest", help="input manifest (default: found from --inputs)")
     p.add_argument(
         "--report",
@@ -424,8 +428,9 @@ def build_parser():
     p.add_argument("--atol", nargs="+", help="absolute tolerance: value or name:value ...")
     p.add_argument("--rtol", nargs="+", help="relative tolerance: value or name:value ...")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (matplotlib takes seconds)")
-    p.add_argument("--force", action="store_true", help="replace an existing report")
+    add_force(p, help="replace an existing report")
     p.add_argument("--no-progress", action="store_true")
+    add_verbosity(p)
     return p
 
 
@@ -436,7 +441,7 @@ def main(argv=None):
     inputs = [s.strip() for s in a.inputs.split(",")] if a.inputs else []
     manifest = Manifest.load(a.manifest) if a.manifest else (find_manifest(inputs[0]) if inputs else None)
     if manifest is None:
-        print("note: no manifest (--manifest or --inputs): every row counts as a real image", file=sys.stderr)
+        log.warning("note: no manifest (--manifest or --inputs): every row counts as a real image")
     else:  # the manifest of these inputs, written for this model: else its padding counts are wrong
         manifest.check_signature(sig)
         if inputs:

@@ -8,6 +8,7 @@ depend on freeze or convert. ``--model m/mine.pb`` runs the frozen graph instead
 
 import argparse
 
+from common.cli import ArgumentParser, add_device, add_input, add_output, add_verbosity
 from common.errors import UserError, cli, run
 from freeze.signature import Signature
 
@@ -36,18 +37,19 @@ def make_reference(sig, inputs, output, fmt="BIN", progress=True, device="cpu", 
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Write golden outputs (msame layout) computed from the checkpoint the signature records.",
         epilog="example: python verify/reference.py --signature runs/demo/realnvp/model/realnvp.json "
         "--input runs/demo/realnvp/bins/x,runs/demo/realnvp/bins/u --output runs/demo/realnvp/golden",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--signature", required=True, help="model signature (.json)")
-    p.add_argument("--input", required=True, help="input folders, comma separated, in signature input order")
-    p.add_argument("--output", required=True, help="output folder; a new <T> folder is made inside")
+    add_input(p, required=True, help="input folders, comma separated, in signature input order")
+    add_output(p, required=True, help="output folder; a new <T> folder is made inside")
     p.add_argument("--outfmt", default="BIN", help="BIN (default) or TXT, as msame")
     p.add_argument("--model", help="run this model file (e.g. the frozen .pb) instead of the checkpoint")
-    p.add_argument("--device", default="cpu", choices=("cpu", "gpu", "npu"))
+    add_device(p)
+    add_verbosity(p)
     return p
 
 

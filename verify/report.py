@@ -34,6 +34,7 @@ import os
 import sys
 
 from common import fsio
+from common.cli import add_force, add_output, tool_parser
 from common.errors import UserError, cli, run
 from verify import report_doc
 from verify.report_env import environment_section
@@ -115,9 +116,7 @@ class _ToRoad(argparse.Action):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = tool_parser(None, __doc__.split("\n\n")[0], EXAMPLE)
     p.add_argument(
         "--road",
         action="append",
@@ -137,9 +136,9 @@ def build_parser():
         metavar="'[LABEL:] [SPLIT] METRIC=VALUE, ...'",
         help='given values for the accuracy table (e.g. "test bpd=3.49"); repeatable',
     )
-    p.add_argument("-o", "--output", required=True, help="report folder: index.html, REPORT.md, img/")
+    add_output(p, required=True, help="report folder: index.html, REPORT.md, img/")
     p.add_argument("--title", default="Self-verification report", help="report title")
-    p.add_argument("--force", action="store_true", help="replace an existing report")
+    add_force(p, help="replace an existing report")
     return p
 
 
