@@ -13,7 +13,7 @@ import pytest
 from common import cli
 from common.log import log
 from convert import atc, to_onnx
-from data_tools import fetch_data, img2bin
+from data_tools import fetch_data, img2bin, staging
 from freeze import freeze_graph
 from infer import msame
 from verify import compare_layers, loss_check, reference, report
@@ -112,7 +112,7 @@ def test_usage_error_is_one_line(capsys):
 def _stale_run_folder(out):
     """A staging folder left by a process that died (pid beyond any pid_max): img2bin
     removes it and says so on its logger at INFO."""
-    os.makedirs(os.path.join(out, f"{img2bin.TMP_PREFIX}4194999-x"))
+    os.makedirs(os.path.join(out, f"{staging.TMP_PREFIX}4194999-x"))
 
 
 def test_quiet_hides_info_and_verbose_adds_debug(tmp_path, capsys):
