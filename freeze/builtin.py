@@ -32,11 +32,7 @@ def main(name, argv=None, doc="", example=""):
     stem = spec.stem(a.graph)
     fsio.refuse_overwrite([os.path.join(a.output, stem + ext) for ext in (".pb", ".json")], a.force)
     _, info = runinfo.resolve(a.ckpt)
-    if info["model"] != spec.name:
-        raise UserError(
-            f"{info['_path']}: checkpoint is a {info['model']!r} model, expected {spec.name!r} "
-            f"(use freeze/freeze_{info['model']}.py)"
-        )
+    runinfo.expect_model(info, spec.name, f"use freeze/freeze_{info['model']}.py")
     with core.Restored(a.ckpt, a.batch, a.graph, device=a.device, **opts) as r:
         sig = core.freeze(r, a.output, stem, batch_independent=spec.batch_independent, force=a.force)
     c = sig.checks

@@ -79,22 +79,8 @@ def main(argv=None):
         raise UserError(f"--nproc must be >= 1, got {a.nproc}")
     if "TF_CONFIG" in os.environ:
         log.warning("launch.py: TF_CONFIG in the environment is replaced for each worker")
-    configs = tf_configs(a.nproc)
     lock = threading.Lock()
-    procs, pumps = [], []
-    for i, cfg in enumerate(configs):
-        env = dict(os.environ, TF_CONFIG=cfg, PYTHONUNBUFFERED="1")
-        try:
-            p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        except OSError as e:
-            _stop(procs, a.grace)
-            raise UserError(f"launch.py: cannot start {cmd[0]!r}: {e.strerror or e}") from None
-        procs.append(p)
-        for stream, out in ((p.stdout, sys.stdout), (p.stderr, sys.stderr)):
-            t = threading.Thread(target=_pump, args=(stream, i, out, lock), daemon=True)
-            t.start()
-            pumps.append(t)
-
+    procs, pumps = _spawn(cmd, tf_configs(a.nproc), a.grace, lock)
     signalled = []
 
     def forward(signum, frame):
@@ -104,19 +90,8 @@ def main(argv=None):
                 p.send_signal(signum)
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    failed = None
     try:
-        while True:
-            codes = [p.poll() for p in procs]
-            bad = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-            if bad and failed is None and not signalled:
-                failed = bad[0]
-                with lock:
-                    log.warning(f"launch.py: worker {failed[0]} exited with status {failed[1]}; stopping the others")
-                _stop(procs, a.grace)
-            if all(c is not None for c in [p.poll() for p in procs]):
-                break
-            time.sleep(0.1)
+        failed = _watch(procs, a.grace, lock, signalled)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -128,6 +103,41 @@ def main(argv=None):
     if failed is not None:
         return failed[1] if failed[1] > 0 else 128 - failed[1]
     return 0
+
+
+def _spawn(cmd, configs, grace, lock):
+    """One worker per TF_CONFIG, each line it prints prefixed with its index: (processes, pump threads)."""
+    procs, pumps = [], []
+    for i, cfg in enumerate(configs):
+        env = dict(os.environ, TF_CONFIG=cfg, PYTHONUNBUFFERED="1")
+        try:
+            p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as e:
+            _stop(procs, grace)
+            raise UserError(f"launch.py: cannot start {cmd[0]!r}: {e.strerror or e}") from None
+        procs.append(p)
+        for stream, out in ((p.stdout, sys.stdout), (p.stderr, sys.stderr)):
+            t = threading.Thread(target=_pump, args=(stream, i, out, lock), daemon=True)
+            t.start()
+            pumps.append(t)
+    return procs, pumps
+
+
+def _watch(procs, grace, lock, signalled):
+    """Wait for every worker to end; the first failure (unless a signal was forwarded: then the
+    workers stop together) stops the others. (index, status) of that failure, or None."""
+    failed = None
+    while True:
+        codes = [p.poll() for p in procs]
+        bad = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+        if bad and failed is None and not signalled:
+            failed = bad[0]
+            with lock:
+                log.warning(f"launch.py: worker {failed[0]} exited with status {failed[1]}; stopping the others")
+            _stop(procs, grace)
+        if all(c is not None for c in [p.poll() for p in procs]):
+            return failed
+        time.sleep(0.1)
 
 
 def _stop(procs, grace):

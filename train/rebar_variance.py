@@ -69,22 +69,7 @@ def measure(
         g, m, init, shared = _graph(hp, name, mean_xs, seed)
         with tf.Session(graph=g, config=session_config(device)) as s:
             s.run(init)
-            tvars = {v.op.name: v for v in m.model_vars}
-            tvars.update(shared)
-            if params is None:
-                params = dict(zip(tvars, s.run(list(tvars.values()))))
-            for k, v in tvars.items():
-                if k not in params:
-                    raise UserError(
-                        f"parameters have no variable {k!r} (expected those of n_layer="
-                        f"{hp['n_layer']}, nonlinear={hp['nonlinear']})"
-                    )
-                v.load(params[k], s)
-            # what the session holds now: every estimator must be measured at the same parameters
-            names = sorted(tvars)
-            digest = hashlib.sha256(
-                b"".join(np.ascontiguousarray(a).tobytes() for a in s.run([tvars[k] for k in names]))
-            ).hexdigest()
+            params, digest = _load_params(s, m, shared, params, hp)
             t0 = time.time()
             if m.extra_grads:
                 for _ in tqdm(
@@ -95,28 +80,53 @@ def measure(
                     disable=not progress,
                 ):
                     s.run(m.extra_op, {m.x: train[rng.choice(len(train), bs, replace=False)].astype(np.float32)})
-            sizes = [int(np.prod(v.shape)) for v in m.model_vars]
-            q = np.concatenate([np.full(n, v.op.name.startswith("q_")) for n, v in zip(sizes, m.model_vars)])
-            s1 = s2 = 0.0
-            for _ in tqdm(range(draws), desc=f"{name}: draws", file=sys.stderr, leave=False, disable=not progress):
-                gv = s.run(m.grad_vec, {m.x: batch}).astype(np.float64)
-                s1, s2 = s1 + gv, s2 + gv * gv
-            mean = s1 / draws
-            var = np.maximum(s2 / draws - mean**2, 0) * draws / (draws - 1)
-            logs = s.run(m.logs, {m.x: batch})
-            out[name] = {
-                "estimator": LABELS[name],
-                "log_variance": float(np.log(var.mean())),
-                "log_variance_q": float(np.log(var[q].mean())),
-                "log_variance_p": float(np.log(var[~q].mean())),
-                "mean_grad_norm": float(np.linalg.norm(mean)),
-                "elbo": float(logs["elbo"]),
-                "temperature": float(logs["temperature"]) if "temperature" in logs else None,
-                "etas_mean": float(np.mean(logs["etas"])) if "etas" in logs else None,
-                "seconds": time.time() - t0,
-                "params_sha256": digest,
-            }
+            stats = _variance(s, m, batch, draws, f"{name}: draws" if progress else None)
+            out[name] = {"estimator": LABELS[name], **stats, "seconds": time.time() - t0, "params_sha256": digest}
     return out
+
+
+def _load_params(s, m, shared, params, hp):
+    """Load ``params`` (None: take this session's init) into the model's and the shared
+    variables; (the params, sha256 of what the session holds now: every estimator must be
+    measured at the same parameters)."""
+    tvars = {v.op.name: v for v in m.model_vars}
+    tvars.update(shared)
+    if params is None:
+        params = dict(zip(tvars, s.run(list(tvars.values()))))
+    for k, v in tvars.items():
+        if k not in params:
+            raise UserError(
+                f"parameters have no variable {k!r} (expected those of n_layer="
+                f"{hp['n_layer']}, nonlinear={hp['nonlinear']})"
+            )
+        v.load(params[k], s)
+    names = sorted(tvars)
+    digest = hashlib.sha256(
+        b"".join(np.ascontiguousarray(a).tobytes() for a in s.run([tvars[k] for k in names]))
+    ).hexdigest()
+    return params, digest
+
+
+def _variance(s, m, batch, draws, desc):
+    """The statistics of ``draws`` gradients of -ELBO on the fixed batch (fresh noise each)."""
+    sizes = [int(np.prod(v.shape)) for v in m.model_vars]
+    q = np.concatenate([np.full(n, v.op.name.startswith("q_")) for n, v in zip(sizes, m.model_vars)])
+    s1 = s2 = 0.0
+    for _ in tqdm(range(draws), desc=desc, file=sys.stderr, leave=False, disable=desc is None):
+        gv = s.run(m.grad_vec, {m.x: batch}).astype(np.float64)
+        s1, s2 = s1 + gv, s2 + gv * gv
+    mean = s1 / draws
+    var = np.maximum(s2 / draws - mean**2, 0) * draws / (draws - 1)
+    logs = s.run(m.logs, {m.x: batch})
+    return {
+        "log_variance": float(np.log(var.mean())),
+        "log_variance_q": float(np.log(var[q].mean())),
+        "log_variance_p": float(np.log(var[~q].mean())),
+        "mean_grad_norm": float(np.linalg.norm(mean)),
+        "elbo": float(logs["elbo"]),
+        "temperature": float(logs["temperature"]) if "temperature" in logs else None,
+        "etas_mean": float(np.mean(logs["etas"])) if "etas" in logs else None,
+    }
 
 
 def params_from_checkpoint(ckpt):
@@ -172,8 +182,7 @@ def main(argv=None):
     params, step = None, None
     if a.ckpt:
         ckpt, info = runinfo.resolve(a.ckpt)
-        if info["model"] != "rebar":
-            raise UserError(f"{info['_path']}: checkpoint is a {info['model']!r} model, expected 'rebar'")
+        runinfo.expect_model(info, "rebar")
         hp, params, step = sbn.check_hparams(info["config"]), params_from_checkpoint(ckpt), info["checkpoint_step"]
     else:
         hp = sbn.parse_hparams(a.hparams)

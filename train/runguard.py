@@ -7,9 +7,11 @@ SIGINT/SIGTERM handler, and the metrics.jsonl reader/truncator both trainers sha
 - ``Interrupts``: the first SIGINT/SIGTERM only raises a flag the training loop reads
   after each finished step, so the loop saves that step's checkpoint and stops
   (``Interrupted``: exit 130 for SIGINT, 143 for SIGTERM); a second signal stops at once.
-- ``read_metrics`` / ``truncate_metrics``: one JSON record a line; a corrupt line is a
-  one-line error naming the file and line; a resumed run drops the records past its
-  checkpoint's step (they belong to the lost tail of the interrupted run).
+- ``read_metrics`` / ``truncate_metrics`` / ``append_metrics``: one JSON record a line; a
+  corrupt line is a one-line error naming the file and line; a resumed run drops the
+  records past its checkpoint's step (they belong to the lost tail of the interrupted run).
+- ``run_in_folder``: the trainer's run under the lock; ``checkpoint_to_resume``: what the
+  folder holds decides between a fresh run and a resume (--load_params), checked before any work.
 """
 
 import json
@@ -17,12 +19,15 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 
 from common import fsio
 from common.errors import UserError
 from common.log import log
+from train import runinfo
 
 LOCK = "train.lock"
+METRICS = "metrics.jsonl"
 
 
 class Interrupted(UserError):
@@ -164,6 +169,55 @@ def truncate_metrics(path, step):
     kept = [r for r in read_metrics(path) if r["step"] <= step]
     fsio.write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
     return kept
+
+
+def append_metrics(path: str, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def run_in_folder(folder: str, cluster, train: Callable[[], int | None]) -> int | None:
+    """``train()`` holding the folder's lock (the folder made if missing); a worker other than
+    the chief writes nothing into the folder: no folder, no lock."""
+    if cluster is not None and not cluster.is_chief:
+        return train()
+    os.makedirs(folder, exist_ok=True)
+    with FolderLock(folder):
+        return train()
+
+
+def checkpoint_to_resume(
+    folder: str,
+    load_params: int | None,
+    model: str,
+    flag: str,
+    refuse: str,
+    check: Callable[[dict], None] | None = None,
+) -> tuple[str | None, dict | None]:
+    """(checkpoint, run info) to resume, or (None, None) for a fresh run, as the folder and
+    ``load_params`` (1: resume, required; 0: fresh, refusing a checkpoint; None: whichever the
+    folder holds) say. A resume is checked before any work: the model (``model``, then
+    ``check(info)``), the checkpoint's files and metrics.jsonl; a fresh run refuses results
+    left without a checkpoint. ``flag`` names the folder's flag, ``refuse`` is what to do
+    when load_params 0 meets a checkpoint."""
+    ckpt = runinfo.latest(folder) if os.path.isdir(folder) else None
+    metrics = os.path.join(folder, METRICS)
+    if load_params == 1 and ckpt is None:
+        raise UserError(f"{folder}: --load_params 1 but no checkpoint in this folder")
+    if load_params == 0 and ckpt is not None:
+        raise UserError(f"{folder}: already holds checkpoint {os.path.basename(ckpt)}; {refuse}")
+    if ckpt is None:
+        if os.path.isfile(metrics):
+            raise UserError(
+                f"{metrics}: results without a checkpoint; refusing to overwrite (use another {flag} or remove it)"
+            )
+        return None, None
+    info = runinfo.expect_model(runinfo.load(folder), model, f"use another {flag}")
+    if check is not None:
+        check(info)
+    runinfo.check_readable(ckpt)
+    read_metrics(metrics)  # a corrupt metrics.jsonl stops the run before any work
+    return ckpt, info
 
 
 def check_nonneg(**flags):

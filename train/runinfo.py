@@ -40,6 +40,25 @@ def load(train_dir):
     return d
 
 
+def expect_model(info: dict, name: str, hint: str = "") -> dict:
+    """``info`` (from ``load``/``resolve``) when it records a ``name`` model; else the one-line
+    error every tool gives for a checkpoint of another model (``hint``: what to do instead)."""
+    if info["model"] != name:
+        raise UserError(
+            f"{info['_path']}: checkpoint is a {info['model']!r} model, expected {name!r}"
+            + (f" ({hint})" if hint else "")
+        )
+    return info
+
+
+def resume_state(train_dir: str, step: int) -> dict:
+    """The trainer's running sums saved with the checkpoint of ``step`` (``resume`` in
+    config.json), so a resumed run writes the records of an uninterrupted one; {} when they
+    belong to another step."""
+    st = load(train_dir).get("resume") or {}
+    return st if st.get("step") == step else {}
+
+
 def _index_files(d):
     return sorted(os.path.basename(f) for f in glob.glob(os.path.join(glob.escape(d), "*.index")))
 

@@ -23,7 +23,6 @@ for the final picture. Each extra flow copy costs seconds of graph construction.
 """
 
 import contextlib
-import json
 import os
 import sys
 import time
@@ -34,14 +33,15 @@ from common import fsio
 from common.cli import add_data_dir, add_device, add_output, tool_parser
 from common.errors import UserError, cli, run
 from common.log import log
-from common.tfcompat import device_names, session_config, tf
+from common.tfcompat import device_names, tf
 from data_tools import datasets
 from models import realnvp
-from train import distributed, runguard, runinfo
+from train import distributed, runguard, runinfo, worker
+from train.worker import make_session_config
 
 EVAL_BATCH = 100
 ADAM = {"beta1": 0.95, "beta2": 0.9995, "epsilon": 1e-8}
-METRICS = "metrics.jsonl"
+METRICS = runguard.METRICS
 
 EXAMPLE = """example:
   python train/train_realnvp.py --data_url $DATA_DIR --train_url runs/realnvp --config small \\
@@ -164,17 +164,6 @@ class EpsInsideAdam:
             return tf.assign_add(global_step, 1)
 
 
-def make_session_config(
-    device, n_devices=1, precision_mode="allow_fp32_to_fp16", check_bridge=True, deterministic=False
-):
-    config = session_config(device, n_devices=n_devices, precision_mode=precision_mode, check_bridge=check_bridge)
-    if deterministic:  # per-session pools: the process-wide ones are sized by the first session
-        config.intra_op_parallelism_threads = 1
-        config.inter_op_parallelism_threads = 1
-        config.use_per_session_threads = True
-    return config
-
-
 @contextlib.contextmanager
 def op_determinism(on=True):
     """TF's op determinism (TF >= 2.8) for the duration of a run, then the previous state
@@ -245,6 +234,25 @@ class TrainGraph:
         )
         self.global_step = tf.train.get_or_create_global_step()
         self.lr = lr0 * tf.pow(tf.constant(lr_decay, tf.float64), tf.cast(self.global_step, tf.float64))
+        bpds, avg = self._towers(config, device, n_towers, task)
+        if loss == "nats_sum":  # the reference's loss: summed nats = mean bpd * batch * D * ln 2
+            k = batch_size * float(np.prod(shape)) * np.log(2.0)
+            avg = [g * k for g in avg]
+        elif loss != "bpd_mean":
+            raise UserError(f"unknown loss {loss!r}; expected bpd_mean or nats_sum")
+        # a flag any worker raises (a signal) reaches all of them in the same all-reduce
+        self.stop = tf.placeholder_with_default(tf.constant(0.0), [], name="stop")
+        self.stop_all = self.stop
+        if collectives is not None:  # the mean over workers of the gradients and the loss: one all-reduce
+            *avg, self.loss, self.stop_all = collectives.allreduce_mean(avg + [self.loss, self.stop])
+        self.train_op = self._update(avg, adam_eps_inside)
+        self.grads = avg
+        self.bpd = bpds[0] if n_towers == 1 else tf.concat(bpds, 0)
+        self.config, self.shape = config, shape
+
+    def _towers(self, config, device, n_towers, task):
+        """Each tower's per-image bpd on its slice of the batch, and the gradients of the mean
+        loss averaged over the towers (``self.loss`` their mean loss)."""
         losses, grads, bpds = [], [], []
         for i, (d, x, u) in enumerate(
             zip(device_names(device, n_towers), tf.split(self.x, n_towers), tf.split(self.u, n_towers))
@@ -262,17 +270,9 @@ class TrainGraph:
                 self.params = tf.trainable_variables(realnvp.SCOPE)
                 grads.append(tf.gradients(losses[-1], self.params))
         self.loss = tf.add_n(losses) / n_towers
-        avg = [tf.add_n(list(g)) / n_towers for g in zip(*grads)]
-        if loss == "nats_sum":  # the reference's loss: summed nats = mean bpd * batch * D * ln 2
-            k = batch_size * float(np.prod(shape)) * np.log(2.0)
-            avg = [g * k for g in avg]
-        elif loss != "bpd_mean":
-            raise UserError(f"unknown loss {loss!r}; expected bpd_mean or nats_sum")
-        # a flag any worker raises (a signal) reaches all of them in the same all-reduce
-        self.stop = tf.placeholder_with_default(tf.constant(0.0), [], name="stop")
-        self.stop_all = self.stop
-        if collectives is not None:  # the mean over workers of the gradients and the loss: one all-reduce
-            *avg, self.loss, self.stop_all = collectives.allreduce_mean(avg + [self.loss, self.stop])
+        return bpds, [tf.add_n(list(g)) / n_towers for g in zip(*grads)]
+
+    def _update(self, avg, adam_eps_inside):
         if adam_eps_inside:
             opt = EpsInsideAdam(tf.cast(self.lr, tf.float32), **ADAM)
         else:
@@ -281,10 +281,7 @@ class TrainGraph:
         # gradient op still reading W (e.g. the weight-norm gain's gradient) after W's ApplyAdam
         # would see the new W -- a race that made runs differ from each other.
         with tf.control_dependencies([tf.group(*avg)]):
-            self.train_op = opt.apply_gradients(zip(avg, self.params), global_step=self.global_step)
-        self.grads = avg
-        self.bpd = bpds[0] if n_towers == 1 else tf.concat(bpds, 0)
-        self.config, self.shape = config, shape
+            return opt.apply_gradients(zip(avg, self.params), global_step=self.global_step)
 
     def params_finite(self, sess):
         return all(np.isfinite(v).all() for v in sess.run(self.params))
@@ -325,15 +322,6 @@ def evaluate(sess, g, images, seed, limit=0):
         u = np.random.RandomState([seed, b, 2]).uniform(0, 1, x.shape).astype(np.float32)
         out.append(g.eval_bpd(sess, x, u))
     return float(np.mean(np.concatenate(out)))
-
-
-def _append(path, rec):
-    with open(path, "a") as f:
-        f.write(json.dumps(rec) + "\n")
-
-
-def _read_metrics(path):
-    return runguard.read_metrics(path)
 
 
 def write_pictures(sess, g, train_url, n_samples, seed, metrics):
@@ -396,39 +384,24 @@ def main(argv=None):
     _check_args(a)
     cluster = distributed.from_args(a, device=a.device)
     with tf.Graph().as_default(), op_determinism(a.deterministic):
-        if cluster is not None and not cluster.is_chief:
-            return _train(a, cluster)  # writes nothing into --train_url: no folder, no lock
-        os.makedirs(a.train_url, exist_ok=True)
-        with runguard.FolderLock(a.train_url):
-            return _train(a, cluster)
+        return runguard.run_in_folder(a.train_url, cluster, lambda: _train(a, cluster))
 
 
 def _model_config(a, chief):
     """(config dict, checkpoint to resume or None) -- the chief's folder decides."""
-    ckpt = runinfo.latest(a.train_url) if os.path.isdir(a.train_url) else None
-    metrics = os.path.join(a.train_url, METRICS)
     if not chief:  # a worker follows the chief's folder when it sees it (one host or a shared disk)
         if a.load_params and os.path.isfile(os.path.join(a.train_url, runinfo.CONFIG)):
             return realnvp.get_config(runinfo.load(a.train_url)["config"]), None
         return realnvp.get_config(a.config), None
-    if a.load_params:
-        if ckpt is None:
-            raise UserError(f"{a.train_url}: --load_params 1 but no checkpoint in this folder")
-        info = runinfo.load(a.train_url)
-        if info["model"] != "realnvp":
-            raise UserError(f"{info['_path']}: expected model 'realnvp', found {info['model']!r}")
-        runinfo.check_readable(ckpt)
-        runguard.read_metrics(metrics)  # a corrupt metrics.jsonl stops the run before any work
-        return realnvp.get_config(info["config"]), ckpt
+    ckpt, info = runguard.checkpoint_to_resume(
+        a.train_url,
+        a.load_params,
+        "realnvp",
+        "--train_url",
+        "pass --load_params 1 to resume or choose another --train_url",
+    )
     if ckpt is not None:
-        raise UserError(
-            f"{a.train_url}: already holds checkpoint {os.path.basename(ckpt)}; "
-            "pass --load_params 1 to resume or choose another --train_url"
-        )
-    if os.path.isfile(metrics):
-        raise UserError(
-            f"{metrics}: results without a checkpoint; refusing to overwrite (use another --train_url or remove it)"
-        )
+        return realnvp.get_config(info["config"]), ckpt
     return realnvp.with_options(
         a.config,
         scale_init=_scale_init(a.scale_init),
@@ -439,254 +412,251 @@ def _model_config(a, chief):
 
 
 def _train(a, cluster=None):
-    chief = cluster is None or cluster.is_chief
-    workers = 1 if cluster is None else cluster.n
-    rank = 0 if cluster is None else cluster.index
-    config, ckpt = _model_config(a, chief)
-    sess_config = make_session_config(a.device, a.nr_gpu, a.precision_mode, deterministic=a.deterministic)
-    coll = watchdog = None
-    if cluster is not None:
-        cluster.start(cluster.session_config(sess_config))
-        coll = distributed.make_collectives(cluster, a.device)
-        watchdog = distributed.Watchdog(cluster)
+    w = worker.Worker(cluster)
+    config, ckpt = _model_config(a, w.chief)
+    w.start(make_session_config(a.device, a.nr_gpu, a.precision_mode, deterministic=a.deterministic), a.device)
+    run = Training(a, w, config, ckpt)
+    run.restore_or_init()
+    run.loop()
+    return run.finish()
 
-    train_x = datasets.load("cifar10", "train", a.data_url)
-    test_x = datasets.load("cifar10", "test", a.data_url)
-    if list(train_x.shape[1:]) != list(config["image_shape"]):
-        raise UserError(f"{a.data_url}: images are {list(train_x.shape[1:])}, config wants {config['image_shape']}")
-    b = a.batch_size
-    gb = b * workers  # the global batch: worker k takes rows k*b:(k+1)*b of each
-    spe = len(train_x) // gb
-    if spe == 0:
-        raise UserError(
-            f"{a.data_url}: {len(train_x)} training images, fewer than the global batch {gb} "
-            f"(--batch_size {b} x {workers} workers)"
-        )
-    stats = {
-        "dataset": "cifar10",
-        "train_images": int(len(train_x)),
-        "test_images": int(len(test_x)),
-        "steps_per_epoch": spe,
-        "preprocessing": "(x_uint8 - 127.5) / 127.5",
-        "pixel_mean": float(train_x.mean()),
-        "pixel_std": float(train_x.std()),
-    }
-    if workers > 1:
-        stats.update(workers=workers, global_batch=gb)
-    max_steps = a.max_epochs * spe if not a.max_steps else min(a.max_steps, a.max_epochs * spe)
-    if cluster is not None and chief:
-        print(
-            f"{cluster!r}: global batch {gb} = --batch_size {b} x {workers} workers; "
-            f"--learning_rate {a.learning_rate} applies to the mean gradient of the global batch",
-            flush=True,
-        )
 
-    tf.set_random_seed(a.seed + 7919 * rank)  # each worker its own init: the chief's is broadcast
-    with tf.device(cluster.device if cluster is not None else None):
-        g = TrainGraph(
-            config,
-            b,
-            a.nr_gpu,
-            a.device,
-            a.learning_rate,
-            a.lr_decay,
-            a.dropout_p,
-            collectives=coll,
-            loss=a.loss,
-            adam_eps_inside=a.adam_eps_inside,
-        )
-        sync = coll.broadcast_from_chief(tf.global_variables()) if coll is not None else None
-        saver = tf.train.Saver(tf.global_variables(), max_to_keep=5, save_relative_paths=True)
-    metrics_path = os.path.join(a.train_url, METRICS)
-    writer = tf.summary.FileWriter(a.train_url) if chief else None
-    sess = tf.Session(cluster.target if cluster is not None else "", config=sess_config)
-    resume = {}
+class Training:
+    """One run: the data, the graph and the session; restore or init, the step loop with its
+    records, evaluations and checkpoints (written by the chief only), and the end.
 
-    def save(step):
-        if not g.params_finite(sess):
+    The running train-loss sums of the epoch and of the log window are checkpointed
+    (``resume`` in config.json), so a resumed run writes the records of an uninterrupted one."""
+
+    def __init__(self, a, w, config, ckpt):
+        self.a, self.w, self.config, self.ckpt = a, w, config, ckpt
+        self._load_data()
+        w.set_seed(a.seed)
+        with w.device():
+            self.g = TrainGraph(
+                config,
+                a.batch_size,
+                a.nr_gpu,
+                a.device,
+                a.learning_rate,
+                a.lr_decay,
+                a.dropout_p,
+                collectives=w.coll,
+                loss=a.loss,
+                adam_eps_inside=a.adam_eps_inside,
+            )
+            self.sync = w.broadcast_op()
+            self.saver = tf.train.Saver(tf.global_variables(), max_to_keep=5, save_relative_paths=True)
+        self.metrics_path = os.path.join(a.train_url, METRICS)
+        self.writer = tf.summary.FileWriter(a.train_url) if w.chief else None
+        self.sess = w.open_session()
+        self.resume = {}  # the running sums saved with each checkpoint
+
+    def _load_data(self):
+        a = self.a
+        self.train_x = datasets.load("cifar10", "train", a.data_url)
+        self.test_x = datasets.load("cifar10", "test", a.data_url)
+        if list(self.train_x.shape[1:]) != list(self.config["image_shape"]):
+            raise UserError(
+                f"{a.data_url}: images are {list(self.train_x.shape[1:])}, config wants {self.config['image_shape']}"
+            )
+        n = len(self.train_x)
+        self.gb, self.spe = self.w.global_batch(
+            n, a.batch_size, a.data_url, "--batch_size", f"--learning_rate {a.learning_rate}"
+        )
+        self.stats = {
+            "dataset": "cifar10",
+            "train_images": int(n),
+            "test_images": int(len(self.test_x)),
+            "steps_per_epoch": self.spe,
+            "preprocessing": "(x_uint8 - 127.5) / 127.5",
+            "pixel_mean": float(self.train_x.mean()),
+            "pixel_std": float(self.train_x.std()),
+        }
+        if self.w.n > 1:
+            self.stats.update(workers=self.w.n, global_batch=self.gb)
+        self.max_steps = a.max_epochs * self.spe if not a.max_steps else min(a.max_steps, a.max_epochs * self.spe)
+
+    # --- checkpoints and records (the chief's) -----------------------------------------
+    def save(self, step):
+        if not self.g.params_finite(self.sess):
             raise UserError(
                 f"parameters are not finite at step {step}; not saving "
-                f"(last good checkpoint: {runinfo.latest(a.train_url)})"
+                f"(last good checkpoint: {runinfo.latest(self.a.train_url)})"
             )
-        path = saver.save(
-            sess, os.path.join(a.train_url, runinfo.CKPT_PREFIX), global_step=step, write_meta_graph=False
+        path = self.saver.save(
+            self.sess, os.path.join(self.a.train_url, runinfo.CKPT_PREFIX), global_step=step, write_meta_graph=False
         )
         runinfo.save(
-            a.train_url,
+            self.a.train_url,
             "realnvp",
-            config,
-            train=vars(a),
-            data_stats=stats,
+            self.config,
+            train=vars(self.a),
+            data_stats=self.stats,
             step=step,
             adam=ADAM,
-            resume=dict(resume, step=step),
+            resume=dict(self.resume, step=step),
         )
+        self.last_saved = step
         return path
 
-    if chief and ckpt is not None:
-        try:
-            saver.restore(sess, ckpt)
-        except tf.errors.OpError as e:
+    def record(self, rec, **summaries):
+        runguard.append_metrics(self.metrics_path, rec)
+        if summaries:
+            value = [tf.Summary.Value(tag=k, simple_value=v) for k, v in summaries.items()]
+            self.writer.add_summary(tf.Summary(value=value), rec["step"])
+
+    def test_bpd(self):
+        return evaluate(self.sess, self.g, self.test_x, self.a.seed, self.a.test_images)
+
+    # --- the run -------------------------------------------------------------------------
+    def restore_or_init(self):
+        """The chief's checkpoint, or a fresh init (the chief's data-dependent init pass);
+        then every worker takes the chief's variables. A fresh run saves step 0 first."""
+        a, w, g, sess = self.a, self.w, self.g, self.sess
+        if w.chief and self.ckpt is not None:
+            worker.restore(sess, self.saver, self.ckpt, "a checkpoint of this model and config")
+        else:
+            sess.run(tf.global_variables_initializer())
+            if w.chief and a.init_batch_size:
+                with w.device():
+                    g.add_init()
+                rng = np.random.RandomState([a.seed, 0, 4])
+                x0 = prepro(self.train_x[rng.permutation(len(self.train_x))[: a.init_batch_size]])
+                sess.run(g.init_bpd, {g.x_init: x0, g.u_init: rng.uniform(0, 1, x0.shape).astype(np.float32)})
+        w.broadcast(self.sync)
+        self.step = step = int(sess.run(g.global_step))
+        self.epoch_sum, self.epoch_n = 0.0, 0
+        self.window_sum, self.window_n = 0.0, 0  # the train losses since the last train record (its train_bpd_mean)
+        if self.ckpt is not None:
+            # records past the restored step belong to the lost tail of the interrupted run
+            runguard.truncate_metrics(self.metrics_path, step)
+            st = runinfo.resume_state(a.train_url, step)
+            if st:  # the running epoch mean, so the epoch record is the uninterrupted one
+                self.epoch_sum, self.epoch_n = float(st.get("epoch_loss_sum", 0.0)), int(st.get("epoch_loss_n", 0))
+                self.window_sum, self.window_n = float(st.get("window_loss_sum", 0.0)), int(st.get("window_loss_n", 0))
+            log.info(f"resumed {self.ckpt} at step {step}")
+        elif step == 0:
+            test_bpd = self.test_bpd()
+            if w.chief:
+                self.save(0)  # before any record: a folder with results always has a checkpoint to resume
+                runguard.append_metrics(self.metrics_path, {"step": 0, "kind": "start", "test_bpd": test_bpd})
+        self.last_saved = step
+
+    def loop(self):
+        from tqdm import tqdm
+
+        self.order, self.order_epoch = None, None
+        self.t0 = time.time()
+        chief = self.w.chief
+        bar = tqdm(
+            total=self.max_steps, initial=self.step, desc="realnvp", unit="step", file=sys.stderr, disable=not chief
+        )
+        with runguard.Interrupts() as stop, bar:
+            while self.step < self.max_steps:
+                loss, lr, stop_all = self.train_step(float(bool(stop.signum)))
+                bar.update(1)
+                bar.set_postfix(bpd=f"{loss:.3f}")
+                if self.step % self.a.log_every == 0:
+                    self.log(loss, lr, bar)
+                self.evaluate_and_save()
+                self.w.stop_if_signalled(stop, stop_all, self.step, self.save_on_stop)
+
+    def train_step(self, stop_flag):
+        """One step on this worker's share of the global batch; (loss, lr, stop flag of all workers)."""
+        a, g, b, step = self.a, self.g, self.a.batch_size, self.step
+        epoch, i = divmod(step, self.spe)
+        if self.order_epoch != epoch:
+            self.order, self.order_epoch = epoch_order(a.seed, epoch, len(self.train_x)), epoch
+        x = prepro(self.train_x[self.w.share(self.order[i * self.gb : (i + 1) * self.gb], b)])
+        u = self.w.share(step_noise(a.seed, step, (self.gb,) + x.shape[1:]), b)
+        feed = {g.x: x, g.u: u, g.seed: [a.seed, step], g.stop: stop_flag}
+        _, loss, lr, stop_all = self.w.run([g.train_op, g.loss, g.lr, g.stop_all], feed, f"step {step + 1}")
+        if not np.isfinite(loss):
             raise UserError(
-                f"{ckpt}: cannot restore ({type(e).__name__}: {str(e).strip().splitlines()[0][:160]}); "
-                "expected a checkpoint of this model and config"
-            ) from None
-    else:
-        sess.run(tf.global_variables_initializer())
-        if chief and a.init_batch_size:
-            with tf.device(cluster.device if cluster is not None else None):
-                g.add_init()
-            rng = np.random.RandomState([a.seed, 0, 4])
-            x0 = prepro(train_x[rng.permutation(len(train_x))[: a.init_batch_size]])
-            sess.run(g.init_bpd, {g.x_init: x0, g.u_init: rng.uniform(0, 1, x0.shape).astype(np.float32)})
-    if sync is not None:  # every worker starts from the chief's values (fresh init or checkpoint)
-        distributed.run_collective(sess, sync, None, cluster, watchdog, "start (broadcast of the chief's variables)")
-    step = int(sess.run(g.global_step))
-    epoch_sum, epoch_n = 0.0, 0
-    window_sum, window_n = 0.0, 0  # the train losses since the last train record (its train_bpd_mean)
-    if ckpt is not None:
-        # records past the restored step belong to the lost tail of the interrupted run
-        runguard.truncate_metrics(metrics_path, step)
-        st = runinfo.load(a.train_url).get("resume") or {}
-        if st.get("step") == step:  # the running epoch mean, so the epoch record is the uninterrupted one
-            epoch_sum, epoch_n = float(st.get("epoch_loss_sum", 0.0)), int(st.get("epoch_loss_n", 0))
-            window_sum, window_n = float(st.get("window_loss_sum", 0.0)), int(st.get("window_loss_n", 0))
-        log.info(f"resumed {ckpt} at step {step}")
-    elif step == 0:
-        test_bpd = evaluate(sess, g, test_x, a.seed, a.test_images)
-        if chief:
-            save(0)  # before any record: a folder with results always has a checkpoint to resume
-            _append(metrics_path, {"step": 0, "kind": "start", "test_bpd": test_bpd})
-    last_saved = step
-
-    from tqdm import tqdm
-
-    order, order_epoch = None, None
-    t0 = time.time()
-    with (
-        runguard.Interrupts() as stop,
-        tqdm(total=max_steps, initial=step, desc="realnvp", unit="step", file=sys.stderr, disable=not chief) as bar,
-    ):
-        while step < max_steps:
-            epoch, i = divmod(step, spe)
-            if order_epoch != epoch:
-                order, order_epoch = epoch_order(a.seed, epoch, len(train_x)), epoch
-            rows = order[i * gb : (i + 1) * gb][rank * b : (rank + 1) * b]
-            x = prepro(train_x[rows])
-            u = step_noise(a.seed, step, (gb,) + x.shape[1:])[rank * b : (rank + 1) * b]
-            feed = {g.x: x, g.u: u, g.seed: [a.seed, step], g.stop: float(bool(stop.signum))}
-            fetch = [g.train_op, g.loss, g.lr, g.stop_all]
-            if cluster is None:
-                _, loss, lr, stop_all = sess.run(fetch, feed)
-            else:
-                _, loss, lr, stop_all = distributed.run_collective(
-                    sess, fetch, feed, cluster, watchdog, f"step {step + 1}"
-                )
-            if not np.isfinite(loss):
-                raise UserError(
-                    f"training diverged: loss is {loss} at step {step + 1}; stopped without "
-                    f"saving (last good checkpoint: {runinfo.latest(a.train_url)})"
-                )
-            step += 1
-            epoch_sum += float(loss)
-            epoch_n += 1
-            window_sum += float(loss)
-            window_n += 1
-            resume.update(
-                epoch_loss_sum=epoch_sum, epoch_loss_n=epoch_n, window_loss_sum=window_sum, window_loss_n=window_n
+                f"training diverged: loss is {loss} at step {step + 1}; stopped without "
+                f"saving (last good checkpoint: {runinfo.latest(a.train_url)})"
             )
-            bar.update(1)
-            bar.set_postfix(bpd=f"{loss:.3f}")
-            if step % a.log_every == 0 and chief:
-                # train_bpd_mean: the mean since the last record (carried across a resume)
-                _append(
-                    metrics_path,
-                    {
-                        "step": step,
-                        "kind": "train",
-                        "train_bpd": float(loss),
-                        "train_bpd_mean": window_sum / window_n,
-                        "lr": float(lr),
-                        "seconds": round(time.time() - t0, 2),
-                    },
-                )
-                writer.add_summary(
-                    tf.Summary(
-                        value=[
-                            tf.Summary.Value(tag="train_bpd", simple_value=float(loss)),
-                            tf.Summary.Value(tag="lr", simple_value=float(lr)),
-                        ]
-                    ),
-                    step,
-                )
-                bar.write(f"step {step} train bpd {loss:.4f} lr {lr:.3g}", file=sys.stdout)
-                sys.stdout.flush()
-            if step % a.log_every == 0:
-                window_sum, window_n = 0.0, 0
-                resume.update(window_loss_sum=0.0, window_loss_n=0)
-            if a.eval_every and step % a.eval_every == 0 and step % spe and step != max_steps:
-                test_bpd = evaluate(sess, g, test_x, a.seed, a.test_images)  # every worker: they stay in step
-                if chief:
-                    _append(metrics_path, {"step": step, "kind": "eval", "test_bpd": test_bpd})
-            if step % spe == 0:
-                test_bpd = evaluate(sess, g, test_x, a.seed, a.test_images)
-                if chief:
-                    _append(
-                        metrics_path,
-                        {
-                            "step": step,
-                            "kind": "epoch",
-                            "epoch": step // spe,
-                            "train_bpd": epoch_sum / epoch_n,
-                            "test_bpd": test_bpd,
-                        },
-                    )
-                    writer.add_summary(
-                        tf.Summary(value=[tf.Summary.Value(tag="test_bpd", simple_value=test_bpd)]), step
-                    )
-                epoch_sum, epoch_n = 0.0, 0
-                resume.update(epoch_loss_sum=0.0, epoch_loss_n=0)
-                if chief and (step // spe) % a.save_interval == 0:
-                    save(step)
-                    last_saved = step
-            if chief and a.save_every_steps and step % a.save_every_steps == 0 and last_saved != step:
-                save(step)
-                last_saved = step
-            if stop.signum or stop_all > 0:
-                if not chief:
-                    raise (
-                        stop.error(
-                            f"stopped at step {step} with the other workers; the chief saved the "
-                            f"checkpoint (continue with --load_params 1)"
-                        )
-                        if stop.signum
-                        else runguard.Interrupted(
-                            f"stopped at step {step}: another worker was interrupted; the chief "
-                            "saved the checkpoint (continue with --load_params 1)",
-                            15,
-                        )
-                    )
-                path = save(step) if last_saved != step else runinfo.latest(a.train_url)
-                msg = f"interrupted at step {step}; checkpoint saved: {path} (continue with --load_params 1)"
-                raise stop.error(msg) if stop.signum else runguard.Interrupted(f"a worker was interrupted: {msg}", 15)
-    if not chief:
-        sess.close()
-        print(f"{cluster!r}: done at step {step}", flush=True)
-        return 0
-    if last_saved != step:
-        save(step)
-    test_bpd = evaluate(sess, g, test_x, a.seed, a.test_images)
-    _append(metrics_path, {"step": step, "kind": "end", "test_bpd": test_bpd})
-    writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="test_bpd", simple_value=test_bpd)]), step)
-    writer.close()
-    samples, curve = write_pictures(sess, g, a.train_url, a.sample_batch_size, a.seed, _read_metrics(metrics_path))
-    sess.close()
-    print(
-        f"test bpd {test_bpd:.4f} at step {step}\n"
-        f"checkpoint: {runinfo.latest(a.train_url)}\n"
-        f"logs: {metrics_path} (TensorBoard: tensorboard --logdir {a.train_url})\n"
-        f"pictures: {samples} {curve}"
-    )
+        self.step += 1
+        self.epoch_sum += float(loss)
+        self.epoch_n += 1
+        self.window_sum += float(loss)
+        self.window_n += 1
+        self.resume.update(
+            epoch_loss_sum=self.epoch_sum,
+            epoch_loss_n=self.epoch_n,
+            window_loss_sum=self.window_sum,
+            window_loss_n=self.window_n,
+        )
+        return loss, lr, stop_all
+
+    def log(self, loss, lr, bar):
+        """The chief's train record; train_bpd_mean: the mean since the last record (carried across a resume)."""
+        if self.w.chief:
+            rec = {
+                "step": self.step,
+                "kind": "train",
+                "train_bpd": float(loss),
+                "train_bpd_mean": self.window_sum / self.window_n,
+                "lr": float(lr),
+                "seconds": round(time.time() - self.t0, 2),
+            }
+            self.record(rec, train_bpd=float(loss), lr=float(lr))
+            bar.write(f"step {self.step} train bpd {loss:.4f} lr {lr:.3g}", file=sys.stdout)
+            sys.stdout.flush()
+        self.window_sum, self.window_n = 0.0, 0
+        self.resume.update(window_loss_sum=0.0, window_loss_n=0)
+
+    def evaluate_and_save(self):
+        """Test bpd every --eval_every steps and at each epoch's end (every worker evaluates: they
+        stay in step); checkpoints every --save_interval epochs and every --save_every_steps."""
+        a, step, spe, chief = self.a, self.step, self.spe, self.w.chief
+        if a.eval_every and step % a.eval_every == 0 and step % spe and step != self.max_steps:
+            test_bpd = self.test_bpd()
+            if chief:
+                self.record({"step": step, "kind": "eval", "test_bpd": test_bpd})
+        if step % spe == 0:
+            test_bpd = self.test_bpd()
+            if chief:
+                rec = {
+                    "step": step,
+                    "kind": "epoch",
+                    "epoch": step // spe,
+                    "train_bpd": self.epoch_sum / self.epoch_n,
+                    "test_bpd": test_bpd,
+                }
+                self.record(rec, test_bpd=test_bpd)
+            self.epoch_sum, self.epoch_n = 0.0, 0
+            self.resume.update(epoch_loss_sum=0.0, epoch_loss_n=0)
+            if chief and (step // spe) % a.save_interval == 0:
+                self.save(step)
+        if chief and a.save_every_steps and step % a.save_every_steps == 0 and self.last_saved != step:
+            self.save(step)
+
+    def save_on_stop(self):
+        return self.save(self.step) if self.last_saved != self.step else runinfo.latest(self.a.train_url)
+
+    def finish(self):
+        """The chief's last checkpoint, end record and pictures; another worker just stops."""
+        a, step = self.a, self.step
+        if not self.w.chief:
+            self.sess.close()
+            print(f"{self.w.cluster!r}: done at step {step}", flush=True)
+            return 0
+        if self.last_saved != step:
+            self.save(step)
+        test_bpd = self.test_bpd()
+        self.record({"step": step, "kind": "end", "test_bpd": test_bpd}, test_bpd=test_bpd)
+        self.writer.close()
+        records = runguard.read_metrics(self.metrics_path)
+        samples, curve = write_pictures(self.sess, self.g, a.train_url, a.sample_batch_size, a.seed, records)
+        self.sess.close()
+        print(
+            f"test bpd {test_bpd:.4f} at step {step}\n"
+            f"checkpoint: {runinfo.latest(a.train_url)}\n"
+            f"logs: {self.metrics_path} (TensorBoard: tensorboard --logdir {a.train_url})\n"
+            f"pictures: {samples} {curve}"
+        )
 
 
 if __name__ == "__main__":

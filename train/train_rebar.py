@@ -16,7 +16,6 @@ Example:
 """
 
 import contextlib
-import json
 import math
 import os
 import sys
@@ -27,14 +26,15 @@ from tqdm import tqdm
 
 from common import fsio
 from common.cli import add_data_dir, add_device, add_output, tool_parser
-from common.errors import UserError, cli, first_line, run
-from common.tfcompat import session_config, tf
+from common.errors import UserError, cli, run
+from common.tfcompat import tf
 from data_tools import datasets
 from models import estimators, sbn
-from train import distributed, runguard, runinfo
+from train import distributed, runguard, runinfo, worker
+from train.worker import make_session_config
 
 ASCEND_HPARAMS = "model=SBNDynamicRebar,learning_rate=0.0003,n_layer=2,task=sbn"
-METRICS = "metrics.jsonl"
+METRICS = runguard.METRICS
 CURVE = "curve.png"
 
 
@@ -161,8 +161,7 @@ class Metrics:
         r = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in r.items()}
         self.records.append(r)
         if self.write:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(r) + "\n")
+            runguard.append_metrics(self.path, r)
             print(describe(r), flush=True)
 
 
@@ -215,12 +214,9 @@ def batch_order(seed, epoch, n):
     return np.random.RandomState([seed, epoch, 1]).permutation(n)
 
 
-def check_resume(info, hp, working_dir):
-    old = sbn.check_hparams(info["config"]) if info["model"] == "rebar" else None
-    if old is None:
-        raise UserError(
-            f"{info['_path']}: working_dir holds a {info['model']!r} model, not 'rebar'; use another --working_dir"
-        )
+def check_resume(info, hp):
+    """A 'rebar' checkpoint resumes only with the same model structure."""
+    old = sbn.check_hparams(info["config"])
     diff = {k: (old[k], hp[k]) for k in sbn.STRUCTURE if old[k] != hp[k]}
     if diff:
         raise UserError(
@@ -327,249 +323,243 @@ def main(argv=None):
     a = parse_args(argv)
     cluster = distributed.from_args(a, device=a.device)
     with tf.Graph().as_default():
-        if cluster is not None and not cluster.is_chief:
-            return train(a, cluster)
-        os.makedirs(a.working_dir, exist_ok=True)
-        with runguard.FolderLock(a.working_dir):
-            return train(a, cluster)
+        return runguard.run_in_folder(a.working_dir, cluster, lambda: train(a, cluster))
 
 
 def train(a, cluster=None):
-    chief = cluster is None or cluster.is_chief
-    workers = 1 if cluster is None else cluster.n
-    rank = 0 if cluster is None else cluster.index
+    w = worker.Worker(cluster)
     hp = sbn.parse_hparams(a.hparams)
-    wd = a.working_dir
-    ckpt = runinfo.latest(wd) if chief and os.path.isdir(wd) else None
-    if chief:
-        if a.load_params == 1 and not ckpt:
-            raise UserError(f"{wd}: --load_params 1 but no checkpoint in this folder")
-        if a.load_params == 0 and ckpt:
-            raise UserError(
-                f"{wd}: already holds checkpoint {os.path.basename(ckpt)}; pass --load_params 1 "
-                "(or nothing) to resume, or choose another --working_dir"
-            )
-        if ckpt:
-            info = runinfo.load(wd)
-            check_resume(info, hp, wd)
-            runinfo.check_readable(ckpt)
-            runguard.read_metrics(os.path.join(wd, METRICS))
-        elif os.path.isfile(os.path.join(wd, METRICS)):
-            raise UserError(
-                f"{os.path.join(wd, METRICS)}: results without a checkpoint; refusing to overwrite "
-                "(use another --working_dir or remove it)"
-            )
-    config = session_config(a.device)
-    if a.deterministic:
-        config.intra_op_parallelism_threads = config.inter_op_parallelism_threads = 1
-        config.use_per_session_threads = True
-    coll = watchdog = None
-    if cluster is not None:
-        cluster.start(cluster.session_config(config))
-        coll = distributed.make_collectives(cluster, a.device)
-        watchdog = distributed.Watchdog(cluster)
-    train_x = datasets.load_binarized_mnist(a.data_path, "train")
-    valid = datasets.load_binarized_mnist(a.data_path, "valid")
-    test = datasets.load_binarized_mnist(a.data_path, "test")
-    if a.eval_limit:
-        valid, test = valid[: a.eval_limit], test[: a.eval_limit]
-    mean_xs = train_x.mean(0).astype(np.float32)
-    bs = hp["batch_size"]
-    gb = bs * workers  # the global batch: worker k takes rows k*bs:(k+1)*bs of each
-    steps_per_epoch = len(train_x) // gb
-    if steps_per_epoch < 1:
-        raise UserError(
-            f"{a.data_path}: {len(train_x)} training images, fewer than the global batch {gb} "
-            f"(batch_size={bs} x {workers} workers)"
+    ckpt = None
+    if w.chief:
+        ckpt, _ = runguard.checkpoint_to_resume(
+            a.working_dir,
+            a.load_params,
+            "rebar",
+            "--working_dir",
+            "pass --load_params 1 (or nothing) to resume, or choose another --working_dir",
+            check=lambda info: check_resume(info, hp),
         )
-    if cluster is not None and chief:
-        print(
-            f"{cluster!r}: global batch {gb} = batch_size {bs} x {workers} workers; learning_rate "
-            f"{hp['learning_rate']} applies to the mean gradient of the global batch",
-            flush=True,
-        )
-
-    tf.set_random_seed(a.seed + 7919 * rank)  # each worker its own init: the chief's is broadcast
-    with tf.device(cluster.device if cluster is not None else None):
-        model = build_model(hp, mean_xs, coll)
-        ev = Evaluator(model.net, a.eval_samples)
-        sync = coll.broadcast_from_chief(tf.global_variables()) if coll is not None else None
-        saver = tf.train.Saver(max_to_keep=3, save_relative_paths=True)
-    sess = tf.Session(cluster.target if cluster is not None else "", config=config)
-
-    def collective(fetches, feed, what):
-        if cluster is None:
-            return sess.run(fetches, feed)
-        return distributed.run_collective(sess, fetches, feed, cluster, watchdog, what)
-
+    w.start(make_session_config(a.device, deterministic=a.deterministic), a.device)
+    run = Training(a, w, hp, ckpt)
     try:
-        sess.run(tf.global_variables_initializer())
-        if ckpt:
-            try:
-                saver.restore(sess, ckpt)
-            except tf.errors.OpError as e:
-                raise UserError(
-                    f"{ckpt}: cannot restore ({type(e).__name__}: "
-                    f"{first_line(e)[:160]}); expected a checkpoint of this model"
-                ) from None
-        if sync is not None:
-            collective(sync, None, "start (broadcast of the chief's variables)")
-        step = int(sess.run(model.global_step))
-        if ckpt:
-            print(f"resumed from {ckpt} at step {step}", flush=True)
-        metrics = Metrics(wd, step, write=chief)
-        st = (runinfo.load(wd).get("resume") or {}) if ckpt else {}
-        st = st if st.get("step") == step else {}
-        window, epoch_acc = Acc(st.get("window")), Acc(st.get("epoch"))
-        train_flags = {k: v for k, v in vars(a).items()}
-        data_stats = {
+        return run.train()
+    finally:
+        run.sess.close()
+
+
+class Training:
+    """One run: the data, the model and the session; restore or init, the step loop with its
+    records, evaluations and checkpoints (written by the chief only), and the end.
+
+    The running sums of the log window and the epoch are checkpointed (``resume`` in
+    config.json), so a resumed run writes the records of an uninterrupted one."""
+
+    def __init__(self, a, w, hp, ckpt):
+        self.a, self.w, self.hp, self.ckpt, self.wd = a, w, hp, ckpt, a.working_dir
+        self._load_data()
+        w.set_seed(a.seed)
+        with w.device():
+            self.model = build_model(hp, self.mean_xs, w.coll)
+            self.ev = Evaluator(self.model.net, a.eval_samples)
+            self.sync = w.broadcast_op()
+            self.saver = tf.train.Saver(max_to_keep=3, save_relative_paths=True)
+        self.sess = w.open_session()
+        self.feed = None  # the last step's: healthy() checks the parameters on it
+
+    def _load_data(self):
+        a, hp, w = self.a, self.hp, self.w
+        self.train_x = datasets.load_binarized_mnist(a.data_path, "train")
+        self.valid = datasets.load_binarized_mnist(a.data_path, "valid")
+        self.test = datasets.load_binarized_mnist(a.data_path, "test")
+        if a.eval_limit:
+            self.valid, self.test = self.valid[: a.eval_limit], self.test[: a.eval_limit]
+        self.mean_xs = self.train_x.mean(0).astype(np.float32)
+        self.gb, self.steps_per_epoch = w.global_batch(
+            len(self.train_x), hp["batch_size"], a.data_path, "batch_size", f"learning_rate {hp['learning_rate']}"
+        )
+        self.data_stats = {
             "dataset": "binarized_mnist",
-            "n_train": len(train_x),
-            "n_valid": len(valid),
-            "n_test": len(test),
-            "mean_pixel": float(mean_xs.mean()),
+            "n_train": len(self.train_x),
+            "n_valid": len(self.valid),
+            "n_test": len(self.test),
+            "mean_pixel": float(self.mean_xs.mean()),
             "mean_xs": "in the checkpoint (variables mean_xs, train_bias)",
         }
-        if workers > 1:
-            data_stats.update(workers=workers, global_batch=gb)
+        if w.n > 1:
+            self.data_stats.update(workers=w.n, global_batch=self.gb)
         kind = "nonlinear" if hp["nonlinear"] else "linear"
-        title = f"SBN {hp['model']} n_layer={hp['n_layer']} {kind} lr={hp['learning_rate']}"
+        self.title = f"SBN {hp['model']} n_layer={hp['n_layer']} {kind} lr={hp['learning_rate']}"
 
-        def save(at):
-            path = saver.save(sess, os.path.join(wd, runinfo.CKPT_PREFIX), global_step=at)
-            runinfo.save(
-                wd,
-                "rebar",
-                hp,
-                train=train_flags,
-                data_stats=data_stats,
-                step=at,
-                hparams=sbn.format_hparams(hp),
-                resume={"step": at, "window": window.state(), "epoch": epoch_acc.state()},
+    # --- checkpoints and records -----------------------------------------------------------
+    def save(self, at):
+        path = self.saver.save(self.sess, os.path.join(self.wd, runinfo.CKPT_PREFIX), global_step=at)
+        runinfo.save(
+            self.wd,
+            "rebar",
+            self.hp,
+            train=dict(vars(self.a)),
+            data_stats=self.data_stats,
+            step=at,
+            hparams=sbn.format_hparams(self.hp),
+            resume={"step": at, "window": self.window.state(), "epoch": self.epoch_acc.state()},
+        )
+        self.last_save, self.last_saved_step = time.time(), at
+        return path
+
+    def evaluate(self, at):
+        for split, xs in (("valid", self.valid), ("test", self.test)):
+            elbo, iwae = self.ev.bounds(self.sess, xs, desc=f"eval {split}" if self.w.chief else None)
+            self.metrics.add(
+                step=at, kind="eval", split=split, elbo=elbo, iwae=iwae, samples=self.a.eval_samples, n_images=len(xs)
             )
-            return path
 
-        def evaluate(at):
-            for split, xs in (("valid", valid), ("test", test)):
-                elbo, iwae = ev.bounds(sess, xs, desc=f"eval {split}" if chief else None)
-                metrics.add(
-                    step=at, kind="eval", split=split, elbo=elbo, iwae=iwae, samples=a.eval_samples, n_images=len(xs)
-                )
+    def healthy(self):
+        """The parameters about to be saved still give a finite ELBO on the last batch (this worker's
+        part of it: no collective op, so the chief can check alone)."""
+        model = self.model
+        return self.feed is None or bool(
+            np.isfinite(self.sess.run(getattr(model, "local_logs", model.logs)["elbo"], self.feed))
+        )
 
-        if step >= a.steps:
-            print(f"{wd}: already at step {step} >= --steps {a.steps}; nothing to do", flush=True)
+    # --- the run ---------------------------------------------------------------------------
+    def restore_or_init(self):
+        """Init, then the chief's checkpoint; every worker takes the chief's variables; the
+        records and running sums up to the restored step."""
+        sess, ckpt = self.sess, self.ckpt
+        sess.run(tf.global_variables_initializer())
+        if ckpt:
+            worker.restore(sess, self.saver, ckpt, "a checkpoint of this model")
+        self.w.broadcast(self.sync)
+        self.step = int(sess.run(self.model.global_step))
+        if ckpt:
+            print(f"resumed from {ckpt} at step {self.step}", flush=True)
+        self.metrics = Metrics(self.wd, self.step, write=self.w.chief)
+        st = runinfo.resume_state(self.wd, self.step) if ckpt else {}
+        self.window, self.epoch_acc = Acc(st.get("window")), Acc(st.get("epoch"))
+
+    def train(self):
+        a, w = self.a, self.w
+        self.restore_or_init()
+        if self.step >= a.steps:
+            print(f"{self.wd}: already at step {self.step} >= --steps {a.steps}; nothing to do", flush=True)
             return 0
-        if chief and not ckpt:
-            save(step)  # before any record: a folder with results always has a checkpoint to resume
-        N, W = model.n_rows, sbn.noise_width(hp)
-        ns = hp["n_samples"]
+        if w.chief and not self.ckpt:
+            self.save(self.step)  # before any record: a folder with results always has a checkpoint to resume
         # grad_variance reads the EMA the train op updates, in no fixed order within one run:
         # read it after the step, so the records are the same in every run
-        fetch = {"train": model.train_op, "logs": model.logs}
-        if cluster is not None:
-            stop_in = tf.placeholder_with_default(0.0, [], name="stop")
-            fetch["stop"] = coll.allreduce_mean([stop_in])[0]
-        last_save, t0, t_window = time.time(), time.time(), time.time()
-        last_saved_step = step
-        order, feed = None, None
+        self.fetch = {"train": self.model.train_op, "logs": self.model.logs}
+        self.stop_in = None
+        if w.cluster is not None:
+            self.stop_in = tf.placeholder_with_default(0.0, [], name="stop")
+            self.fetch["stop"] = w.coll.allreduce_mean([self.stop_in])[0]
+        self.last_save, self.t0, self.t_window = time.time(), time.time(), time.time()
+        self.last_saved_step = self.step
+        self.order = None
+        self.loop()
+        return self.finish()
+
+    def loop(self):
+        a = self.a
         bar = tqdm(
-            total=a.steps, initial=step, desc="train", file=sys.stderr, leave=False, mininterval=2, disable=not chief
+            total=a.steps,
+            initial=self.step,
+            desc="train",
+            file=sys.stderr,
+            leave=False,
+            mininterval=2,
+            disable=not self.w.chief,
         )
         with runguard.Interrupts() as stop, contextlib.closing(bar):  # (an error line gets its own line)
-            while step < a.steps:
-                epoch, j = divmod(step, steps_per_epoch)
-                if order is None or j == 0:
-                    order = batch_order(a.seed, epoch, len(train_x))
-                rows = order[j * gb : (j + 1) * gb][rank * bs : (rank + 1) * bs]
-                u = noise(a.seed, step, (ns * gb, W))
-                if workers > 1:  # rows are [sample, image]: this worker's images of every sample
-                    u = u.reshape(ns, gb, W)[:, rank * bs : (rank + 1) * bs].reshape(N, W)
-                feed = {model.x: train_x[rows].astype(np.float32), model.u: u}
-                if cluster is not None:
-                    feed[stop_in] = float(bool(stop.signum))
-                out = collective(fetch, feed, f"step {step + 1}")
-                out["gv"] = sess.run(model.grad_variance)
-                logs = out["logs"]
-                if not (np.isfinite(logs["elbo"]) and np.isfinite(out["gv"])):
-                    bar.close()
-                    last = runinfo.latest(wd) if chief else None
-                    raise UserError(
-                        f"training diverged at step {step} (ELBO {logs['elbo']}, "
-                        f"grad variance {out['gv']}); "
-                        f"last good checkpoint kept: {last or 'none saved yet'}"
-                    )
-                step += 1
+            while self.step < a.steps:
+                epoch, j = divmod(self.step, self.steps_per_epoch)
+                out = self.train_step(epoch, j, stop)
                 bar.update(1)
-                rec = dict(
-                    elbo=float(logs["elbo"]),
-                    gv=float(out["gv"]),
-                    temperature=float(logs["temperature"]) if "temperature" in logs else None,
-                    etas=[float(e) for e in logs["etas"]] if "etas" in logs else None,
+                self.records_and_saves(epoch, j)
+                self.w.stop_if_signalled(stop, out.get("stop", 0), self.step, self.save_on_stop)
+
+    def train_step(self, epoch, j, stop):
+        """One step on this worker's share of the global batch, added to the running sums."""
+        a, w, model, step = self.a, self.w, self.model, self.step
+        if self.order is None or j == 0:
+            self.order = batch_order(a.seed, epoch, len(self.train_x))
+        bs, gb, ns, W = self.hp["batch_size"], self.gb, self.hp["n_samples"], sbn.noise_width(self.hp)
+        rows = w.share(self.order[j * gb : (j + 1) * gb], bs)
+        u = noise(a.seed, step, (ns * gb, W))
+        if w.n > 1:  # rows are [sample, image]: this worker's images of every sample
+            u = u.reshape(ns, gb, W)[:, w.rank * bs : (w.rank + 1) * bs].reshape(model.n_rows, W)
+        self.feed = {model.x: self.train_x[rows].astype(np.float32), model.u: u}
+        if self.stop_in is not None:
+            self.feed[self.stop_in] = float(bool(stop.signum))
+        out = w.run(self.fetch, self.feed, f"step {step + 1}")
+        out["gv"] = self.sess.run(model.grad_variance)
+        logs = out["logs"]
+        if not (np.isfinite(logs["elbo"]) and np.isfinite(out["gv"])):
+            last = runinfo.latest(self.wd) if w.chief else None
+            raise UserError(
+                f"training diverged at step {step} (ELBO {logs['elbo']}, grad variance {out['gv']}); "
+                f"last good checkpoint kept: {last or 'none saved yet'}"
+            )
+        self.step += 1
+        rec = dict(
+            elbo=float(logs["elbo"]),
+            gv=float(out["gv"]),
+            temperature=float(logs["temperature"]) if "temperature" in logs else None,
+            etas=[float(e) for e in logs["etas"]] if "etas" in logs else None,
+        )
+        self.window.add(rec)
+        self.epoch_acc.add(rec)
+        return out
+
+    def records_and_saves(self, epoch, j):
+        """A train record every --log_every steps, an epoch record at each epoch's end (an
+        evaluation every --eval_freq epochs, after a checkpoint); checkpoints every --save_secs
+        and every --save_every_steps (the chief's, of healthy parameters only)."""
+        a, step, chief = self.a, self.step, self.w.chief
+        if step % a.log_every == 0:
+            now = time.time()
+            self.metrics.add(
+                **summary(self.window, step, epoch, "train"), steps_per_sec=self.window.n / (now - self.t_window)
+            )
+            self.window, self.t_window = Acc(), now
+        if j == self.steps_per_epoch - 1:
+            self.metrics.add(**summary(self.epoch_acc, step, epoch, "epoch"), n_steps=self.epoch_acc.n)
+            self.epoch_acc = Acc()
+            if a.eval_freq and (epoch + 1) % a.eval_freq == 0 and step < a.steps:
+                if chief and self.healthy():
+                    self.save(step)
+                self.evaluate(step)
+        due = time.time() - self.last_save > a.save_secs or (a.save_every_steps and step % a.save_every_steps == 0)
+        if chief and self.last_saved_step != step and due and self.healthy():
+            self.save(step)
+
+    def save_on_stop(self):
+        if self.last_saved_step != self.step:
+            if not self.healthy():
+                raise UserError(
+                    f"interrupted at step {self.step} with a non-finite ELBO; not saved (last good "
+                    f"checkpoint: {runinfo.latest(self.wd) or 'none'})"
                 )
-                window.add(rec)
-                epoch_acc.add(rec)
-                if step % a.log_every == 0:
-                    now = time.time()
-                    metrics.add(**summary(window, step, epoch, "train"), steps_per_sec=window.n / (now - t_window))
-                    window, t_window = Acc(), now
-                if j == steps_per_epoch - 1:
-                    metrics.add(**summary(epoch_acc, step, epoch, "epoch"), n_steps=epoch_acc.n)
-                    epoch_acc = Acc()
-                    if a.eval_freq and (epoch + 1) % a.eval_freq == 0 and step < a.steps:
-                        if chief and healthy(sess, model, feed, step):
-                            save(step)
-                            last_save, last_saved_step = time.time(), step
-                        evaluate(step)
-                due = time.time() - last_save > a.save_secs or (a.save_every_steps and step % a.save_every_steps == 0)
-                if chief and last_saved_step != step and due and healthy(sess, model, feed, step):
-                    save(step)
-                    last_save, last_saved_step = time.time(), step
-                if stop.signum or out.get("stop", 0) > 0:
-                    bar.close()
-                    signum = stop.signum or 15
-                    if not chief:
-                        raise runguard.Interrupted(
-                            f"stopped at step {step} with the other workers; the chief saved "
-                            "the checkpoint (continue with --load_params 1)",
-                            signum,
-                        )
-                    if last_saved_step != step:
-                        if not healthy(sess, model, feed, step):
-                            raise UserError(
-                                f"interrupted at step {step} with a non-finite ELBO; not saved (last good "
-                                f"checkpoint: {runinfo.latest(wd) or 'none'})"
-                            )
-                        save(step)
-                    raise runguard.Interrupted(
-                        f"{'SIGINT' if signum == 2 else 'SIGTERM'}: interrupted at step "
-                        f"{step}; checkpoint saved: {runinfo.latest(wd)} "
-                        "(continue with --load_params 1)",
-                        signum,
-                    )
-        bar.close()
-        if not healthy(sess, model, feed, step):
+            self.save(self.step)
+        return runinfo.latest(self.wd)
+
+    def finish(self):
+        """The chief's last checkpoint, evaluation and curve; another worker evaluates with it."""
+        step, wd = self.step, self.wd
+        if not self.healthy():
             raise UserError(
                 f"training diverged after step {step} (ELBO is not finite); last good checkpoint "
-                f"kept: {(runinfo.latest(wd) if chief else None) or 'none saved yet'}"
+                f"kept: {(runinfo.latest(wd) if self.w.chief else None) or 'none saved yet'}"
             )
-        if not chief:
-            evaluate(step)
-            print(f"{cluster!r}: done at step {step}", flush=True)
+        if not self.w.chief:
+            self.evaluate(step)
+            print(f"{self.w.cluster!r}: done at step {step}", flush=True)
             return 0
-        path = save(step)
-        print(f"saved {path} ({time.time() - t0:.0f}s)", flush=True)
-        evaluate(step)
-        plot_curve(metrics.records, os.path.join(wd, CURVE), title)
+        path = self.save(step)
+        print(f"saved {path} ({time.time() - self.t0:.0f}s)", flush=True)
+        self.evaluate(step)
+        plot_curve(self.metrics.records, os.path.join(wd, CURVE), self.title)
         print(f"wrote {os.path.join(wd, METRICS)} and {os.path.join(wd, CURVE)}", flush=True)
         return 0
-    finally:
-        sess.close()
-
-
-def healthy(sess, model, feed, step):
-    """The parameters about to be saved still give a finite ELBO on the last batch (this worker's
-    part of it: no collective op, so the chief can check alone)."""
-    return feed is None or bool(np.isfinite(sess.run(getattr(model, "local_logs", model.logs)["elbo"], feed)))
 
 
 if __name__ == "__main__":
