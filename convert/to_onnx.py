@@ -17,7 +17,7 @@ On ONNX Runtime's CPU provider the fp16 nodes compute in fp32 between fp16 round
 """
 
 import argparse
-import json
+import dataclasses
 import logging
 import os
 
@@ -26,7 +26,7 @@ import numpy as np
 from common import fsio
 from common.errors import UserError, cli, run
 from common.loaders import load_graph_def, ort_session
-from freeze.signature import FP16_MODES, PRECISION_MODES, card_path, find_beside
+from freeze.signature import FP16_MODES, PRECISION_MODES, find_beside, own_card
 
 OPSETS = range(11, 16)  # what ATC's ONNX parser takes across CANN versions
 CUBE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum", "ConvInteger", "MatMulInteger"}
@@ -93,24 +93,6 @@ def read_keep_dtype(path):
         else:
             names.append(line)
     return names, types
-
-
-def own_card(artifact_path, parent_card=None):
-    """Where an artifact's own signature goes: ``card_path`` (``<stem>.json``, or
-    ``<file>.json`` when ``<stem>.json`` is the parent's card), and ``<file>.json`` too
-    when ``<stem>.json`` already belongs to another artifact (``m/mine.fp16.om`` and
-    ``m/mine.fp16.onnx`` would share ``m/mine.fp16.json``). find_beside reads
-    ``<file>.json`` first, so readers find it either way."""
-    p = card_path(artifact_path, parent_card)
-    alt = os.fspath(artifact_path) + ".json"
-    if p == alt or not os.path.isfile(p):
-        return p
-    try:
-        with open(p) as f:
-            owner = (json.load(f).get("artifact") or {}).get("file")
-    except (OSError, ValueError, AttributeError):
-        return p  # unreadable: the existence check reports it
-    return p if owner in (None, os.path.basename(artifact_path)) else alt
 
 
 def unsupported_ops(model):
@@ -407,9 +389,9 @@ def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset
         }
     check = {"onnx_vs_frozen_max_rel": err, "onnx_checker": True, "onnxruntime_loads": True}
     checks = {k: v for k, v in sig.checks.items() if k != "onnx"}
-    out = sig.copy(precision_mode=precision_mode, artifact=art, checks=dict(checks, **check))
+    out = dataclasses.replace(sig, precision_mode=precision_mode, artifact=art, checks=dict(checks, **check))
     try:
-        out.save(sig_out)
+        out = out.save(sig_out)
     except OSError as e:
         raise UserError(f"{sig_out}: cannot write the signature ({e.strerror or e})") from None
     return out
