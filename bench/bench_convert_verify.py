@@ -83,7 +83,7 @@ def bench_loss_check(tmp, repeats=5, plot=True):
         [Tensor("x", "x:0", [BATCH, 32, 32, 3])],
         [Tensor("z", "z:0", Z_SHAPE), Tensor("logdet", "logdet:0", [BATCH]), Tensor("bpd", "bpd:0", [BATCH])],
     )
-    sig.save(os.path.join(tmp, "sig.json"))
+    sig = sig.save(os.path.join(tmp, "sig.json"))
     n_files = (N_IMAGES + BATCH - 1) // BATCH
     t0 = time.perf_counter()
     ref = _synthetic_realnvp(os.path.join(tmp, "ref"), 0, n_files)

@@ -27,8 +27,7 @@ def _sig(d):
         [Tensor("x", "x:0", [BATCH, 32, 32, 3], layout="NHWC"), Tensor("u", "u:0", [BATCH, 32, 32, 3])],
         [],
     )
-    s.save(os.path.join(d, "sig.json"))
-    return s
+    return s.save(os.path.join(d, "sig.json"))
 
 
 def _timed(fn):

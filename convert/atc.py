@@ -17,6 +17,7 @@ Each artifact gets its own signature (freeze/signature.card_path): ``m/mine.om``
 """
 
 import argparse
+import dataclasses
 import os
 import re
 import shlex
@@ -27,7 +28,7 @@ from common import fsio
 from common.cli import ArgumentParser, add_force, add_output, add_verbosity
 from common.errors import UserError, cli, run
 from common.log import log
-from freeze.signature import FP16_MODES, PRECISION_MODES, Signature, find_beside
+from freeze.signature import FP16_MODES, PRECISION_MODES, Signature, find_beside, own_card
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ECODE = re.compile(r"^(E[0-9A-Z]{5})\b.*$", re.M)
@@ -59,8 +60,6 @@ def up_to_date(model, onnx_path, precision_mode, keep_dtype=None, parent_card=No
     precision mode (a keep_dtype file always rebuilds)."""
     if keep_dtype or not os.path.isfile(onnx_path) or os.path.getmtime(onnx_path) < os.path.getmtime(model):
         return False
-    from convert.to_onnx import own_card
-
     card = own_card(onnx_path, parent_card)
     if not os.path.isfile(card):
         return False
@@ -147,8 +146,6 @@ def run_atc(argv, output, timeout=None):
 
 def save_om_signature(sig, om, model, argv, precision_mode):
     """The .om's own signature (card_path: never the .pb's card); returns its path."""
-    from convert.to_onnx import own_card
-
     out = own_card(om, sig.path)
     art = {
         "file": os.path.basename(om),
@@ -159,7 +156,7 @@ def save_om_signature(sig, om, model, argv, precision_mode):
         "atc_argv": argv,
     }
     try:
-        sig.copy(precision_mode=precision_mode, artifact=art).save(out)
+        dataclasses.replace(sig, precision_mode=precision_mode, artifact=art).save(out)
     except OSError as e:
         raise UserError(f"{out}: cannot write the .om's signature ({e.strerror or e})") from None
     return out
@@ -254,8 +251,6 @@ def main(argv=None):
             f"{c['onnx_vs_frozen_max_rel']:.3g}"
         )
         return 0
-    from convert.to_onnx import own_card
-
     om = output + ".om"
     card = own_card(om, sig.path)
     fsio.refuse_overwrite([om, card], a.force)

@@ -11,7 +11,7 @@ the check against the frozen graph is ``convert/parity.py``.
 """
 
 import argparse
-import json
+import dataclasses
 import logging
 import os
 
@@ -19,7 +19,7 @@ from common import fsio
 from common.cli import ArgumentParser, add_force, add_output, add_verbosity
 from common.errors import UserError, cli, run
 from common.loaders import load_graph_def, ort_session
-from freeze.signature import PRECISION_MODES, card_path, find_beside
+from freeze.signature import PRECISION_MODES, find_beside, own_card
 
 OPSETS = range(11, 16)  # what ATC's ONNX parser takes across CANN versions
 
@@ -56,24 +56,6 @@ def read_keep_dtype(path):
         else:
             names.append(line)
     return names, types
-
-
-def own_card(artifact_path, parent_card=None):
-    """Where an artifact's own signature goes: ``card_path`` (``<stem>.json``, or
-    ``<file>.json`` when ``<stem>.json`` is the parent's card), and ``<file>.json`` too
-    when ``<stem>.json`` already belongs to another artifact (``m/mine.fp16.om`` and
-    ``m/mine.fp16.onnx`` would share ``m/mine.fp16.json``). find_beside reads
-    ``<file>.json`` first, so readers find it either way."""
-    p = card_path(artifact_path, parent_card)
-    alt = os.fspath(artifact_path) + ".json"
-    if p == alt or not os.path.isfile(p):
-        return p
-    try:
-        with open(p) as f:
-            owner = (json.load(f).get("artifact") or {}).get("file")
-    except (OSError, ValueError, AttributeError):
-        return p  # unreadable: the existence check reports it
-    return p if owner in (None, os.path.basename(artifact_path)) else alt
 
 
 def unsupported_ops(model):
@@ -193,9 +175,9 @@ def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset
     art = _artifact(output, pb_path, opset, precision_mode, keep_dtype, kept, keep_types)
     check = {"onnx_vs_frozen_max_rel": err, "onnx_checker": True, "onnxruntime_loads": True}
     checks = {k: v for k, v in sig.checks.items() if k != "onnx"}
-    out = sig.copy(precision_mode=precision_mode, artifact=art, checks=dict(checks, **check))
+    out = dataclasses.replace(sig, precision_mode=precision_mode, artifact=art, checks=dict(checks, **check))
     try:
-        out.save(sig_out)
+        out = out.save(sig_out)
     except OSError as e:
         raise UserError(f"{sig_out}: cannot write the signature ({e.strerror or e})") from None
     return out

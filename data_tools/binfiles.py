@@ -36,6 +36,7 @@ import numpy as np
 
 from common import fsio
 from common.errors import UserError
+from freeze.signature import Signature, Tensor
 
 FORMAT = "ascend-road-inputs/1"
 MANIFEST = "manifest.json"
@@ -43,7 +44,7 @@ PADDING = "repeat_last"
 NOISE = "uniform (0,1) float32, numpy PCG64([seed, crc32(name)]), image order"
 
 
-def write_bin(path, array, tensor=None):
+def write_bin(path: str | os.PathLike, array: np.ndarray, tensor: Tensor | None = None) -> None:
     """Write one input .bin atomically, checked against a signature Tensor if given."""
     array = np.ascontiguousarray(array)
     if tensor is not None:
@@ -55,7 +56,7 @@ def write_bin(path, array, tensor=None):
     fsio.write_array(path, array)
 
 
-def check_bin(path, tensor, nbytes: int | None = None) -> None:
+def check_bin(path: str | os.PathLike, tensor: Tensor, nbytes: int | None = None) -> None:
     """Raise a UserError naming the file unless it is a file of exactly the tensor's byte
     size (``nbytes``: that size, precomputed by a caller checking many files). One stat."""
     try:
@@ -72,13 +73,13 @@ def check_bin(path, tensor, nbytes: int | None = None) -> None:
         )
 
 
-def read_bin(path, tensor):
+def read_bin(path: str | os.PathLike, tensor: Tensor) -> np.ndarray:
     """One input .bin as an array of the tensor's shape and dtype (size checked)."""
     check_bin(path, tensor)
     return np.fromfile(path, dtype=tensor.np_dtype).reshape(tensor.shape)
 
 
-def input_dirs(sig):
+def input_dirs(sig: Signature) -> dict[str, str]:
     """{input name: folder name}: the name itself, or with characters other than letters,
     digits, ``_ . -`` replaced by ``_`` (TF names like ``input/images``), made unique."""
     dirs, used = {}, set()
@@ -93,27 +94,27 @@ def input_dirs(sig):
     return dirs
 
 
-def batch_stem(prefix, index):
+def batch_stem(prefix: str, index: int) -> str:
     return f"{prefix}_{index:05d}"
 
 
-def file_entry(stem, first, n_real, batch):
+def file_entry(stem: str, first: int, n_real: int, batch: int) -> dict:
     return {"stem": stem, "first": int(first), "n_real": int(n_real), "n_pad": int(batch - n_real)}
 
 
 def new_manifest(
-    sig,
-    files,
-    n_images,
-    image_input,
-    noise_inputs=(),
-    seed=0,
-    dataset=None,
-    split=None,
-    images=None,
-    images_dir=None,
-    preprocess=None,
-):
+    sig: Signature,
+    files: list[dict],
+    n_images: int,
+    image_input: str | None,
+    noise_inputs: tuple[str, ...] | list[str] = (),
+    seed: int = 0,
+    dataset: str | None = None,
+    split: str | None = None,
+    images: list[str] | None = None,
+    images_dir: str | None = None,
+    preprocess: dict | None = None,
+) -> dict:
     """The manifest dict of a set of input files written for ``sig`` (img2bin's two modes
     build it here, so both write the same fields). ``files``: ``file_entry`` dicts in
     order; ``images``: source file names in row order (image mode), else None."""
@@ -228,36 +229,36 @@ def write_manifest(folder, manifest: dict) -> str:
 class Manifest:
     """A set's manifest.json as read (``load``) and checked against a signature and folders."""
 
-    def __init__(self, d, path):
+    def __init__(self, d: dict, path: str) -> None:
         self.d, self.path = d, path
         self.root = os.path.dirname(os.path.abspath(path))
 
     @property
-    def files(self):
+    def files(self) -> list[dict]:
         return self.d["files"]
 
     @property
-    def inputs(self):
+    def inputs(self) -> list[dict]:
         return self.d["inputs"]
 
     @property
-    def n_images(self):
+    def n_images(self) -> int:
         return int(self.d["n_images"])
 
     @property
-    def batch(self):
+    def batch(self) -> int:
         f = self.files[0]
         return int(self.d.get("signature", {}).get("batch") or f["n_real"] + f["n_pad"])
 
     @property
-    def images(self):
+    def images(self) -> list[str] | None:
         """Source image file names in row order (image mode), else None."""
         return self.d.get("images")
 
-    def input_dirs(self):
+    def input_dirs(self) -> list[str]:
         return [os.path.join(self.root, i["dir"]) for i in self.inputs]
 
-    def real_rows(self, stem):
+    def real_rows(self, stem: str) -> int:
         """Number of real (non-padding) rows at the start of the batch in file ``stem``."""
         for f in self.files:
             if f["stem"] == stem:
@@ -267,7 +268,7 @@ class Manifest:
             f"(is it another set's manifest? it lists {self.files[0]['stem']}...)"
         )
 
-    def check_signature(self, sig):
+    def check_signature(self, sig: Signature) -> None:
         """UserError unless the manifest was written for this signature's batch and inputs."""
         want = [(t.name, t.shape, t.dtype) for t in sig.inputs]
         got = [(t.get("name"), t.get("shape"), t.get("dtype")) for t in self.d.get("signature", {}).get("inputs") or []]
@@ -277,7 +278,7 @@ class Manifest:
                 f"{sig.path or 'the signature'} has batch {sig.batch} inputs {want}"
             )
 
-    def check_inputs(self, dirs):
+    def check_inputs(self, dirs: list[str | os.PathLike]) -> None:
         """UserError unless ``dirs`` (msame's --input folders) are this set's folders and hold
         exactly its files."""
         mine = [os.path.realpath(p) for p in self.input_dirs()]
@@ -294,7 +295,7 @@ class Manifest:
                     f"{len(stems)}; they differ in {odd}"
                 )
 
-    def check_member(self, folder):
+    def check_member(self, folder: str | os.PathLike) -> None:
         """UserError unless ``folder`` is one of this set's input folders and every .bin in
         it is listed here."""
         folder = os.path.realpath(os.fspath(folder))
@@ -314,7 +315,7 @@ class Manifest:
             )
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | os.PathLike) -> "Manifest":
         path = os.fspath(path)
         if os.path.isdir(path):
             path = manifest_path(path)
@@ -323,7 +324,7 @@ class Manifest:
         return cls(d, path)
 
 
-def find_manifest(path):
+def find_manifest(path: str | os.PathLike) -> "Manifest | None":
     """The manifest for an input folder: in it, or in its parent (DIR/x -> DIR). A manifest
     found in the parent must be this folder's: the folder is one of its input folders and
     holds no .bin file it does not list (else it is another set's: UserError)."""

@@ -5,6 +5,7 @@ backend (verify's golden outputs): ``Restored`` is the checkpoint, live in a ses
 with the signature of the graph it would freeze to.
 """
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 
 from common.errors import UserError, first_line
 from common.tfcompat import session_config, tf
-from freeze.signature import Signature, Tensor
+from freeze.signature import Signature, Tensor, path_beside
 from models import spec as model_spec
 from train import runinfo
 
@@ -250,10 +251,10 @@ def freeze(restored, out_dir, stem, seed=0, tol=1e-5, batch_independent=True, op
     from convert import preflight
 
     pb = os.path.join(out_dir, stem + ".pb")
-    card = os.path.join(out_dir, stem + ".json")
+    card = path_beside(pb)  # the .pb's own card: <stem>.json
     fsio.refuse_overwrite([pb, card], force)
     gd = restored.frozen_graph_def()
-    sig = restored.signature.copy()
+    sig = restored.signature  # frozen: freeze builds a new one with its checks
     check_static(gd, sig)
     preflight.check(gd, f"{stem}.pb", opset)
     rng = np.random.RandomState(seed)
@@ -283,9 +284,8 @@ def freeze(restored, out_dir, stem, seed=0, tol=1e-5, batch_independent=True, op
             with open(tmp, "wb") as f:
                 f.write(gd.SerializeToString())
             checks.update(check_fresh_process(tmp, sig))
-        sig.checks = checks
-        sig.artifact = {"file": os.path.basename(pb), "kind": "pb", "bytes": os.path.getsize(pb)}
-        sig.save(card)
+        artifact = {"file": os.path.basename(pb), "kind": "pb", "bytes": os.path.getsize(pb)}
+        sig = dataclasses.replace(sig, checks=checks, artifact=artifact).save(card)
     except OSError as e:
         raise UserError(f"{e.filename or out_dir}: cannot write ({e.strerror})") from None
     return sig

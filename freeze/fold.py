@@ -192,55 +192,66 @@ def fold_switches(gd):
     taken = {n.name: int(bool(consts[_tensor(n.input[1])])) for n in switches if _tensor(n.input[1]) in consts}
     if not taken:
         return gd, 0
-    nodes = _nodes(gd)
-    dead = set()  # node names that can no longer run
-    live_in = {}  # Merge name -> its one live data input
+    out = _without_dead_branches(gd, _Branches(gd, taken))
+    return out, len(taken)
 
-    def is_dead(ref):
+
+class _Branches:
+    """The nodes that constant Switches (``taken``: Switch name -> live output port) leave
+    dead, and each Merge's one live data input."""
+
+    def __init__(self, gd, taken):
+        self.nodes, self.taken = _nodes(gd), taken
+        self.dead = set()  # node names that can no longer run
+        self.live_in = {}  # Merge name -> its one live data input
+        changed = True
+        while changed:  # to a fixpoint: deadness only grows
+            changed = False
+            for n in gd.node:
+                if n.name not in self.dead and n.name not in taken and self._now_dead(n):
+                    self.dead.add(n.name)
+                    changed = True
+
+    def _now_dead(self, n):
+        data = [i for i in n.input if not i.startswith("^")]
+        if n.op in ("Merge", "RefMerge"):
+            alive = [i for i in data if not self.is_dead(i)]
+            if len(alive) == 1:
+                self.live_in[n.name] = alive[0]
+            return not alive
+        return any(self.is_dead(i) for i in data) or any(self.is_dead(i) for i in n.input if i.startswith("^"))
+
+    def is_dead(self, ref):
         name = op_name(ref)
-        if name in taken:
-            return _port(ref) != taken[name] or is_dead(nodes[name].input[0])
-        return name in dead
+        if name in self.taken:
+            return _port(ref) != self.taken[name] or self.is_dead(self.nodes[name].input[0])
+        return name in self.dead
 
-    changed = True
-    while changed:  # to a fixpoint: deadness only grows
-        changed = False
-        for n in gd.node:
-            if n.name in dead or n.name in taken:
-                continue
-            data = [i for i in n.input if not i.startswith("^")]
-            if n.op in ("Merge", "RefMerge"):
-                alive = [i for i in data if not is_dead(i)]
-                now_dead = not alive
-                if len(alive) == 1:
-                    live_in[n.name] = alive[0]
-            else:
-                now_dead = any(is_dead(i) for i in data) or any(is_dead(i) for i in n.input if i.startswith("^"))
-            if now_dead:
-                dead.add(n.name)
-                changed = True
-
-    def resolve(ref):
+    def resolve(self, ref):
         """A live reference, with folded Switches read through to their data input."""
         ctrl = ref.startswith("^")
         name = op_name(ref)
-        while name in taken:
-            ref = nodes[name].input[0]
+        while name in self.taken:
+            ref = self.nodes[name].input[0]
             name = op_name(ref)
         return ("^" + name) if ctrl else ref
 
+
+def _without_dead_branches(gd, b):
+    """``gd`` without the dead nodes and folded Switches; a Merge left with one live input
+    becomes an Identity of it."""
     out = tf.GraphDef()
     out.versions.CopyFrom(gd.versions)
     out.library.CopyFrom(gd.library)
     for n in gd.node:
-        if n.name in dead or n.name in taken:
+        if n.name in b.dead or n.name in b.taken:
             continue
         m = out.node.add()
         m.CopyFrom(n)
-        if n.name in live_in:  # a Merge with one live input: an Identity of it
+        if n.name in b.live_in:  # a Merge with one live input: an Identity of it
             m.op = "Identity"
             del m.input[:]
-            m.input.append(resolve(live_in[n.name]))
+            m.input.append(b.resolve(b.live_in[n.name]))
             t = n.attr["T"].type
             for k in list(m.attr):
                 del m.attr[k]
@@ -248,18 +259,16 @@ def fold_switches(gd):
             continue
         del m.input[:]
         for i in n.input:
-            if i.startswith("^") and is_dead(i):
+            if i.startswith("^") and b.is_dead(i):
                 continue
-            m.input.append(resolve(i))
-    # a Merge's value_index output (port 1) is now a constant
-    merged = {k: v for k, v in live_in.items()}
-    for m in out.node:
+            m.input.append(b.resolve(i))
+    for m in out.node:  # a Merge's value_index output (port 1) is now a constant
         for i in m.input:
-            if op_name(i) in merged and _port(i) == 1 and not i.startswith("^"):
+            if op_name(i) in b.live_in and _port(i) == 1 and not i.startswith("^"):
                 raise UserError(
                     f"node {m.name!r} reads which branch of {op_name(i)!r} ran; freeze cannot fold that tf.cond"
                 )
-    return out, len(taken)
+    return out
 
 
 def fold_dropout(gd):

@@ -28,14 +28,19 @@ knows what each output means and which tolerances apply.
 Each artifact has its own signature, written by the stage that made it and never
 rewritten by a later one: ``card_path(artifact, parent)`` is ``<stem>.json`` unless that
 is the parent's card (``realnvp.onnx`` beside ``realnvp.pb``), then ``<file>.json``
-(``realnvp.onnx.json``). ``find_beside`` looks for ``<file>.json`` first.
+(``realnvp.onnx.json``); ``own_card`` also steps aside from a ``<stem>.json`` that another
+artifact owns. ``find_beside`` looks for ``<file>.json`` first.
 
 Input order is the order of the model's inputs (msame's --input order); output order is
 ATC's --out_nodes order and so msame's ``_output_<i>`` index.
 """
 
-import copy
+import dataclasses
+import json
+import math
 import os
+from dataclasses import InitVar, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -49,51 +54,65 @@ FP16_MODES = ("force_fp16", "allow_fp32_to_fp16", "allow_mix_precision")
 PRECISION_MODES = FP32_MODES + FP16_MODES
 
 
+@dataclass(frozen=True)
 class Tensor:
-    """One input or output of the offline model."""
+    """One input or output of the offline model (``where``: the file named in errors).
 
-    def __init__(self, name, tensor, shape, dtype="float32", layout="ND", meaning="", where="signature"):
-        for key, v in (("name", name), ("tensor", tensor), ("layout", layout), ("meaning", meaning)):
+    ``shape`` stays a list, as the JSON and every message print it; nothing mutates it."""
+
+    name: str
+    tensor: str
+    shape: list[int]
+    dtype: str = "float32"
+    layout: str = "ND"
+    meaning: str = ""
+    where: InitVar[str] = "signature"
+
+    def __post_init__(self, where: str) -> None:
+        for key in ("name", "tensor", "layout", "meaning"):
+            v = getattr(self, key)
             if not isinstance(v, str) or (key in ("name", "tensor") and not v):
                 raise UserError(f"{where}: tensor {key} must be a non-empty string, found {v!r}")
-        if dtype not in DTYPES:
-            raise UserError(f"{where}: tensor {name!r}: dtype {dtype!r} not one of {DTYPES}")
+        if self.dtype not in DTYPES:
+            raise UserError(f"{where}: tensor {self.name!r}: dtype {self.dtype!r} not one of {DTYPES}")
+        shape = self.shape
         if not isinstance(shape, (list, tuple)) or any(
             isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in shape
         ):
-            raise UserError(f"{where}: tensor {name!r}: shape must be a list of static positive ints, found {shape!r}")
-        self.name, self.tensor, self.shape = name, tensor, [int(d) for d in shape]
-        self.dtype, self.layout, self.meaning = dtype, layout, meaning
+            raise UserError(
+                f"{where}: tensor {self.name!r}: shape must be a list of static positive ints, found {shape!r}"
+            )
+        object.__setattr__(self, "shape", [int(d) for d in shape])  # normalised once, at construction
 
     @property
-    def op(self):
+    def op(self) -> str:
         """Graph op name (tensor name without ':0'), as ATC's --input_shape wants it."""
         return self.tensor.split(":")[0]
 
     @property
-    def np_dtype(self):
+    def np_dtype(self) -> np.dtype:
         return np.dtype(self.dtype)
 
     @property
-    def size(self):
-        return int(np.prod(self.shape))
+    def size(self) -> int:
+        return math.prod(self.shape)  # ~0.3 us; np.prod took ~16 us, which is why callers once cached it
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         return self.size * self.np_dtype.itemsize
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return dict(
             name=self.name,
             tensor=self.tensor,
-            shape=self.shape,
+            shape=list(self.shape),
             dtype=self.dtype,
             layout=self.layout,
             meaning=self.meaning,
         )
 
     @classmethod
-    def from_dict(cls, d, where="signature"):
+    def from_dict(cls, d: Any, where: str = "signature") -> "Tensor":
         if not isinstance(d, dict):
             raise UserError(f"{where}: tensor entry must be an object, found {d!r}")
         try:
@@ -109,64 +128,62 @@ class Tensor:
         except KeyError as e:
             raise UserError(f"{where}: tensor entry missing key {e}") from None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Tensor({self.name!r}, {self.tensor!r}, {self.shape}, {self.dtype})"
 
 
+_OBJECTS = ("config", "checkpoint", "checks", "artifact", "options", "source")
+
+
+@dataclass(frozen=True)
 class Signature:
-    def __init__(
-        self,
-        model,
-        graph,
-        batch,
-        inputs,
-        outputs,
-        config=None,
-        checkpoint=None,
-        precision_mode="force_fp32",
-        checks=None,
-        artifact=None,
-        options=None,
-        path=None,
-        source=None,
-    ):
-        where = path or "signature"
+    """A model's contract (the module docstring). Frozen: a changed signature is a new one,
+    ``dataclasses.replace(sig, precision_mode=..., artifact=...)``. ``path`` is where it was
+    loaded from or saved to, for error messages; it takes no part in equality."""
+
+    model: str
+    graph: str
+    batch: int
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+    config: dict = field(default_factory=dict)
+    checkpoint: dict = field(default_factory=dict)
+    precision_mode: str = "force_fp32"
+    checks: dict = field(default_factory=dict)
+    artifact: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)  # graph options beyond config (e.g. samples K)
+    path: str | None = field(default=None, compare=False)
+    source: dict = field(default_factory=lambda: {"kind": "builtin"})
+
+    def __post_init__(self) -> None:
+        where = self.path or "signature"
+        batch = self.batch
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise UserError(f"{where}: batch must be a positive integer, found {batch!r}")
-        if precision_mode not in PRECISION_MODES:
+        if self.precision_mode not in PRECISION_MODES:
             raise UserError(
-                f"{where}: precision_mode must be one of {', '.join(PRECISION_MODES)}, found {precision_mode!r}"
+                f"{where}: precision_mode must be one of {', '.join(PRECISION_MODES)}, found {self.precision_mode!r}"
             )
-        for key, v in (("model", model), ("graph", graph)):
+        for key in ("model", "graph"):
+            v = getattr(self, key)
             if not isinstance(v, str) or not v:
                 raise UserError(f"{where}: {key} must be a non-empty string, found {v!r}")
-        for key, v in (
-            ("config", config),
-            ("checkpoint", checkpoint),
-            ("checks", checks),
-            ("artifact", artifact),
-            ("options", options),
-            ("source", source),
-        ):
+        for key in _OBJECTS:
+            v = getattr(self, key)
             if v is not None and not isinstance(v, dict):
                 raise UserError(f"{where}: {key} must be an object, found {type(v).__name__}")
-        self.model, self.graph, self.batch = model, graph, batch
-        self.inputs = list(inputs)
-        self.outputs = list(outputs)
-        self.config = dict(config or {})
-        self.checkpoint = dict(checkpoint or {})
-        self.precision_mode = precision_mode
-        self.checks = dict(checks or {})
-        self.artifact = dict(artifact or {})
-        self.options = dict(options or {})  # graph options beyond config (e.g. samples K)
-        self.source = dict(source or {"kind": "builtin"})
-        self.path = path  # where it was loaded from, for error messages
+        # normalised once, at construction: None -> {}, lists -> tuples, every object a copy
+        set_ = object.__setattr__
+        set_(self, "inputs", tuple(self.inputs))
+        set_(self, "outputs", tuple(self.outputs))
+        for key in _OBJECTS:
+            set_(self, key, dict(getattr(self, key) or ({"kind": "builtin"} if key == "source" else {})))
 
     # --- lookup -------------------------------------------------------------
-    def input(self, name):
+    def input(self, name: str) -> Tensor:
         return self._find(self.inputs, name, "input")
 
-    def output(self, name):
+    def output(self, name: str) -> Tensor:
         return self._find(self.outputs, name, "output")
 
     def _find(self, items, name, what):
@@ -176,18 +193,18 @@ class Signature:
         raise UserError(f"{self.path or 'signature'}: no {what} named {name!r}; {what}s are {[t.name for t in items]}")
 
     @property
-    def is_fp16(self):
+    def is_fp16(self) -> bool:
         return self.precision_mode in FP16_MODES
 
     # --- ATC -----------------------------------------------------------------
-    def atc_input_shape(self):
+    def atc_input_shape(self) -> str:
         return ";".join(f"{t.op}:{','.join(map(str, t.shape))}" for t in self.inputs)
 
-    def atc_out_nodes(self):
+    def atc_out_nodes(self) -> str:
         return ";".join(t.tensor for t in self.outputs)
 
     # --- io ------------------------------------------------------------------
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {
             "format": FORMAT,
             "model": self.model,
@@ -204,18 +221,13 @@ class Signature:
             "source": self.source,
         }
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike) -> "Signature":
+        """Write the signature to ``path``; returns it as known by that path."""
         fsio.write_json(path, self.to_dict())
-        self.path = os.fspath(path)
-
-    def copy(self, **changes):
-        s = Signature.from_dict(copy.deepcopy(self.to_dict()), self.path)
-        for k, v in changes.items():
-            setattr(s, k, v)
-        return s
+        return dataclasses.replace(self, path=os.fspath(path))
 
     @classmethod
-    def from_dict(cls, d, path=None):
+    def from_dict(cls, d: Any, path: str | None = None) -> "Signature":
         where = path or "signature"
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             found = d.get("format") if isinstance(d, dict) else type(d).__name__
@@ -243,19 +255,19 @@ class Signature:
             raise UserError(f"{where}: signature missing key {e}") from None
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | os.PathLike) -> "Signature":
         path = os.fspath(path)
         d = fsio.read_json(path, "signature file not found (freeze writes it beside the .pb)")
         return cls.from_dict(d, path)
 
 
-def path_beside(model_path):
+def path_beside(model_path: str | os.PathLike) -> str:
     """The signature path for a model artifact: same folder, same stem, .json."""
     root, _ = os.path.splitext(os.fspath(model_path))
     return root + ".json"
 
 
-def card_path(artifact_path, parent_card=None):
+def card_path(artifact_path: str | os.PathLike, parent_card: str | os.PathLike | None = None) -> str:
     """Where the signature of a new artifact goes: ``<stem>.json``, or ``<file>.json`` when
     that would be its parent's card (``m/realnvp.onnx`` from ``m/realnvp.pb``:
     ``m/realnvp.onnx.json``), so that no stage rewrites another artifact's signature."""
@@ -265,15 +277,37 @@ def card_path(artifact_path, parent_card=None):
     return p
 
 
-def find_beside(model_path):
-    """Load the signature beside a model: ``x.onnx.json``, else ``x.json`` (``x.fp16.onnx``
-    -> ``x.fp16.json``), else the first-dot stem's (``x.json``)."""
+def own_card(artifact_path: str | os.PathLike, parent_card: str | os.PathLike | None = None) -> str:
+    """Where an artifact's own signature goes: ``card_path``, and ``<file>.json`` too when
+    ``<stem>.json`` already belongs to another artifact (``m/mine.fp16.om`` and
+    ``m/mine.fp16.onnx`` would share ``m/mine.fp16.json``). find_beside reads
+    ``<file>.json`` first, so readers find it either way."""
+    p = card_path(artifact_path, parent_card)
+    alt = os.fspath(artifact_path) + ".json"
+    if p == alt or not os.path.isfile(p):
+        return p
+    try:
+        with open(p) as f:
+            owner = (json.load(f).get("artifact") or {}).get("file")
+    except (OSError, ValueError, AttributeError):
+        return p  # unreadable: the existence check reports it
+    return p if owner in (None, os.path.basename(artifact_path)) else alt
+
+
+def card_beside(model_path: str | os.PathLike) -> str | None:
+    """The path of the signature beside a model, None when there is none: ``x.onnx.json``,
+    else ``x.json`` (``x.fp16.onnx`` -> ``x.fp16.json``), else the first-dot stem's (``x.json``)."""
     p = path_beside(model_path)
     candidates = [os.fspath(model_path) + ".json", p]
     base = os.path.basename(p)
     if base.count(".") > 1:  # realnvp.fp16.json -> realnvp.json
         candidates.append(os.path.join(os.path.dirname(p), base.split(".")[0] + ".json"))
-    for c in candidates:
-        if os.path.isfile(c):
-            return Signature.load(c)
-    raise UserError(f"{model_path}: no signature beside it (expected {p}; freeze writes it)")
+    return next((c for c in candidates if os.path.isfile(c)), None)
+
+
+def find_beside(model_path: str | os.PathLike) -> Signature:
+    """Load the signature beside a model (``card_beside``)."""
+    c = card_beside(model_path)
+    if c is None:
+        raise UserError(f"{model_path}: no signature beside it (expected {path_beside(model_path)}; freeze writes it)")
+    return Signature.load(c)

@@ -25,21 +25,23 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable
 
 import numpy as np
 
 from common import fsio
 from common.errors import UserError
+from freeze.signature import Tensor
 
 OUTPUT_RE = re.compile(r"^(?P<stem>.+)_output_(?P<index>\d+)\.(?P<ext>bin|txt)$")
 
 
-def timestamp(now=None):
+def timestamp(now: datetime.datetime | None = None) -> str:
     t = now or datetime.datetime.now()
     return f"{t.year}{t.month}{t.day}_{t.hour}_{t.minute}_{t.second}_{t.microsecond}"
 
 
-def new_run_dir(output, now=None):
+def new_run_dir(output: str | os.PathLike, now: datetime.datetime | None = None) -> str:
     """Create ``output/<T>`` (output itself is created if missing; msame needs it to exist)."""
     try:
         os.makedirs(output, exist_ok=True)
@@ -56,17 +58,17 @@ def new_run_dir(output, now=None):
             raise UserError(f"{d}: cannot create the run folder ({e.strerror or e})") from None
 
 
-def output_name(stem, index, fmt="BIN"):
+def output_name(stem: str, index: int, fmt: str = "BIN") -> str:
     return f"{stem}_output_{index}.{'txt' if fmt == 'TXT' else 'bin'}"
 
 
-def stem_of(path):
+def stem_of(path: str | os.PathLike) -> str:
     """msame's stem: the file name up to its last '.'."""
     base = os.path.basename(os.fspath(path))
     return base.rsplit(".", 1)[0] if "." in base else base
 
 
-def format_txt(array):
+def format_txt(array: np.ndarray) -> str:
     """msame's TXT text for one output array (a str; int8/uint8 values are one character
     each, as msame streams them, so write it with ``txt_bytes``)."""
     a = np.asarray(array)
@@ -88,7 +90,7 @@ def format_txt(array):
     return "".join(rows)
 
 
-def txt_bytes(text):
+def txt_bytes(text: str) -> bytes:
     """The bytes of msame's TXT file: every char one byte (ASCII, or an int8 value)."""
     return text.encode("latin-1")
 
@@ -101,7 +103,7 @@ def _g6(v):
     return "%g" % v
 
 
-def write_output(path, array, fmt=None):
+def write_output(path: str | os.PathLike, array: np.ndarray, fmt: str | None = None) -> None:
     """Write one output file atomically, BIN (raw bytes) or TXT (msame's text); the
     format follows the file extension unless given. A failed write (read-only or full
     folder, a file where a folder should be) is a UserError naming the path."""
@@ -141,7 +143,7 @@ def _read_txt_chars(path, tensor):
     return np.array(vals, np.uint8).view(tensor.np_dtype).reshape(tensor.shape)
 
 
-def read_output(path, tensor=None):
+def read_output(path: str | os.PathLike, tensor: Tensor | None = None) -> np.ndarray:
     """Read one output file (BIN or TXT) as a flat array; checks its size against the
     signature Tensor when one is given."""
     path = os.fspath(path)
@@ -180,13 +182,13 @@ RECORD = "run.json"
 RECORD_FORMAT = "ascend-road-run/2"
 
 
-def record_path(run_dir):
+def record_path(run_dir: str | os.PathLike) -> str:
     """``OUT/<T>/run.json``: the record of what produced the run, and its latency summary.
     Its name never matches msame's output pattern, so readers of outputs skip it."""
     return os.path.join(os.fspath(run_dir), RECORD)
 
 
-def read_record(run_dir):
+def read_record(run_dir: str | os.PathLike) -> dict | None:
     """The run record of a run folder, or None when it has none (msame's own runs,
     or runs made before records existed); a record that is not valid is an error."""
     p = record_path(run_dir)
@@ -203,7 +205,7 @@ def read_record(run_dir):
     return d
 
 
-def write_record(run_dir, record):
+def write_record(run_dir: str | os.PathLike, record: dict) -> str:
     p = record_path(run_dir)
     try:
         fsio.write_json(p, dict(record, format=RECORD_FORMAT))
@@ -212,7 +214,7 @@ def write_record(run_dir, record):
     return p
 
 
-def file_digest(path, chunk=1 << 20):
+def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """sha256 of a file's bytes (hex)."""
     h = hashlib.sha256()
     try:
@@ -224,7 +226,7 @@ def file_digest(path, chunk=1 << 20):
     return h.hexdigest()
 
 
-def listing_digest(names_sizes):
+def listing_digest(names_sizes: Iterable[tuple[str, int]]) -> str:
     """sha256 of a file list: names and sizes, in order (what a run read, cheaply)."""
     h = hashlib.sha256()
     for name, size in names_sizes:
@@ -239,7 +241,7 @@ def _has_outputs(d):
         return False
 
 
-def run_dirs(path):
+def run_dirs(path: str | os.PathLike) -> list[str]:
     """The run folders directly under msame's --output folder ``path``: sub-folders
     holding a run record or msame output files (others, e.g. ``plots/``, are ignored)."""
     path = os.fspath(path)
@@ -251,7 +253,7 @@ def run_dirs(path):
     return [d for d in subs if os.path.isdir(d) and (os.path.isfile(record_path(d)) or _has_outputs(d))]
 
 
-def select_run(path):
+def select_run(path: str | os.PathLike) -> str:
     """The run folder that ``path`` names, chosen by content, never by modification time.
 
     ``path`` holding output files (or a run record) itself is the run; else its run
@@ -273,12 +275,12 @@ def select_run(path):
     return runs[0]
 
 
-def latest_run_dir(path):
+def latest_run_dir(path: str | os.PathLike) -> str:
     """Kept for callers of the old name: the run folder ``select_run`` picks."""
     return select_run(path)
 
 
-def collect_outputs(path):
+def collect_outputs(path: str | os.PathLike) -> dict[str, dict[int, str]]:
     """{stem: {index: file path}} for the output files in a run folder (``select_run``)."""
     d = select_run(path)
     found = {}

@@ -188,8 +188,6 @@ def _shapes_by_running_onnx(model, ins, outs):
 
 def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_files=None):
     """The Signature of a bare frozen .pb (see the module docstring)."""
-    from common.tfcompat import tf
-
     if not output_nodes:
         raise UserError(
             f"{model}: no signature beside it; give --signature MODEL.json, or "
@@ -198,60 +196,14 @@ def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_fi
     gd = load_graph_def(model, "frozen GraphDef")
     given = parse_input_shape(input_shape)
     dym = None if dym_batch is None else _positive_int(dym_batch, "--dymBatch")
-    g = tf.Graph()
-    try:
-        with g.as_default():
-            tf.import_graph_def(gd, name="")
-    except Exception as e:
-        raise UserError(f"{model}: TensorFlow cannot import the graph ({str(e).splitlines()[0]})") from None
-    placeholders = [op for op in g.get_operations() if op.type == "Placeholder"]
-    if not placeholders:
-        raise UserError(f"{model}: the graph has no Placeholder inputs")
-    unknown = sorted(set(given) - {op.name for op in placeholders} - {op.name + ":0" for op in placeholders})
-    if unknown:
-        raise UserError(
-            f"--input_shape: {model} has no placeholder {unknown[0]!r}; "
-            f"its placeholders are {[op.name for op in placeholders]}"
-        )
-    order = {n.split(":")[0]: k for k, n in enumerate(given)}  # --input_shape order, then the graph's
-    placeholders.sort(key=lambda op: order.get(op.name, len(order)))
-    names = [n.strip() for n in str(output_nodes).replace(";", ",").split(",") if n.strip()]
-    outs = []
-    for n in names:
-        tn = n if ":" in n else n + ":0"
-        try:
-            t = g.get_tensor_by_name(tn)
-        except (KeyError, ValueError):
-            raise UserError(f"--output_node_names: {model} has no tensor {tn!r}") from None
-        dtype = t.dtype.base_dtype.name
-        if dtype not in DTYPES:
-            raise UserError(f"{model}: output {tn!r} has dtype {dtype}, not one of {DTYPES}")
-        outs.append((tn, dtype))
-    ins = []
-    for k, op in enumerate(placeholders):
-        t = op.outputs[0]
-        dtype = t.dtype.base_dtype.name
-        if dtype not in DTYPES:
-            raise UserError(f"{model}: placeholder {op.name!r} has dtype {dtype}, not one of {DTYPES}")
-        if t.shape.dims is None:
-            dims = _lookup(given, op.name)
-            if dims is None:
-                raise UserError(
-                    f'{model}: placeholder {op.name!r} has no static shape; give --input_shape "{op.name}:d0,d1,..."'
-                )
-        else:
-            dims = [d if d is not None and d > 0 else None for d in t.shape.as_list()]
-        first = first_files[k] if first_files and k < len(first_files) else None
-        shape = _resolve(model, op.name, dims, dtype, _lookup(given, op.name), dym, first)
-        ins.append(Tensor(op.name, t.name, shape, dtype, where=model))
-    try:
-        with tf.Session(graph=g) as s:
-            res = s.run([o for o, _ in outs], {t.tensor: np.zeros(t.shape, t.np_dtype) for t in ins})
-    except Exception as e:
-        raise UserError(
-            f"{model}: cannot run it on zeros with the shapes {[t.shape for t in ins]} "
-            f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-        ) from None
+    g = _import_pb(model, gd)
+    placeholders = _pb_placeholders(model, g, given)
+    outs = _pb_outputs(model, g, output_nodes)
+    ins = [
+        _pb_input(model, op, given, dym, first_files[k] if first_files and k < len(first_files) else None)
+        for k, op in enumerate(placeholders)
+    ]
+    res = _run_pb_on_zeros(model, g, ins, [o for o, _ in outs])
     stem = os.path.splitext(os.path.basename(model))[0]
     return Signature(
         stem,
@@ -271,3 +223,81 @@ def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_fi
         source={"kind": "pb", "path": os.path.abspath(model)},
         artifact={"file": os.path.basename(model), "kind": "pb"},
     )
+
+
+def _import_pb(model, gd):
+    from common.tfcompat import tf
+
+    g = tf.Graph()
+    try:
+        with g.as_default():
+            tf.import_graph_def(gd, name="")
+    except Exception as e:
+        raise UserError(f"{model}: TensorFlow cannot import the graph ({str(e).splitlines()[0]})") from None
+    return g
+
+
+def _pb_placeholders(model, g, given):
+    """The graph's Placeholder ops: --input_shape's order first, then the graph's."""
+    placeholders = [op for op in g.get_operations() if op.type == "Placeholder"]
+    if not placeholders:
+        raise UserError(f"{model}: the graph has no Placeholder inputs")
+    unknown = sorted(set(given) - {op.name for op in placeholders} - {op.name + ":0" for op in placeholders})
+    if unknown:
+        raise UserError(
+            f"--input_shape: {model} has no placeholder {unknown[0]!r}; "
+            f"its placeholders are {[op.name for op in placeholders]}"
+        )
+    order = {n.split(":")[0]: k for k, n in enumerate(given)}
+    placeholders.sort(key=lambda op: order.get(op.name, len(order)))
+    return placeholders
+
+
+def _pb_outputs(model, g, output_nodes):
+    """[(tensor name, dtype)] of --output_node_names ('a,b', 'a:0;b:1')."""
+    names = [n.strip() for n in str(output_nodes).replace(";", ",").split(",") if n.strip()]
+    outs = []
+    for n in names:
+        tn = n if ":" in n else n + ":0"
+        try:
+            t = g.get_tensor_by_name(tn)
+        except (KeyError, ValueError):
+            raise UserError(f"--output_node_names: {model} has no tensor {tn!r}") from None
+        dtype = t.dtype.base_dtype.name
+        if dtype not in DTYPES:
+            raise UserError(f"{model}: output {tn!r} has dtype {dtype}, not one of {DTYPES}")
+        outs.append((tn, dtype))
+    return outs
+
+
+def _pb_input(model, op, given, dym, first):
+    """A placeholder's Tensor: its static shape, else --input_shape's; a free batch from
+    --dymBatch or the size of its first input file ``first``."""
+    t = op.outputs[0]
+    dtype = t.dtype.base_dtype.name
+    if dtype not in DTYPES:
+        raise UserError(f"{model}: placeholder {op.name!r} has dtype {dtype}, not one of {DTYPES}")
+    if t.shape.dims is None:
+        dims = _lookup(given, op.name)
+        if dims is None:
+            raise UserError(
+                f'{model}: placeholder {op.name!r} has no static shape; give --input_shape "{op.name}:d0,d1,..."'
+            )
+    else:
+        dims = [d if d is not None and d > 0 else None for d in t.shape.as_list()]
+    shape = _resolve(model, op.name, dims, dtype, _lookup(given, op.name), dym, first)
+    return Tensor(op.name, t.name, shape, dtype, where=model)
+
+
+def _run_pb_on_zeros(model, g, ins, fetches):
+    """The outputs on all-zero inputs (their shapes are the signature's)."""
+    from common.tfcompat import tf
+
+    try:
+        with tf.Session(graph=g) as s:
+            return s.run(fetches, {t.tensor: np.zeros(t.shape, t.np_dtype) for t in ins})
+    except Exception as e:
+        raise UserError(
+            f"{model}: cannot run it on zeros with the shapes {[t.shape for t in ins]} "
+            f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None

@@ -133,38 +133,10 @@ def main(argv=None):
 
 
 def _main(a):
-    from infer.runner import is_file_mode, open_runner, run_inputs
+    from infer.runner import is_file_mode, run_inputs
 
-    for name in MEANINGLESS:
-        if getattr(a, name) is not None:
-            print(f"[WARN] --{name} is accepted but has no effect here (static-shape models, no NPU)")
-    dym = [n for n in ("dymBatch", "dymDims", "dymShape") if getattr(a, n) is not None]
-    if len(dym) > 1:
-        raise UserError(f"--{dym[0]} and --{dym[1]}: give at most one of --dymBatch, --dymDims, --dymShape")
-    if a.input_shape and (a.dymDims or a.dymShape):
-        raise UserError("--input_shape and --dymDims/--dymShape say the same thing: give one")
-    loop = _loop(a.loop)
-    if not (a.device.isdigit() and 0 <= int(a.device) <= 255):
-        raise UserError(f"--device must be an integer 0..255, got {a.device!r}")
-    inputs = [s.strip() for s in a.input.split(",")]
-    if a.input.strip() == "":
-        inputs = []
-    elif not all(inputs):
-        raise UserError(
-            f"--input {a.input!r}: an empty item; expected DIR1,DIR2 or a.bin,b.bin "
-            "(one per model input), or no --input for all-zero inputs"
-        )
-    device = a.device if a.backend == "om" or a.model.endswith(".om") else a.run_device
-    runner = open_runner(
-        a.model,
-        a.signature,
-        a.backend,
-        device,
-        dym_batch=a.dymBatch,
-        input_shape=a.input_shape or a.dymDims or a.dymShape,
-        output_nodes=a.output_node_names,
-        inputs=inputs,
-    )
+    loop, inputs = _check_args(a)
+    runner = _open_runner(a, inputs)
     print("[INFO] acl init success")
     print(f"[INFO] open device {a.device} success")
     print("[INFO] create context success")
@@ -194,6 +166,48 @@ def _main(a):
     print("[INFO] end to destroy context")
     print(f"[INFO] end to reset device is {a.device}")
     print("[INFO] end to finalize acl")
+
+
+def _check_args(a):
+    """(loop count, --input items) from the parsed flags, refusing contradictory ones;
+    flags msame takes but that mean nothing here are warned about."""
+    for name in MEANINGLESS:
+        if getattr(a, name) is not None:
+            print(f"[WARN] --{name} is accepted but has no effect here (static-shape models, no NPU)")
+    dym = [n for n in ("dymBatch", "dymDims", "dymShape") if getattr(a, n) is not None]
+    if len(dym) > 1:
+        raise UserError(f"--{dym[0]} and --{dym[1]}: give at most one of --dymBatch, --dymDims, --dymShape")
+    if a.input_shape and (a.dymDims or a.dymShape):
+        raise UserError("--input_shape and --dymDims/--dymShape say the same thing: give one")
+    loop = _loop(a.loop)
+    if not (a.device.isdigit() and 0 <= int(a.device) <= 255):
+        raise UserError(f"--device must be an integer 0..255, got {a.device!r}")
+    inputs = [s.strip() for s in a.input.split(",")]
+    if a.input.strip() == "":
+        inputs = []
+    elif not all(inputs):
+        raise UserError(
+            f"--input {a.input!r}: an empty item; expected DIR1,DIR2 or a.bin,b.bin "
+            "(one per model input), or no --input for all-zero inputs"
+        )
+    return loop, inputs
+
+
+def _open_runner(a, inputs):
+    """The runner the flags name: --device is the NPU for an .om, --run-device elsewhere."""
+    from infer.runner import open_runner
+
+    device = a.device if a.backend == "om" or a.model.endswith(".om") else a.run_device
+    return open_runner(
+        a.model,
+        a.signature,
+        a.backend,
+        device,
+        dym_batch=a.dymBatch,
+        input_shape=a.input_shape or a.dymDims or a.dymShape,
+        output_nodes=a.output_node_names,
+        inputs=inputs,
+    )
 
 
 if __name__ == "__main__":

@@ -10,17 +10,19 @@ path runs without TensorFlow being imported, and the om path needs neither.
 """
 
 import contextlib
+import dataclasses
 import importlib
 import json
 import math
 import os
 import re
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from common.errors import UserError
-from freeze.signature import Signature, find_beside
+from freeze.signature import Signature, card_beside, find_beside
 from infer import layout
 
 BACKENDS = {
@@ -35,36 +37,36 @@ BY_EXTENSION = {".onnx": "onnxruntime", ".pb": "tf", ".om": "om"}
 class Runner:
     """Base class: public methods check state and inputs, backends implement ``*_impl``."""
 
-    backend = "?"
+    backend: str = "?"
 
-    def __init__(self, model, signature):
+    def __init__(self, model: str | os.PathLike, signature: Signature) -> None:
         self.model, self.signature = os.fspath(model), signature
         self.inference_time = None
         self.is_active = False
 
     @property
-    def stem(self):
+    def stem(self) -> str:
         """msame's file-mode output stem: the model file name up to its last '.'."""
         return layout.stem_of(self.model)
 
-    def activate(self):
+    def activate(self) -> "Runner":
         if not self.is_active:
             self.activate_impl()
             self.is_active = True
         return self
 
-    def deactivate(self):
+    def deactivate(self) -> None:
         if self.is_active:
             self.deactivate_impl()
             self.is_active = False
 
-    def __enter__(self):
+    def __enter__(self) -> "Runner":
         return self.activate()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         self.deactivate()
 
-    def check_feed(self, feed):
+    def check_feed(self, feed: dict[str, np.ndarray]) -> None:
         want = [t.name for t in self.signature.inputs]
         if sorted(feed) != sorted(want):
             raise UserError(f"{self.model}: model inputs are {want}, feed has {sorted(feed)}")
@@ -76,7 +78,7 @@ class Runner:
                     f"got {list(np.shape(a))} {np.asarray(a).dtype}"
                 )
 
-    def infer(self, feed, check=True):
+    def infer(self, feed: dict[str, np.ndarray], check: bool = True) -> list[np.ndarray]:
         """{input name: array} -> list of output arrays in signature order."""
         if not self.is_active:
             raise UserError(f"{self.model}: runner not active (use 'with open_runner(...) as r')")
@@ -86,34 +88,26 @@ class Runner:
         outs = self.infer_impl(feed)
         self.inference_time = time.perf_counter() - t0
         res = []
-        for (t, size, shape, dtype), a in zip(self._output_specs(), outs):
+        for t, a in zip(self.signature.outputs, outs):
             a = np.asarray(a)
-            if a.size != size:
+            if a.size != t.size:
                 raise UserError(
                     f"{self.model}: output {t.name!r} has shape {list(a.shape)}, the signature says {t.shape}"
                 )
-            if a.shape != shape:
-                a = a.reshape(shape)
+            if list(a.shape) != t.shape:
+                a = a.reshape(t.shape)
+            dtype = t.np_dtype
             res.append(a if a.dtype == dtype else a.astype(dtype))
         return res
 
-    def _output_specs(self):
-        """[(tensor, size, shape, dtype)] per output, computed once per signature (Tensor's
-        size / np_dtype properties cost ~0.2 ms per file in the runner's loop)."""
-        outputs = self.signature.outputs
-        cached = getattr(self, "_specs", None)
-        if cached is None or cached[0] is not outputs or len(cached[1]) != len(outputs):
-            cached = self._specs = (outputs, [(t, t.size, tuple(t.shape), t.np_dtype) for t in outputs])
-        return cached[1]
-
     # --- for backends -----------------------------------------------------------
-    def activate_impl(self):
+    def activate_impl(self) -> None:
         pass
 
-    def deactivate_impl(self):
+    def deactivate_impl(self) -> None:
         pass
 
-    def infer_impl(self, feed):
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> list:
         raise NotImplementedError
 
 
@@ -128,7 +122,7 @@ def load_signature(
         sig = Signature.load(signature)
     else:
         sig = None
-        bare = backend in ("onnxruntime", "tf") and (input_shape or output_nodes or not _has_card(model))
+        bare = backend in ("onnxruntime", "tf") and (input_shape or output_nodes or card_beside(model) is None)
         if not bare:
             sig = find_beside(model)
         elif backend == "onnxruntime":
@@ -145,16 +139,6 @@ def load_signature(
             "(the dynamic_batch_size parameter is not specified for model conversion)"
         )
     return sig
-
-
-def _has_card(model):
-    try:
-        find_beside(model)
-        return True
-    except UserError as e:
-        if "no signature beside it" in str(e):
-            return False
-        raise
 
 
 def pick_backend(model):
@@ -525,28 +509,57 @@ def run_inputs(runner, inputs, output, fmt="BIN", resume=False, loop=1, progress
     under ``output/<T>/`` with the run record ``run.json`` in it; return the run folder.
 
     ``log``: a callable taking msame's console lines (None: silent)."""
-    say = log or (lambda s: None)
+    run = _plan_run(runner, [os.fspath(i) for i in inputs], output, fmt, resume, loop, log)
+    try:
+        return _execute(run, progress)
+    except UserError:
+        if run.previous is None:
+            _drop_if_empty(run.run_dir)
+        raise
+
+
+@dataclasses.dataclass
+class _Run:
+    """One msame run: what was planned (files, checks, record, folder) and what was done."""
+
+    runner: Runner
+    mode: str  # "folder" | "file" | "zero"
+    items: list  # [(stem, [file per model input])], from plan()
+    checks: list  # per input: None or (lo, hi, what), from _content_checks()
+    fmt: str  # "BIN" | "TXT"
+    loop: int
+    resume: bool
+    record: dict  # make_record(): what makes this run this run
+    run_dir: str
+    previous: dict | None  # the record of the run resumed, None for a new run
+    log: Callable[[str], object] | None
+    times: list = dataclasses.field(default_factory=list)  # inference seconds, one per infer call
+    done: list = dataclasses.field(default_factory=list)  # stems run
+    skipped: list = dataclasses.field(default_factory=list)  # stems a resumed run already had
+    redone: list = dataclasses.field(default_factory=list)  # stems a resumed run had in part
+
+    def say(self, line):
+        if self.log:
+            self.log(line)
+
+
+def _plan_run(runner, inputs, output, fmt, resume, loop, log):
+    """Planning: every input file checked against the signature before anything runs, the
+    run record made, the run folder chosen (with ``resume``, the run this one continues)."""
     sig = runner.signature
     fmt = "TXT" if fmt == "TXT" else "BIN"  # msame: exactly "TXT", anything else BIN
-    inputs = [os.fspath(i) for i in inputs]
     if not 1 <= int(loop) <= 100:
         raise UserError(f"--loop must be in 1 to 100, got {loop}")
     check_manifest(sig, inputs)  # first: swapped folders are named as such, not as a size mismatch
     mode, items = plan(sig, inputs)
-    if mode != "file":
-        loop = 1
     checks = _content_checks(sig, inputs)
     record = make_record(runner, inputs, mode, items, fmt)
     run_dir = resume_dir(output, record) if resume else None
     previous = layout.read_record(run_dir) if run_dir else None
     if run_dir is None:
         run_dir = layout.new_run_dir(output)
-    try:
-        return _run(runner, mode, items, checks, fmt, loop, progress, log, say, record, run_dir, previous, resume)
-    except UserError:
-        if previous is None:
-            _drop_if_empty(run_dir)
-        raise
+    loop = int(loop) if mode == "file" else 1
+    return _Run(runner, mode, items, checks, fmt, loop, resume, record, run_dir, previous, log)
 
 
 def _drop_if_empty(run_dir):
@@ -560,96 +573,124 @@ def _drop_if_empty(run_dir):
             os.rmdir(run_dir)
 
 
-def _run(runner, mode, items, checks, fmt, loop, progress, log, say, record, run_dir, previous, resume):
-    sig = runner.signature
+def _execute(run, progress):
+    """The run: its record marked incomplete, every file, the averages, the record completed."""
     t_start = time.time()
-    layout.write_record(run_dir, dict(record, complete=False, started=t_start, run_dir=os.path.abspath(run_dir)))
-    say("[INFO] create model output success")
-    say(run_dir)
-    times, done, skipped, redone = [], [], [], []
+    layout.write_record(
+        run.run_dir, dict(run.record, complete=False, started=t_start, run_dir=os.path.abspath(run.run_dir))
+    )
+    run.say("[INFO] create model output success")
+    run.say(run.run_dir)
     t_wall = time.perf_counter()
     bar = None
-    if progress and len(items) > 1:
+    if progress and len(run.items) > 1:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(items), unit="file", desc="infer", leave=False)
-    prefix = os.path.join(run_dir, "")
+        bar = tqdm(total=len(run.items), unit="file", desc="infer", leave=False)
     try:
-        _loop_files(runner, mode, items, checks, fmt, loop, log, say, resume, prefix, bar, times, done, skipped, redone)
+        _run_files(run, bar)
     finally:
         bar and bar.close()  # leave=False: the bar's line is cleared, an error prints clean
     wall = time.perf_counter() - t_wall
-    ms = [t * 1e3 for t in times]
-    if mode == "folder":
-        say(f"Inference average time : {np.mean(ms) if ms else 0:.2f} ms")
-        if len(ms) > 1:
-            say(f"Inference average time without first time: {np.mean(ms[1:]):.2f} ms")
-    else:
-        say(f"Inference average time: {np.mean(ms) if ms else 0:f} ms")
-        if len(ms) > 1:
-            say(f"Inference average time without first time: {np.mean(ms[1:]):f} ms")
-    lat = _stats(times, sig.batch)
-    summary = dict(
-        record,
-        complete=True,
-        started=t_start,
-        run_dir=os.path.abspath(run_dir),
-        batch=sig.batch,
-        loop=int(loop),
-        files=len(done),
-        skipped_resume=len(skipped),
-        redone_resume=len(redone),
-        images=len(done) * sig.batch,
-        wall_s=wall,
-        wall_throughput_images_per_s=len(done) * sig.batch / wall if wall and done else None,
-        latency_ms=lat,
-        throughput_images_per_s=lat.get("throughput_images_per_s"),
-    )
-    if previous is not None:
-        previous.pop("previous", None)
-        summary["previous"] = previous
-    layout.write_record(run_dir, summary)
-    return run_dir
+    _say_averages(run)
+    layout.write_record(run.run_dir, _summary(run, t_start, wall))
+    return run.run_dir
 
 
-def _loop_files(runner, mode, items, checks, fmt, loop, log, say, resume, prefix, bar, times, done, skipped, redone):
-    sig = runner.signature
+def _run_files(run, bar):
+    """Every planned file: read, check, infer ``loop`` times, write msame's outputs."""
+    sig = run.runner.signature
     n_out = len(sig.outputs)
     # one input buffer per model input, reused for every file (outputs are written
     # before the next file is read): no per-file allocation, memory flat
     bufs = [np.zeros(t.shape, t.np_dtype) for t in sig.inputs]
     views = [_byte_view(b) for b in bufs]
-    for stem, files in items:
-        stem = stem or runner.stem
-        outs = [prefix + layout.output_name(stem, i, fmt) for i in range(n_out)]
-        if resume:
-            present = [os.path.exists(p) for p in outs]
-            if all(present) and all(_output_ok(p, t, fmt) for p, t in zip(outs, sig.outputs)):
-                skipped.append(stem)
-                bar and bar.update()
-                continue
-            if any(present):
-                redone.append(stem)
-        feed = {}
-        for f, t, buf, view, check in zip(files, sig.inputs, bufs, views, checks):
-            if f is not None:
-                log and say(f"[INFO] start to process file:{f}")
-                _read_into(f, view, t)
-                if check is not None:
-                    _check_content(f, buf, t, check)
-            feed[t.name] = buf  # zero mode: the zero-filled buffer
-        for _ in range(int(loop)):
-            res = runner.infer(feed, check=False)  # plan() checked every file's size
-            times.append(runner.inference_time)
-            if log:
-                say("[INFO] model execute success")
-                say(f"Inference time: {runner.inference_time * 1e3:g}ms")
-        log and say("[INFO] get max dynamic batch size success")
-        for p, a in zip(outs, res):
-            layout.write_output(p, a, fmt)
-        if log:
-            say("[INFO] output data success")
-            if mode == "folder":
-                say("[INFO] destroy model input success")
-        done.append(stem)
+    prefix = os.path.join(run.run_dir, "")
+    for stem, files in run.items:
+        stem = stem or run.runner.stem
+        outs = [prefix + layout.output_name(stem, i, run.fmt) for i in range(n_out)]
+        if not (run.resume and _kept_by_resume(run, stem, outs)):
+            _read_inputs(run, files, bufs, views)
+            res = _infer(run, {t.name: b for t, b in zip(sig.inputs, bufs)})  # zero mode: zero-filled
+            _write_outputs(run, outs, res)
+            run.done.append(stem)
         bar and bar.update()
+
+
+def _kept_by_resume(run, stem, outs):
+    """True when a resumed run already holds this file's complete outputs."""
+    present = [os.path.exists(p) for p in outs]
+    if all(present) and all(_output_ok(p, t, run.fmt) for p, t in zip(outs, run.runner.signature.outputs)):
+        run.skipped.append(stem)
+        return True
+    if any(present):
+        run.redone.append(stem)
+    return False
+
+
+def _read_inputs(run, files, bufs, views):
+    """File IO: each input file into its buffer, its values checked (zero mode: no files)."""
+    for f, t, buf, view, check in zip(files, run.runner.signature.inputs, bufs, views, run.checks):
+        if f is not None:
+            run.say(f"[INFO] start to process file:{f}")
+            _read_into(f, view, t)
+            if check is not None:
+                _check_content(f, buf, t, check)
+
+
+def _infer(run, feed):
+    res = None
+    for _ in range(run.loop):
+        res = run.runner.infer(feed, check=False)  # plan() checked every file's size
+        run.times.append(run.runner.inference_time)
+        run.say("[INFO] model execute success")
+        run.say(f"Inference time: {run.runner.inference_time * 1e3:g}ms")
+    run.say("[INFO] get max dynamic batch size success")
+    return res
+
+
+def _write_outputs(run, outs, res):
+    for p, a in zip(outs, res):
+        layout.write_output(p, a, run.fmt)
+    run.say("[INFO] output data success")
+    if run.mode == "folder":
+        run.say("[INFO] destroy model input success")
+
+
+def _say_averages(run):
+    """msame's closing console lines: folder mode prints 2 decimals, file mode %f."""
+    ms = [t * 1e3 for t in run.times]
+    if run.mode == "folder":
+        run.say(f"Inference average time : {np.mean(ms) if ms else 0:.2f} ms")
+        if len(ms) > 1:
+            run.say(f"Inference average time without first time: {np.mean(ms[1:]):.2f} ms")
+    else:
+        run.say(f"Inference average time: {np.mean(ms) if ms else 0:f} ms")
+        if len(ms) > 1:
+            run.say(f"Inference average time without first time: {np.mean(ms[1:]):f} ms")
+
+
+def _summary(run, t_start, wall):
+    """The completed run record: identity, counts, wall time and latency statistics."""
+    batch, n = run.runner.signature.batch, len(run.done)
+    lat = _stats(run.times, batch)
+    summary = dict(
+        run.record,
+        complete=True,
+        started=t_start,
+        run_dir=os.path.abspath(run.run_dir),
+        batch=batch,
+        loop=run.loop,
+        files=n,
+        skipped_resume=len(run.skipped),
+        redone_resume=len(run.redone),
+        images=n * batch,
+        wall_s=wall,
+        wall_throughput_images_per_s=n * batch / wall if wall and n else None,
+        latency_ms=lat,
+        throughput_images_per_s=lat.get("throughput_images_per_s"),
+    )
+    if run.previous is not None:
+        run.previous.pop("previous", None)
+        summary["previous"] = run.previous
+    return summary

@@ -40,6 +40,7 @@ from common.errors import UserError
 from common.tfcompat import tf
 from models import IO
 from models.flow_ops import DEFAULT_OPTS, channel, checkerboard, coupling, opts_of, squeeze
+from models.realnvp_spec import bpd_formula, pixels_to_input
 
 SCOPE = "realnvp"
 GRAPHS = ("forward", "sample")
@@ -148,8 +149,7 @@ def postprocess(y, alpha, u=None):
 def bits_per_dim(z, logdet):
     """Per-image bits/dim: 8 + (0.5 sum z^2 + 0.5 D ln 2pi - logdet) / (D ln 2)."""
     d = float(np.prod(z.shape.as_list()[1:]))
-    nll = 0.5 * tf.reduce_sum(tf.square(z), [1, 2, 3]) + 0.5 * d * np.log(2 * np.pi) - logdet
-    return 8.0 + nll / (d * np.log(2.0))
+    return bpd_formula(tf.reduce_sum(tf.square(z), [1, 2, 3]), logdet, d)
 
 
 def encode(x, u, config, init=False, dropout_p=0.0, seed=None):
@@ -206,7 +206,7 @@ def example_feed(config, batch, graph, rng):
     config = get_config(config)
     if graph == "forward":
         shape = [batch] + list(config["image_shape"])
-        x = (rng.randint(0, 256, size=shape).astype(np.float32) - 127.5) / 127.5
+        x = pixels_to_input(rng.randint(0, 256, size=shape))
         return {"x": x, "u": rng.uniform(0, 1, size=shape).astype(np.float32)}
     if graph == "sample":
         return {"z": rng.standard_normal([batch] + latent_shape(config)).astype(np.float32)}

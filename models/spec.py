@@ -13,11 +13,14 @@ its graph module; no other stage names a model.
 
 import dataclasses
 import importlib
+from collections.abc import Iterable
+from types import ModuleType
 from typing import Callable, Mapping, Optional, Tuple
 
 import numpy as np
 
 from common.errors import UserError
+from freeze.signature import Signature, Tensor
 
 # name -> module holding ``SPEC`` (numpy only: loss_check and img2bin never import TF for it)
 REGISTRY = {"realnvp": "models.realnvp_spec", "rebar": "models.sbn_spec"}
@@ -48,7 +51,7 @@ class ModelSpec:
     options: Tuple[str, ...] = ()  # graph options recorded in the signature (e.g. samples)
     batch_independent: bool = True  # freeze refuses a batch-coupled graph
 
-    def graph_module(self):
+    def graph_module(self) -> ModuleType:
         return importlib.import_module(self.module)
 
     def stem(self, graph: str) -> str:
@@ -74,14 +77,14 @@ def get(name: str) -> ModelSpec:
     return importlib.import_module(REGISTRY[name]).SPEC
 
 
-def for_signature(sig) -> Optional[ModelSpec]:
+def for_signature(sig: Signature) -> Optional[ModelSpec]:
     """The built-in spec a signature was frozen from, or None for a user model."""
     if sig.source.get("kind", "builtin") != "builtin" or sig.model not in REGISTRY:
         return None
     return get(sig.model)
 
 
-def example_feed(sig, rng) -> dict:
+def example_feed(sig: Signature, rng: np.random.RandomState) -> dict[str, np.ndarray]:
     """Valid example inputs for a signature: the spec's own (in-range pixels, uniforms in
     (0,1)) for a built-in model, else values by dtype: floats uniform in [-1, 1], integers
     in [0, 10), bools random."""
@@ -92,7 +95,7 @@ def example_feed(sig, rng) -> dict:
     return generic_feed(sig.inputs, rng)
 
 
-def generic_feed(tensors, rng) -> dict:
+def generic_feed(tensors: Iterable[Tensor], rng: np.random.RandomState) -> dict[str, np.ndarray]:
     """{name: array} for signature Tensors by dtype: floats uniform in [-1, 1], integers in
     [0, 10), bools random."""
     feed = {}

@@ -1,5 +1,6 @@
 """convert/atc.py and the shell wrappers, with a stand-in `atc` first on PATH."""
 
+import dataclasses
 import json
 import os
 import shlex
@@ -34,7 +35,7 @@ def env(tmp_path, monkeypatch):
     # tiny.write's card says model "realnvp" with a builtin source, which makes the road apply
     # the real RealNVP spec (config keys tiny lacks): mark it what it is, a user's frozen .pb
     card = tmp_path / "m" / "realnvp.json"
-    Signature.load(str(card)).copy(source={"kind": "pb"}).save(str(card))
+    dataclasses.replace(Signature.load(str(card)), source={"kind": "pb"}).save(str(card))
     bindir = tmp_path / "bin"
     bindir.mkdir()
     (bindir / "atc").write_text(STANDIN.format(py=sys.executable))
@@ -131,9 +132,8 @@ def test_input_format_from_signature_layouts(env, capsys, layouts, want):
     pb, tmp = env
     card = tmp / "m" / "realnvp.json"
     sig = Signature.load(str(card))
-    for t, lay in zip(sig.inputs, layouts):
-        t.layout = lay
-    sig.save(str(card))
+    inputs = tuple(dataclasses.replace(t, layout=lay) for t, lay in zip(sig.inputs, layouts, strict=True))
+    dataclasses.replace(sig, inputs=inputs).save(str(card))
     rc = atc.main(["--model", pb, "--dry-run"])
     out, err = capsys.readouterr()
     if want:

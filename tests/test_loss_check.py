@@ -49,7 +49,7 @@ def _sig(tmp, mode="force_fp32"):
         precision_mode=mode,
     )
     p = os.path.join(tmp, f"m_{mode}.json")
-    s.save(p)
+    s = s.save(p)
     return s, p
 
 

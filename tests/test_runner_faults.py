@@ -3,6 +3,7 @@ code (or UserError), the one-line message, and that no earlier result was lost o
 Also: msame's exact TXT/--debug/--input behaviour, and models run with no signature
 beside them (a bare .onnx with a dynamic batch, a bare .pb with --input_shape)."""
 
+import dataclasses
 import errno
 import json
 import os
@@ -354,7 +355,7 @@ def test_read_only_output_folder(model, tmp_path, capsys, monkeypatch):
 
 def test_model_disagrees_with_signature(model, tmp_path, capsys):
     sig = Signature.load(model["json"])
-    sig.inputs[1] = Tensor("u", "u:0", [2, 6, 6, 5])
+    sig = dataclasses.replace(sig, inputs=(sig.inputs[0], Tensor("u", "u:0", [2, 6, 6, 5])))
     for ext in ("onnx", "pb"):
         m = tmp_path / f"bad.{ext}"
         shutil.copyfile(model[ext], m)
@@ -363,7 +364,7 @@ def test_model_disagrees_with_signature(model, tmp_path, capsys):
         line = _one_line(err)
         assert rc == 2 and f"{m}: input 'u:0' has shape [2, 6, 6, 4] in the " in line and "says [2, 6, 6, 5]" in line
     sig = Signature.load(model["json"])
-    sig.outputs[0] = Tensor("y", "y:0", [2, 6, 6, 4], "int32")
+    sig = dataclasses.replace(sig, outputs=(Tensor("y", "y:0", [2, 6, 6, 4], "int32"), *sig.outputs[1:]))
     sig.save(tmp_path / "bad.json")
     rc, _, err = _msame(capsys, "--model", tmp_path / "bad.onnx", "--output", tmp_path / "o")
     assert rc == 2 and "output 'y:0' is float32 in the model" in _one_line(err)

@@ -130,7 +130,7 @@ def tiny_model():
         [Tensor("x", "x:0", [B, H, W, C], layout="NHWC"), Tensor("u", "u:0", [B, H, W, F])],
         [Tensor("y", "y:0", [B, H, W, F]), Tensor("s", "s:0", [B])],
     )
-    sig.save(os.path.join(d, "tiny.json"))
+    sig = sig.save(os.path.join(d, "tiny.json"))
     proto, _ = tf2onnx.convert.from_graph_def(gd, input_names=["x:0", "u:0"], output_names=["y:0", "s:0"], opset=13)
     onnx = os.path.join(d, "tiny.onnx")
     with open(onnx, "wb") as f:

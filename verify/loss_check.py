@@ -89,15 +89,6 @@ def model_tolerance(sig, spec, name, ref_mean):
 GROUP = 64  # files whose outputs are compared together (one numpy pass per block, not per file)
 
 
-class _Spec:
-    """A signature output with its derived sizes computed once: ``layout.read_output``
-    asks for them on every file (each an ``np.prod``)."""
-
-    def __init__(self, t):
-        self.name, self.tensor, self.shape, self.dtype = t.name, t.tensor, t.shape, t.dtype
-        self.np_dtype, self.size, self.nbytes = t.np_dtype, t.size, t.nbytes
-
-
 def _row_counts(stems, manifest, batch):
     """{stem: real rows}; the manifest's padding rows are excluded."""
     if manifest is None:
@@ -106,9 +97,9 @@ def _row_counts(stems, manifest, batch):
     return {s: known[s] if s in known else manifest.real_rows(s) for s in stems}  # its error if absent
 
 
-def _scale_atol(tol, specs, ref, stems, rows):
+def _scale_atol(tol, outputs, ref, stems, rows):
     """atol = factor x the output's largest golden magnitude (one cheap pass over the goldens)."""
-    for i, t in enumerate(specs):
+    for i, t in enumerate(outputs):
         factor = tol[t.name].pop("atol_of_scale", None)
         if factor is None:
             continue
@@ -185,13 +176,49 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
     if labels is not None and top1 is None:
         raise UserError("--labels needs --top1 OUTPUT (the output holding class scores)")
     cls = _Top1(sig, top1, read_labels(labels, manifest) if labels else None, manifest) if top1 else None
-    from tqdm import tqdm
-
     spec = model_spec.for_signature(sig)
     off, ref = layout.collect_outputs(offline), layout.collect_outputs(reference)
     off_dir, ref_dir = layout.select_run(offline), layout.select_run(reference)
-    n_out = len(sig.outputs)
     tol = tolerances(sig, atol, rtol)
+    stems, problems = _pair_files(sig, off, ref, off_dir, ref_dir)
+    rows = _row_counts(stems, manifest, sig.batch)
+    _scale_atol(tol, sig.outputs, ref, stems, rows)
+    acc = _Totals(sig, tol, spec, off)
+    n_images = _compare_files(sig, off, ref, stems, rows, acc, cls, problems["wrong_size"], progress)
+    outputs = acc.output_results()
+    model = acc.model_results()
+    classification = cls.result(sig.is_fp16) if cls is not None else None
+    passed = (
+        all(o["passed"] for o in outputs)
+        and all(m["passed"] for m in model)
+        and not acc.bad_files
+        and not any(problems.values())
+        and (classification is None or classification["passed"])
+    )
+    return {
+        "passed": passed,
+        "signature": sig.path,
+        "model": sig.model,
+        "precision_mode": sig.precision_mode,
+        "offline": off_dir,
+        "reference": ref_dir,
+        "manifest": manifest.path if manifest is not None else None,
+        "files_compared": len(stems),
+        "n_images": n_images,
+        "outputs": outputs,
+        "model_metrics": model,
+        "problems": problems,
+        "classification": classification,
+        "failed_files": acc.bad_files[:50],
+        "n_failed_files": len(acc.bad_files),
+        "_per_image": {s: {k: np.concatenate(v) for k, v in d.items()} for s, d in acc.per_image.items()},
+    }
+
+
+def _pair_files(sig, off, ref, off_dir, ref_dir):
+    """Planning: the stems to compare (every output on both sides) and the problems (missing
+    and extra offline files); ``off`` and ``ref`` are {stem: {output index: path}}."""
+    n_out = len(sig.outputs)
     problems = {"missing": [], "extra": [], "wrong_size": []}
     for stem, files in ref.items():
         lacking = [i for i in range(n_out) if i not in files]
@@ -215,105 +242,101 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
         raise UserError(
             f"{off_dir}: no output files in common with {ref_dir} (stems {sorted(off)[:3]} vs {sorted(ref)[:3]})"
         )
-    specs = [_Spec(t) for t in sig.outputs]
-    rows = _row_counts(stems, manifest, sig.batch)
-    _scale_atol(tol, specs, ref, stems, rows)
-    totals = {t.name: metrics.Stats(tol[t.name]["atol"], tol[t.name]["rtol"]) for t in sig.outputs}
-    bad_files = []
-    per_image = {"offline": {}, "reference": {}}
-    n_images = 0
+    return stems, problems
 
-    def compare_group(group):
-        """Per-output metrics, per-file verdicts and model metrics of a group of files."""
-        bad = []
-        for i, t in enumerate(sig.outputs):
-            ms = [got[t.name] for _, got, _ in group]
-            gs = [want[t.name] for _, _, want in group]
-            for f, s in enumerate(metrics.Stats.rows(ms, gs, tol[t.name]["atol"], tol[t.name]["rtol"])):
-                ok, why = metrics.judge(s.result(), **tol[t.name])
-                if not ok:
-                    bad.append((f, i, {"file": off[group[f][0]][i], "output": t.name, "why": why}))
-                totals[t.name].merge(s)
-        bad_files.extend(b for _, _, b in sorted(bad, key=lambda x: x[:2]))  # file order, then output
-        for side, j in (("offline", 1), ("reference", 2)):
-            for f in group:
-                for name, v in (spec.image_metrics(f[j]) if spec else {}).items():
-                    per_image[side].setdefault(name, []).append(v)
 
-    group = []
+def _compare_files(sig, off, ref, stems, rows, acc, cls, wrong_size, progress):
+    """Reading: each stem's real rows, offline and reference, compared GROUP files at a time;
+    an offline file of the wrong size is listed in ``wrong_size``. Returns the images compared."""
+    from tqdm import tqdm
+
+    n_images, group = 0, []
     for stem in tqdm(stems, desc="loss_check", unit="file", disable=not progress, file=sys.stderr):
         k = rows[stem]
         got, want = {}, {}
-        for i, t in enumerate(specs):
+        for i, t in enumerate(sig.outputs):
             want[t.name] = layout.read_output(ref[stem][i], t)[:k]
             try:
                 got[t.name] = layout.read_output(off[stem][i], t)[:k]
             except UserError as e:
-                problems["wrong_size"].append(str(e))
-        if len(got) < n_out:
+                wrong_size.append(str(e))
+        if len(got) < len(sig.outputs):
             continue
         n_images += k
         if cls is not None:
             cls.add(stem, got, want)
         group.append((stem, got, want))
         if len(group) == GROUP:
-            compare_group(group)
+            acc.add(group)
             group = []
     if group:
-        compare_group(group)
-    outputs = []
-    for t in sig.outputs:
-        r = totals[t.name].result()
-        ok, why = metrics.judge(r, **tol[t.name])
-        outputs.append(dict(name=t.name, passed=ok, why=why, tolerance=tol[t.name], **r))
-    model = []
-    for name in per_image["reference"]:
-        o = np.concatenate(per_image["offline"][name])
-        g = np.concatenate(per_image["reference"][name])
-        d = o - g
-        mo, mg = float(np.mean(o)), float(np.mean(g))
-        lim = model_tolerance(sig, spec, name, mg)
-        nonfinite = int((~np.isfinite(o)).sum())
-        ok = nonfinite == 0 and (lim is None or abs(mo - mg) <= lim)
-        model.append(
-            {
-                "name": name,
-                "n_images": int(o.size),
-                "offline_mean": mo,
-                "reference_mean": mg,
-                "diff": mo - mg,
-                "max_abs_diff_per_image": float(np.nanmax(np.abs(d))) if d.size else 0.0,
-                "nonfinite": nonfinite,
-                "tolerance": lim,
-                "passed": ok,
-            }
-        )
-    classification = cls.result(sig.is_fp16) if cls is not None else None
-    passed = (
-        all(o["passed"] for o in outputs)
-        and all(m["passed"] for m in model)
-        and not bad_files
-        and not any(problems.values())
-        and (classification is None or classification["passed"])
-    )
-    return {
-        "passed": passed,
-        "signature": sig.path,
-        "model": sig.model,
-        "precision_mode": sig.precision_mode,
-        "offline": off_dir,
-        "reference": ref_dir,
-        "manifest": manifest.path if manifest is not None else None,
-        "files_compared": len(stems),
-        "n_images": n_images,
-        "outputs": outputs,
-        "model_metrics": model,
-        "problems": problems,
-        "classification": classification,
-        "failed_files": bad_files[:50],
-        "n_failed_files": len(bad_files),
-        "_per_image": {s: {k: np.concatenate(v) for k, v in d.items()} for s, d in per_image.items()},
-    }
+        acc.add(group)
+    return n_images
+
+
+class _Totals:
+    """What the compared files add up to: per-output statistics, the files that fail,
+    and the model's per-image metrics on each side."""
+
+    def __init__(self, sig, tol, spec, off):
+        self.sig, self.tol, self.spec, self.off = sig, tol, spec, off
+        self.stats = {t.name: metrics.Stats(tol[t.name]["atol"], tol[t.name]["rtol"]) for t in sig.outputs}
+        self.bad_files = []
+        self.per_image = {"offline": {}, "reference": {}}
+
+    def add(self, group):
+        """Per-file and per-output metrics of a group [(stem, got, want)], and its model metrics."""
+        bad = []
+        for i, t in enumerate(self.sig.outputs):
+            tol = self.tol[t.name]
+            ms = [got[t.name] for _, got, _ in group]
+            gs = [want[t.name] for _, _, want in group]
+            for f, s in enumerate(metrics.Stats.rows(ms, gs, tol["atol"], tol["rtol"])):
+                ok, why = metrics.judge(s.result(), **tol)
+                if not ok:
+                    bad.append((f, i, {"file": self.off[group[f][0]][i], "output": t.name, "why": why}))
+                self.stats[t.name].merge(s)
+        self.bad_files.extend(b for _, _, b in sorted(bad, key=lambda x: x[:2]))  # file order, then output
+        if self.spec is None:
+            return
+        for side, j in (("offline", 1), ("reference", 2)):
+            for f in group:
+                for name, v in self.spec.image_metrics(f[j]).items():
+                    self.per_image[side].setdefault(name, []).append(v)
+
+    def output_results(self):
+        """Per output: the totals over every file, judged against its tolerance."""
+        res = []
+        for t in self.sig.outputs:
+            r = self.stats[t.name].result()
+            ok, why = metrics.judge(r, **self.tol[t.name])
+            res.append(dict(name=t.name, passed=ok, why=why, tolerance=self.tol[t.name], **r))
+        return res
+
+    def model_results(self):
+        """Per model metric (bits/dim, ELBO, ...): offline mean against reference mean."""
+        res = []
+        for name in self.per_image["reference"]:
+            o = np.concatenate(self.per_image["offline"][name])
+            g = np.concatenate(self.per_image["reference"][name])
+            d = o - g
+            mo, mg = float(np.mean(o)), float(np.mean(g))
+            lim = model_tolerance(self.sig, self.spec, name, mg)
+            nonfinite = int((~np.isfinite(o)).sum())
+            res.append(
+                {
+                    "name": name,
+                    "n_images": int(o.size),
+                    "offline_mean": mo,
+                    "reference_mean": mg,
+                    "diff": mo - mg,
+                    "max_abs_diff_per_image": float(np.nanmax(np.abs(d))) if d.size else 0.0,
+                    "nonfinite": nonfinite,
+                    "tolerance": lim,
+                    "passed": nonfinite == 0 and (lim is None or abs(mo - mg) <= lim),
+                }
+            )
+        return res
 
 
 def table(report):
