@@ -36,6 +36,7 @@ from common.log import log
 from common.tfcompat import device_names, tf
 from data_tools import datasets
 from models import realnvp
+from models.realnvp_spec import pixels_to_input as prepro  # uint8 pixels -> x in [-1, 1]
 from train import distributed, runguard, runinfo, worker
 from train.worker import make_session_config
 
@@ -183,10 +184,6 @@ def op_determinism(on=True):
         yield
     finally:
         disable()
-
-
-def prepro(x_uint8):
-    return (x_uint8.astype(np.float32) - 127.5) / 127.5
 
 
 def step_noise(seed, step, shape):
