@@ -36,6 +36,8 @@ PLAN = {
     "paper": {"steps": 400, "eval_every": 100, "log_every": 50},
 }
 SMOKE = {"tiny32": {"steps": 20, "eval_every": 10, "log_every": 5}}
+SPEED = {"small": 200, "paper": 60}  # speed(): steps of the short timed runs
+SMOKE_SPEED = {"tiny32": 20}
 SEEDS = (1, 2, 3)
 BATCH = 12
 TEST_IMAGES = 1008
@@ -48,7 +50,7 @@ def load_average():
         return None
 
 
-def train_command(data_dir, out, config, steps, eval_every, seed, extra=(), log_every=50):
+def train_command(data_dir, out, config, steps, eval_every, seed, extra=(), log_every=50, test_images=TEST_IMAGES):
     """One fresh train/train_realnvp.py run with the compared settings (batch, lr, dropout 0)."""
     return [
         PY,
@@ -70,7 +72,7 @@ def train_command(data_dir, out, config, steps, eval_every, seed, extra=(), log_
         "--seed",
         str(seed),
         "--test_images",
-        str(TEST_IMAGES),
+        str(test_images),
         "--eval_every",
         str(eval_every),
         "--log_every",
@@ -99,13 +101,13 @@ def read_records(out):
     return train, test, rates
 
 
-def train_once(data_dir, work, config, steps, eval_every, seed, extra=(), log_every=50):
-    out = os.path.join(work, f"{config}_s{seed}")
+def train_once(data_dir, work, config, steps, eval_every, seed, extra=(), log_every=50, test_images=TEST_IMAGES):
+    out = os.path.join(work, f"{config}_s{seed}" + ("" if test_images == TEST_IMAGES else "_speed"))
     if os.path.exists(out):
         import shutil
 
         shutil.rmtree(out)
-    cmd = train_command(data_dir, out, config, steps, eval_every, seed, extra, log_every)
+    cmd = train_command(data_dir, out, config, steps, eval_every, seed, extra, log_every, test_images)
     load0, t = load_average(), time.time()
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.time() - t
@@ -122,6 +124,25 @@ def train_once(data_dir, work, config, steps, eval_every, seed, extra=(), log_ev
     }
 
 
+def speed(data_dir, work, smoke=False):
+    """images/s of the training loop per config, from a short run with no evaluation in the
+    timed steps (seed 1, 10-step records, median of the record-to-record rates), with the load
+    average before and after: the figure the README quotes, re-measured on an idle machine."""
+    out = {}
+    for config, steps in (SMOKE_SPEED if smoke else SPEED).items():
+        r = train_once(data_dir, work, config, steps, 0, 1, log_every=10, test_images=BATCH)
+        rate = r["images_per_s"]
+        out[config] = {
+            "steps": steps,
+            "batch": BATCH,
+            "images_per_s": rate,
+            "seconds_per_step": round(BATCH / rate, 4) if rate else None,
+            "load_before": r["load_before"],
+            "load_after": r["load_after"],
+        }
+    return out
+
+
 def run(data_dir, smoke=False, work=None, seeds=SEEDS, extra=()):
     plan = SMOKE if smoke else PLAN
     seeds = seeds[:1] if smoke else seeds
@@ -135,6 +156,7 @@ def run(data_dir, smoke=False, work=None, seeds=SEEDS, extra=()):
         "extra_flags": list(extra),
         "configs": {},
     }
+    res["speed"] = speed(data_dir, work, smoke)  # first: before the long runs, the likeliest idle moment
     for config, p in plan.items():
         runs = [
             train_once(data_dir, work, config, p["steps"], p["eval_every"], s, extra, p["log_every"]) for s in seeds

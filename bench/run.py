@@ -59,6 +59,15 @@ def main(argv=None):
             "learning_realnvp_smoke" if a.smoke else "learning_realnvp",
             bench_learning_realnvp.run(a.data_dir, smoke=a.smoke, work=os.path.join(a.work, "learning_realnvp")),
         )
+    if a.only and "learning_realnvp_speed" in a.only:  # only the speed part, into learning_realnvp.json
+        from bench import bench_learning_realnvp
+
+        path = os.path.join(a.results, "learning_realnvp.json")
+        with open(path) as f:
+            old = json.load(f)
+        sp = bench_learning_realnvp.speed(a.data_dir, os.path.join(a.work, "learning_realnvp"))
+        seeds_at = old.get("seed_runs_measured_at", old.get("measured_at"))  # save() stamps the time of this run
+        save(a.results, "learning_realnvp", dict(old, seed_runs_measured_at=seeds_at, speed=sp))
     if want("train_rebar"):
         from bench import bench_train_rebar
 
