@@ -195,12 +195,8 @@ def build_parser():
     return p
 
 
-@cli
-def main(argv=None):
-    a, extra = build_parser().parse_known_args(argv)
-    bad = [e for e in extra if not e.startswith("-")]
-    if bad:
-        raise UserError(f"unexpected argument {bad[0]!r}; pass atc flags as --flag=value")
+def _model_of(a):
+    """The .pb to convert: --model, else the preset's --default-model (a user error if absent)."""
     if a.model:
         model = a.model
     elif a.default_model:
@@ -211,49 +207,54 @@ def main(argv=None):
         raise UserError(
             f"{model}: frozen graph not found" + (" (run `make demo` first, or pass --model)" if not a.model else "")
         )
+    return model
+
+
+def _portable(a, model, output, sig):
+    """No atc on PATH (no CANN here): build the portable ONNX model instead, unless up to date."""
+    from convert import to_onnx
+
+    suffix = ".fp16.onnx" if a.precision_mode in FP16_MODES else ".onnx"
+    onnx_path = output + suffix
+    if not a.force and up_to_date(model, onnx_path, a.precision_mode, a.keep_dtype, sig.path):
+        log.info(
+            f"atc not found on PATH (no CANN here); the portable model {onnx_path} is up to date "
+            f"(newer than {model}, built with {a.precision_mode}); --force rebuilds it"
+        )
+        return
+    log.info(f"atc not found on PATH (no CANN here): building the portable model {onnx_path} instead")
+    s = to_onnx.convert(model, onnx_path, a.precision_mode, a.keep_dtype, force=a.force)
+    c = s.checks.get("onnx", s.checks)
+    print(
+        f"wrote {onnx_path} and {s.path} ({a.precision_mode}); max rel error vs frozen graph "
+        f"{c['onnx_vs_frozen_max_rel']:.3g}"
+    )
+
+
+@cli
+def main(argv=None):
+    a, extra = build_parser().parse_known_args(argv)
+    bad = [e for e in extra if not e.startswith("-")]
+    if bad:
+        raise UserError(f"unexpected argument {bad[0]!r}; pass atc flags as --flag=value")
+    model = _model_of(a)
     output = a.output or os.path.splitext(model)[0]
     if output.endswith(".om"):
         output = output[:-3]
     sig = find_beside(model)
     atc = shutil.which("atc")
     argv = build_argv(
-        sig,
-        model,
-        output,
-        a.soc_version,
-        a.precision_mode,
-        a.log,
-        a.keep_dtype,
-        a.dynamic_batch_size,
-        extra,
-        atc or "atc",
-        a.input_format,
-    )
+        sig, model, output, a.soc_version, a.precision_mode, a.log, a.keep_dtype, a.dynamic_batch_size, extra,
+        atc or "atc", a.input_format,
+    )  # fmt: skip
     if a.dry_run:
         print(shlex.join(argv))
         return 0
     if atc is None:
-        from convert import to_onnx
-
-        suffix = ".fp16.onnx" if a.precision_mode in FP16_MODES else ".onnx"
-        onnx_path = output + suffix
-        if not a.force and up_to_date(model, onnx_path, a.precision_mode, a.keep_dtype, sig.path):
-            log.info(
-                f"atc not found on PATH (no CANN here); the portable model {onnx_path} is up to date "
-                f"(newer than {model}, built with {a.precision_mode}); --force rebuilds it"
-            )
-            return 0
-        log.info(f"atc not found on PATH (no CANN here): building the portable model {onnx_path} instead")
-        s = to_onnx.convert(model, onnx_path, a.precision_mode, a.keep_dtype, force=a.force)
-        c = s.checks.get("onnx", s.checks)
-        print(
-            f"wrote {onnx_path} and {s.path} ({a.precision_mode}); max rel error vs frozen graph "
-            f"{c['onnx_vs_frozen_max_rel']:.3g}"
-        )
+        _portable(a, model, output, sig)
         return 0
     om = output + ".om"
-    card = own_card(om, sig.path)
-    fsio.refuse_overwrite([om, card], a.force)
+    fsio.refuse_overwrite([om, own_card(om, sig.path)], a.force)
     log.info(shlex.join(argv))
     text, om = run_atc(argv, output)
     card = save_om_signature(sig, om, model, argv, a.precision_mode)

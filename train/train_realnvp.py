@@ -53,6 +53,7 @@ EXAMPLE = """example:
 
 
 def parser():
+    """The trainer's flags, one call a flag: long only because there are many of them."""
     ap = tool_parser(None, __doc__.split("\n\n")[0], EXAMPLE)
     a = ap.add_argument
     add_data_dir(
