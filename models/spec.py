@@ -50,6 +50,10 @@ class ModelSpec:
     per_image: Callable[[Mapping[str, np.ndarray]], dict]  # {output: array} -> {metric: [B]}
     options: Tuple[str, ...] = ()  # graph options recorded in the signature (e.g. samples)
     batch_independent: bool = True  # freeze refuses a batch-coupled graph
+    # outputs computed through hard threshold draws (b = [logit + logit(u) > 0]): where the sum
+    # is within float32 rounding of 0, two correct implementations draw different bits, and that
+    # sample's value jumps. {output: fraction of its elements allowed beyond the fp32 tolerance}
+    draw_outputs: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def graph_module(self) -> ModuleType:
         return importlib.import_module(self.module)

@@ -198,6 +198,53 @@ def test_rebar_bounds(tmp_path):
     assert mm["iwae"]["reference_mean"] > mm["elbo"]["reference_mean"]
 
 
+def _rebar_folders(tmp_path, n_files, flips):
+    """A rebar signature and reference/offline folders of n_files files (B images x K=100
+    samples); ``flips`` offline log weights move by 0.44 nats, as one Bernoulli draw sitting
+    at its threshold does under float32 rounding (seen in a demo run, 1 of 100,000)."""
+    k = 100
+    s = Signature(
+        "rebar",
+        "forward",
+        B,
+        [Tensor("x", "x:0", [B, 784])],
+        [Tensor("log_weights", "lw:0", [B, k]), Tensor("elbo", "elbo:0", [B]), Tensor("iwae", "iwae:0", [B])],
+    )
+    s.save(tmp_path / "r.json")
+    rng = np.random.RandomState(1)
+    ref, off = {}, {}
+    for f in range(n_files):
+        lw = rng.uniform(-230, -90, (B, k)).astype(np.float32)
+        ref[f"m_{f:05d}"] = [lw] + [b.astype(np.float32) for b in sbn_bounds(lw)]
+        lw2 = lw.copy()
+        if f < flips:
+            lw2[0, f] -= 0.44
+        off[f"m_{f:05d}"] = [lw2] + [b.astype(np.float32) for b in sbn_bounds(lw2)]
+    return str(tmp_path / "r.json"), _write(tmp_path / "ref", ref), _write(tmp_path / "off", off)
+
+
+def test_rebar_threshold_draw_flips_within_budget_pass_and_are_named(tmp_path, capsys):
+    sig, ref, off = _rebar_folders(tmp_path, 40, 1)  # 1 flipped log weight of 40 x B x 100
+    assert _main(sig, off, ref, "--report", str(tmp_path / "r1.json")) == 0
+    assert "threshold draws that flipped, within budget" in capsys.readouterr().out
+    rep = json.loads((tmp_path / "r1.json").read_text())
+    lw = next(o for o in rep["outputs"] if o["name"] == "log_weights")
+    assert lw["elementwise_fail"] == 1 and lw["draw_flip_files"][0].endswith("m_00000_output_0.bin")
+    assert rep["n_failed_files"] == 0
+
+
+def test_rebar_draw_flips_over_budget_fail_and_name_the_files(tmp_path, capsys):
+    sig, ref, off = _rebar_folders(tmp_path, 4, 4)  # 4 of 4 x B x 100 log weights: far over 1e-4
+    assert _main(sig, off, ref, "--report", str(tmp_path / "r2.json")) == 1
+    out = capsys.readouterr().out
+    assert "more than the 0.0001 allowed for threshold draws" in out and "m_00003_output_0.bin" in out
+    # an output without draws (RealNVP's z) has no budget: one element beyond tolerance fails
+    from models import spec
+
+    rn = Signature.load(_sig(str(tmp_path))[1])
+    assert "max_fail_fraction" not in loss_check.tolerances(rn, spec=spec.for_signature(rn))["z"]
+
+
 # --- the fast Stats against plain float64 numpy formulas ----------------------------
 
 
