@@ -117,6 +117,10 @@ def diagnose(
     tf_vals, nodes = tf_layers(graph_def, sig, feed)
     valid, dropped = match_layers(tf_vals, sig, fp32_twin(m16, fp32), feed, match_red)
     layers, absent = judge_layers(valid, onnx_layers(m16, sig, feed), tf_vals, cosine_min, red_max)
+    # in the frozen graph's node order, which the .pb fixes: tf2onnx's node order varies from
+    # one conversion to the next, and with it which of two parallel failing layers came "first"
+    order = {n.name: i for i, n in enumerate(graph_def.node)}
+    layers.sort(key=lambda l: order.get(l["op"], len(order)))
     keep = error_sources(layers, nodes)
     keep += range_casualties(tf_vals, nodes, keep)
     found = [n for n in keep if keep_resolves(fp32, n)]

@@ -70,6 +70,9 @@ def _metric_text(metric: dict, tf_metric: dict) -> str:
     )
 
 
+SINGLE_PRUNE = 24  # keep lists up to this long are also pruned name by name (one diagnosis each)
+
+
 class Search:
     """What every round shares: the graph and its batch, the fp32 model the converter
     starts from (``fp32``), the one names are validated on (``check``), the thresholds."""
@@ -145,7 +148,9 @@ class Search:
         """Minimal-ish: a round's additions that the later ones made unnecessary go (the walk
         up keeps the in-between ops of every failing chain; often only the top one matters).
         Newest groups first, never the one that made it converge; one rebuild and diagnosis
-        per group. Returns the diagnosis, the keep list and the names dropped."""
+        per group. Then, for a list of at most SINGLE_PRUNE names, each name alone, newest
+        first (the converging group often carries ops only its neighbour needed). Returns the
+        diagnosis, the keep list and the names dropped."""
         pruned = []
         groups = [h["added"] for h in history[:-1] if h["added"]][:-1]
         for g in reversed(groups):
@@ -159,6 +164,16 @@ class Search:
             if ok:
                 keep, r = trial, rt
                 pruned += g
+        if 1 < len(keep) <= SINGLE_PRUNE:
+            dropped = []
+            for name in reversed(list(keep)):
+                trial = [n for n in keep if n != name]
+                rt = self.diagnose(self.rebuild(trial))
+                if rt["first_failing"] is None:
+                    keep, r = trial, rt
+                    dropped.append(name)
+            self.log(f"prune one by one: {len(dropped)} of {len(keep) + len(dropped)} dropped ({', '.join(dropped)})")
+            pruned += dropped
         if pruned:
             metric = batch_metric(self.rebuild(keep), self.sig, self.feed)
             if metric:
