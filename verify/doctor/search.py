@@ -70,7 +70,7 @@ def _metric_text(metric: dict, tf_metric: dict) -> str:
     )
 
 
-SINGLE_PRUNE = 24  # keep lists up to this long are also pruned name by name (one diagnosis each)
+SINGLE_PRUNE = 40  # keep lists up to this long are also pruned name by name (one diagnosis each)
 
 
 class Search:
