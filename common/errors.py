@@ -48,6 +48,13 @@ def cli(main):
         except BrokenPipeError:  # `tool | head`: the reader left; say nothing more
             _silence_stdout()
             return 141
+        except OSError as e:
+            from common.fsio import UnwritableError
+
+            if not isinstance(e, UnwritableError):
+                raise  # any other OSError is a bug until a tool says otherwise
+            print(f"error: {e}", file=sys.stderr)
+            return UserError.exit_code
         return 0 if rc is None else rc
 
     return wrapper

@@ -20,9 +20,27 @@ _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | ge
 _counter = itertools.count()  # next() is atomic under the GIL: thread-safe names
 
 
+class UnwritableError(OSError):
+    """An output cannot be written (folder missing and not creatable, no permission, disk
+    full): a user's environment, so ``common.errors.cli`` prints it as one line naming the
+    target, not the temporary name."""
+
+    def __str__(self):
+        return f"{self.filename}: cannot write the output ({self.strerror})"
+
+
 def _create_temp(path):
     """(fd, temp path) for a new, empty temporary file beside ``path``; creates the
-    folder if missing."""
+    folder if missing. An OSError is an UnwritableError naming ``path``."""
+    try:
+        return _create_temp_once(path)
+    except UnwritableError:
+        raise
+    except OSError as e:
+        raise UnwritableError(e.errno, e.strerror or str(e), os.fspath(path)) from None
+
+
+def _create_temp_once(path):
     pid = os.getpid()
     for _ in range(1000):
         tmp = f"{path}.{pid}-{next(_counter)}.tmp"
@@ -84,6 +102,9 @@ def _atomic_write(path, data, nbytes):
         os.close(fd)
         fd = None
         os.replace(tmp, path)
+    except OSError as e:  # disk full, a target that is a folder: named, nothing left behind
+        _discard(fd, tmp)
+        raise UnwritableError(e.errno, e.strerror or str(e), path) from None
     except BaseException:
         _discard(fd, tmp)
         raise

@@ -10,7 +10,6 @@ import logging
 import sys
 
 log = logging.getLogger("ascend_road")
-LEVELS = {"quiet": logging.WARNING, "default": logging.INFO, "verbose": logging.DEBUG}
 
 
 class _Stderr(logging.StreamHandler):

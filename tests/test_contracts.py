@@ -96,3 +96,26 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
             raise RuntimeError("boom")
     assert p.read_text().strip().startswith("{") and '"v": 1' in p.read_text()
     assert os.listdir(tmp_path) == ["r.json"]
+
+
+def test_unwritable_output_is_one_line_naming_the_target(tmp_path, capsys):
+    from common.errors import cli
+
+    target = tmp_path / "a_file" / "out.json"  # its folder is a file: cannot be created
+    (tmp_path / "a_file").write_text("x")
+
+    @cli
+    def tool(argv=None):
+        fsio.write_json(target, {"k": 1})
+
+    assert tool([]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {target}: cannot write the output")
+    assert ".tmp" not in err and sorted(os.listdir(tmp_path)) == ["a_file"]
+
+    @cli
+    def buggy(argv=None):
+        open(tmp_path / "missing.txt")  # an OSError that is not an output: still a traceback
+
+    with pytest.raises(FileNotFoundError):
+        buggy([])

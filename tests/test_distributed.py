@@ -17,6 +17,7 @@ import types
 
 import numpy as np
 import pytest
+from conftest import REALNVP_TRAIN_ARGS
 
 from common.tfcompat import tf
 from train import distributed, launch, runguard, runinfo
@@ -24,22 +25,21 @@ from train import train_realnvp as T
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
-# conftest's REALNVP_TRAIN_ARGS without dropout (its masks are drawn per worker and tower)
-RN_ARGS = [
-    "--config",
-    "tiny32",
-    "--init_batch_size",
-    "8",
-    "--save_interval",
-    "1",
-    "--log_every",
-    "1",
-    "--sample_batch_size",
-    "4",
-    "--seed",
-    "3",
-    "--deterministic",
-]
+
+
+def _without(args, *flags):
+    """``args`` without each of ``flags`` and the value after it."""
+    out, skip = [], False
+    for a in args:
+        if skip or a in flags:
+            skip = not skip and a in flags
+            continue
+        out.append(a)
+    return out
+
+
+# conftest's run without dropout (its masks are drawn per worker and tower); batch per test
+RN_ARGS = _without(REALNVP_TRAIN_ARGS, "--batch_size", "--dropout_p")
 
 
 # The equivalence runs (the cluster and the one process at double batch) are all fresh

@@ -9,6 +9,7 @@ import os
 
 from common import fsio
 from common.errors import UserError
+from data_tools import binfiles
 
 SKIP_DIRS = {"inputs", "img"}  # input bins (and the manifest) hold no stage report
 MODE_ORDER = ("force_fp32", "must_keep_origin_dtype", "allow_fp32_to_fp16", "allow_mix_precision", "force_fp16")
@@ -36,7 +37,7 @@ def collect(path: str) -> dict:
     for d, subs, files in os.walk(path):
         subs[:] = sorted(s for s in subs if s not in SKIP_DIRS)
         for f in sorted(files):
-            if not f.endswith(".json") or f == "manifest.json":
+            if not f.endswith(".json") or f == binfiles.MANIFEST:
                 continue
             p = os.path.join(d, f)
             try:
