@@ -167,3 +167,11 @@ def refuse_overwrite(paths, force=False, other=None, what="files to write"):
     fix = "pass --force to replace " + ("it" if len(busy) == 1 else "them") + (f", or another {other}" if other else "")
     count = f"{len(busy)} of the {len(paths)} {what}; " if len(paths) > 1 else ""
     raise UserError(f"{busy[0]}: already exists ({count}{fix})")
+
+
+def make_dirs(path):
+    """``os.makedirs(path, exist_ok=True)``; an OSError is an UnwritableError naming ``path``."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise UnwritableError(e.errno, e.strerror or str(e), os.fspath(path)) from None

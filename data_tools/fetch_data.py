@@ -102,7 +102,7 @@ def _find(root, name):
 def _staged(src, data_dir):
     """(root to search, empty folder to fill): a tarball is unpacked into a hidden work folder
     inside data_dir (so the final rename stays on one filesystem); removed afterwards."""
-    os.makedirs(data_dir, exist_ok=True)
+    fsio.make_dirs(data_dir)
     work = tempfile.mkdtemp(prefix=".fetch-", dir=data_dir)
     try:
         root = src
@@ -182,7 +182,7 @@ def fetch(data_dir, cifar_url=CIFAR_URL, mnist_url=MNIST_URL, force=False, timeo
     """Download the datasets in ``which`` (both by default); one UserError saying what to put
     where when offline."""
     msgs = []
-    os.makedirs(data_dir, exist_ok=True)
+    fsio.make_dirs(data_dir)
     tmp = tempfile.mkdtemp(prefix=".download-", dir=data_dir)
     try:
         if "cifar10" in which and (force or not os.path.exists(os.path.join(data_dir, datasets.CIFAR_DIR))):

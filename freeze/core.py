@@ -279,7 +279,7 @@ def freeze(restored, out_dir, stem, seed=0, tol=1e-5, batch_independent=True, op
         checks["folding"] = restored.folding()
     checks.update(check_batch_independent(gd, sig, feed, restored.example_feed(rng), tol, batch_independent))
     try:
-        os.makedirs(out_dir, exist_ok=True)
+        fsio.make_dirs(out_dir)
         with fsio.atomic_path(pb) as tmp:
             with open(tmp, "wb") as f:
                 f.write(gd.SerializeToString())

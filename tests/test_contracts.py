@@ -119,3 +119,18 @@ def test_unwritable_output_is_one_line_naming_the_target(tmp_path, capsys):
 
     with pytest.raises(FileNotFoundError):
         buggy([])
+
+
+def test_unwritable_folder_is_one_line(tmp_path, capsys):
+    from common.errors import cli
+
+    (tmp_path / "f").write_text("x")
+
+    @cli
+    def tool(argv=None):
+        fsio.make_dirs(tmp_path / "f" / "runs")
+
+    assert (
+        tool([]) == 2
+        and capsys.readouterr().err == f"error: {tmp_path / 'f' / 'runs'}: cannot write the output (Not a directory)\n"
+    )

@@ -181,7 +181,7 @@ def run_in_folder(folder: str, cluster, train: Callable[[], int | None]) -> int 
     the chief writes nothing into the folder: no folder, no lock."""
     if cluster is not None and not cluster.is_chief:
         return train()
-    os.makedirs(folder, exist_ok=True)
+    fsio.make_dirs(folder)
     with FolderLock(folder):
         return train()
 

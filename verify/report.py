@@ -175,7 +175,7 @@ def main(argv=None):
         "accuracy, offline road, precision doctor, inference performance."
     )
     blocks = [("p", contents)] + environment_section(cmd("python", "verify/report.py", *argv)) + blocks
-    os.makedirs(a.output, exist_ok=True)
+    fsio.make_dirs(a.output)
     text, images = report_doc.to_markdown(title, blocks)
     for relp, data in images.items():
         fsio.write_bytes(os.path.join(a.output, relp), data)
