@@ -14,9 +14,22 @@ Differences from msame, on purpose:
   * input folders are matched to the model's inputs by the manifest when there is one;
     float inputs must be finite (and in range where the signature says so);
   * a bare .onnx (no signature beside it) runs with its names, shapes and dtypes read from
-    the model (--dymBatch or the input file size resolves a dynamic batch); a bare .pb
-    runs with --input_shape and --output_node_names;
-  * the exit status is non-zero (2) on any error; msame exits 0 on most errors.
+    the model (--dymBatch or the input file size resolves a dynamic batch, --dymDims or
+    --input_shape other free dims); a bare .pb runs with --input_shape and --output_node_names;
+  * short options take their value attached or after a space (-m m.om, -mm.om): msame's
+    getopt string makes them optional-argument options, so msame itself reads only -mm.om;
+  * --profiler true / --dump true make OUTPUT/profiler or OUTPUT/dump as msame does, but
+    with no NPU nothing profiles or dumps: the folder stays empty (one [WARN] line says so;
+    the run's run.json holds every inference's time); acl.json is not written;
+  * the exit status is non-zero (2) on any error; msame exits 0 on most.
+
+As msame: --loop runs file and zero mode N times (the speed test `--loop 100` without
+--input) and writes the outputs once; --outputSize sizes the output buffers and whole
+buffers are written (a count that is not the number of outputs is an error); --dymBatch /
+--dymHW / --dymDims choose a gear of a model converted with dynamic gears (its card says
+which; infer/gears.py) and are refused on a static model; the model id printed is the
+one ACL gave (the real msame's with the om backend; here the n-th model this process
+loaded, 1 for msame's single model).
 """
 
 import argparse
@@ -26,42 +39,58 @@ import sys
 if __package__ in (None, ""):  # `python stage/tool.py` without the package installed: the repo root first
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common import fsio  # noqa: E402
 from common.cli import ArgumentParser, add_device, add_input, add_output, add_verbosity  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
 
 EXAMPLE = """example:
   python infer/msame.py --model out/realnvp.onnx --input bins/x,bins/u --output out/msame --outfmt TXT
-  python infer/msame.py --model out/realnvp.pb --input x.bin,u.bin --output out/msame --loop 10"""
-MEANINGLESS = ("profiler", "dump", "dymHW", "outputSize")
+  python infer/msame.py --model out/realnvp.pb --input x.bin,u.bin --output out/msame --loop 10
+  python infer/msame.py -m out/realnvp.onnx -o out/speed -l 100          # the speed test, zero inputs"""
 ACL_DTYPE = {"float32": 0, "float16": 1, "int8": 2, "int32": 3, "uint8": 4, "uint32": 8, "int64": 9, "bool": 12}
 ACL_FORMAT = {"NCHW": 0, "NHWC": 1}
+DYM = ("dymBatch", "dymDims", "dymHW", "dymShape")
+
+
+class _Parser(ArgumentParser):
+    """msame's reaction to a bad command line: its error lines and its help letter on
+    stdout; here also the one `error:` line and exit 2 (msame exits 0)."""
+
+    def error(self, message):
+        print("[ERROR] unknown paramenter" if "unrecognized" in message else "[ERROR] Invalid params")
+        print("[ERROR] Execute sample failed")
+        print(self.format_help())
+        super().error(message)
 
 
 def parser():
-    ap = ArgumentParser(
+    ap = _Parser(
         prog="msame.py", description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--model", required=True, help="MODEL.om | MODEL.onnx | MODEL.pb | checkpoint")
+    ap.add_argument("-m", "--model", required=True, help="MODEL.om | MODEL.onnx | MODEL.pb | checkpoint")
     add_input(
         ap,
+        "-i",
         default="",
         help="comma-separated folders (folder mode) or .bin files, "
         "one per model input in signature order; none: all-zero inputs",
     )
     add_output(ap, required=True, help="folder; outputs go to OUTPUT/<timestamp>/")
-    ap.add_argument("--outfmt", default="BIN", help="TXT (exactly) for text, anything else BIN")
-    ap.add_argument("--loop", default="1", help="runs per input in file mode, 1..100")
-    ap.add_argument("--device", default="0", help="NPU id 0..255 (om backend)")
-    ap.add_argument("--debug", default="false", help="'true' prints the model description")
-    ap.add_argument("--dymBatch", default=None, help="batch size for a model whose batch is dynamic")
+    ap.add_argument("-f", "--outfmt", default="BIN", help="TXT (exactly) for text, anything else BIN")
+    ap.add_argument("-l", "--loop", default="1", help="runs per input in file and zero mode, 1..100")
+    ap.add_argument("-e", "--device", default="0", help="NPU id 0..255 (om backend)")
+    ap.add_argument("-g", "--debug", default="false", help="'true' prints the model description")
+    ap.add_argument("-p", "--profiler", default="false", help="'true': OUTPUT/profiler (empty here: no NPU)")
+    ap.add_argument("-d", "--dump", default="false", help="'true': OUTPUT/dump (empty here: no NPU)")
+    ap.add_argument("-y", "--dymBatch", default=None, help="a batch gear of a model converted with dynamic batch")
+    ap.add_argument("--dymHW", default=None, help="'h,w': an image-size gear of a model converted with dynamic sizes")
     ap.add_argument(
         "--dymDims",
         default=None,
-        help="'in1:1,600;in2:1,600': shapes for dynamic dims (a model read without a signature)",
+        help="'in1:1,600;in2:1,600': a dims gear (dynamic_dims model); for a bare .onnx the free dims",
     )
     ap.add_argument("--dymShape", default=None, help=argparse.SUPPRESS)  # same form as --dymDims here
-    for name in MEANINGLESS:
-        ap.add_argument(f"--{name}", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--outputSize", default=None, help="'10000,10000': bytes per output buffer, one per output")
     g = ap.add_argument_group("extensions (not in msame)")
     g.add_argument(
         "--backend", choices=["onnxruntime", "tf", "checkpoint", "om"], help="default from the model's extension"
@@ -157,10 +186,11 @@ def _main(a):
             loop=loop,
             progress=True,
             log=lambda s: print(s, flush=False),
+            output_size=a.outputSize,
         )
         if not inputs or is_file_mode(inputs):
             print("[INFO] destroy model input success")
-    print("[INFO] unload model success, model Id is 1")
+    print(f"[INFO] unload model success, model Id is {runner.model_id}")
     print(f"[INFO] pid: {os.getpid()} Execute sample success")
     print("[INFO] end to destroy stream")
     print("[INFO] end to destroy context")
@@ -169,14 +199,13 @@ def _main(a):
 
 
 def _check_args(a):
-    """(loop count, --input items) from the parsed flags, refusing contradictory ones;
-    flags msame takes but that mean nothing here are warned about."""
-    for name in MEANINGLESS:
-        if getattr(a, name) is not None:
-            print(f"[WARN] --{name} is accepted but has no effect here (static-shape models, no NPU)")
-    dym = [n for n in ("dymBatch", "dymDims", "dymShape") if getattr(a, n) is not None]
+    """(loop count, --input items) from the parsed flags, refusing contradictory ones
+    (msame's order: dump with profiler, then the dym flags)."""
+    if a.dump == "true" and a.profiler == "true":
+        raise UserError("--dump true --profiler true: dump and profiler can not both be true")
+    dym = [n for n in DYM if getattr(a, n) is not None]
     if len(dym) > 1:
-        raise UserError(f"--{dym[0]} and --{dym[1]}: give at most one of --dymBatch, --dymDims, --dymShape")
+        raise UserError(f"--{dym[0]} and --{dym[1]}: dymBatch dymDims dymHW dymShape cannot be set at the same time")
     if a.input_shape and (a.dymDims or a.dymShape):
         raise UserError("--input_shape and --dymDims/--dymShape say the same thing: give one")
     loop = _loop(a.loop)
@@ -190,6 +219,14 @@ def _check_args(a):
             f"--input {a.input!r}: an empty item; expected DIR1,DIR2 or a.bin,b.bin "
             "(one per model input), or no --input for all-zero inputs"
         )
+    for what in ("profiler", "dump"):  # msame makes OUTPUT/<what> before it loads the model
+        if getattr(a, what) == "true":
+            fsio.make_dirs(os.path.join(a.output, what))
+            print(
+                f"[WARN] --{what} true: no NPU here, nothing to {'profile' if what == 'profiler' else 'dump'}; "
+                f"{os.path.join(a.output, what)} is made as msame makes it and stays empty "
+                "(each inference's time is in the run's run.json)"
+            )
     return loop, inputs
 
 
@@ -204,9 +241,11 @@ def _open_runner(a, inputs):
         a.backend,
         device,
         dym_batch=a.dymBatch,
-        input_shape=a.input_shape or a.dymDims or a.dymShape,
+        input_shape=a.input_shape or a.dymShape,
         output_nodes=a.output_node_names,
         inputs=inputs,
+        dym_hw=a.dymHW,
+        dym_dims=a.dymDims,
     )
 
 

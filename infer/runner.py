@@ -12,6 +12,7 @@ path runs without TensorFlow being imported, and the om path needs neither.
 import contextlib
 import dataclasses
 import importlib
+import itertools
 import json
 import math
 import os
@@ -32,17 +33,20 @@ BACKENDS = {
     "om": "infer.backends.om",
 }
 BY_EXTENSION = {".onnx": "onnxruntime", ".pb": "tf", ".om": "om"}
+_MODEL_IDS = itertools.count(1)
 
 
 class Runner:
     """Base class: public methods check state and inputs, backends implement ``*_impl``."""
 
     backend: str = "?"
+    device_time = None  # a backend that measures the device itself (msame's own print) sets it
 
     def __init__(self, model: str | os.PathLike, signature: Signature) -> None:
         self.model, self.signature = os.fspath(model), signature
         self.inference_time = None
         self.is_active = False
+        self.model_id = None  # ACL's model id: the n-th model loaded in this process, from 1
 
     @property
     def stem(self) -> str:
@@ -53,6 +57,7 @@ class Runner:
         if not self.is_active:
             self.activate_impl()
             self.is_active = True
+            self.model_id = self.model_id or next(_MODEL_IDS)
         return self
 
     def deactivate(self) -> None:
@@ -86,7 +91,7 @@ class Runner:
             self.check_feed(feed)
         t0 = time.perf_counter()
         outs = self.infer_impl(feed)
-        self.inference_time = time.perf_counter() - t0
+        self.inference_time = time.perf_counter() - t0 if self.device_time is None else self.device_time
         res = []
         for t, a in zip(self.signature.outputs, outs):
             a = np.asarray(a)
@@ -112,10 +117,21 @@ class Runner:
 
 
 def load_signature(
-    model, signature=None, backend=None, dym_batch=None, input_shape=None, output_nodes=None, first_files=None
+    model,
+    signature=None,
+    backend=None,
+    dym_batch=None,
+    input_shape=None,
+    output_nodes=None,
+    first_files=None,
+    dym_hw=None,
+    dym_dims=None,
 ):
     """The model's Signature: ``signature`` (path or Signature), else the one beside the
-    model, else (a bare .onnx or .pb) one read from the model itself (infer/modelsig.py)."""
+    model, else (a bare .onnx or .pb) one read from the model itself (infer/modelsig.py);
+    msame's dym flags choose a gear of a card's dynamic model (infer/gears.py)."""
+    from infer import gears
+
     if isinstance(signature, Signature):
         sig = signature
     elif signature:
@@ -125,20 +141,15 @@ def load_signature(
         bare = backend in ("onnxruntime", "tf") and (input_shape or output_nodes or card_beside(model) is None)
         if not bare:
             sig = find_beside(model)
-        elif backend == "onnxruntime":
-            from infer import modelsig
-
-            return modelsig.from_onnx(model, dym_batch, input_shape, first_files)
         else:
             from infer import modelsig
 
-            return modelsig.from_pb(model, input_shape, output_nodes, dym_batch, first_files)
-    if dym_batch is not None and int(dym_batch) != sig.batch:
-        raise UserError(
-            f"--dymBatch {dym_batch}: {sig.path or model} has a static batch of {sig.batch} "
-            "(the dynamic_batch_size parameter is not specified for model conversion)"
-        )
-    return sig
+            if dym_hw is not None:  # a bare model has no image-size gears: its free dims come from --input_shape
+                raise UserError(f"--dymHW {dym_hw}: the dynamic_image_size parameter is not specified for {model}")
+            if backend == "onnxruntime":
+                return modelsig.from_onnx(model, dym_batch, input_shape or dym_dims, first_files)
+            return modelsig.from_pb(model, input_shape or dym_dims, output_nodes, dym_batch, first_files)
+    return gears.select(sig, model, dym_batch, dym_hw, dym_dims, require=not isinstance(signature, Signature))
 
 
 def pick_backend(model):
@@ -154,7 +165,16 @@ def pick_backend(model):
 
 
 def open_runner(
-    model, signature=None, backend=None, device="cpu", dym_batch=None, input_shape=None, output_nodes=None, inputs=None
+    model,
+    signature=None,
+    backend=None,
+    device="cpu",
+    dym_batch=None,
+    input_shape=None,
+    output_nodes=None,
+    inputs=None,
+    dym_hw=None,
+    dym_dims=None,
 ):
     """A Runner for the model; backend from the extension unless given; the signature is
     loaded from ``signature`` (path or Signature), found beside the model, or (a bare
@@ -169,7 +189,7 @@ def open_runner(
     if backend == "checkpoint" and signature is None:
         raise UserError(f"{model}: the checkpoint backend needs the model's signature (--signature)")
     first = _first_files([os.fspath(i) for i in inputs or []])
-    sig = load_signature(model, signature, backend, dym_batch, input_shape, output_nodes, first)
+    sig = load_signature(model, signature, backend, dym_batch, input_shape, output_nodes, first, dym_hw, dym_dims)
     return importlib.import_module(BACKENDS[backend]).make(model, sig, device)
 
 
@@ -493,23 +513,30 @@ def resume_dir(output, want):
     raise UserError(f"{output}: --resume found no run of this model on these inputs; " + "; ".join(why))
 
 
-def _output_ok(path, tensor, fmt):
-    """An output a resumed run may keep: present and complete (size against the signature)."""
+def _output_ok(path, tensor, fmt, nbytes=None):
+    """An output a resumed run may keep: present and complete (size against the signature,
+    or the buffer size msame writes, ``nbytes``)."""
     try:
         if fmt == "TXT":
-            layout.read_output(path, tensor)
+            if nbytes is None:  # a whole-buffer TXT holds more values than the tensor: present is enough
+                layout.read_output(path, tensor)
             return True
-        return os.stat(path).st_size == tensor.nbytes
+        return os.stat(path).st_size == (nbytes or tensor.nbytes)
     except (OSError, UserError):
         return False
 
 
-def run_inputs(runner, inputs, output, fmt="BIN", resume=False, loop=1, progress=True, log=None):
+def run_inputs(runner, inputs, output, fmt="BIN", resume=False, loop=1, progress=True, log=None, output_size=None):
     """Run every input file (msame folder / file / zero mode), write msame's output layout
     under ``output/<T>/`` with the run record ``run.json`` in it; return the run folder.
 
-    ``log``: a callable taking msame's console lines (None: silent)."""
+    ``log``: a callable taking msame's console lines (None: silent); ``output_size``:
+    msame's --outputSize (bytes per output buffer; files are written as whole buffers)."""
+    from infer import gears
+
+    sizes = gears.file_sizes(runner.signature, output_size)
     run = _plan_run(runner, [os.fspath(i) for i in inputs], output, fmt, resume, loop, log)
+    run.sizes = sizes or [None] * len(runner.signature.outputs)
     try:
         return _execute(run, progress)
     except UserError:
@@ -537,6 +564,7 @@ class _Run:
     done: list = dataclasses.field(default_factory=list)  # stems run
     skipped: list = dataclasses.field(default_factory=list)  # stems a resumed run already had
     redone: list = dataclasses.field(default_factory=list)  # stems a resumed run had in part
+    sizes: list = dataclasses.field(default_factory=list)  # bytes per output file (None: the output's own)
 
     def say(self, line):
         if self.log:
@@ -558,7 +586,7 @@ def _plan_run(runner, inputs, output, fmt, resume, loop, log):
     previous = layout.read_record(run_dir) if run_dir else None
     if run_dir is None:
         run_dir = layout.new_run_dir(output)
-    loop = int(loop) if mode == "file" else 1
+    loop = int(loop) if mode != "folder" else 1  # msame loops in file and zero mode, not in folder mode
     return _Run(runner, mode, items, checks, fmt, loop, resume, record, run_dir, previous, log)
 
 
@@ -620,7 +648,8 @@ def _run_files(run, bar):
 def _kept_by_resume(run, stem, outs):
     """True when a resumed run already holds this file's complete outputs."""
     present = [os.path.exists(p) for p in outs]
-    if all(present) and all(_output_ok(p, t, run.fmt) for p, t in zip(outs, run.runner.signature.outputs)):
+    sig = run.runner.signature
+    if all(present) and all(_output_ok(p, t, run.fmt, n) for p, t, n in zip(outs, sig.outputs, run.sizes)):
         run.skipped.append(stem)
         return True
     if any(present):
@@ -650,8 +679,10 @@ def _infer(run, feed):
 
 
 def _write_outputs(run, outs, res):
-    for p, a in zip(outs, res):
-        layout.write_output(p, a, run.fmt)
+    from infer.gears import fit
+
+    for p, a, n in zip(outs, res, run.sizes):
+        layout.write_output(p, fit(a, n), run.fmt)
     run.say("[INFO] output data success")
     if run.mode == "folder":
         run.say("[INFO] destroy model input success")

@@ -33,12 +33,9 @@ def test_folder_mode_console_and_layout(tmp_path):
         tmp_path / "out",
         "--outfmt",
         "TXT",
-        "--dymHW",
-        "6,6",
     )
     assert r.returncode == 0, r.stderr
     out = r.stdout.splitlines()
-    assert out[0].startswith("[WARN] --dymHW")
     i = out.index("[INFO] create model output success")
     run_dir = out[i + 1]
     assert re.fullmatch(r"\d{6,8}_\d{1,2}_\d{1,2}_\d{1,2}_\d{1,6}", os.path.basename(run_dir))

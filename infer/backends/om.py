@@ -14,6 +14,7 @@ from infer import layout
 from infer.runner import Runner
 
 TIME_RE = re.compile(r"Inference time: ([0-9.eE+-]+) ?ms")
+ID_RE = re.compile(r"unload model success, model Id is (\d+)")
 
 
 class MsameRunner(Runner):
@@ -61,8 +62,10 @@ class MsameRunner(Runner):
             err = [ln for ln in r.stdout.splitlines() if ln.startswith("[ERROR]")] or ["no output"]
             raise UserError(f"{self.model}: msame failed (exit {r.returncode}): {err[0]}")
         found = layout.collect_outputs(out).get(layout.stem_of(self.model), {})
-        m = TIME_RE.findall(r.stdout)
+        m = TIME_RE.findall(r.stdout)  # the device time msame measured, not this process's wall time
         self.device_time = float(m[-1]) / 1e3 if m else None
+        ids = ID_RE.findall(r.stdout)
+        self.model_id = int(ids[-1]) if ids else self.model_id
         res = [layout.read_output(found[i], t) if i in found else None for i, t in enumerate(self.signature.outputs)]
         if any(a is None for a in res):
             raise UserError(
