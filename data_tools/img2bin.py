@@ -46,6 +46,7 @@ if __package__ in (None, ""):  # `python stage/tool.py` without the package inst
 
 from common.cli import ArgumentParser, add_data_dir, add_force, add_input, add_output, add_verbosity  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
+from common.log import log  # noqa: E402
 from data_tools.dataset_bins import images_to_set, input_roles, model_spec, write_dataset  # noqa: E402
 from data_tools.image_tool import DTYPES, Preprocess, images_to_bins  # noqa: E402
 from data_tools.staging import interruptible  # noqa: E402
@@ -107,7 +108,9 @@ def parser():
 
 
 def _floats(s, flag, n, default):
-    """-m / -c: exactly one finite number per output channel."""
+    """-m / -c: exactly one finite number per output channel. GRAY (n = 1) also takes the
+    three values of the real tool's default and of a BGR/RGB command: the real img2bin
+    uses the first (``input_img[:, :] -= args.mean[0]``), said in one line when they differ."""
     if s is None:
         return [float(default)] * n
     try:
@@ -115,9 +118,14 @@ def _floats(s, flag, n, default):
         v = [float(x) for x in (v if isinstance(v, list) else [v])]
     except (ValueError, TypeError):
         raise UserError(f"{flag}: expected a JSON list of numbers like [104,117,123], found {s!r}") from None
+    if n == 1 and len(v) == 3:
+        if len(set(v)) > 1:
+            log.info("%s %s: GRAY uses the first value, %g, as Ascend's img2bin does", flag, s, v[0])
+        v = v[:1]
     if len(v) != n:
+        also = " (or 3, of which GRAY uses the first)" if n == 1 else ""
         raise UserError(
-            f"{flag}: expected {n} value(s), one per output channel ({n} for this -f), found {len(v)} in {s!r}"
+            f"{flag}: expected {n} value(s){also}, one per output channel ({n} for this -f), found {len(v)} in {s!r}"
         )
     if not all(math.isfinite(x) for x in v):
         raise UserError(f"{flag}: expected finite numbers, found {s!r}")

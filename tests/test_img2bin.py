@@ -70,6 +70,22 @@ def test_gray_stays_hw_and_uint8_nhwc_and_yuv(tmp_path):
     np.testing.assert_array_equal(y[8:, 1::2], ((sub @ [-21, -110, 131]) >> 8) + 128 & 0xFF)
 
 
+@pytest.mark.parametrize("mean,coef", [(None, None), ("[104,117,123]", "[0.5,2,3]"), ("[7]", "[0.25]")])
+def test_gray_takes_the_first_of_three_values(tmp_path, mean, coef):
+    """The real img2bin's GRAY branch: ``input_img[:, :] -= args.mean[0]`` and
+    ``*= args.coefficient[0]``, whatever the list holds (its default is [0, 0, 0]), so a BGR
+    command with only -f changed to GRAY runs and uses the first value."""
+    (tmp_path / "in").mkdir()
+    _img(tmp_path / "in" / "g.png", 6, 6)
+    img = cv2.imread(str(tmp_path / "in" / "g.png"))
+    args = ["-i", str(tmp_path / "in"), "-w", "6", "-h", "6", "-f", "GRAY", "-t", "float32", "-o", str(tmp_path / "o")]
+    args += ["-m", mean, "-c", coef] if mean else []
+    assert img2bin.main(args) == 0
+    m, c = (float(mean.strip("[]").split(",")[0]), float(coef.strip("[]").split(",")[0])) if mean else (0.0, 1.0)
+    gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "o" / "g.bin", np.float32), ((gray - m) * c).ravel())
+
+
 def test_sorted_txt_and_collision(tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()

@@ -172,7 +172,7 @@ def test_nv12_wraps_u_and_v_like_the_real_tool(tmp_path):
         (["-m", "[1,2,3,4,5]"], ["-m", "expected 3 value", "found 5"]),
         (["-c", "[1,NaN,1]"], ["-c", "finite"]),
         (["-m", "[Infinity,0,0]"], ["-m", "finite"]),
-        (["-f", "GRAY", "-m", "[0,0,0]"], ["-m", "expected 1 value", "found 3"]),
+        (["-f", "GRAY", "-m", "[0,0]"], ["-m", "expected 1 value", "found 2"]),
         (["--seed", "-1"], ["--seed", ">= 0", "-1"]),
         (["-w", "100000"], ["16384", "-w 100000"]),
         (["-h", "-3"], ["greater than 0", "-h -3"]),
