@@ -19,6 +19,7 @@ TOOLS = {  # name -> (module, what it does)
     "export-images": ("data_tools.export_images", "a dataset split as PNG files + labels.txt"),
     "fetch-data": ("data_tools.fetch_data", "download or import CIFAR-10 and binarized MNIST"),
     "msame": ("infer.msame", "msame: run a model on .bin inputs, msame's output layout"),
+    "ais_bench": ("infer.ais_bench", "ais_bench (msame's successor): its flags, output files and summary"),
     "reference": ("verify.reference", "golden outputs from the checkpoint"),
     "loss-check": ("verify.loss_check", "offline outputs vs golden outputs, PASS/FAIL"),
     "compare-layers": ("verify.compare_layers", "the precision doctor: layer by layer, keep_dtype list"),

@@ -14,6 +14,10 @@ space, a newline after each row of the last dimension; rank-1 outputs on one lin
 no newline; NaN with its sign bit set is ``-nan`` (glibc); int8/uint8 values are written
 as one character each (C++ streams ``int8_t`` as ``char``: msame's behaviour, kept).
 
+An ais_bench run folder (its ``<name>_summary.json`` beside it) is read through
+infer/ais_layout.py, its owner: ``select_run``, ``collect_outputs`` and ``read_output``
+take either tool's folders.
+
 Each run folder also holds ``run.json`` (``RECORD``): what produced it (model and
 signature digests, input folders and a digest of their file lists, outfmt, backend) and
 the latency summary. Runs are chosen by ``select_run`` (content, never modification time).
@@ -32,6 +36,7 @@ import numpy as np
 from common import fsio
 from common.errors import UserError
 from freeze.signature import Tensor
+from infer import ais_layout
 
 OUTPUT_RE = re.compile(r"^(?P<stem>.+)_output_(?P<index>\d+)\.(?P<ext>bin|txt)$")
 
@@ -147,6 +152,8 @@ def read_output(path: str | os.PathLike, tensor: Tensor | None = None) -> np.nda
     """Read one output file (BIN or TXT) as a flat array; checks its size against the
     signature Tensor when one is given."""
     path = os.fspath(path)
+    if path.endswith(".npy") or ais_layout.is_run(os.path.dirname(path) or "."):
+        return ais_layout.read_output(path, tensor)
     if path.endswith(".txt"):
         if tensor is not None and tensor.dtype in ("int8", "uint8"):
             return _read_txt_chars(path, tensor)
@@ -236,7 +243,7 @@ def listing_digest(names_sizes: Iterable[tuple[str, int]]) -> str:
 
 def _has_outputs(d):
     try:
-        return any(OUTPUT_RE.match(n) for n in os.listdir(d))
+        return any(OUTPUT_RE.match(n) for n in os.listdir(d)) or ais_layout.is_run(d)
     except OSError:
         return False
 
@@ -283,6 +290,8 @@ def latest_run_dir(path: str | os.PathLike) -> str:
 def collect_outputs(path: str | os.PathLike) -> dict[str, dict[int, str]]:
     """{stem: {index: file path}} for the output files in a run folder (``select_run``)."""
     d = select_run(path)
+    if ais_layout.is_run(d):
+        return ais_layout.collect(d)
     found = {}
     for n in sorted(os.listdir(d)):
         m = OUTPUT_RE.match(n)

@@ -10,6 +10,7 @@ import os
 from common import fsio
 from common.errors import UserError
 from data_tools import binfiles
+from infer import ais_layout
 
 SKIP_DIRS = {"inputs", "img"}  # input bins (and the manifest) hold no stage report
 MODE_ORDER = ("force_fp32", "must_keep_origin_dtype", "allow_fp32_to_fp16", "allow_mix_precision", "force_fp16")
@@ -28,6 +29,8 @@ def kind_of(d: object) -> str | None:
         return "doctor"
     if str(d.get("format", "")).startswith("ascend-road-run/") or {"latency_ms", "backend"} <= set(d):
         return "summary"
+    if {"NPU_compute_time", "npu_compute_time_list"} <= set(d):  # ais_bench's OUT/<T>_summary.json
+        return "summary"
     return None
 
 
@@ -45,6 +48,8 @@ def collect(path: str) -> dict:
             except UserError:
                 continue  # not JSON: not a stage's report
             k = kind_of(data)
+            if k == "summary" and "NPU_compute_time" in data:  # ais_bench's, read by its layout's owner
+                data = ais_layout.as_run_summary(data, p)
             if k:
                 data["_path"] = p
                 found[k].append(data)
@@ -92,9 +97,10 @@ class Road:
         for p in (os.path.normpath(target) + "_summary.json", os.path.join(target, "run.json")):
             if os.path.isfile(p):
                 try:
-                    return fsio.read_json(p, "")
+                    d = fsio.read_json(p, "")
                 except UserError:
                     return None
+                return ais_layout.as_run_summary(d, p) if isinstance(d, dict) and "NPU_compute_time" in d else d
         return None
 
     def signature_at(self, path: str | None) -> dict | None:
