@@ -535,7 +535,7 @@ def bench(a):
             _save(outs, prefix, infiles, a, i, k, filesinfo)
     t1 = time.time()
     batch = sum(batches) / len(batches) if batches else _batchsize(a, descs)
-    s = ais_layout.make_summary(filesinfo, sys.argv, session.sumary().exec_time_list, batch)
+    s = ais_layout.make_summary(filesinfo, a.argv, session.sumary().exec_time_list, batch)
     print("\n".join(ais_layout.summary_lines(s, batch, a.display_all_summary)))
     if prefix is not None:
         ais_layout.write_summary(prefix, s)
@@ -616,6 +616,7 @@ def multidevice(a, argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     a = parser().parse_args(argv)
+    a.argv = [sys.argv[0], *argv]  # the summary's "args": the command line, as ais_bench's sys.argv
     _check(a)
     if isinstance(a.device, list):
         return multidevice(a, argv)
