@@ -390,7 +390,10 @@ def plan(inputs, descs, no_combine=False):
     else:
         raise UserError(f"Invalid args. {inputs[0]} of --input is invalid (not a file or a folder)")
     if len(fileslist) != n_in:
-        raise UserError(f"--input: fileslist:{len(fileslist)} intensor:{n_in} not match (one group per model input)")
+        raise UserError(
+            f"--input {','.join(inputs)}: the model has {n_in} inputs, {len(inputs)} file(s) given; give the "
+            "files of input 0, then of input 1, ... (an equal number each), or one folder per input"
+        )
     filesize, tensorsize = _file_size(fileslist[0][0]), descs[0].realsize
     if no_combine:
         k = 1
@@ -402,7 +405,16 @@ def plan(inputs, descs, no_combine=False):
     runs = math.ceil(len(fileslist[0]) / k)
     if any(len(g) < runs for g in groups):
         raise UserError(f"--input: input 0 has {len(fileslist[0])} files, another input fewer")
-    return [[groups[j][i] for j in range(n_in)] for i in range(runs)], k
+    plan = [[groups[j][i] for j in range(n_in)] for i in range(runs)]
+    for infiles in plan if not no_combine else ():  # every size checked before anything runs or is written
+        for files, d in zip(infiles, descs):
+            n = sum(_file_size(files[0] if f == PADDING else f) for f in files)
+            if n != d.realsize:
+                raise UserError(
+                    f"{files[0]}: input {d.name!r} expects {d.realsize} bytes ({d.shape} {d.datatype.name}) "
+                    f"per inference; {len(files)} file(s) give {n}"
+                )
+    return plan, k
 
 
 def _read(files, desc, pure_type, keep_shape=False):
@@ -499,16 +511,19 @@ def bench(a):
         for what, ds in (("input", session.get_inputs()), ("output", session.get_outputs())):
             for d in ds:
                 print(f"[DEBUG] {what} {d.name}: {d.datatype} {d.shape} size {d.size} realsize {d.realsize}")
-    prefix = None
-    if a.output is not None:
-        prefix = ais_layout.run_dir(a.output, a.output_dirname)
-        print(f"[INFO] output path:{prefix}")
     descs = session.get_inputs()
     inputs = [] if a.input is None else [s for s in a.input.split(",")]
     if inputs:
         runs, k = plan(inputs, descs, a.no_combine)
     else:
         runs, k = [[[ais_layout.PURE] for _ in descs]], 1
+    for i, d in enumerate(session.get_outputs()):
+        if a.output_batchsize_axis >= len(d.shape):
+            raise UserError(f"--output_batchsize_axis {a.output_batchsize_axis}: output {i} has shape {d.shape}")
+    prefix = None
+    if a.output is not None:
+        prefix = ais_layout.run_dir(a.output, a.output_dirname)
+        print(f"[INFO] output path:{prefix}")
     batches = []
 
     def feeds(infiles):

@@ -158,6 +158,10 @@ def test_bad_flags_one_line(model, tmp_path, capsys):
     ]:
         rc, out, err = _ais(capsys, "-m", model["onnx"], *args)
         assert rc == 2 and words in err and len(err.strip().splitlines()) == 1, (args, err)
+    write_bins(tmp_path / "in", 3)
+    np.zeros(5, np.float32).tofile(tmp_path / "in" / "u" / "b002.bin")  # the last file short: found before any run
+    rc, out, err = _ais(capsys, "-m", model["onnx"], "-i", f"{tmp_path}/in/x,{tmp_path}/in/u", "-o", tmp_path / "w")
+    assert rc == 2 and "b002.bin: input 'u' expects 1152 bytes" in err and not os.path.exists(tmp_path / "w")
     rc, out, err = _ais(capsys, "-m", model["onnx"], "-o", tmp_path / "p", "--profiler", "true")
     assert rc == 0 and os.path.isdir(tmp_path / "p" / "profiler")
     cfg = json.load(open(tmp_path / "p" / "acl.json"))  # miscellaneous.get_acl_json_path
