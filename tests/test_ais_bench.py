@@ -319,3 +319,13 @@ def test_script_against_the_documented_api(model, tmp_path):
     feed = {"x": rng.rand(B, H, W, C).astype(np.float32), "u": rng.rand(B, H, W, F).astype(np.float32)}
     with open_runner(model["onnx"]) as ref:
         np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), ref.infer(feed)[0])
+
+
+def test_msame_run_with_an_old_summary_beside_stays_msame(tmp_path):
+    """This project's runner once wrote OUT/<T>_summary.json beside msame runs: only a
+    summary with ais_bench's fields makes a folder an ais_bench run."""
+    run = tmp_path / "2023610_22_48_32_123456"
+    run.mkdir()
+    np.arange(3, dtype=np.float32).tofile(run / "b000_output_0.bin")
+    (tmp_path / (run.name + "_summary.json")).write_text(json.dumps({"latency_ms": {}, "backend": "onnxruntime"}))
+    assert layout.collect_outputs(tmp_path) == {"b000": {0: str(run / "b000_output_0.bin")}}
