@@ -199,3 +199,20 @@ def test_om_backend_takes_msame_device_time_and_id(model, tmp_path, monkeypatch)
     with open_runner(om) as r:
         r.infer(feed)
         assert r.inference_time == pytest.approx(0.731e-3) and r.model_id == 7
+
+
+def test_om_backend_passes_the_gear_to_msame(tmp_path, monkeypatch):
+    """A gear chosen for an .om goes to the real msame as its flag, and the whole-buffer
+    files msame writes are read back as the gear's output (its values come first)."""
+    m = write_dyn(tmp_path / "m", "batch", "x:-1,2,3", [[1], [3], [4]])
+    shutil.copyfile(m, tmp_path / "m" / "dyn.om")
+    fake = tmp_path / "bin" / "msame"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\nexec {sys.executable} {MSAME} --backend onnxruntime "$@"\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    x = np.arange(18, dtype=np.float32).reshape(3, 2, 3)
+    with open_runner(tmp_path / "m" / "dyn.om", dym_batch="3") as r:
+        y, s = r.infer({"x": x})
+    np.testing.assert_array_equal(y, 2 * x + 1)
+    np.testing.assert_allclose(s, (2 * x + 1).sum(axis=(1, 2)), rtol=1e-6)

@@ -10,7 +10,7 @@ import tempfile
 import numpy as np
 
 from common.errors import UserError
-from infer import layout
+from infer import gears, layout
 from infer.runner import Runner
 
 TIME_RE = re.compile(r"Inference time: ([0-9.eE+-]+) ?ms")
@@ -55,6 +55,7 @@ class MsameRunner(Runner):
             "BIN",
             "--device",
             str(self.device_id),
+            *gear_flags(self.signature),
         ]
         r = subprocess.run(cmd, capture_output=True, text=True)
         # msame's exit code is unreliable: success is its last line plus the output files
@@ -66,13 +67,35 @@ class MsameRunner(Runner):
         self.device_time = float(m[-1]) / 1e3 if m else None
         ids = ID_RE.findall(r.stdout)
         self.model_id = int(ids[-1]) if ids else self.model_id
-        res = [layout.read_output(found[i], t) if i in found else None for i, t in enumerate(self.signature.outputs)]
+        res = [_front(found[i], t) if i in found else None for i, t in enumerate(self.signature.outputs)]
         if any(a is None for a in res):
             raise UserError(
                 f"{self.model}: msame wrote {sorted(found)} outputs, the signature has {len(self.signature.outputs)}"
             )
         shutil.rmtree(out, ignore_errors=True)
         return res
+
+
+def gear_flags(sig):
+    """msame's flag for the gear the signature was chosen at (infer/gears.py), if any."""
+    d = gears.dynamic(sig) or {}
+    if "gear" not in d:
+        return []
+    g = d["gear"]
+    if d["flag"] == "dynamic_batch_size":
+        return ["--dymBatch", str(g[0])]
+    if d["flag"] == "dynamic_image_size":
+        return ["--dymHW", f"{g[0]},{g[1]}"]
+    return ["--dymDims", ";".join(f"{t.op}:{','.join(map(str, t.shape))}" for t in sig.inputs)]
+
+
+def _front(path, t):
+    """An output as msame wrote it: a whole buffer (a gear's, or --outputSize's) holds the
+    output's values first."""
+    a = np.fromfile(path, t.np_dtype)
+    if a.size < t.size:
+        raise UserError(f"{path}: msame wrote {a.size} values for output {t.name!r} {t.shape}, expected {t.size}")
+    return a[: t.size].reshape(t.shape)
 
 
 def make(model, signature, device="cpu"):
