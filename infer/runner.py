@@ -513,15 +513,13 @@ def resume_dir(output, want):
     raise UserError(f"{output}: --resume found no run of this model on these inputs; " + "; ".join(why))
 
 
-def _output_ok(path, tensor, fmt, nbytes=None):
-    """An output a resumed run may keep: present and complete (size against the signature,
-    or the buffer size msame writes, ``nbytes``)."""
+def _output_ok(path, tensor, fmt):
+    """An output a resumed run may keep: present and complete (size against the signature)."""
     try:
         if fmt == "TXT":
-            if nbytes is None:  # a whole-buffer TXT holds more values than the tensor: present is enough
-                layout.read_output(path, tensor)
+            layout.read_output(path, tensor)
             return True
-        return os.stat(path).st_size == (nbytes or tensor.nbytes)
+        return os.stat(path).st_size == tensor.nbytes
     except (OSError, UserError):
         return False
 
@@ -564,7 +562,8 @@ class _Run:
     done: list = dataclasses.field(default_factory=list)  # stems run
     skipped: list = dataclasses.field(default_factory=list)  # stems a resumed run already had
     redone: list = dataclasses.field(default_factory=list)  # stems a resumed run had in part
-    sizes: list = dataclasses.field(default_factory=list)  # bytes per output file (None: the output's own)
+    sizes: list = dataclasses.field(default_factory=list)  # bytes per output file, None: the output's own
+    # (a whole-buffer file, --outputSize or a gear, fails _output_ok's size check: --resume redoes it)
 
     def say(self, line):
         if self.log:
@@ -648,8 +647,7 @@ def _run_files(run, bar):
 def _kept_by_resume(run, stem, outs):
     """True when a resumed run already holds this file's complete outputs."""
     present = [os.path.exists(p) for p in outs]
-    sig = run.runner.signature
-    if all(present) and all(_output_ok(p, t, run.fmt, n) for p, t, n in zip(outs, sig.outputs, run.sizes)):
+    if all(present) and all(_output_ok(p, t, run.fmt) for p, t in zip(outs, run.runner.signature.outputs)):
         run.skipped.append(stem)
         return True
     if any(present):
