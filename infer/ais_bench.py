@@ -512,9 +512,16 @@ def bench(a):
             for d in ds:
                 print(f"[DEBUG] {what} {d.name}: {d.datatype} {d.shape} size {d.size} realsize {d.realsize}")
     descs = session.get_inputs()
+    if a.batchsize is None:
+        print(f"[INFO] try get model batchsize:{_batchsize(a, descs)}")
     inputs = [] if a.input is None else [s for s in a.input.split(",")]
     if inputs:
         runs, k = plan(inputs, descs, a.no_combine)
+        first = runs[0][0][0]
+        print(
+            f"[INFO] get filesperbatch files0 size:{_file_size(first)} tensor0size:{descs[0].realsize} "
+            f"filesperbatch:{k} runcount:{len(runs)}"
+        )
     else:
         runs, k = [[[ais_layout.PURE] for _ in descs]], 1
     for i, d in enumerate(session.get_outputs()):
