@@ -130,7 +130,10 @@ def _loop(v):
 def describe(sig):
     """msame's --debug true model description (ModelProcess::PrintDesc): per input then
     per output its size, dims (each followed by a space, on their own line), name,
-    aclFormat and aclDataType numbers; then the end line."""
+    aclFormat and aclDataType numbers; a dynamic model's batch or image-size gears; then
+    the end line."""
+    from infer import gears
+
     lines = [
         "[DEBUG] start print model description",
         f"[DEBUG] NumInputs: {len(sig.inputs)}",
@@ -146,6 +149,11 @@ def describe(sig):
                 f"[DEBUG] the Format of {i} {kind}: {ACL_FORMAT.get(t.layout, 2)}",
                 f"[DEBUG] the DataType of {i} {kind}: {ACL_DTYPE.get(t.dtype, -1)}",
             ]
+    d = gears.dynamic(sig) or {}
+    if d.get("flag") == "dynamic_batch_size":  # PrintDesc: the gears, each followed by a space
+        lines += ["[DEBUG] DynamicBatch:", "".join(f"{g[0]} " for g in d["gears"])]
+    elif d.get("flag") == "dynamic_image_size":  # `cout << hw[i][0] << hw[i][1] << " "`: no separator
+        lines += ["[DEBUG] DynamicHW:", "".join(f"{g[0]}{g[1]} " for g in d["gears"])]
     lines.append("[DEBUG] end print model description")
     print("\n".join(lines))
 

@@ -216,3 +216,17 @@ def test_om_backend_passes_the_gear_to_msame(tmp_path, monkeypatch):
         y, s = r.infer({"x": x})
     np.testing.assert_array_equal(y, 2 * x + 1)
     np.testing.assert_allclose(s, (2 * x + 1).sum(axis=(1, 2)), rtol=1e-6)
+
+
+def test_debug_lists_the_gears(tmp_path, capsys):
+    """PrintDesc: "DynamicBatch:" then each batch gear and a space; "DynamicHW:" then each
+    gear as `hw[0] << hw[1] << " "` (no separator between h and w)."""
+    m = write_dyn(tmp_path / "b", "batch", "x:-1,2,3", [[1], [3], [4]])
+    rc, out, err = _msame(capsys, "-m", m, "-o", tmp_path / "o", "-y", "1", "-g", "true")
+    assert rc in (0, None), err
+    i = out.index("[DEBUG] DynamicBatch:")
+    assert out[i + 1 : i + 3] == ["1 3 4 ", "[DEBUG] end print model description"]
+    m = write_dyn(tmp_path / "h", "hw", "x:1,-1,-1", [[2, 3], [4, 5]])
+    rc, out, err = _msame(capsys, "-m", m, "-o", tmp_path / "o2", "--dymHW", "4,5", "--debug", "true")
+    assert rc in (0, None), err
+    assert out[out.index("[DEBUG] DynamicHW:") + 1] == "23 45 "
