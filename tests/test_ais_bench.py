@@ -334,3 +334,32 @@ def test_msame_run_with_an_old_summary_beside_stays_msame(tmp_path):
     np.arange(3, dtype=np.float32).tofile(run / "b000_output_0.bin")
     (tmp_path / (run.name + "_summary.json")).write_text(json.dumps({"latency_ms": {}, "backend": "onnxruntime"}))
     assert layout.collect_outputs(tmp_path) == {"b000": {0: str(run / "b000_output_0.bin")}}
+
+
+def test_auto_set_dymdims_mode_one_gear_per_file(tmp_path, capsys):
+    """--auto_set_dymdims_mode: no concatenation, each .npy file's shape sets the dims gear
+    of its inference (__main__.set_dymdims_shape); the batch size is the mean of theirs."""
+    m = write_dyn(tmp_path / "m", "dims", "x:-1,-1,3", [[1, 2], [2, 4]])
+    (tmp_path / "in").mkdir()
+    a, b = np.ones((1, 2, 3), np.float32), np.arange(24, dtype=np.float32).reshape(2, 4, 3)
+    np.save(tmp_path / "in" / "a.npy", a)
+    np.save(tmp_path / "in" / "b.npy", b)
+    rc, out, err = _ais(
+        capsys,
+        "-m",
+        m,
+        "-i",
+        tmp_path / "in",
+        "-o",
+        tmp_path / "o",
+        "--output_dirname",
+        "r",
+        "--auto_set_dymdims_mode",
+        "1",
+        "--outfmt",
+        "NPY",
+    )
+    assert rc == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "o" / "r" / "a_0.npy"), 2 * a + 1)
+    np.testing.assert_array_equal(np.load(tmp_path / "o" / "r" / "b_0.npy"), 2 * b + 1)
+    assert any(ln.startswith("[INFO] throughput 1000*batchsize.mean(1.5)/") for ln in out)
