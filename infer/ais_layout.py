@@ -219,7 +219,8 @@ def as_run_summary(d: dict, path: str) -> dict:
         "backend": "ais_bench",
         "model": model,
         "batch": batch,
-        "images": len(d.get("filesinfo") or {}) or None,
+        "images": None,  # filesinfo counts input files; how many rows each held is not recorded
+        "files": len(d.get("filesinfo") or {}) or None,
         "latency_ms": {"median": npu.get("median"), "p99": npu.get(f"percentile({SCALE}%)"), "mean": npu.get("mean")},
         "throughput_images_per_s": thr,
     }
