@@ -214,6 +214,8 @@ def _check_args(a):
     dym = [n for n in DYM if getattr(a, n) is not None]
     if len(dym) > 1:
         raise UserError(f"--{dym[0]} and --{dym[1]}: dymBatch dymDims dymHW dymShape cannot be set at the same time")
+    if a.dymShape is not None and not a.input.strip():  # sample_process.cpp's check
+        raise UserError(f"--dymShape {a.dymShape}: the dymShape parameter must be used with the input parameter")
     if a.input_shape and (a.dymDims or a.dymShape):
         raise UserError("--input_shape and --dymDims/--dymShape say the same thing: give one")
     loop = _loop(a.loop)

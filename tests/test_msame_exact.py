@@ -90,6 +90,8 @@ def test_static_model_refuses_dym_flags(model, tmp_path, capsys, flag, value, wo
 def test_two_dym_flags_refused(model, tmp_path, capsys):
     rc, out, err = _msame(capsys, "-m", model["onnx"], "-o", tmp_path / "o", "--dymBatch", "2", "--dymHW", "6,6")
     assert rc == 2 and "dymBatch dymDims dymHW dymShape cannot be set at the same time" in err
+    rc, out, err = _msame(capsys, "-m", model["onnx"], "-o", tmp_path / "o", "--dymShape", "x:2,6,6,3;u:2,6,6,4")
+    assert rc == 2 and "the dymShape parameter must be used with the input parameter" in err
 
 
 def test_dym_batch_gear_file_length(tmp_path, capsys):
