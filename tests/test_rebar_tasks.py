@@ -287,3 +287,17 @@ def test_sp_trains_freezes_and_walks_the_road(mnist_dir, tmp_path, capsys):
     assert report.main(["--road", str(road), "--train", f"{wd}:CPU", "-o", str(tmp_path / "report")]) == 0
     html = (tmp_path / "report" / "index.html").read_text()
     assert "x_top" in html and "PASS" in html
+
+
+@pytest.mark.slow
+def test_variance_table_for_sp(mnist_dir, tmp_path, capsys):
+    from train import rebar_variance
+
+    argv = ["--data_path", mnist_dir, "--hparams", "model=SBNRebar,task=sp,n_layer=2,learning_rate=0.0003"]
+    argv += ["--estimators", "REINFORCE,REBAR", "--draws", "20", "--cv_steps", "30", "--out", str(tmp_path / "v")]
+    assert rebar_variance.main(argv) == 0
+    assert "task=sp" in capsys.readouterr().out
+    res = json.loads((tmp_path / "v" / "variance.json").read_text())
+    assert res["hparams"]["task"] == "sp"
+    r = res["results"]
+    assert r["REBAR"]["log_variance_q"] < r["REINFORCE"]["log_variance_q"] - 1
