@@ -201,21 +201,48 @@ def _test_record(wd):
         return [r for r in map(json.loads, f) if r.get("split") == "test"][-1]
 
 
-def test_omni_trains_on_chardata(omni_dir, tmp_path):
+@pytest.fixture(scope="module")
+def omni_run(omni_dir, tmp_path_factory):
     d, _, _ = omni_dir
-    wd = tmp_path / "omni"
+    wd = tmp_path_factory.mktemp("omni_run")
     assert _train(d, wd, "model=SBNDynamicRebar,task=omni,n_layer=2,n_hidden=8,batch_size=6") == 0
+    return wd
+
+
+def test_omni_trains_on_chardata(omni_dir, omni_run):
+    d, wd = omni_dir[0], omni_run
     _, info = runinfo.resolve(str(wd))
     st = info["data_stats"]
-    assert (st["dataset"], st["n_train"], st["n_valid"], st["n_test"]) == (
-        "omniglot",
-        30,
-        4,
-        4,
-    )  # valid and test cut by --eval_limit
+    assert (st["dataset"], st["n_train"], st["n_valid"], st["n_test"]) == ("omniglot", 30, 4, 4)  # --eval_limit 4
     mean_xs = tf.train.load_checkpoint(str(wd / "model.ckpt-6")).get_tensor("mean_xs")
     np.testing.assert_allclose(mean_xs, datasets.load_omniglot(d, "train").mean(0), atol=1e-6)
     assert np.isfinite(_test_record(wd)["iwae"])
+
+
+@pytest.mark.slow
+def test_omni_freezes_and_takes_omniglot_bins(omni_dir, omni_run, tmp_path, capsys):
+    from data_tools import img2bin
+    from freeze import freeze_rebar
+    from verify import loss_check
+
+    d = omni_dir[0]
+    model, bins = tmp_path / "model", tmp_path / "bins"
+    assert freeze_rebar.main(["--ckpt", str(omni_run), "--batch", "2", "--samples", "3", "--out", str(model)]) == 0
+    sig = str(model / "rebar.json")
+    argv = ["--split", "test", "--signature", sig, "--data-dir", str(d), "-o", str(bins), "--limit", "3"]
+    assert img2bin.main(["--dataset", "binarized_mnist"] + argv) == 2  # an Omniglot model is evaluated on Omniglot
+    assert "is evaluated on omniglot, found --dataset binarized_mnist" in capsys.readouterr().err
+    assert img2bin.main(["--dataset", "omniglot"] + argv) == 0
+    first = sorted(os.listdir(bins / "x"))[0]
+    got = np.fromfile(bins / "x" / first, np.float32).reshape(2, 784)
+    np.testing.assert_array_equal(got, datasets.load_omniglot(d, "test")[:2])
+    # the frozen graph itself as the offline model, against golden outputs from the checkpoint
+    from infer import msame
+
+    ins = f"{bins / 'x'},{bins / 'u'}"
+    assert msame.main(["--model", str(model / "rebar.pb"), "--input", ins, "--output", str(tmp_path / "out")]) == 0
+    argv = ["--signature", sig, "--offline", str(tmp_path / "out"), "--reference", str(tmp_path / "ref")]
+    assert loss_check.main(argv + ["--checkpoint-reference", "--inputs", ins, "--no-progress"]) == 0
 
 
 def test_dynamic_b_trains_on_float_mnist(tmp_path):
