@@ -235,12 +235,17 @@ def read_omniglot(path):
 
 
 def load_omniglot(data_dir=None, split="train", binarize=True):
-    """Omniglot split as the reference splits it: binarised once with seed 5 (train, then
-    test, from one stream) unless ``binarize=False`` (floats, for dynamic binarisation),
-    the training images permuted with seed 123 and the last 1345 kept for validation.
-    uint8 {0,1} when binarized, else float32."""
+    """One Omniglot split (see omniglot_splits)."""
     if split not in MNIST_SPLITS:
         raise UserError(f"Omniglot split must be one of {MNIST_SPLITS}, got {split!r}")
+    return omniglot_splits(data_dir, binarize)[split]
+
+
+def omniglot_splits(data_dir=None, binarize=True):
+    """{split: images} as the reference splits Omniglot: binarised once with seed 5 (train,
+    then test, from one stream) unless ``binarize=False`` (floats, for dynamic binarisation),
+    the training images permuted with seed 123 and the last 1345 kept for validation.
+    uint8 {0,1} when binarized, else float32."""
     data_dir = os.fspath(data_dir or default_data_dir())
     path = _find_file(data_dir, OMNI_DIR, OMNI_FILES)
     if path is None:
@@ -251,7 +256,7 @@ def load_omniglot(data_dir=None, split="train", binarize=True):
         train = (rng.rand(*train.shape) < train).astype(np.uint8)
         test = (rng.rand(*test.shape) < test).astype(np.uint8)
     train = train[np.random.RandomState(OMNI_SHUFFLE_SEED).permutation(len(train))]
-    return {"train": train[:-OMNI_VALID], "valid": train[-OMNI_VALID:], "test": test}[split]
+    return {"train": train[:-OMNI_VALID], "valid": train[-OMNI_VALID:], "test": test}
 
 
 # --- float MNIST (dynamic binarisation) ----------------------------------------------------

@@ -9,7 +9,7 @@ continues exactly; checkpoints carry mean_xs/train_bias; an explicit final check
 Tasks (hparam task), with the reference's data: sbn (binarized MNIST), sp (the bottom
 half of a binarized MNIST digit given its top half), omni (Omniglot chardata.mat, binarised
 with the reference's seed). dynamic_b=true trains on float images re-binarised every
-batch (x < uniform), from float MNIST (sbn, sp) or Omniglot's floats (omni), drawn from
+batch (uniform < x), from float MNIST (sbn, sp) or Omniglot's floats (omni), drawn from
 (--seed, step); valid and test stay as the reference has them (MNIST's fixed binarisation;
 Omniglot's floats).
 
@@ -36,12 +36,11 @@ from common.cli import add_data_dir, add_device, add_output, tool_parser
 from common.errors import UserError, cli, run
 from common.tfcompat import tf
 from data_tools import datasets
-from models import estimators, sbn
+from models import estimators, sbn, sbn_spec
 from train import distributed, runguard, runinfo, worker
 from train.worker import make_session_config
 
 ASCEND_HPARAMS = "model=SBNDynamicRebar,learning_rate=0.0003,n_layer=2,task=sbn"
-DATASET = {"sbn": "binarized_mnist", "sp": "binarized_mnist", "omni": "omniglot"}
 METRICS = runguard.METRICS
 CURVE = "curve.png"
 
@@ -233,7 +232,8 @@ def load_task_data(data_path, hp):
     dynamic_b: train float in [0,1] when dynamic_b, else {0,1}."""
     float_train = hp["dynamic_b"]
     if hp["task"] == "omni":
-        return tuple(datasets.load_omniglot(data_path, s, binarize=not float_train) for s in datasets.MNIST_SPLITS)
+        splits = datasets.omniglot_splits(data_path, binarize=not float_train)
+        return tuple(splits[s] for s in datasets.MNIST_SPLITS)
     train = datasets.load_mnist_float(data_path) if float_train else datasets.load_binarized_mnist(data_path, "train")
     return (train,) + tuple(datasets.load_binarized_mnist(data_path, s) for s in ("valid", "test"))
 
@@ -400,7 +400,7 @@ class Training:
             len(self.train_x), hp["batch_size"], a.data_path, "batch_size", f"learning_rate {hp['learning_rate']}"
         )
         self.data_stats = {
-            "dataset": DATASET[hp["task"]],
+            "dataset": sbn_spec.SPEC.dataset_of(hp),
             "task": hp["task"],
             "dynamic_b": hp["dynamic_b"],
             "n_train": len(self.train_x),
