@@ -33,6 +33,12 @@ def input_roles(sig, spec=None, image_input: str | None = None, mode: str = "ima
     other input must be one of ``parts`` (the other inputs a dataset's images fill) or one
     of the spec's noise inputs (float)."""
     names = [t.name for t in sig.inputs]
+    split = spec.image_parts(sig.config) if spec is not None else None
+    if split and not parts:
+        raise UserError(
+            f"{sig.path}: the model takes each image as {len(split)} inputs ({', '.join(split)}); {mode} "
+            f"fills one: use dataset mode, --dataset {spec.dataset_of(sig.config)}"
+        )
     if image_input is None:
         if len(sig.inputs) == 1:
             image_input = names[0]

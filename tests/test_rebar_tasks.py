@@ -297,6 +297,46 @@ def test_sp_trains_freezes_and_walks_the_road(mnist_dir, tmp_path, capsys):
     np.testing.assert_array_equal(np.fromfile(bins / "x_top" / first, np.float32).reshape(4, 392), test[:, :392])
     np.testing.assert_array_equal(np.fromfile(bins / "x_bottom" / first, np.float32).reshape(4, 392), test[:, 392:])
     ins = ",".join(str(bins / n) for n in ("x_top", "x_bottom", "u"))
+    # image mode fills one input: for sp it says to use dataset mode, and writes nothing
+    from data_tools import export_images
+
+    pngs = tmp_path / "png"
+    assert (
+        export_images.main(
+            [
+                "--dataset",
+                "binarized_mnist",
+                "--split",
+                "test",
+                "-o",
+                str(pngs),
+                "--limit",
+                "2",
+                "--data_dir",
+                mnist_dir,
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    flags = [
+        "-w",
+        "28",
+        "-h",
+        "28",
+        "-f",
+        "GRAY",
+        "-a",
+        "NHWC",
+        "-t",
+        "float32",
+        "--signature",
+        str(model / "rebar.json"),
+    ]
+    assert img2bin.main(["-i", str(pngs), *flags, "-o", str(tmp_path / "img_bins")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 inputs (x_top, x_bottom)" in err[0] and "--dataset binarized_mnist" in err[0]
+    assert not (tmp_path / "img_bins").exists()
     assert msame.main(["--model", str(onnx), "--input", ins, "--output", str(road / "out")]) == 0
     assert (
         reference.main(["--signature", str(model / "rebar.json"), "--input", ins, "--output", str(tmp_path / "ref")])
