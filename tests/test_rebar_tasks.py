@@ -201,6 +201,17 @@ def _test_record(wd):
         return [r for r in map(json.loads, f) if r.get("split") == "test"][-1]
 
 
+def test_omni_dynamic_b_data_is_the_references_floats(omni_dir):
+    """datasets.load_data(binarize=not dynamic_b): with dynamic_b every Omniglot split stays float."""
+    d = omni_dir[0]
+    train, valid, test = train_rebar.load_task_data(d, sbn.parse_hparams("task=omni,dynamic_b=true"))
+    assert train.dtype == np.float32 and np.isclose(train, 0.2).any() and np.isclose(train, 0.7).any()  # grey, not bits
+    np.testing.assert_array_equal(valid, datasets.load_omniglot(d, "valid", binarize=False))
+    np.testing.assert_array_equal(test, datasets.load_omniglot(d, "test", binarize=False))
+    fixed = train_rebar.load_task_data(d, sbn.parse_hparams("task=omni"))
+    np.testing.assert_array_equal(fixed[2], datasets.load_omniglot(d, "test"))
+
+
 @pytest.fixture(scope="module")
 def omni_run(omni_dir, tmp_path_factory):
     d, _, _ = omni_dir
