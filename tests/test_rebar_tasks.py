@@ -220,6 +220,7 @@ def omni_run(omni_dir, tmp_path_factory):
     return wd
 
 
+@pytest.mark.slow
 def test_omni_trains_on_chardata(omni_dir, omni_run):
     d, wd = omni_dir[0], omni_run
     _, info = runinfo.resolve(str(wd))
