@@ -27,11 +27,18 @@ if TYPE_CHECKING:
 # --- the roles of a signature's inputs ------------------------------------------------------
 
 
-def input_roles(sig, spec=None, image_input: str | None = None, mode: str = "image mode") -> tuple:
+def input_roles(sig, spec=None, image_input: str | None = None, mode: str = "image mode", parts=()) -> tuple:
     """(image input Tensor, [noise input Tensors]) for a signature: the image input is
     ``image_input`` if given, else the signature's only input, else the spec's; every
-    other input must be one of the spec's noise inputs (float)."""
+    other input must be one of ``parts`` (the other inputs a dataset's images fill) or one
+    of the spec's noise inputs (float)."""
     names = [t.name for t in sig.inputs]
+    split = spec.image_parts(sig.config) if spec is not None else None
+    if split and not parts:
+        raise UserError(
+            f"{sig.path}: the model takes each image as {len(split)} inputs ({', '.join(split)}); {mode} "
+            f"fills one: use dataset mode, --dataset {spec.dataset_of(sig.config)}"
+        )
     if image_input is None:
         if len(sig.inputs) == 1:
             image_input = names[0]
@@ -48,7 +55,7 @@ def input_roles(sig, spec=None, image_input: str | None = None, mode: str = "ima
     known = tuple(spec.noise_inputs) if spec is not None else ()
     noise = []
     for t in sig.inputs:
-        if t is x:
+        if t is x or t.name in parts:
             continue
         if t.name not in known:
             raise UserError(
@@ -175,32 +182,42 @@ def pixel_map(lut) -> Callable[[np.ndarray, np.ndarray], None]:
 
 class _Buffers:
     """One batch's arrays, allocated once and refilled: ``arrays`` {name: array in the
-    signature's shape and dtype}, plus float32 scratch where a cast or transpose is needed."""
+    signature's shape and dtype}, plus float32 scratch where a cast or transpose is needed.
+    With ``parts`` [(Tensor, first, stop)], columns first:stop of each flattened image go to
+    that input instead (a model taking, say, the top and bottom half of a digit)."""
 
-    def __init__(self, images, x, streams):
+    def __init__(self, images, x, streams, parts=None):
         self.xf = np.empty((x.shape[0],) + images.shape[1:], np.float32)  # mapped pixels, dataset layout
+        self.parts = [(t, lo, hi, np.empty(t.shape, t.np_dtype)) for t, lo, hi in parts or ()]
         src = self.xf.transpose(0, 3, 1, 2) if x.layout == "NCHW" and self.xf.ndim == 4 else self.xf
-        if src is self.xf and x.np_dtype == np.float32:
+        if self.parts:
+            self.xsrc, self.x = None, None
+        elif src is self.xf and x.np_dtype == np.float32:
             self.xsrc, self.x = None, self.xf.reshape(x.shape)  # a view: nothing to copy per batch
         else:
             self.xsrc, self.x = src, np.empty(x.shape, x.np_dtype)
         self.noise = noise_inputs.batch_buffers(streams)
-        self.arrays = {x.name: self.x}
+        self.arrays = {t.name: a for t, _, _, a in self.parts} if self.parts else {x.name: self.x}
         self.arrays.update((name, o) for name, _, _, o in self.noise)
 
+    def fill_parts(self):
+        flat = self.xf.reshape(len(self.xf), -1)
+        for t, lo, hi, a in self.parts:
+            np.copyto(a, flat[:, lo:hi].reshape(t.shape), casting="unsafe")
 
-def _batches(images, pmap, x, streams, sig, n_sets=2):
+
+def _batches(images, pmap, x, streams, sig, n_sets=2, parts=None):
     """Yield (first, n_real, {name: batch array}) for each static batch; pads by repeating
     the last image. The arrays live in ``n_sets`` buffer sets used in turn: an item stays
     valid until ``n_sets - 1`` more items have been taken. Memory: n_sets batches."""
     B = sig.batch
-    per_image = x.size // B
-    if images[0].size != per_image:
-        raise UserError(
-            f"{sig.path}: input {x.name!r} {x.shape} holds {per_image} values per image, "
-            f"the dataset has {images[0].size}"
-        )
-    sets = [_Buffers(images, x, streams) for _ in range(n_sets)]
+    for t, lo, hi in parts or [(x, 0, images[0].size)]:
+        if t.size // B != hi - lo or hi > images[0].size:
+            raise UserError(
+                f"{sig.path}: input {t.name!r} {t.shape} holds {t.size // B} values per image, "
+                f"the dataset gives it {hi - lo} of its {images[0].size}"
+            )
+    sets = [_Buffers(images, x, streams, parts) for _ in range(n_sets)]
     for i, first in enumerate(range(0, len(images), B)):
         b = sets[i % n_sets]
         chunk = images[first : first + B]
@@ -210,6 +227,7 @@ def _batches(images, pmap, x, streams, sig, n_sets=2):
             b.xf[k:] = b.xf[k - 1]  # padding: the last image again
         if b.xsrc is not None:
             np.copyto(b.x, b.xsrc.reshape(x.shape), casting="unsafe")  # cast and/or NCHW transpose
+        b.fill_parts()
         noise_inputs.fill_batch(b.noise)
         yield first, k, b.arrays
 
@@ -229,19 +247,35 @@ def model_spec(sig) -> "ModelSpec":
     return spec
 
 
+def _parts(sig, spec):
+    """([(Tensor, first, stop)] for a model whose image fills several inputs, else []; and the
+    input that input_roles takes as the image one)."""
+    parts = spec.image_parts(sig.config)
+    if not parts:
+        return [], spec.image_input
+    by_name = {t.name: t for t in sig.inputs}
+    missing = [n for n in parts if n not in by_name]
+    if missing:
+        raise UserError(f"{sig.path}: the model's images fill inputs {list(parts)}; it has no {missing}")
+    return [(by_name[n], lo, hi) for n, (lo, hi) in parts.items()], next(iter(parts))
+
+
 def write_dataset(
     images: np.ndarray, sig, out: str, dataset: str, split: str, seed=0, force=False, progress=True
 ) -> dict:
     """Write ``images`` (uint8 [N,...]) for the built-in model ``sig`` under ``out``
     (binfiles layout). The set is complete or absent. Returns the manifest dict."""
     spec = model_spec(sig)
-    if dataset != spec.dataset:
-        raise UserError(f"{sig.path}: model {sig.model!r} is evaluated on {spec.dataset}, found --dataset {dataset}")
-    x, noise = input_roles(sig, spec, spec.image_input, "dataset mode")
+    want = spec.dataset_of(sig.config)
+    if dataset != want:
+        raise UserError(f"{sig.path}: model {sig.model!r} is evaluated on {want}, found --dataset {dataset}")
+    parts, image_input = _parts(sig, spec)
+    x, noise = input_roles(sig, spec, image_input, "dataset mode", [t.name for t, _, _ in parts])
     if not len(images):
         raise UserError(f"{dataset} {split}: no images to write")
     streams = noise_inputs.streams_for(noise, seed)
-    fields = dict(image_input=x.name, noise_inputs=[t.name for t in noise], seed=seed, dataset=dataset, split=split)
+    name = ",".join(t.name for t, _, _ in parts) if parts else x.name
+    fields = dict(image_input=name, noise_inputs=[t.name for t in noise], seed=seed, dataset=dataset, split=split)
     # the next batch is computed in a thread while this one is written; two buffer sets
-    items = ahead(_batches(images, pixel_map(spec.pixel_lut()), x, streams, sig))
+    items = ahead(_batches(images, pixel_map(spec.pixel_lut()), x, streams, sig, parts=parts))
     return write_set(sig, out, items, len(images), f"{dataset}_{split}", fields, force, progress)

@@ -188,10 +188,9 @@ def _dataset_main(a):
             f"--input_name {a.input_name}: model {sig.model!r}'s images go to input "
             f"{spec.image_input!r} in dataset mode"
         )
-    if a.dataset != spec.dataset:
-        raise UserError(
-            f"{a.signature}: model {sig.model!r} is evaluated on {spec.dataset}, found --dataset {a.dataset}"
-        )
+    want = spec.dataset_of(sig.config)
+    if a.dataset != want:
+        raise UserError(f"{a.signature}: model {sig.model!r} is evaluated on {want}, found --dataset {a.dataset}")
     images = datasets.load(a.dataset, a.split, a.data_dir)
     if a.limit is not None:
         images = images[: a.limit]

@@ -1,8 +1,10 @@
 """Freeze a REBAR-trained SBN checkpoint to rebar.pb + rebar.json (the signature).
 
-Inputs x [B,784] (binarized images) and u [B,K,n_layer*200] (uniform noise: the graph
-has no random ops); outputs log_weights [B,K], elbo [B], iwae [B]. freeze.core checks the
-frozen graph against the checkpoint on the same inputs before anything is written.
+Inputs x [B,784] (binarized images; task=sp: x_top [B,392], the observed top half, and
+x_bottom [B,392], the half it scores) and u [B,K,n_layer*200] (uniform noise: the graph
+has no random ops); outputs log_weights [B,K], elbo [B], iwae [B]. The task and sizes come
+from the checkpoint's config.json. freeze.core checks the frozen graph against the
+checkpoint on the same inputs before anything is written.
 """
 
 import os

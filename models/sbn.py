@@ -1,10 +1,17 @@
-"""Sigmoid belief net (SBN) on binarized MNIST: hyperparameters, network, inference graph.
+"""Sigmoid belief net (SBN): hyperparameters, network, inference graph.
 
 Shapes and names follow tensorflow/models research/rebar (``p_prior``, ``q_0/weights``,
 ..., ``p_0/biases``) so etas print in the reference's order. Unlike the reference, the
 training-data statistics ``mean_xs`` and ``train_bias`` are non-trainable variables, so
 they travel in the checkpoint, and every uniform draw is a graph input.
 The estimators that train it live in models/estimators.py.
+
+Tasks, as the reference's: ``sbn`` (binarized MNIST) and ``omni`` (Omniglot) model the
+whole image, f = log p(x,b) - log q(b|x); ``sp`` (structured prediction) models the
+bottom half given the top half: q(b|x_top) has n_layer stochastic layers and the
+generator is the single layer p_{n_layer-1} from the last of them to the 392 bottom
+pixels (the reference's erratum), so f = log p(x_bottom|b), a lower bound on
+log p(x_bottom|x_top) whose K-sample version tightens towards it.
 """
 
 import math
@@ -17,6 +24,7 @@ from common.tfcompat import tf
 from models import IO
 
 GRAPHS = ("forward",)
+TASKS = ("sbn", "sp", "omni")
 ESTIMATORS = ("SBN", "SBNNVIL", "SBNSimpleMuProp", "SBNMuProp", "SBNGumbel", "SBNRebar", "SBNDynamicRebar")
 DEFAULTS = dict(
     model="SBNGumbel",
@@ -80,14 +88,13 @@ def check_hparams(hp):
     hp = dict(DEFAULTS, **hp)
     if hp["model"] not in ESTIMATORS:
         raise UserError(f"hparams: model={hp['model']!r}; expected one of {', '.join(ESTIMATORS)}")
-    if hp["task"] != "sbn":
-        raise UserError(f"hparams: task={hp['task']!r} is not supported; only task=sbn (binarized MNIST density model)")
-    if hp["dynamic_b"]:
+    if hp["task"] not in TASKS:
         raise UserError(
-            "hparams: dynamic_b=true needs LeCun's float MNIST, which this trainer does not load; use dynamic_b=false"
+            f"hparams: task={hp['task']!r}; expected sbn (binarized MNIST), sp (its bottom half given "
+            "the top half) or omni (Omniglot)"
         )
     if hp["n_input"] != 784:
-        raise UserError(f"hparams: n_input={hp['n_input']}; binarized MNIST has 784 pixels")
+        raise UserError(f"hparams: n_input={hp['n_input']}; MNIST and Omniglot images have 784 pixels")
     for k, lo in (("n_hidden", 1), ("n_layer", 1), ("n_samples", 1), ("batch_size", 2)):
         if hp[k] < lo:
             raise UserError(f"hparams: {k}={hp[k]}; expected an integer >= {lo}")
@@ -154,8 +161,16 @@ class Net:
                 "train_bias", [D], trainable=False, initializer=tf.constant_initializer(bias.astype(np.float32))
             )
 
+    def split(self, t):
+        """(top, bottom) halves along the last axis (rows 0-13 and 14-27 of a 28x28 digit)."""
+        half = self.hp["n_input"] // 2
+        return t[..., :half], t[..., half:]
+
     def recognition(self, x, sampler):
-        h, logits, samples = x - self.mean_xs, [], []
+        h = x - self.mean_xs
+        if self.hp["task"] == "sp":  # q sees the observed top half only
+            h = self.split(h)[0]
+        logits, samples = [], []
         for i in range(self.hp["n_layer"]):
             lg = transformation(f"q_{i}", h, self.hp["n_hidden"], self.hp["nonlinear"])
             s = sampler(i, lg)
@@ -165,8 +180,13 @@ class Net:
         return logits, samples
 
     def generator(self, x, samples):
-        """log p(x, b) per row: prior on the top layer, then p_{L-1} ... p_0."""
+        """log p(x, b) per row: prior on the top layer, then p_{L-1} ... p_0; for sp,
+        log p(x_bottom | b_{L-1}) through p_{L-1} alone."""
         L = self.hp["n_layer"]
+        if self.hp["task"] == "sp":
+            bottom = self.split(x)[1]
+            lg = transformation(f"p_{L - 1}", 2.0 * samples[-1] - 1.0, int(bottom.shape[-1]), self.hp["nonlinear"])
+            return binary_log_likelihood(bottom, lg + self.split(self.train_bias)[1])
         logp = binary_log_likelihood(samples[-1], self.p_prior)
         for i in reversed(range(L)):
             n_out = self.hp["n_hidden"] if i else self.hp["n_input"]
@@ -181,7 +201,8 @@ class Net:
         logits, samples = self.recognition(x, sampler)
         logq = [binary_log_likelihood(s, lg) for s, lg in zip(samples, logits)]
         logp = self.generator(x, samples)
-        return dict(f=logp - tf.add_n(logq), logp=logp, logq=logq, logits=logits, samples=samples)
+        f = logp if self.hp["task"] == "sp" else logp - tf.add_n(logq)  # sp: q is the model's own prior
+        return dict(f=f, logp=logp, logq=logq, logits=logits, samples=samples)
 
     def baseline(self, x):
         """Input-dependent baseline c(x): centered x -> 100 tanh -> 1 (NVIL, MuProp, REBAR)."""
@@ -219,16 +240,29 @@ def inference_graph(config, batch, graph="forward", samples=100):
         raise UserError(f"model 'rebar' has no graph {graph!r}; graphs are {list(GRAPHS)}")
     hp = check_hparams(config)
     net = Net(hp)
-    x = tf.placeholder(tf.float32, [batch, hp["n_input"]], name="x")
+    D = hp["n_input"]
+    if hp["task"] == "sp":
+        top = tf.placeholder(tf.float32, [batch, D // 2], name="x_top")
+        bottom = tf.placeholder(tf.float32, [batch, D - D // 2], name="x_bottom")
+        x = tf.concat([top, bottom], 1)
+        inputs = [
+            IO(top, "ND", f"observed top half of a binarized MNIST digit (rows 0-13), {{0,1}}, [B, {D // 2}]"),
+            IO(bottom, "ND", f"its bottom half (rows 14-27), the pixels scored, [B, {D - D // 2}]"),
+        ]
+        what = "log p(x_bottom|b), b ~ q(b|x_top),"
+    else:
+        x = tf.placeholder(tf.float32, [batch, D], name="x")
+        data = "binarized Omniglot" if hp["task"] == "omni" else "binarized MNIST"
+        inputs = [IO(x, "ND", f"{data} images, float32 in {{0,1}}, [B, {D}]")]
+        what = "log p(x,b) - log q(b|x)"
     u = tf.placeholder(tf.float32, [batch, samples, noise_width(hp)], name="u")
     lw = tf.identity(net.log_weights(x, u), name="log_weights")
     elbo, iwae = bounds(lw)
-    inputs = [
-        IO(x, "ND", "binarized MNIST images, float32 in {0,1}, [B, 784]"),
-        IO(u, "ND", f"uniform (0,1) noise, [B, K={samples}, n_layer*n_hidden]; the K samples of image b use u[b]"),
-    ]
+    inputs.append(
+        IO(u, "ND", f"uniform (0,1) noise, [B, K={samples}, n_layer*n_hidden]; the K samples of image b use u[b]")
+    )
     outputs = [
-        IO(lw, "ND", "log p(x,b) - log q(b|x) per sample [B, K] (nats)"),
+        IO(lw, "ND", f"{what} per sample [B, K] (nats)"),
         IO(elbo, "ND", "single-sample ELBO per image: mean over K of log_weights (nats)"),
         IO(iwae, "ND", f"importance-weighted bound IWAE-{samples} per image (nats)"),
     ]
@@ -240,4 +274,7 @@ def example_feed(config, batch, graph="forward", rng=None, samples=100):
     rng = rng or np.random.RandomState(0)
     x = (rng.uniform(size=(batch, hp["n_input"])) < 0.2).astype(np.float32)
     u = rng.uniform(1e-6, 1 - 1e-6, size=(batch, samples, noise_width(hp))).astype(np.float32)
+    if hp["task"] == "sp":
+        half = hp["n_input"] // 2
+        return {"x_top": x[:, :half], "x_bottom": x[:, half:], "u": u}
     return {"x": x, "u": u}

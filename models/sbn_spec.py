@@ -1,5 +1,6 @@
-"""Sigmoid belief net (REBAR and its estimators) on binarized MNIST: the spec
-(models/spec.py). Graphs in models/sbn.py."""
+"""Sigmoid belief net (REBAR and its estimators) on binarized MNIST or Omniglot: the spec
+(models/spec.py). Graphs in models/sbn.py; the hparam ``task`` picks the data (sbn, sp:
+binarized MNIST; omni: Omniglot) and, for sp, the two image inputs (top and bottom half)."""
 
 import numpy as np
 
@@ -18,6 +19,18 @@ def bounds(log_weights):
 def _per_image(out):
     elbo, iwae = bounds(out["log_weights"])
     return {"elbo": elbo, "iwae": iwae}
+
+
+def _dataset(config):
+    return "omniglot" if config.get("task") == "omni" else "binarized_mnist"
+
+
+def _parts(config):
+    """sp's graph takes the observed top half and the scored bottom half as two inputs."""
+    if config.get("task") != "sp":
+        return None
+    n = int(config.get("n_input", 784))
+    return {"x_top": (0, n // 2), "x_bottom": (n // 2, n)}
 
 
 def _tol(ref_mean):
@@ -42,4 +55,6 @@ SPEC = ModelSpec(
     # one flipped Bernoulli bit moves one sample's log weight by up to ~1 nat, and its image's
     # ELBO by 1/K of that: measured 1 of 100,000 log weights in a demo run; 10x that is allowed
     draw_outputs={"log_weights": 1e-4, "elbo": 1e-2, "iwae": 1e-2},
+    dataset_for=_dataset,
+    parts_for=_parts,
 )

@@ -54,6 +54,18 @@ class ModelSpec:
     # is within float32 rounding of 0, two correct implementations draw different bits, and that
     # sample's value jumps. {output: fraction of its elements allowed beyond the fp32 tolerance}
     draw_outputs: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    # where one model's variants (its config) change the data: config -> dataset name, and
+    # config -> {input: (first, stop) columns of the flattened image it takes}; None: the
+    # fields above (``dataset``; the whole image into ``image_input``)
+    dataset_for: Optional[Callable[[Mapping], str]] = None
+    parts_for: Optional[Callable[[Mapping], Mapping[str, Tuple[int, int]]]] = None
+
+    def dataset_of(self, config: Mapping) -> str:
+        return self.dataset_for(config) if self.dataset_for else self.dataset
+
+    def image_parts(self, config: Mapping) -> Optional[Mapping[str, Tuple[int, int]]]:
+        """{input: (first, stop)} when the images fill several inputs, else None."""
+        return self.parts_for(config) if self.parts_for else None
 
     def graph_module(self) -> ModuleType:
         return importlib.import_module(self.module)

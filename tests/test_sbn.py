@@ -28,8 +28,9 @@ def test_hparams_parse_good_unknown_bad():
         sbn.parse_hparams("n_layer=two")
     with pytest.raises(UserError, match="model='Rebar'; expected one of SBN, SBNNVIL"):
         sbn.parse_hparams("model=Rebar")
-    with pytest.raises(UserError, match="task='sp' is not supported"):
-        sbn.parse_hparams("task=sp")
+    assert sbn.parse_hparams("task=sp,dynamic_b=true")["task"] == "sp"  # the reference's other tasks
+    with pytest.raises(UserError, match="task='mnist'; expected sbn .*, sp .* or omni"):
+        sbn.parse_hparams("task=mnist")
     with pytest.raises(UserError, match="nonlinear='maybe' is not a valid bool"):
         sbn.parse_hparams("nonlinear=maybe")
 

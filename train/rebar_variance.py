@@ -11,6 +11,11 @@ batch; the reported number is log of the per-parameter variance averaged over pa
 network q alone (the generative network's gradient is the same backprop term for every
 unbiased estimator). Concrete is biased: its variance is not comparable on equal terms.
 
+Every task (hparam task: sbn, sp, omni) is measured on its own training data; with
+dynamic_b, on one fixed binarisation of the float training images. For sp the generative
+part is the single layer p_{n_layer-1} (p_prior is unused: its gradient is 0 and counts in
+the "all parameters" mean).
+
 Writes OUT/variance.json and OUT/variance.png; prints a table.
 
 Example:
@@ -32,7 +37,7 @@ from common.tfcompat import session_config, tf
 from data_tools import datasets
 from models import estimators, sbn
 from train import runinfo
-from train.train_rebar import ASCEND_HPARAMS
+from train.train_rebar import ASCEND_HPARAMS, binarize, load_task_data
 
 LABELS = {
     "REINFORCE": "SBN",
@@ -186,11 +191,13 @@ def main(argv=None):
         hp, params, step = sbn.check_hparams(info["config"]), params_from_checkpoint(ckpt), info["checkpoint_step"]
     else:
         hp = sbn.parse_hparams(a.hparams)
-    train = datasets.load_binarized_mnist(a.data_path, "train")
+    train = load_task_data(a.data_path, hp)[0]
+    if hp["dynamic_b"]:  # one binarisation of the float images, fixed for every estimator
+        train = binarize(a.seed, 0, train)
     res = measure(hp, train, params, names, a.draws, a.cv_steps, a.seed, a.device)
     where = f"checkpoint step {step}" if a.ckpt else "untrained init"
     print(
-        f"gradient variance at {where}, n_layer={hp['n_layer']}, batch {hp['batch_size']}, "
+        f"gradient variance at {where}, task={hp['task']}, n_layer={hp['n_layer']}, batch {hp['batch_size']}, "
         f"{a.draws} draws, control variates trained {a.cv_steps} steps"
     )
     print(f"{'estimator':<14}{'log var (all)':>14}{'log var (q)':>13}{'ELBO':>11}")
@@ -208,7 +215,8 @@ def main(argv=None):
             "results": res,
         },
     )
-    plot(res, os.path.join(a.out, "variance.png"), f"SBN gradient variance at {where} ({a.draws} draws)")
+    title = f"SBN task={hp['task']} gradient variance at {where} ({a.draws} draws)"
+    plot(res, os.path.join(a.out, "variance.png"), title)
     print(f"wrote {out_json} and variance.png")
     return 0
 

@@ -6,6 +6,13 @@ epoch is dropped, as the Ascend port does). Differences: the training noise is d
 the host from (--seed, step) and the batch order from (--seed, epoch), so a resumed run
 continues exactly; checkpoints carry mean_xs/train_bias; an explicit final checkpoint.
 
+Tasks (hparam task), with the reference's data: sbn (binarized MNIST), sp (the bottom
+half of a binarized MNIST digit given its top half), omni (Omniglot chardata.mat, binarised
+with the reference's seed). dynamic_b=true trains on float images re-binarised every
+batch (uniform < x), from float MNIST (sbn, sp) or Omniglot's floats (omni), drawn from
+(--seed, step); valid and test stay as the reference has them (MNIST's fixed binarisation;
+Omniglot's floats).
+
 Writes under --working_dir: model.ckpt-<step>, config.json (train/runinfo.py),
 metrics.jsonl (one JSON record a line, every one with "step" and "kind":
 train | epoch | eval), curve.png.
@@ -29,7 +36,7 @@ from common.cli import add_data_dir, add_device, add_output, tool_parser
 from common.errors import UserError, cli, run
 from common.tfcompat import tf
 from data_tools import datasets
-from models import estimators, sbn
+from models import estimators, sbn, sbn_spec
 from train import distributed, runguard, runinfo, worker
 from train.worker import make_session_config
 
@@ -214,6 +221,23 @@ def batch_order(seed, epoch, n):
     return np.random.RandomState([seed, epoch, 1]).permutation(n)
 
 
+def binarize(seed, step, x):
+    """dynamic_b: a fresh binarisation of float images, as the reference's (rand < x), drawn
+    from (seed, step) so a resumed run draws the same."""
+    return (np.random.RandomState([seed, step, 2]).uniform(size=x.shape) < x).astype(np.float32)
+
+
+def load_task_data(data_path, hp):
+    """(train, valid, test) as the reference's datasets.load_data gives them for hp's task and
+    dynamic_b: train float in [0,1] when dynamic_b, else {0,1}."""
+    float_train = hp["dynamic_b"]
+    if hp["task"] == "omni":
+        splits = datasets.omniglot_splits(data_path, binarize=not float_train)
+        return tuple(splits[s] for s in datasets.MNIST_SPLITS)
+    train = datasets.load_mnist_float(data_path) if float_train else datasets.load_binarized_mnist(data_path, "train")
+    return (train,) + tuple(datasets.load_binarized_mnist(data_path, s) for s in ("valid", "test"))
+
+
 def check_resume(info, hp):
     """A 'rebar' checkpoint resumes only with the same model structure."""
     old = sbn.check_hparams(info["config"])
@@ -368,9 +392,7 @@ class Training:
 
     def _load_data(self):
         a, hp, w = self.a, self.hp, self.w
-        self.train_x = datasets.load_binarized_mnist(a.data_path, "train")
-        self.valid = datasets.load_binarized_mnist(a.data_path, "valid")
-        self.test = datasets.load_binarized_mnist(a.data_path, "test")
+        self.train_x, self.valid, self.test = load_task_data(a.data_path, hp)
         if a.eval_limit:
             self.valid, self.test = self.valid[: a.eval_limit], self.test[: a.eval_limit]
         self.mean_xs = self.train_x.mean(0).astype(np.float32)
@@ -378,7 +400,9 @@ class Training:
             len(self.train_x), hp["batch_size"], a.data_path, "batch_size", f"learning_rate {hp['learning_rate']}"
         )
         self.data_stats = {
-            "dataset": "binarized_mnist",
+            "dataset": sbn_spec.SPEC.dataset_of(hp),
+            "task": hp["task"],
+            "dynamic_b": hp["dynamic_b"],
             "n_train": len(self.train_x),
             "n_valid": len(self.valid),
             "n_test": len(self.test),
@@ -388,7 +412,9 @@ class Training:
         if w.n > 1:
             self.data_stats.update(workers=w.n, global_batch=self.gb)
         kind = "nonlinear" if hp["nonlinear"] else "linear"
-        self.title = f"SBN {hp['model']} n_layer={hp['n_layer']} {kind} lr={hp['learning_rate']}"
+        self.title = f"SBN {hp['model']} task={hp['task']} n_layer={hp['n_layer']} {kind} lr={hp['learning_rate']}" + (
+            " dynamic_b" if hp["dynamic_b"] else ""
+        )
 
     # --- checkpoints and records -----------------------------------------------------------
     def save(self, at):
@@ -487,7 +513,10 @@ class Training:
         u = noise(a.seed, step, (ns * gb, W))
         if w.n > 1:  # rows are [sample, image]: this worker's images of every sample
             u = u.reshape(ns, gb, W)[:, w.rank * bs : (w.rank + 1) * bs].reshape(model.n_rows, W)
-        self.feed = {model.x: self.train_x[rows].astype(np.float32), model.u: u}
+        x = self.train_x[rows].astype(np.float32)
+        if self.hp["dynamic_b"]:  # the global batch's draw, this worker's rows of it
+            x = w.share(binarize(a.seed, step, self.train_x[self.order[j * gb : (j + 1) * gb]]), bs)
+        self.feed = {model.x: x, model.u: u}
         if self.stop_in is not None:
             self.feed[self.stop_in] = float(bool(stop.signum))
         out = w.run(self.fetch, self.feed, f"step {step + 1}")
