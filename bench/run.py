@@ -122,9 +122,14 @@ def learning_speed_only(a):
     path = os.path.join(a.results, "learning_realnvp.json")
     with open(path) as f:
         old = json.load(f)
+    old.pop("speed", None)  # the figures' format before issue #24
     sp = bench_learning_realnvp.speed(a.data_dir, os.path.join(a.work, "learning_realnvp"))
     seeds_at = old.get("seed_runs_measured_at", old.get("measured_at"))  # save() stamps the time of this run
-    save(a.results, "learning_realnvp", dict(old, seed_runs_measured_at=seeds_at, speed=sp))
+    save(
+        a.results,
+        "learning_realnvp",
+        dict(old, seed_runs_measured_at=seeds_at, figures={**old.get("figures", {}), **sp}),
+    )
 
 
 def prepare_paper_realnvp(work, data_dir, smoke=False):
