@@ -126,3 +126,23 @@ def test_blas_threads_are_set_and_restored():
     with stats.blas_threads(1):
         assert stats.blas_info()["threads"] == 1
     assert stats.blas_info()["threads"] == before
+
+
+def test_table_row_shows_median_spread_and_a_loaded_figure(tmp_path, capsys):
+    import json
+
+    from bench import table
+
+    f = stats.figure(
+        [0.8, 0.9, 1.0], "fraction", _load(10, 3.0), "all_cores", label="ort/sgemm", met=lambda m: m > 0.85
+    )
+    capsys.readouterr()
+    r = table.row("x", f)
+    assert r.startswith("| ort/sgemm | 90.0% | 80.0% to 100.0% (n=3) | **loaded**: others 0.3 of ")
+    assert r.endswith("| yes (loaded) |")
+    clean = table.row("y", stats.figure([1.1, 1.3], "x", _load(10, 0.0), "all_cores", label="a/b"))
+    assert "| 1.2x | 1.1x to 1.3x (n=2) | clean: others 0.0 of " in clean
+    (tmp_path / "runner.json").write_text(json.dumps({"figures": {"r": f}, "measured_at": "2026-12-03 20:00:00"}))
+    (tmp_path / "img2bin.json").write_text(json.dumps({"ratio_vs_plain_tofile": 0.9}))  # before issue #24
+    lines, skipped = table.table(str(tmp_path))
+    assert skipped == ["img2bin.json"] and lines[-1] == r and "2026-12-03 20:00:00" in lines[0]
