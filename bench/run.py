@@ -39,6 +39,10 @@ def save(results_dir, name, d, load=None, smoke=False):
         cpus=stats.cores(),
         blas=stats.blas_info(),
         loaded_figures=sorted(k for k, f in figures.items() if f.get("load", {}).get("loaded")),
+        tolerances={
+            k: {"limit": f"{frac} x cores of other processes' CPU", "why": why}
+            for k, (frac, why) in stats.TOLERANCE.items()
+        },
         smoke=smoke,
     )
     if load is not None:
@@ -68,7 +72,13 @@ def main(argv=None):
     a.data_dir = os.path.abspath(a.data_dir)
     want = lambda name: not a.only or name in a.only  # noqa: E731
     os.makedirs(a.results, exist_ok=True)
-    t0 = time.time()
+    t0, load0 = time.time(), stats.load_1min()
+    if load0 is not None and load0 > stats.TOLERANCE["all_cores"][0] * stats.cores():
+        print(
+            f"warning: the 1-minute load average is {load0} on {stats.cores()} cores: the machine is not idle, "
+            "expect figures marked loaded",
+            file=sys.stderr,
+        )
 
     def area(name, fn):
         load = stats.Load()

@@ -120,14 +120,14 @@ class Load:
         }
         if tolerance is None:
             return dict(rec, loaded=False)
-        fraction, why = TOLERANCE[tolerance]
+        fraction, _why = TOLERANCE[tolerance]
         limit = fraction * n_cores
         loaded = other is None or other > limit
         if loaded:
             used = "?" if other is None else f"{other:.2f}"
             print(
-                f"warning: {name}: other processes used {used} cores during it (limit {limit:g} = "
-                f"{fraction} x {n_cores} cores: {why}); marked loaded, not a clean figure",
+                f"warning: {name}: other processes used {used} cores during it (limit {limit:g}: {fraction} x "
+                f"{n_cores} cores for a {tolerance.replace('_', '-')} timing); marked loaded, not a clean figure",
                 file=sys.stderr,
                 flush=True,
             )
