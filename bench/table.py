@@ -58,9 +58,13 @@ def table(results_dir, smoke=False):
     paths.sort(key=lambda p: (order.get(os.path.basename(p)[: -len(suffix)], len(AREAS)), p))
     lines, skipped, stamps = [], [], []
     for path in paths:
-        with open(path) as f:
-            d = json.load(f)
-        if "figures" not in d:
+        try:
+            with open(path) as f:
+                d = json.load(f)
+        except (OSError, ValueError) as e:
+            print(f"error: {path}: not a readable results JSON ({e})", file=sys.stderr)
+            raise SystemExit(2) from None
+        if not isinstance(d, dict) or "figures" not in d:
             skipped.append(os.path.basename(path))
             continue
         stamps.append((d.get("measured_at", "?"), d.get("cpus"), (d.get("blas") or {}).get("core")))
