@@ -46,7 +46,8 @@ def save(results_dir, name, d, load=None, smoke=False):
         smoke=smoke,
     )
     if load is not None:
-        d["area_load"] = load.record(None)  # the whole area, figures' own flags are in figures
+        d["area_load"] = load.record(None)  # the whole area, for context: the flags are the figures'
+        del d["area_load"]["loaded"]
     name = f"{name}_smoke" if smoke and not name.endswith("_smoke") else name
     fsio.write_json(os.path.join(results_dir, f"{name}.json"), d)
     print(f"\n## {name}\n" + json.dumps(d, indent=1))

@@ -20,12 +20,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AREAS = ["runner", "train_realnvp", "learning_realnvp", "train_rebar", "allreduce", "convert_verify", "img2bin"]
 
 
-def fmt(v, unit):
-    """A number with its unit: 98.1%, 1.15x, 28.4 images/s."""
+def fmt(v, unit, named=True):
+    """A number with its unit: 98.1%, 1.15x, 28.4 images/s (or 28.4 where not ``named``)."""
     if unit == "fraction":
         return f"{100 * v:.1f}%"
     n = f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.3g}"
-    return n + "x" if unit == "x" else f"{n} {unit}"
+    return n + "x" if unit == "x" else f"{n} {unit}" if named else n
 
 
 def load_cell(ld):
@@ -42,7 +42,9 @@ def load_cell(ld):
 
 def row(name, f):
     unit = f["unit"]
-    spread = f"{fmt(f['min'], unit)} to {fmt(f['max'], unit)} (n={f['n']})" if f["n"] > 1 else "one sample"
+    spread = (
+        f"{fmt(f['min'], unit, False)} to {fmt(f['max'], unit, False)} (n={f['n']})" if f["n"] > 1 else "one sample"
+    )
     met = {True: "yes", False: "no"}.get(f.get("met"), "")
     if met and f["load"].get("loaded"):
         met += " (loaded)"
@@ -73,7 +75,7 @@ def table(results_dir, smoke=False):
         return [], skipped
     times = sorted(s[0] for s in stamps)
     head = [
-        f"Measured {times[0]} to {times[-1]} by `make bench`, {stamps[0][1]} cores, "
+        f"Measured {times[0]} to {times[-1]} by `make bench{'-smoke' if smoke else ''}`, {stamps[0][1]} cores, "
         f"numpy's OpenBLAS on the {stamps[0][2]} kernel. Spread: min-max over the samples (rounds).",
         "",
         "| what | median | spread | load (other processes' CPU; 1-min load average before -> after) | target | met |",
