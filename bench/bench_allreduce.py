@@ -139,7 +139,7 @@ def run(data_dir, smoke=False, rounds=3):
             "all_cores",
             "allreduce share",
             "all-reduce share of a step, 2 workers (per-round t_ar / (t_step + t_ar))",
-            target="<= 0.05",
+            target="<= 5%",
             met=lambda m: m <= 0.05,
         ),
     }

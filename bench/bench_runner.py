@@ -119,7 +119,7 @@ def tiny_overhead(ns=(1000, 10000), repeats=3):
             stats.Load.merged(loads[lo], loads[hi]),
             None,
             label=f"runner, peak RSS {hi:,} vs {lo:,} files",
-            target="flat",
+            target="flat (< 1.1x)",
             met=lambda m: m < 1.1,
         )
     details = {"tiny_repeats": repeats}
@@ -186,7 +186,7 @@ def throughput(pb_path, onnx_path, signature_path, inputs_dir, flops_per_image, 
             "all_cores",
             "runner ort/sgemm",
             "runner, ONNX Runtime FLOP rate over sgemm (per-round ratio)",
-            target=">= 0.85",
+            target=">= 85%",
             met=lambda m: m >= 0.85,
         ),
         "tf_fraction_of_sgemm": stats.figure(
