@@ -18,6 +18,16 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 PY = sys.executable
+AREAS = [
+    "train_realnvp",
+    "learning_realnvp",
+    "learning_realnvp_speed",
+    "train_rebar",
+    "allreduce",
+    "img2bin",
+    "convert_verify",
+    "runner",
+]
 
 
 def sh(cmd):
@@ -63,7 +73,7 @@ def main(argv=None):
     ap.add_argument("--data-dir", default=os.environ.get("DATA_DIR", "data"))
     ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--work", default=os.path.join(ROOT, "runs", "bench"))
-    ap.add_argument("--only", nargs="*", help="areas to run (default all)")
+    ap.add_argument("--only", nargs="*", choices=AREAS, metavar="AREA", help=f"areas to run (default all): {AREAS}")
     ap.add_argument(
         "--smoke",
         action="store_true",
@@ -134,13 +144,10 @@ def learning_speed_only(a):
     with open(path) as f:
         old = json.load(f)
     old.pop("speed", None)  # the figures' format before issue #24
-    sp = bench_learning_realnvp.speed(a.data_dir, os.path.join(a.work, "learning_realnvp"))
+    sp = bench_learning_realnvp.speed(a.data_dir, os.path.join(a.work, "learning_realnvp"), a.smoke)
     seeds_at = old.get("seed_runs_measured_at", old.get("measured_at"))  # save() stamps the time of this run
-    save(
-        a.results,
-        "learning_realnvp",
-        dict(old, seed_runs_measured_at=seeds_at, figures={**old.get("figures", {}), **sp}),
-    )
+    new = dict(old, seed_runs_measured_at=seeds_at, figures={**old.get("figures", {}), **sp})
+    save(a.results, "learning_realnvp", new, smoke=a.smoke)
 
 
 def prepare_paper_realnvp(work, data_dir, smoke=False):
