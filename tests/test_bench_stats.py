@@ -77,6 +77,8 @@ def test_load_without_proc_stat_falls_back_to_the_load_average():
     assert rec["other_cpu_cores"] == 0.5 and rec["loaded"] is True
     assert rec["other_cpu_from"] == "load average before"
     assert _load(10, None, before=0.1).record("all_cores", n_cores=2)["loaded"] is False
+    # neither /proc/stat nor a load average: the load is unknown, so the figure is not clean
+    assert _load(10, None, before=None).record("one_core", n_cores=2)["loaded"] is True
 
 
 def test_watch_subtracts_our_own_cpu(monkeypatch):
