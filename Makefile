@@ -9,7 +9,7 @@ export DATA_DIR
 # Re-install whenever pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup test test-fast lint demo bench clean
+.PHONY: setup test test-fast lint demo bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,8 +33,15 @@ lint: setup
 demo: setup
 	$(BIN)/python demo/road.py --data-dir $(DATA_DIR) --out $(OUT)
 
+# Every figure of the README's performance table, on an idle machine (an estimated 40-45 min here).
 bench: setup
 	$(BIN)/python bench/run.py --data-dir $(DATA_DIR) --results bench/results
+	$(BIN)/python bench/table.py --results bench/results
+
+# Every area in a reduced form (minutes): shows the machinery works, publishes nothing.
+bench-smoke: setup
+	$(BIN)/python bench/run.py --data-dir $(DATA_DIR) --results runs/bench/smoke_results --smoke
+	$(BIN)/python bench/table.py --results runs/bench/smoke_results --smoke
 
 clean:
 	rm -rf $(VENV) runs

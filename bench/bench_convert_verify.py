@@ -17,12 +17,13 @@ total metrics, model metric), repeated; the median is the headline, target < 3 s
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+from bench import stats
 
 N_IMAGES, BATCH = 10_000, 16
 Z_SHAPE = [BATCH, 16, 16, 12]  # RealNVP's latent for 32x32x3 (3072 values per image)
@@ -90,23 +91,30 @@ def bench_loss_check(tmp, repeats=5, plot=True):
     off = _synthetic_realnvp(os.path.join(tmp, "off"), 1, n_files, noise=1e-7, ref_dir=ref)
     manifest = Manifest.load(_manifest(os.path.join(tmp, "bins"), n_files))
     t_make = time.perf_counter() - t0
-    times, report = [], None
+    times, report, load = [], None, stats.Load()
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        report = loss_check.check(sig, off, ref, manifest, progress=False)
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
+        with load.watch():
+            t0 = time.perf_counter()
+            report = loss_check.check(sig, off, ref, manifest, progress=False)
+            times.append(time.perf_counter() - t0)
     res = {
-        "loss_check_10k_s": round(med, 3),
-        "loss_check_10k_runs_s": [round(t, 3) for t in times],
-        "loss_check_target_s": LOSS_CHECK_TARGET_S,
-        "loss_check_under_target": med < LOSS_CHECK_TARGET_S,
+        "figures": {
+            "loss_check_10k_s": stats.figure(
+                times,
+                "s",
+                load,
+                "one_core",
+                "loss_check 10k",
+                f"loss_check, {N_IMAGES:,} RealNVP images ({report['files_compared']} files)",
+                target=f"< {LOSS_CHECK_TARGET_S:g} s",
+                met=lambda m: m < LOSS_CHECK_TARGET_S,
+            )
+        },
         "loss_check_files": report["files_compared"],
         "loss_check_images": report["n_images"],
         "loss_check_passed": report["passed"],
         "loss_check_z_elementwise_fail": report["outputs"][0]["elementwise_fail"],
         "loss_check_make_inputs_s": round(t_make, 3),
-        "loss_check_load_avg": os.getloadavg()[0],
     }
     if plot:
         t0 = time.perf_counter()
@@ -115,21 +123,35 @@ def bench_loss_check(tmp, repeats=5, plot=True):
     return res
 
 
-def run(pb_path, signature_path):
+def run(pb_path, signature_path, paper=None, smoke=False):
+    """Conversion (fp32, and fp16 unless ``smoke``) and loss_check; ``paper``: run.py's
+    prepared model, whose freeze time and load become a figure too. Freeze and conversion
+    are single runs (one sample each): mostly one Python thread, with short TF/ORT checks."""
     from convert import to_onnx
 
-    res = {"pb": os.path.abspath(pb_path), "signature": os.path.abspath(signature_path)}
+    res = {"pb": os.path.abspath(pb_path), "signature": os.path.abspath(signature_path), "figures": {}}
+    if paper:
+        res["figures"]["freeze_s"] = stats.figure(
+            [paper["freeze_s"]], "s", paper["freeze_load"], "one_core", "freeze", "freeze, paper RealNVP at batch 16"
+        )
     tmp = tempfile.mkdtemp(prefix="bench_cv_", dir="/tmp")
     try:
         stem = os.path.join(tmp, "m")
         shutil.copy(pb_path, stem + ".pb")
         shutil.copy(signature_path, stem + ".json")
-        for mode, out in (("force_fp32", stem + ".fp32.onnx"), ("force_fp16", stem + ".fp16.onnx")):
-            t0 = time.perf_counter()
-            sig = to_onnx.convert(stem + ".pb", out, mode)
-            res[f"convert_{mode}_s"] = round(time.perf_counter() - t0, 3)
+        for mode in ("force_fp32",) if smoke else ("force_fp32", "force_fp16"):
+            load = stats.Load()
+            with load.watch():
+                t0 = time.perf_counter()
+                sig = to_onnx.convert(stem + ".pb", f"{stem}.{mode}.onnx", mode)
+                dt = time.perf_counter() - t0
+            res["figures"][f"convert_{mode}_s"] = stats.figure(
+                [dt], "s", load, "one_core", f"convert {mode}", f"tf2onnx conversion {mode}, paper RealNVP"
+            )
             res[f"convert_{mode}_max_rel"] = sig.checks["onnx_vs_frozen_max_rel"]
-        res.update(bench_loss_check(tmp))
+        lc = bench_loss_check(tmp, repeats=2 if smoke else 5)
+        res["figures"].update(lc.pop("figures"))
+        res.update(lc)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return res

@@ -4,13 +4,13 @@ growth at 1x vs 4x data (tracemalloc peak while writing; target flat)."""
 
 import os
 import shutil
-import statistics
 import tempfile
 import time
 import tracemalloc
 
 import numpy as np
 
+from bench import stats
 from data_tools import datasets
 from data_tools.dataset_bins import write_dataset
 from data_tools.image_tool import images_to_bins
@@ -71,33 +71,20 @@ def _dataset_vs_plain(images, sig, work, repeats):
     return nbytes, t_ds_all, t_plain_all
 
 
-def _ascend_style_per_image(images, work, k=256):
-    """Seconds per image the Ascend tool's way: one PNG per image through cv2 (read,
-    letterbox, maths, write), median of 3 runs over ``k`` images."""
+def _ascend_style(images, work, k=256):
+    """A callable: seconds per image the Ascend tool's way, one PNG per image through cv2
+    (read, letterbox, maths, write) over ``k`` images, into a fresh folder each call."""
     import cv2
 
     pngs = os.path.join(work, "png")
     os.makedirs(pngs)
     for i in range(k):
         cv2.imwrite(os.path.join(pngs, f"{i:05d}.png"), images[i][..., ::-1])
-    t_ascend = statistics.median(
-        _timed(  # a fresh output folder each time (nothing to replace)
-            lambda r=r: images_to_bins(
-                pngs,
-                os.path.join(work, f"asc{r}"),
-                32,
-                32,
-                "RGB",
-                "NHWC",
-                "float32",
-                [127.5] * 3,
-                [1 / 127.5] * 3,
-                progress=False,
-            )
-        )
-        for r in range(3)
+    calls = iter(range(10**6))
+    args = (32, 32, "RGB", "NHWC", "float32", [127.5] * 3, [1 / 127.5] * 3)
+    return lambda: (
+        _timed(lambda: images_to_bins(pngs, os.path.join(work, f"asc{next(calls)}"), *args, progress=False)) / k
     )
-    return t_ascend / k
 
 
 def _memory_peaks(images, sig, out):
@@ -114,39 +101,67 @@ def _memory_peaks(images, sig, out):
 
 
 def run(data_dir, repeats=9):
-    """Dataset mode against the plain tofile baseline (medians of alternating runs, the
-    machine may be shared), against the Ascend-style per-image path, and its memory growth."""
+    """Dataset mode against the plain tofile baseline (alternating runs, paired per round),
+    against the Ascend-style per-image path (interleaved with dataset mode), and its memory growth."""
     images = datasets.load("cifar10", "test", data_dir)
     work = tempfile.mkdtemp(prefix="bench_img2bin_")
+    plain_load = stats.Load()
     try:
         sig = _sig(work)
-        nbytes, t_ds_all, t_plain_all = _dataset_vs_plain(images, sig, work, repeats)
-        t_ds, t_plain = statistics.median(t_ds_all), statistics.median(t_plain_all)
-        paired = statistics.median(p / d for p, d in zip(t_plain_all, t_ds_all))
-        ascend_per_image = _ascend_style_per_image(images, work)
-        peaks = _memory_peaks(images, sig, os.path.join(work, "ds"))
+        with plain_load.watch():
+            nbytes, t_ds_all, t_plain_all = _dataset_vs_plain(images, sig, work, repeats)
+        out = os.path.join(work, "ds")
+        ds = lambda: _timed(  # noqa: E731
+            lambda: write_dataset(images, sig, out, "cifar10", "test", force=True, progress=False)
+        )
+        asc, asc_loads = stats.interleave({"ds": ds, "ascend": _ascend_style(images, work)}, min(3, repeats))
+        peaks = _memory_peaks(images, sig, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    rate = nbytes / t_ds
+    n = len(images)
+    figures = {
+        "ratio_vs_plain_tofile": stats.figure(
+            stats.ratios(t_plain_all, t_ds_all),
+            "x",
+            plain_load,
+            "one_core",
+            "img2bin vs tofile",
+            f"img2bin dataset mode, CIFAR-10 test set ({nbytes / 1e6:.0f} MB) vs a plain numpy tofile loop, same bytes",
+            target=">= 0.8x",
+            met=lambda m: m >= 0.8,
+        ),
+        "speedup_vs_ascend_style": stats.figure(
+            [a * n / d for a, d in zip(asc["ascend"], asc["ds"])],
+            "x",
+            stats.Load.merged(asc_loads["ds"], asc_loads["ascend"]),
+            "one_core",
+            "img2bin vs ascend-style",
+            "img2bin dataset mode vs the per-image Ascend-style path (cv2 per image)",
+            target=">= 5x",
+            met=lambda m: m >= 5,
+        ),
+        "memory_growth_4x_over_1x": stats.figure(
+            [peaks[4] / peaks[1]],
+            "x",
+            stats.Load(),
+            None,
+            label="img2bin memory, 4x the data vs 1x (tracemalloc peak)",
+            target="flat (< 1.1x)",
+            met=lambda m: m < 1.1,
+        ),
+    }
     return {
-        "images": len(images),
+        "figures": figures,
+        "images": n,
         "batch": BATCH,
         "bytes_written": nbytes,
-        "dataset_mode_s": t_ds,
-        "dataset_mode_MB_per_s": rate / 1e6,
-        "plain_tofile_MB_per_s": nbytes / t_plain / 1e6,
-        "ratio_vs_plain_tofile": paired,
-        "ratio_of_median_times": t_plain / t_ds,
-        "ratio_samples": [p / d for p, d in zip(t_plain_all, t_ds_all)],
         "repeats": repeats,
-        "target_ratio_vs_plain_tofile": 0.8,
-        "images_per_s": len(images) / t_ds,
-        "ascend_style_images_per_s": 1 / ascend_per_image,
-        "speedup_vs_ascend_style": ascend_per_image * len(images) / t_ds,
-        "target_speedup_vs_ascend_style": 5,
+        "dataset_mode_s": stats.spread(t_ds_all),
+        "plain_tofile_s": stats.spread(t_plain_all),
+        "dataset_mode_images_per_s": stats.spread([n / t for t in asc["ds"]]),
+        "ascend_style_images_per_s": stats.spread([1 / t for t in asc["ascend"]]),
         "tracemalloc_peak_MB_1x": peaks[1] / 1e6,
         "tracemalloc_peak_MB_4x": peaks[4] / 1e6,
-        "memory_growth_4x_over_1x": peaks[4] / peaks[1],
     }
 
 

@@ -25,6 +25,10 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
+if ROOT not in sys.path:  # run as a script too
+    sys.path.insert(0, ROOT)
+
+from bench import stats  # noqa: E402
 
 # the reference's test bpd (issue #14: taesungp/real-nvp under TF 2.21 compat.v1, same data, seeds 1 and 2)
 REFERENCE = {
@@ -37,7 +41,7 @@ PLAN = {
 }
 SMOKE = {"tiny32": {"steps": 20, "eval_every": 10, "log_every": 5}}
 SPEED = {"small": 200, "paper": 60}  # speed(): steps of the short timed runs
-SMOKE_SPEED = {"tiny32": 20}
+SMOKE_SPEED = {"tiny32": 30}  # records at 10, 20, 30: the 10-20 rate has no evaluation in it
 SEEDS = (1, 2, 3)
 BATCH = 12
 TEST_IMAGES = 1008
@@ -108,11 +112,14 @@ def train_once(data_dir, work, config, steps, eval_every, seed, extra=(), log_ev
 
         shutil.rmtree(out)
     cmd = train_command(data_dir, out, config, steps, eval_every, seed, extra, log_every, test_images)
-    load0, t = load_average(), time.time()
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    load0, t, load = load_average(), time.time(), stats.Load()
+    with load.watch():
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.time() - t
     train, test, rates = read_records(out)
     return {
+        "_rates": rates,
+        "_load": load,
         "seed": seed,
         "command": " ".join(cmd[1:]),
         "test_bpd": test,
@@ -126,21 +133,21 @@ def train_once(data_dir, work, config, steps, eval_every, seed, extra=(), log_ev
 
 def speed(data_dir, work, smoke=False):
     """images/s of the training loop per config, from a short run with no evaluation in the
-    timed steps (seed 1, 10-step records, median of the record-to-record rates), with the load
-    average before and after: the figure the README quotes, re-measured on an idle machine."""
-    out = {}
+    timed steps (seed 1, 10-step records): {name: figure} of the record-to-record rates, with
+    the load around the run."""
+    figures = {}
     for config, steps in (SMOKE_SPEED if smoke else SPEED).items():
         r = train_once(data_dir, work, config, steps, 0, 1, log_every=10, test_images=BATCH)
-        rate = r["images_per_s"]
-        out[config] = {
-            "steps": steps,
-            "batch": BATCH,
-            "images_per_s": rate,
-            "seconds_per_step": round(BATCH / rate, 4) if rate else None,
-            "load_before": r["load_before"],
-            "load_after": r["load_after"],
-        }
-    return out
+        figures[f"loop_{config}_images_per_s"] = stats.figure(
+            r["_rates"],
+            "images/s",
+            r["_load"],
+            "all_cores",
+            f"training loop {config}",
+            f"RealNVP training loop (train/train_realnvp.py, feeding included), {config} config, batch {BATCH}",
+            steps=steps,
+        )
+    return figures
 
 
 def run(data_dir, smoke=False, work=None, seeds=SEEDS, extra=()):
@@ -156,12 +163,27 @@ def run(data_dir, smoke=False, work=None, seeds=SEEDS, extra=()):
         "extra_flags": list(extra),
         "configs": {},
     }
-    res["speed"] = speed(data_dir, work, smoke)  # first: before the long runs, the likeliest idle moment
+    res["figures"] = speed(data_dir, work, smoke)  # first: before the long runs, the likeliest idle moment
     for config, p in plan.items():
         runs = [
             train_once(data_dir, work, config, p["steps"], p["eval_every"], s, extra, p["log_every"]) for s in seeds
         ]
+        load = stats.Load.merged(*(r.pop("_load") for r in runs))
+        for r in runs:
+            r.pop("_rates")
         final = [r["test_bpd"][str(p["steps"])] for r in runs]
+        ref = REFERENCE.get(config, {}).get("target_mean")
+        res["figures"][f"test_bpd_{config}"] = stats.figure(
+            final,
+            "bits/dim",
+            load,
+            None,  # bits/dim do not depend on the load
+            label=f"RealNVP learning, test bits/dim (first {TEST_IMAGES} test images), {config}/{p['steps']} steps, "
+            f"seeds {', '.join(map(str, seeds))}",
+            target=None if ref is None else f"<= {ref} (reference mean)",
+            met=None if ref is None else (lambda m, ref=ref: m <= ref),
+            mean=round(float(np.mean(final)), 4),
+        )
         speeds = [r["images_per_s"] for r in runs if r["images_per_s"]]
         entry = {
             "steps": p["steps"],

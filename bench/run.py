@@ -1,8 +1,11 @@
 """`make bench`: speed and memory targets, measured as ratios within one run.
 
-Writes one JSON per area to bench/results/ and prints a summary table. Each area's
-measurements live in bench/bench_<area>.py; this file prepares the shared artifacts
-(a paper-size RealNVP frozen graph, its ONNX models and input bins) and calls them.
+Writes one JSON per area to bench/results/ (`python bench/table.py` prints the README's
+table from them). Each area's measurements live in bench/bench_<area>.py; this file
+prepares the shared artifacts (a paper-size RealNVP frozen graph, its ONNX models and
+input bins), calls them, and stamps every JSON with the machine (cores, BLAS), the load
+around the whole area and the figures marked loaded (bench/stats.py). ``--smoke`` runs
+every area in a reduced form that only shows the machinery works, into <area>_smoke.json.
 """
 
 import argparse
@@ -15,6 +18,16 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 PY = sys.executable
+AREAS = [
+    "train_realnvp",
+    "learning_realnvp",
+    "learning_realnvp_speed",
+    "train_rebar",
+    "allreduce",
+    "img2bin",
+    "convert_verify",
+    "runner",
+]
 
 
 def sh(cmd):
@@ -23,77 +36,103 @@ def sh(cmd):
     return time.time() - t
 
 
-def save(results_dir, name, d):
+def save(results_dir, name, d, load=None, smoke=False):
+    """Write one area's JSON, stamped with the machine, the area's load and its loaded figures."""
+    from bench import stats
     from common import fsio
 
-    d = dict(d, measured_at=time.strftime("%Y-%m-%d %H:%M:%S"), python=sys.version.split()[0], cpus=os.cpu_count())
+    figures = d.get("figures", {})
+    d = dict(
+        d,
+        measured_at=time.strftime("%Y-%m-%d %H:%M:%S"),
+        python=sys.version.split()[0],
+        cpus=stats.cores(),
+        blas=stats.blas_info(),
+        loaded_figures=sorted(k for k, f in figures.items() if f.get("load", {}).get("loaded")),
+        tolerances={
+            k: {"limit": f"{frac} x cores of other processes' CPU", "why": why}
+            for k, (frac, why) in stats.TOLERANCE.items()
+        },
+        smoke=smoke,
+    )
+    if load is not None:
+        d["area_load"] = load.record(None)  # the whole area, for context: the flags are the figures'
+        del d["area_load"]["loaded"]
+    name = f"{name}_smoke" if smoke and not name.endswith("_smoke") else name
     fsio.write_json(os.path.join(results_dir, f"{name}.json"), d)
     print(f"\n## {name}\n" + json.dumps(d, indent=1))
+    if d["loaded_figures"]:
+        print(f"warning: {name}: loaded, not clean: {', '.join(d['loaded_figures'])}", file=sys.stderr)
 
 
 def main(argv=None):
-    """The flags, then one block an area in a fixed order (a little over 60 lines for that)."""
+    """The flags, then one block an area in a fixed order."""
+    from bench import stats
+
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data-dir", default=os.environ.get("DATA_DIR", "data"))
     ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--work", default=os.path.join(ROOT, "runs", "bench"))
-    ap.add_argument("--only", nargs="*", help="areas to run (default all)")
+    ap.add_argument("--only", nargs="*", choices=AREAS, metavar="AREA", help=f"areas to run (default all): {AREAS}")
     ap.add_argument(
         "--smoke",
         action="store_true",
-        help="learning_realnvp only: a seconds-long tiny run that shows the machinery works",
+        help="every area in a reduced, minutes-long form that shows the machinery works (<area>_smoke.json)",
     )
     a = ap.parse_args(argv)
     a.data_dir = os.path.abspath(a.data_dir)
     want = lambda name: not a.only or name in a.only  # noqa: E731
     os.makedirs(a.results, exist_ok=True)
+    t0, load0 = time.time(), stats.load_1min()
+    if load0 is not None and load0 > stats.TOLERANCE["all_cores"][0] * stats.cores():
+        print(
+            f"warning: the 1-minute load average is {load0} on {stats.cores()} cores: the machine is not idle, "
+            "expect figures marked loaded",
+            file=sys.stderr,
+        )
+
+    def area(name, fn):
+        load = stats.Load()
+        with load.watch():
+            d = fn()
+        save(a.results, name, dict(d, area_seconds=round(load.seconds, 1)), load, a.smoke)
 
     if want("train_realnvp"):
         from bench import bench_train_realnvp
 
-        save(a.results, "train_realnvp", bench_train_realnvp.run(a.data_dir))
+        area("train_realnvp", lambda: bench_train_realnvp.run(a.data_dir, smoke=a.smoke))
     if want("learning_realnvp"):  # long: trains small/1000 and paper/400 steps over 3 seeds
         from bench import bench_learning_realnvp
 
-        save(
-            a.results,
-            "learning_realnvp_smoke" if a.smoke else "learning_realnvp",
-            bench_learning_realnvp.run(a.data_dir, smoke=a.smoke, work=os.path.join(a.work, "learning_realnvp")),
-        )
+        work = os.path.join(a.work, "learning_realnvp")
+        area("learning_realnvp", lambda: bench_learning_realnvp.run(a.data_dir, smoke=a.smoke, work=work))
     if a.only and "learning_realnvp_speed" in a.only:  # only the speed part, into learning_realnvp.json
         learning_speed_only(a)
     if want("train_rebar"):
         from bench import bench_train_rebar
 
-        save(a.results, "train_rebar", bench_train_rebar.run(a.data_dir))
+        area("train_rebar", lambda: bench_train_rebar.run(a.data_dir, smoke=a.smoke))
     if want("allreduce"):
         from bench import bench_allreduce
 
-        save(a.results, "allreduce", bench_allreduce.run(a.data_dir, a.results))
+        area("allreduce", lambda: bench_allreduce.run(a.data_dir, smoke=a.smoke))
     if want("img2bin"):
         from bench import bench_img2bin
 
-        save(a.results, "img2bin", bench_img2bin.run(a.data_dir))
+        area("img2bin", lambda: bench_img2bin.run(a.data_dir, repeats=2 if a.smoke else 9))
     if want("runner") or want("convert_verify"):
-        paper = prepare_paper_realnvp(a.work, a.data_dir)
+        paper = prepare_paper_realnvp(a.work, a.data_dir, a.smoke)
         if want("convert_verify"):
             from bench import bench_convert_verify
 
-            save(
-                a.results,
-                "convert_verify",
-                dict(
-                    bench_convert_verify.run(paper["pb"], paper["sig"]), freeze_seconds_paper_realnvp=paper["freeze_s"]
-                ),
-            )
+            area("convert_verify", lambda: bench_convert_verify.run(paper["pb"], paper["sig"], paper, a.smoke))
         if want("runner"):
             from bench import bench_runner
 
-            save(
-                a.results,
-                "runner",
-                bench_runner.run(paper["pb"], paper["onnx"], paper["sig"], paper["inputs"], paper["flops_per_image"]),
-            )
+            args = (paper["pb"], paper["onnx"], paper["sig"], paper["inputs"], paper["flops_per_image"])
+            smoke = dict(rounds=2, tiny_ns=(100, 400)) if a.smoke else {}
+            area("runner", lambda: bench_runner.run(*args, **smoke))
+    print(f"\nbench: {time.time() - t0:.0f} s in all", file=sys.stderr)
 
 
 def learning_speed_only(a):
@@ -104,14 +143,17 @@ def learning_speed_only(a):
     path = os.path.join(a.results, "learning_realnvp.json")
     with open(path) as f:
         old = json.load(f)
-    sp = bench_learning_realnvp.speed(a.data_dir, os.path.join(a.work, "learning_realnvp"))
+    old.pop("speed", None)  # the figures' format before issue #24
+    sp = bench_learning_realnvp.speed(a.data_dir, os.path.join(a.work, "learning_realnvp"), a.smoke)
     seeds_at = old.get("seed_runs_measured_at", old.get("measured_at"))  # save() stamps the time of this run
-    save(a.results, "learning_realnvp", dict(old, seed_runs_measured_at=seeds_at, speed=sp))
+    new = dict(old, seed_runs_measured_at=seeds_at, figures={**old.get("figures", {}), **sp})
+    save(a.results, "learning_realnvp", new, smoke=a.smoke)
 
 
-def prepare_paper_realnvp(work, data_dir):
-    """Paper-size RealNVP (untrained weights: speed does not depend on them), frozen at batch 16."""
-    from bench import bench_train_realnvp
+def prepare_paper_realnvp(work, data_dir, smoke=False):
+    """Paper-size RealNVP (untrained weights: speed does not depend on them), frozen at batch 16;
+    256 input images (32 with ``smoke``). Freeze and conversion are timed here, with their load."""
+    from bench import bench_train_realnvp, stats
 
     train = os.path.join(work, "realnvp_paper", "train")
     model = os.path.join(work, "realnvp_paper", "model")
@@ -119,16 +161,20 @@ def prepare_paper_realnvp(work, data_dir):
     if not os.path.exists(os.path.join(train, "checkpoint")):
         sh(paper_checkpoint_cmd(data_dir, train))
     pb = os.path.join(model, "realnvp.pb")
-    freeze_s = sh([PY, "freeze/freeze_realnvp.py", "--ckpt", train, "--batch", "16", "--out", model, "--force"])
+    freeze_load = stats.Load()
+    with freeze_load.watch():
+        freeze_s = sh([PY, "freeze/freeze_realnvp.py", "--ckpt", train, "--batch", "16", "--out", model, "--force"])
     onnx = os.path.join(model, "realnvp.onnx")
     sh([PY, "convert/to_onnx.py", "--model", pb, "--output", onnx, "--force"])
-    sh(paper_inputs_cmd(data_dir, os.path.join(model, "realnvp.json"), inputs))
+    inputs += "_smoke" if smoke else ""
+    sh(paper_inputs_cmd(data_dir, os.path.join(model, "realnvp.json"), inputs, 32 if smoke else 256))
     return {
         "pb": pb,
         "onnx": onnx,
         "sig": os.path.join(model, "realnvp.json"),
         "inputs": inputs,
         "freeze_s": freeze_s,
+        "freeze_load": freeze_load,
         "flops_per_image": bench_train_realnvp.forward_flops_per_image("paper"),
     }
 
@@ -157,8 +203,8 @@ def paper_checkpoint_cmd(data_dir, train):
     ]
 
 
-def paper_inputs_cmd(data_dir, sig, inputs):
-    """The first 256 CIFAR-10 test images as the frozen model's input bins."""
+def paper_inputs_cmd(data_dir, sig, inputs, limit=256):
+    """The first ``limit`` CIFAR-10 test images as the frozen model's input bins."""
     return [
         PY,
         "data_tools/img2bin.py",
@@ -173,7 +219,7 @@ def paper_inputs_cmd(data_dir, sig, inputs):
         "-o",
         inputs,
         "--limit",
-        "256",
+        str(limit),
         "--seed",
         "0",
         "--force",
