@@ -129,7 +129,8 @@ def main(argv=None):
     f = c.get("folding", {})
     print(
         f"folded: {len(f.get('defaults_folded', {}))} placeholder default(s), {f.get('tf_cond_folded', 0)} "
-        f"tf.cond switch(es), {len(f.get('dropout_masks_folded', []))} dropout mask(s); frozen vs "
+        f"tf.cond switch(es), {len(f.get('tf2_calls_inlined', []))} TF2 If/Case/call(s) inlined, "
+        f"{len(f.get('dropout_masks_folded', []))} dropout mask(s); frozen vs "
         f"checkpoint max rel err {c['frozen_vs_checkpoint_max_rel']:.2e}; batch independent: "
         f"{c.get('batch_independent')}"
     )

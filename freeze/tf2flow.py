@@ -1,0 +1,171 @@
+"""TensorFlow 2 control flow in a user's graph: fold what is constant, keep the rest.
+
+A script on TF 2.x that only calls ``tf.disable_eager_execution()`` builds functional
+control flow: ``tf.cond`` is an If (StatelessIf) node whose branches are functions of the
+GraphDef's library, ``tf.while_loop`` a While, ``tf.switch_case`` a Case, and resource
+variables are read inside those functions. Two passes, applied by freeze/sources.py:
+
+    inline_constant_flow   an If/StatelessIf whose predicate, or a Case whose branch
+                           index, is constant after --input_defaults is replaced by the
+                           taken branch's body; PartitionedCall / StatefulPartitionedCall
+                           are replaced by their body (the graph then folds as a TF1 one)
+    strip_library          functions no node reaches any more leave the library
+
+Why not grappler's function optimizer (what tf2onnx runs): it lowers every If and While
+to Switch/Merge and Enter/Exit frames, the constant ones and the others alike; a While on a
+real input then reaches ATC and tf2onnx as a TF1 frame instead of the functional op both
+take. Only the constant ones are folded here; the rest stays functional (tf2onnx converts
+If/While through their functions, convert/preflight.py checks their bodies).
+"""
+
+import copy
+
+from common.errors import UserError
+from common.tfcompat import tf
+from freeze import fold
+
+IFS = ("If", "StatelessIf")
+CASES = ("Case", "StatelessCase")
+CALLS = ("PartitionedCall", "StatefulPartitionedCall")
+
+
+def _function_graph_def(gd, fname):
+    """(GraphDef of function ``fname``'s body, its ret tensors in graph names)."""
+    from tensorflow.python.framework.function_def_to_graph import function_def_to_graph_def
+
+    fdefs = {f.signature.name: f for f in gd.library.function}
+    fdef = fdefs.get(fname)
+    if fdef is None:
+        raise UserError(f"function {fname!r} is not in the graph's function library")
+    lib = tf.GraphDef()
+    lib.library.CopyFrom(gd.library)
+    with tf.Graph().as_default():  # the body's nested function calls are checked against it
+        tf.import_graph_def(lib, name="")
+        body, names = function_def_to_graph_def(fdef)
+    rets = [names[fdef.ret[a.name]] for a in fdef.signature.output_arg]
+    return body, [a.name for a in fdef.signature.input_arg], rets
+
+
+def _taken_function(n, value):
+    """The function a constant predicate / branch index selects."""
+    if n.op in IFS:
+        return n.attr["then_branch" if bool(value) else "else_branch"].func.name
+    branches = n.attr["branches"].list.func
+    i = int(value)
+    return branches[i if 0 <= i < len(branches) else -1].name  # out of range: the last (Case's rule)
+
+
+def _unique_prefix(names, base):
+    prefix, k = base + "/inlined", 0
+    while any(x == prefix or x.startswith(prefix + "/") for x in names):
+        k += 1
+        prefix = f"{base}/inlined_{k}"
+    return prefix
+
+
+def _inline(gd, n, fname, args, keep_node):
+    """Replace node ``n`` with the body of ``fname`` fed by the tensors ``args``; its
+    consumers read the body's results. ``keep_node``: leave an IdentityN named as the node
+    (it is a requested output)."""
+    body, arg_names, rets = _function_graph_def(gd, fname)
+    names = {m.name for m in gd.node}
+    prefix = _unique_prefix(names, n.name)
+    controls = [i for i in n.input if i.startswith("^")]
+
+    def rename(ref):
+        ctrl = ref.startswith("^")
+        name, _, port = ref.lstrip("^").partition(":")
+        return ("^" if ctrl else "") + f"{prefix}/{name}" + (f":{port}" if port else "")
+
+    out = tf.GraphDef()
+    out.versions.CopyFrom(gd.versions)
+    out.library.CopyFrom(gd.library)
+    for m in body.node:
+        c = out.node.add()
+        c.CopyFrom(m)
+        c.name = f"{prefix}/{m.name}"
+        del c.input[:]
+        if m.name in arg_names:  # an argument: an Identity of what the node was given
+            dtype = m.attr["dtype"].type
+            for k in list(c.attr):
+                del c.attr[k]
+            c.op = "Identity"
+            c.attr["T"].type = dtype
+            c.input.extend([args[arg_names.index(m.name)], *controls])
+        else:
+            c.input.extend(rename(i) for i in m.input)
+    results = [rename(r) for r in rets]
+    for m in gd.node:
+        if m.name == n.name:
+            if keep_node:
+                c = out.node.add()
+                c.name, c.op = n.name, "IdentityN"
+                c.input.extend(results)
+                c.attr["T"].list.type.extend(n.attr["Tout"].list.type)
+            continue
+        c = out.node.add()
+        c.CopyFrom(m)
+        del c.input[:]
+        for i in m.input:
+            if fold.op_name(i) != n.name or keep_node:
+                c.input.append(i)
+            elif i.startswith("^"):
+                c.input.extend("^" + fold.op_name(r) for r in results)
+            else:
+                c.input.append(results[fold._port(i)])
+    return out
+
+
+def inline_constant_flow(gd, outputs):
+    """Fold If/Case on constant predicates and inline function calls, to a fixpoint (an
+    inlined body may hold more). Returns (graph_def, [(node, op, function inlined)])."""
+    done = []
+    for _ in range(100):  # bounded: a recursive function would never reach a fixpoint
+        conds = [n for n in gd.node if n.op in IFS + CASES]
+        consts = fold._constants(gd, [fold._tensor(n.input[0]) for n in conds])
+        todo = [
+            (n, _taken_function(n, consts[fold._tensor(n.input[0])]), 1)
+            for n in conds
+            if fold._tensor(n.input[0]) in consts
+        ]
+        todo += [(n, n.attr["f"].func.name, 0) for n in gd.node if n.op in CALLS]
+        if not todo:
+            return gd, done
+        gd = copy.deepcopy(gd)
+        for n, fname, skip in todo:  # the nodes stay distinct: each pass renames only its own
+            node = next(m for m in gd.node if m.name == n.name)
+            args = [i for i in node.input if not i.startswith("^")][skip:]
+            gd = _inline(gd, node, fname, args, keep_node=n.name in outputs)
+            done.append((n.name, n.op, fname))
+    raise UserError(f"function calls nest deeper than 100 levels (last: {done[-1][0]!r}); recursion cannot be frozen")
+
+
+def _called(attrs):
+    for v in attrs.values():
+        if v.HasField("func"):
+            yield v.func.name
+        yield from (f.name for f in v.list.func)
+
+
+def reachable_functions(gd):
+    """Names of the library functions the graph's nodes call, transitively, in order found."""
+    fdefs = {f.signature.name: f for f in gd.library.function}
+    seen, stack = [], [f for n in gd.node for f in _called(n.attr)]
+    while stack:
+        f = stack.pop(0)
+        if f in seen or f not in fdefs:
+            continue
+        seen.append(f)
+        stack += [g for m in fdefs[f].node_def for g in _called(m.attr)]
+    return seen
+
+
+def strip_library(gd):
+    """``gd`` with only the functions its nodes still call (gradients, dead branches go)."""
+    keep = set(reachable_functions(gd))
+    out = copy.deepcopy(gd)
+    del out.library.function[:]
+    out.library.function.extend(f for f in gd.library.function if f.signature.name in keep)
+    del out.library.gradient[:]
+    out.library.gradient.extend(g for g in gd.library.gradient if g.function_name in keep)
+    return out
