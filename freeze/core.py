@@ -137,7 +137,8 @@ class Restored(LiveModel):
 
 
 def graph_op_types(graph_def):
-    return {n.op for n in graph_def.node}
+    """The graph's op types, those in its functions included (TF2 If/While bodies)."""
+    return {n.op for n in graph_def.node} | {n.op for f in graph_def.library.function for n in f.node_def}
 
 
 def check_static(graph_def, signature):
