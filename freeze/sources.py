@@ -225,6 +225,7 @@ class UserModel(LiveModel):
         gd, self.n_switches = fold.fold_switches(gd)
         gd, self.dropout_folded = fold.fold_dropout(gd)
         gd = fold.prune(gd, self.output_names)
+        tf2flow.refuse_updates(gd)
         try:
             gd = tf.graph_util.convert_variables_to_constants(self.sess, gd, self.output_names)
         except (tf.errors.OpError, ValueError) as e:

@@ -169,3 +169,29 @@ def strip_library(gd):
     del out.library.gradient[:]
     out.library.gradient.extend(g for g in gd.library.gradient if g.function_name in keep)
     return out
+
+
+def refuse_updates(gd):
+    """A variable update left on the outputs' path (a training branch taken, or not folded)
+    is one line naming it: freezing would turn its variable into a constant it cannot
+    assign, a graph TensorFlow itself then refuses to import."""
+    fdefs = {f.signature.name: f for f in gd.library.function}
+    found = [(n.name, n.op) for n in gd.node if _updates(n.op)]
+    found += [
+        (f"{n.name} in function {f}", n.op)
+        for f in reachable_functions(gd)
+        for n in fdefs[f].node_def
+        if _updates(n.op)
+    ]
+    if found:
+        name, op = found[0]
+        raise UserError(
+            f"node {name!r} ({op}) updates a variable on the path to the outputs"
+            + (f" (and {len(found) - 1} more)" if len(found) > 1 else "")
+            + ": a training branch (e.g. batch norm's moving averages); fold the placeholder that "
+            "switches it off with --input_defaults (e.g. is_training:false)"
+        )
+
+
+def _updates(op):
+    return op.startswith(("Assign", "ResourceApply", "Apply", "ResourceScatter", "Scatter"))

@@ -6,8 +6,8 @@ functions in the library) and resource variables. Run as a script, in a fresh pr
     python tests/tf2_models.py KIND FOLDER
 
 writes FOLDER/model.ckpt-2 (+ .meta), for ``bn`` also FOLDER/export (a SavedModel), and
-FOLDER/expected.npz: an input batch ``x`` and the outputs this script's own session gives
-for it in inference mode (the reference the frozen graph must equal).
+FOLDER/expected.npz: two input batches ``x`` (x and -x) and the ``logits`` this script's
+own session gives for each in inference mode (the reference the frozen graph must equal).
 """
 
 import os
@@ -30,8 +30,9 @@ def _var(name, shape, stddev=0.3):
 
 
 def _bn_net(x):
-    """Batch norm switched by tf.cond on is_training, dropout switched by tf.cond, and a
-    tf.switch_case on a mode with a default: all constant once is_training is folded."""
+    """Batch norm switched by tf.cond on is_training, dropout switched by tf.cond, a
+    tf.switch_case on a mode with a default (all constant once is_training is folded) and a
+    tf.function call."""
     is_training = v1.placeholder_with_default(True, [], name="is_training")
     mode = v1.placeholder_with_default(1, [], name="mode")
     h = tf.nn.conv2d(x, _var("conv/w", [3, 3, C, 6]), 1, "SAME")
@@ -51,6 +52,7 @@ def _bn_net(x):
     h = tf.cond(is_training, train, infer, name="bn_cond")
     h = tf.cond(is_training, lambda: tf.nn.dropout(h, rate=0.5), lambda: h, name="dropout_cond")
     h = tf.switch_case(mode, [lambda: h, lambda: tf.nn.relu(h)], name="act_case")
+    h = tf.function(lambda t: t * 2.0 - 1.0)(h)  # a tf.function called in the graph: a PartitionedCall
     flat = tf.reshape(h, [-1, H * W * 6])
     return tf.identity(tf.matmul(flat, _var("fc/w", [H * W * 6, CLASSES], 0.1)), name="logits"), {is_training: False}
 
@@ -90,8 +92,10 @@ def build(kind, folder):
         b = v1.saved_model.builder.SavedModelBuilder(os.path.join(folder, "export"))
         b.add_meta_graph_and_variables(sess, [v1.saved_model.tag_constants.SERVING])
         b.save()
-    xs = rng.uniform(-1, 1, (BATCH, H, W, C)).astype(np.float32)
-    np.savez(os.path.join(folder, "expected.npz"), x=xs, logits=sess.run(logits, {x: xs, **infer_feed}))
+    xs = rng.uniform(-1, 1, (BATCH, H, W, C)).astype(np.float32) + 0.1
+    xs = np.stack([xs, -xs])  # the If on sum(x) > 0 takes each branch once
+    ys = np.stack([sess.run(logits, {x: b, **infer_feed}) for b in xs])
+    np.savez(os.path.join(folder, "expected.npz"), x=xs, logits=ys)
     ops = sorted({n.op for n in sess.graph.as_graph_def().node})
     print(" ".join(ops))
 
