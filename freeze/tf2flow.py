@@ -65,8 +65,8 @@ def _unique_prefix(names, base):
 
 def _inline(gd, n, fname, args, keep_node):
     """Replace node ``n`` with the body of ``fname`` fed by the tensors ``args``; its
-    consumers read the body's results. ``keep_node``: leave an IdentityN named as the node
-    (it is a requested output)."""
+    consumers read the body's results. ``keep_node``: leave an Identity of its first result
+    named as the node (it is a requested output)."""
     body, arg_names, rets = _function_graph_def(gd, fname)
     names = {m.name for m in gd.node}
     prefix = _unique_prefix(names, n.name)
@@ -97,17 +97,17 @@ def _inline(gd, n, fname, args, keep_node):
     results = [rename(r) for r in rets]
     for m in gd.node:
         if m.name == n.name:
-            if keep_node:
+            if keep_node:  # a requested output: msame's output is its tensor :0
                 c = out.node.add()
-                c.name, c.op = n.name, "IdentityN"
-                c.input.extend(results)
-                c.attr["T"].list.type.extend(n.attr["Tout"].list.type)
+                c.name, c.op = n.name, "Identity"
+                c.input.append(results[0])
+                c.attr["T"].type = n.attr["Tout"].list.type[0]
             continue
         c = out.node.add()
         c.CopyFrom(m)
         del c.input[:]
         for i in m.input:
-            if fold.op_name(i) != n.name or keep_node:
+            if fold.op_name(i) != n.name:
                 c.input.append(i)
             elif i.startswith("^"):
                 c.input.extend("^" + fold.op_name(r) for r in results)
@@ -122,7 +122,10 @@ def inline_constant_flow(gd, outputs):
     done = []
     for _ in range(100):  # bounded: a recursive function would never reach a fixpoint
         conds = [n for n in gd.node if n.op in IFS + CASES]
-        consts = fold._constants(gd, [fold._tensor(n.input[0]) for n in conds])
+        consts = _static_values(gd, [fold._tensor(n.input[0]) for n in conds])
+        consts.update(
+            fold._constants(gd, [fold._tensor(n.input[0]) for n in conds if fold._tensor(n.input[0]) not in consts])
+        )
         todo = [
             (n, _taken_function(n, consts[fold._tensor(n.input[0])]), 1)
             for n in conds
@@ -138,6 +141,21 @@ def inline_constant_flow(gd, outputs):
             gd = _inline(gd, node, fname, args, keep_node=n.name in outputs)
             done.append((n.name, n.op, fname))
     raise UserError(f"function calls nest deeper than 100 levels (last: {done[-1][0]!r}); recursion cannot be frozen")
+
+
+def _static_values(gd, tensors):
+    """{tensor: value} for those that are a Const read through Identity nodes. Read without a
+    session: a graph TensorFlow froze itself may hold an invalid training-branch function
+    (an AssignVariableOp fed a constant) that makes every session on it fail."""
+    nodes, out = fold._nodes(gd), {}
+    for t in tensors:
+        n = nodes.get(fold.op_name(t))
+        while n is not None and n.op == "Identity" and fold._port(t) == 0:
+            t = fold._tensor(n.input[0])
+            n = nodes.get(fold.op_name(t))
+        if n is not None and n.op == "Const" and fold._port(t) == 0:
+            out[t] = tf.make_ndarray(n.attr["value"].tensor)
+    return out
 
 
 def _called(attrs):

@@ -43,12 +43,14 @@ def tf2_runs(tmp_path_factory):
         # the graphs are TF2's: functional control flow and resource variables, no Switch/Merge
         assert {"VarHandleOp", "ReadVariableOp"} <= ops and not ops & {"Switch", "Merge", "VariableV2"}, ops
         assert ops & {"If", "StatelessIf"}
+        if k == "bn":  # what the fold must remove: tf.cond (both kinds), tf.switch_case, tf.function
+            assert {"If", "StatelessIf", "StatelessCase", "PartitionedCall"} <= ops, ops
     return {k: root / k for k in tf2_models.KINDS}
 
 
-def _freeze(source, out, *extra):
+def _freeze(source, out, *extra, outputs="logits"):
     return freeze_graph.main(
-        [*source, "--output_node_names", "logits", "--input_shape", SHAPE, "--output", str(out), *extra]
+        [*source, "--output_node_names", outputs, "--input_shape", SHAPE, "--output", str(out), *extra]
     )
 
 
@@ -65,8 +67,11 @@ def _run_pb(pb, x):
 def test_batch_norm_cond_folds_to_inference_branch(tf2_runs, tmp_path, source):
     d = tf2_runs["bn"]
     src = ["--input_checkpoint", str(d)] if source == "checkpoint" else ["--input_saved_model_dir", str(d / "export")]
-    assert _freeze(src, tmp_path / "bn", "--input_defaults", "is_training:false") == 0
+    # the SavedModel also names the batch norm's tf.cond itself as an output
+    outputs = "logits" if source == "checkpoint" else "logits,bn_cond"
+    assert _freeze(src, tmp_path / "bn", "--input_defaults", "is_training:false", outputs=outputs) == 0
     gd = load_graph_def(str(tmp_path / "bn.pb"))
+    assert source == "checkpoint" or {n.name: n.op for n in gd.node}["bn_cond"] == "Identity"
     ops = {n.op for n in gd.node}
     assert not ops & FOLDED_AWAY, ops
     assert not ops & {"VarHandleOp", "ReadVariableOp", "RandomUniform"}, ops  # variables constant, dropout gone
