@@ -20,6 +20,8 @@ If/While through their functions, convert/preflight.py checks their bodies).
 
 import copy
 
+import numpy as np
+
 from common.errors import UserError
 from common.tfcompat import tf
 from freeze import fold
@@ -48,8 +50,9 @@ def _function_graph_def(gd, fname):
 
 def _taken_function(n, value):
     """The function a constant predicate / branch index selects."""
-    if n.op in IFS:
-        return n.attr["then_branch" if bool(value) else "else_branch"].func.name
+    if n.op in IFS:  # If's rule: a scalar is true when nonzero, any other tensor when not empty
+        v = np.asarray(value)
+        return n.attr["then_branch" if (bool(v) if v.ndim == 0 else v.size > 0) else "else_branch"].func.name
     branches = n.attr["branches"].list.func
     i = int(value)
     return branches[i if 0 <= i < len(branches) else -1].name  # out of range: the last (Case's rule)
