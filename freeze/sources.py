@@ -230,6 +230,7 @@ class UserModel(LiveModel):
             gd = tf.graph_util.convert_variables_to_constants(self.sess, gd, self.output_names)
         except (tf.errors.OpError, ValueError) as e:
             raise UserError(f"freezing the variables failed: {first_line(e)}") from None
+        gd = tf2flow.drop_unused_outputs(fold.prune(gd, self.output_names), self.output_names)
         self._fixed = tf2flow.strip_library(fold.prune(gd, self.output_names))
         return self._fixed
 

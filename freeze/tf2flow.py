@@ -216,3 +216,136 @@ def refuse_updates(gd):
 
 def _updates(op):
     return op.startswith(("Assign", "ResourceApply", "Apply", "ResourceScatter", "Scatter"))
+
+
+# --- outputs nobody reads: gradient intermediates of a graph trained with TF2 control flow ---
+WHILES = ("While", "StatelessWhile")
+
+
+def drop_unused_outputs(gd, outputs):
+    """If/While outputs no node reads (and While loop variables nothing needed depends on)
+    removed, with their functions pruned to match. Training built them for the gradients:
+    an If's Optional intermediates and a While's TensorList accumulators, ops tf2onnx has no
+    conversion for. Returns the new graph_def (prune it again: their inputs may be unused)."""
+    gd = copy.deepcopy(gd)
+    fdefs = {f.signature.name: f for f in gd.library.function}
+    used = {}  # node -> ports read
+    for m in gd.node:
+        for i in m.input:
+            if not i.startswith("^"):
+                used.setdefault(fold.op_name(i), set()).add(fold._port(i))
+    for name in outputs:
+        used.setdefault(name, set()).add(0)
+    remap = {}  # node -> {old port: new port}
+    for n in gd.node:
+        if n.op in IFS:
+            keep = sorted(used.get(n.name, ()))
+            if keep and len(keep) < len(n.attr["Tout"].list.type):
+                for b in ("then_branch", "else_branch"):
+                    n.attr[b].func.name = _add(gd, _pruned(fdefs[n.attr[b].func.name], keep))
+                _filter_list_attrs(n, keep, ("Tout", "output_shapes", "_output_shapes"))
+                remap[n.name] = {old: new for new, old in enumerate(keep)}
+        elif n.op in WHILES:
+            keep = _needed_loop_vars(n, used.get(n.name, set()), fdefs)
+            if len(keep) < len(n.attr["T"].list.type):
+                body, cond = fdefs[n.attr["body"].func.name], fdefs[n.attr["cond"].func.name]
+                n.attr["body"].func.name = _add(gd, _pruned(body, keep, keep))
+                n.attr["cond"].func.name = _add(gd, _pruned(cond, range(len(cond.signature.output_arg)), keep))
+                data = [i for i in n.input if not i.startswith("^")]
+                ctrl = [i for i in n.input if i.startswith("^")]
+                del n.input[:]
+                n.input.extend([data[k] for k in keep] + ctrl)
+                _filter_list_attrs(n, keep, ("T", "output_shapes", "_output_shapes"))
+                for k in ("_num_original_outputs", "_read_only_resource_inputs"):  # index bookkeeping of TF's
+                    n.attr.pop(k, None)
+                remap[n.name] = {old: new for new, old in enumerate(keep)}
+    for m in gd.node:
+        for j, i in enumerate(m.input):
+            if not i.startswith("^") and fold.op_name(i) in remap:
+                m.input[j] = f"{fold.op_name(i)}:{remap[fold.op_name(i)][fold._port(i)]}"
+    return gd
+
+
+def _filter_list_attrs(n, keep, keys):
+    for k in keys:
+        if k not in n.attr:
+            continue
+        lst = n.attr[k].list
+        for field in ("type", "shape"):
+            vals = list(getattr(lst, field))
+            if vals:
+                del getattr(lst, field)[:]
+                getattr(lst, field).extend(vals[i] for i in keep)
+
+
+def _fn_deps(fdef, refs):
+    """(input arg names, node names) that the function's ``refs`` depend on."""
+    nodes = {m.name: m for m in fdef.node_def}
+    args = {a.name for a in fdef.signature.input_arg}
+    seen, found, stack = set(), set(), [r.lstrip("^").split(":")[0] for r in refs]
+    while stack:
+        x = stack.pop()
+        if x in args:
+            found.add(x)
+        elif x in nodes and x not in seen:
+            seen.add(x)
+            stack += [i.lstrip("^").split(":")[0] for i in nodes[x].input]
+    return found, seen
+
+
+def _needed_loop_vars(n, read, fdefs):
+    """Indices of the loop variables the read outputs and the loop condition depend on."""
+    body, cond = fdefs[n.attr["body"].func.name], fdefs[n.attr["cond"].func.name]
+    b_args = [a.name for a in body.signature.input_arg]
+    c_args = [a.name for a in cond.signature.input_arg]
+    rets = [body.ret[a.name] for a in body.signature.output_arg]
+    c_found, _ = _fn_deps(cond, list(cond.ret.values()) + list(cond.control_ret.values()))
+    b_ctrl, _ = _fn_deps(body, list(body.control_ret.values()))
+    need = set(read) | {c_args.index(a) for a in c_found} | {b_args.index(a) for a in b_ctrl}
+    stack = list(need)
+    while stack:
+        found, _ = _fn_deps(body, [rets[stack.pop()]])
+        for k in (b_args.index(a) for a in found):
+            if k not in need:
+                need.add(k)
+                stack.append(k)
+    return sorted(need)
+
+
+def _pruned(fdef, keep_out, keep_in=None):
+    """A copy of ``fdef`` with only the output args ``keep_out`` (and input args ``keep_in``),
+    its nodes pruned to what the kept outputs and control outputs need."""
+    f = copy.deepcopy(fdef)
+    outs = [fdef.signature.output_arg[k] for k in keep_out]
+    del f.signature.output_arg[:]
+    f.signature.output_arg.extend(outs)
+    for k in [k for k in f.ret if k not in {a.name for a in outs}]:
+        del f.ret[k]
+    if keep_in is not None:
+        del f.signature.input_arg[:]
+        f.signature.input_arg.extend(fdef.signature.input_arg[k] for k in keep_in)
+        f.arg_attr.clear()  # both keyed by input index
+        f.resource_arg_unique_id.clear()
+        for new, k in enumerate(keep_in):
+            if k in fdef.arg_attr:
+                f.arg_attr[new].CopyFrom(fdef.arg_attr[k])
+            if k in fdef.resource_arg_unique_id:
+                f.resource_arg_unique_id[new] = fdef.resource_arg_unique_id[k]
+    _, needed = _fn_deps(f, list(f.ret.values()) + list(f.control_ret.values()))
+    kept = [m for m in fdef.node_def if m.name in needed]
+    del f.node_def[:]
+    f.node_def.extend(kept)
+    return f
+
+
+def _add(gd, fdef):
+    """Add ``fdef`` to the library under a new name; returns the name."""
+    names = {f.signature.name for f in gd.library.function}
+    base, k = fdef.signature.name + "_inference", 0
+    name = base
+    while name in names:
+        k += 1
+        name = f"{base}_{k}"
+    fdef.signature.name = name
+    gd.library.function.add().CopyFrom(fdef)
+    return name

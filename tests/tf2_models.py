@@ -79,13 +79,13 @@ def build(kind, folder):
     x = v1.placeholder(tf.float32, [None, H, W, C], name="images")
     logits, infer_feed = _bn_net(x) if kind == "bn" else _flow_net(x, bad=kind == "bad")
     rng = np.random.RandomState(0)
-    if kind == "bn":  # gradients through If and Case (built before the first run, as TF2 needs)
+    if kind != "bad":  # gradients through If, Case and While (built before the first run, as TF2 needs)
         labels = v1.placeholder(tf.int64, [None], name="labels")
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
         train = v1.train.AdamOptimizer(1e-2).minimize(loss)
     sess = v1.Session()
     sess.run(v1.global_variables_initializer())
-    for _ in range(2 if kind == "bn" else 0):  # moving averages move
+    for _ in range(2 if kind != "bad" else 0):  # moving averages move, weights change
         sess.run(train, {x: rng.uniform(-1, 1, (BATCH, H, W, C)), labels: rng.randint(0, CLASSES, BATCH)})
     v1.train.Saver().save(sess, os.path.join(folder, "model.ckpt"), global_step=2)
     if kind == "bn":
