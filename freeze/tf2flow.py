@@ -9,12 +9,17 @@ variables are read inside those functions. Two passes, applied by freeze/sources
                            index, is constant after --input_defaults is replaced by the
                            taken branch's body; PartitionedCall / StatefulPartitionedCall
                            are replaced by their body (the graph then folds as a TF1 one)
+    refuse_updates         a variable update left on the outputs' path is one line naming it
+    (variables -> constants: tf.graph_util.convert_variables_to_constants rewrites the
+    functions' resource arguments too)
+    drop_unused_outputs    If/While outputs only the gradients read (a graph trained with
+                           its control flow) go, with their functions pruned to match
     strip_library          functions no node reaches any more leave the library
 
 Why not grappler's function optimizer (what tf2onnx runs): it lowers every If and While
 to Switch/Merge and Enter/Exit frames, the constant ones and the others alike; a While on a
 real input then reaches ATC and tf2onnx as a TF1 frame instead of the functional op both
-take. Only the constant ones are folded here; the rest stays functional (tf2onnx converts
+take (and a Case becomes a _SwitchN tf2onnx cannot convert). Only the constant ones are folded here; the rest stays functional (tf2onnx converts
 If/While through their functions, convert/preflight.py checks their bodies).
 """
 
