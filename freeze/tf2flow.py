@@ -3,7 +3,7 @@
 A script on TF 2.x that only calls ``tf.disable_eager_execution()`` builds functional
 control flow: ``tf.cond`` is an If (StatelessIf) node whose branches are functions of the
 GraphDef's library, ``tf.while_loop`` a While, ``tf.switch_case`` a Case, and resource
-variables are read inside those functions. Two passes, applied by freeze/sources.py:
+variables are read inside those functions. The passes, applied by freeze/sources.py in order:
 
     inline_constant_flow   an If/StatelessIf whose predicate, or a Case whose branch
                            index, is constant after --input_defaults is replaced by the
@@ -19,8 +19,9 @@ variables are read inside those functions. Two passes, applied by freeze/sources
 Why not grappler's function optimizer (what tf2onnx runs): it lowers every If and While
 to Switch/Merge and Enter/Exit frames, the constant ones and the others alike; a While on a
 real input then reaches ATC and tf2onnx as a TF1 frame instead of the functional op both
-take (and a Case becomes a _SwitchN tf2onnx cannot convert). Only the constant ones are folded here; the rest stays functional (tf2onnx converts
-If/While through their functions, convert/preflight.py checks their bodies).
+take (and a Case becomes a _SwitchN tf2onnx cannot convert). Only the constant ones are
+folded here; the rest stays functional (tf2onnx converts If/While through their functions,
+convert/preflight.py checks their bodies).
 """
 
 import copy
