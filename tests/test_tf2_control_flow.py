@@ -130,11 +130,13 @@ def test_if_on_input_and_while_convert_and_run(tf2_runs, tmp_path, repo_root, ca
         ("bad", [], ["igamma", "(Igamma)", "While 'loop'", "tf2onnx cannot convert"]),
         ("bn", ["--input_shape", f"{SHAPE};mode:", "--input_defaults", "is_training:false"], ["act_case", "Case)"]),
         ("bn", ["--input_defaults", "is_training:true"], ["bn_cond/", "(AssignVariableOp)", "is_training:false"]),
+        ("noisy", [], ["random op", "(RandomUniform)", "sign_cond_true"]),
     ],
 )
 def test_what_neither_can_do_is_named(tf2_runs, tmp_path, capsys, kind, extra, want):
     # a While whose body holds an op tf2onnx lacks; a tf.switch_case on a real input; the
-    # training branch taken (its moving-average updates would be frozen)
+    # training branch taken (its moving-average updates would be frozen); dropout in an If
+    # on a real input
     argv = ["--input_checkpoint", str(tf2_runs[kind]), "--output_node_names", "logits", "--input_shape", SHAPE]
     capsys.readouterr()
     assert freeze_graph.main(argv + extra + ["--output", str(tmp_path / "m")]) == 2

@@ -22,7 +22,7 @@ v1 = tf.compat.v1
 v1.disable_eager_execution()  # and nothing else: control flow v2 and resource variables stay on
 
 H, W, C, CLASSES, BATCH = 8, 8, 3, 5, 4
-KINDS = ("bn", "flow", "bad")
+KINDS = ("bn", "flow", "bad", "noisy")
 
 
 def _var(name, shape, stddev=0.3):
@@ -57,17 +57,19 @@ def _bn_net(x):
     return tf.identity(tf.matmul(flat, _var("fc/w", [H * W * 6, CLASSES], 0.1)), name="logits"), {is_training: False}
 
 
-def _flow_net(x, bad=False):
-    """An If on a real input and a tf.while_loop, both reading variables in their functions."""
+def _flow_net(x, kind="flow"):
+    """An If on a real input and a tf.while_loop, both reading variables in their functions
+    (``bad``: the loop holds an op tf2onnx lacks; ``noisy``: the If's branch a dropout)."""
     flat = tf.reshape(x, [-1, H * W * C])
     h = tf.matmul(flat, _var("fc1/w", [H * W * C, CLASSES], 0.1))
     a = _var("a", [CLASSES])
-    h = tf.cond(tf.reduce_sum(x) > 0, lambda: h * a, lambda: h - a, name="sign_cond")
+    then = (lambda: tf.nn.dropout(h * a, rate=0.5)) if kind == "noisy" else (lambda: h * a)
+    h = tf.cond(tf.reduce_sum(x) > 0, then, lambda: h - a, name="sign_cond")
     b = _var("b", [CLASSES, CLASSES], 0.5)
 
     def body(i, v):
         v = tf.tanh(tf.matmul(v, b))
-        return i + 1, (tf.math.igamma(2.0, tf.abs(v) + 1.0, name="igamma") if bad else v)
+        return i + 1, (tf.math.igamma(2.0, tf.abs(v) + 1.0, name="igamma") if kind == "bad" else v)
 
     _, h = tf.while_loop(lambda i, v: i < 3, body, [tf.constant(0), h], name="loop")
     return tf.identity(h, name="logits"), {}
@@ -77,15 +79,15 @@ def build(kind, folder):
     os.makedirs(folder, exist_ok=True)
     v1.set_random_seed(0)
     x = v1.placeholder(tf.float32, [None, H, W, C], name="images")
-    logits, infer_feed = _bn_net(x) if kind == "bn" else _flow_net(x, bad=kind == "bad")
+    logits, infer_feed = _bn_net(x) if kind == "bn" else _flow_net(x, kind)
     rng = np.random.RandomState(0)
-    if kind != "bad":  # gradients through If, Case and While (built before the first run, as TF2 needs)
+    if kind in ("bn", "flow"):  # gradients through If, Case and While (built before the first run, as TF2 needs)
         labels = v1.placeholder(tf.int64, [None], name="labels")
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
         train = v1.train.AdamOptimizer(1e-2).minimize(loss)
     sess = v1.Session()
     sess.run(v1.global_variables_initializer())
-    for _ in range(2 if kind != "bad" else 0):  # moving averages move, weights change
+    for _ in range(2 if kind in ("bn", "flow") else 0):  # moving averages move, weights change
         sess.run(train, {x: rng.uniform(-1, 1, (BATCH, H, W, C)), labels: rng.randint(0, CLASSES, BATCH)})
     v1.train.Saver().save(sess, os.path.join(folder, "model.ckpt"), global_step=2)
     if kind == "bn":
