@@ -137,7 +137,8 @@ class Restored(LiveModel):
 
 
 def graph_op_types(graph_def):
-    return {n.op for n in graph_def.node}
+    """The graph's op types, those in its functions included (TF2 If/While bodies)."""
+    return {n.op for n in graph_def.node} | {n.op for f in graph_def.library.function for n in f.node_def}
 
 
 def check_static(graph_def, signature):
@@ -149,6 +150,14 @@ def check_static(graph_def, signature):
         if found:
             raise UserError(f"frozen graph still has {what} ops {found}")
     random = [n for n in graph_def.node if n.op in RANDOM_OPS]
+    inner = [(f.signature.name, n) for f in graph_def.library.function for n in f.node_def if n.op in RANDOM_OPS]
+    if not random and inner:  # in a TF2 If/While body on a real input: no tensor to name a shape by
+        f, n = inner[0]
+        raise UserError(
+            f"random op {n.name!r} ({n.op}) in function {f} (a tf.cond or tf.while_loop body) is on the "
+            "inference path: an offline model must be deterministic. Fold the placeholder that switches it "
+            "off (--input_defaults, e.g. is_training:false or a dropout rate of 0), or feed the noise as an input"
+        )
     if random:
         n = random[0]
         g = tf.Graph()

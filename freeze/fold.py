@@ -7,6 +7,7 @@ by freeze/sources.py in this order:
                        placeholder_with_default named as an input becomes a placeholder
     fold_defaults      placeholders of --input_defaults become constants; every other
                        placeholder_with_default becomes its default
+    (freeze/tf2flow.py: TF2 If/Case on a now-constant predicate and function calls inlined)
     fold_switches      tf.cond on a predicate that is now constant: the taken branch stays,
                        the other one and its Switch/Merge nodes go
     fold_dropout       dropout at rate <= 0 (``uniform >= rate``, always true): its mask

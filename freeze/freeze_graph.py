@@ -1,4 +1,4 @@
-"""Freeze any TensorFlow 1 model to a static-shape .pb plus its signature (MODEL.json).
+"""Freeze any TensorFlow 1 or TF 2 compat.v1 model to a static-shape .pb plus its signature (MODEL.json).
 
 Flags are named as in TensorFlow's freeze_graph and ATC. Sources: a checkpoint with its
 .meta (a training folder resolves through its ``checkpoint`` file), a SavedModel, or an
@@ -8,8 +8,10 @@ What freeze folds, so that the graph is the inference graph: the inputs get the 
 shapes of --input_shape (a dynamic batch fixed); placeholders of --input_defaults
 (``is_training:false;drop_rate:0``) and every other placeholder_with_default become
 constants; tf.cond on a now-constant predicate keeps the taken branch (batch norm with
-moving averages); dropout at rate 0 loses its random op; optimizer, saver and summary
-nodes are pruned. Integer and bool outputs (an argmax) keep their dtype.
+moving averages; a TF2 If or Case becomes its taken branch's function body, and function
+calls are inlined, while an If on a real input or a While stays for tf2onnx); dropout at
+rate 0 loses its random op; optimizer, saver and summary nodes are pruned. Integer and
+bool outputs (an argmax) keep their dtype.
 
 What freeze checks: no variables; no random op (an error names it and the input that
 would replace it); every op converts with tf2onnx (the nodes that do not are listed);
@@ -129,7 +131,8 @@ def main(argv=None):
     f = c.get("folding", {})
     print(
         f"folded: {len(f.get('defaults_folded', {}))} placeholder default(s), {f.get('tf_cond_folded', 0)} "
-        f"tf.cond switch(es), {len(f.get('dropout_masks_folded', []))} dropout mask(s); frozen vs "
+        f"tf.cond switch(es), {len(f.get('tf2_calls_inlined', []))} TF2 If/Case/call(s) inlined, "
+        f"{len(f.get('dropout_masks_folded', []))} dropout mask(s); frozen vs "
         f"checkpoint max rel err {c['frozen_vs_checkpoint_max_rel']:.2e}; batch independent: "
         f"{c.get('batch_independent')}"
     )

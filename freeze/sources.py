@@ -21,7 +21,7 @@ import numpy as np
 from common.errors import UserError, first_line
 from common.loaders import load_graph_def
 from common.tfcompat import session_config, tf
-from freeze import fold
+from freeze import fold, tf2flow
 from freeze.core import LiveModel
 from freeze.signature import Signature, Tensor
 from models import spec as model_spec
@@ -220,22 +220,18 @@ class UserModel(LiveModel):
         gd, self.folded = fold.fold_defaults(
             gd, {k: str(v).lower() for k, v in self.defaults.items()}, [n for n, _ in self.shapes]
         )
+        gd = fold.prune(gd, self.output_names)  # fewer calls to inline
+        gd, self.inlined = tf2flow.inline_constant_flow(gd, self.output_names)
         gd, self.n_switches = fold.fold_switches(gd)
         gd, self.dropout_folded = fold.fold_dropout(gd)
         gd = fold.prune(gd, self.output_names)
-        v2 = [n for n in gd.node if n.op in ("If", "StatelessIf", "While", "StatelessWhile")]
-        if v2:
-            raise UserError(
-                f"node {v2[0].name!r} is a {v2[0].op} (TensorFlow 2 control flow): freeze folds "
-                "TF1 control flow (Switch/Merge, as TF 1.15 and the Ascend TF adapter build it); "
-                "build the graph with tf.disable_v2_behavior() (or tf.disable_control_flow_v2()) "
-                "first in the training script, then save and freeze again"
-            )
+        tf2flow.refuse_updates(gd)
         try:
             gd = tf.graph_util.convert_variables_to_constants(self.sess, gd, self.output_names)
         except (tf.errors.OpError, ValueError) as e:
             raise UserError(f"freezing the variables failed: {first_line(e)}") from None
-        self._fixed = fold.prune(gd, self.output_names)
+        gd = tf2flow.drop_unused_outputs(fold.prune(gd, self.output_names), self.output_names)
+        self._fixed = tf2flow.strip_library(fold.prune(gd, self.output_names))
         return self._fixed
 
     def frozen_graph_def(self):
@@ -249,6 +245,7 @@ class UserModel(LiveModel):
         return {
             "defaults_folded": folded,
             "tf_cond_folded": self.n_switches,
+            "tf2_calls_inlined": [f"{n} ({op}: {f})" for n, op, f in self.inlined],
             "dropout_masks_folded": self.dropout_folded,
         }
 

@@ -43,6 +43,13 @@ def to_precision(
         raise UserError(f"--precision_mode must be one of {', '.join(PRECISION_MODES)}, got {precision_mode!r}")
     if precision_mode not in FP16_MODES:
         return model, []
+    flow = [f"{n.name} ({n.op_type})" for n in model.graph.node if n.op_type in ("If", "Loop", "Scan")]
+    if flow:  # onnxconverter_common mistypes the tensors a body reads from its parent graph
+        raise UserError(
+            f"--precision_mode {precision_mode}: the fp16 emulation cannot convert a model with control "
+            f"flow subgraphs ({', '.join(flow[:3])}, from TF2 If/While); build the portable model with "
+            "--precision_mode force_fp32 (ATC on an Ascend host applies the mode itself)"
+        )
     ctx = Context(precision_mode, list(keep_names), list(keep_types))
     for pass_ in PASSES:
         model = pass_(model, ctx)
