@@ -186,9 +186,10 @@ def _shapes_by_running_onnx(model, ins, outs):
     return [(n, d, list(np.shape(a)) or [1]) for (n, d, _), a in zip(outs, res)]
 
 
-def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_files=None):
-    """The Signature of a bare frozen .pb (see the module docstring)."""
-    if not output_nodes:
+def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_files=None, leaves=False):
+    """The Signature of a bare frozen .pb (see the module docstring). ``leaves``: with no
+    output nodes, the graph's last ops' outputs (ATC's default for --out_nodes)."""
+    if not output_nodes and not leaves:
         raise UserError(
             f"{model}: no signature beside it; give --signature MODEL.json, or "
             "--output_node_names a,b (and --input_shape for placeholders without a static shape)"
@@ -198,7 +199,7 @@ def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_fi
     dym = None if dym_batch is None else _positive_int(dym_batch, "--dymBatch")
     g = _import_pb(model, gd)
     placeholders = _pb_placeholders(model, g, given)
-    outs = _pb_outputs(model, g, output_nodes)
+    outs = _pb_outputs(model, g, output_nodes or _leaf_tensors(model, g))
     ins = [
         _pb_input(model, op, given, dym, first_files[k] if first_files and k < len(first_files) else None)
         for k, op in enumerate(placeholders)
@@ -268,6 +269,16 @@ def _pb_outputs(model, g, output_nodes):
             raise UserError(f"{model}: output {tn!r} has dtype {dtype}, not one of {DTYPES}")
         outs.append((tn, dtype))
     return outs
+
+
+def _leaf_tensors(model, g):
+    """'a:0;b:0': the outputs of the ops nothing consumes (the net's last layers)."""
+    consumed = {t.name for op in g.get_operations() for t in op.inputs}
+    skip = {"Placeholder", "Const", "NoOp", "Assert", "PlaceholderWithDefault"}
+    leaves = [t.name for op in g.get_operations() if op.type not in skip for t in op.outputs if t.name not in consumed]
+    if not leaves:
+        raise UserError(f"{model}: the graph has no output (every op's output is consumed); give --out_nodes")
+    return ";".join(leaves)
 
 
 def _pb_input(model, op, given, dym, first):
