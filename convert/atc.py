@@ -111,7 +111,7 @@ def run_atc(argv, output, timeout=None, model=None):
     )
 
 
-def save_om_signature(sig, om, model, argv, precision_mode, record):
+def save_om_signature(sig, om, model, argv, precision_mode, record, dynamic=None):
     """The .om's own signature (card_path: never the .pb's card); returns its path."""
     out = own_card(om, sig.path)
     art = {
@@ -123,6 +123,8 @@ def save_om_signature(sig, om, model, argv, precision_mode, record):
         "atc_argv": argv,
         "atc": {"argv": record["argv"]},
     }
+    if dynamic:
+        art["dynamic"] = dynamic
     try:
         dataclasses.replace(sig, precision_mode=precision_mode, artifact=art).save(out)
     except OSError as e:
@@ -204,7 +206,8 @@ def _derive(flags, model, sig):
             shape = ";".join(f"{t.op}:{','.join(['-1'] + [str(d) for d in t.shape[1:]])}" for t in sig.inputs)
         add["input_shape"] = shape
         add["out_nodes"] = sig.atc_out_nodes()
-        add["input_format"] = input_format(sig)
+        if "input_format" not in v:
+            add["input_format"] = input_format(sig)
     return [f"--{k}={val}" for k, val in add.items() if k not in v]
 
 
@@ -255,8 +258,7 @@ def _dynamic(flags):
     largest = max(gears, key=lambda g: sum(math.prod(d) for d in fill(g).values()))
     static = ";".join(f"{n}:{','.join(map(str, d))}" for n, d in fill(largest).items())
     parse_input_shape(static)  # a bad dim is refused here, in the user's terms
-    dims = {(n if ":" in n else n + ":0"): ix for n, ix in free.items()}
-    return static, {"flag": flag, "input_shape": text, "gears": gears, "dims": dims}
+    return static, {"flag": flag, "input_shape": text, "gears": gears}
 
 
 def _signature(model, flags, typed, static_shape, output):
@@ -271,7 +273,7 @@ def _signature(model, flags, typed, static_shape, output):
         sig = base
     else:
         nodes = ";".join(atc_flags.out_nodes(flags.get("out_nodes"))) if "out_nodes" in flags else None
-        sig = modelsig.from_pb(model, static_shape, nodes, leaves=True)
+        sig = modelsig.from_pb(model, static_shape, nodes, leaves=True, override=True)
         # the source the reference runs (freeze/sources.UserModel): this frozen graph, these tensors
         src = dict(sig.source, path_rel=os.path.relpath(model, os.path.dirname(os.path.abspath(output)) or "."))
         src.update(input_shape=sig.atc_input_shape(), output_node_names=",".join(t.op for t in sig.outputs))
@@ -318,7 +320,11 @@ def _options(flags, sig, dyn, record):
         if t.dtype != "float32":
             raise UserError(f"--input_fp16_nodes: input {n!r} is {t.dtype}; only a float32 input can take float16")
         fp16.append(t.tensor)
-    return to_onnx.AtcOptions(types, tuple(fp16), dyn, {"atc": record})
+    shapes = {}
+    for part in [p.strip() for p in (flags.get("input_shape") or "").split(";") if p.strip()]:
+        name, _, dims = part.rpartition(":")
+        shapes[name.split(":")[0]] = [int(d) for d in dims.split(",") if d.strip()]
+    return to_onnx.AtcOptions(shapes, types, tuple(fp16), dyn, {"atc": record})
 
 
 def portable_name(output, precision_mode):
@@ -419,7 +425,7 @@ def main(argv=None):
     fsio.refuse_overwrite([om, own_card(om, sig.path)], a.force)
     log.info(shlex.join(argv))
     text, om = run_atc(argv, output, model=model)
-    card = save_om_signature(sig, om, model, argv, mode, record)
+    card = save_om_signature(sig, om, model, argv, mode, record, dyn)
     print(f"wrote {om} and {card}")
     return 0
 

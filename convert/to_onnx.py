@@ -151,29 +151,16 @@ def _artifact(output, pb_path, opset, precision_mode, keep_dtype, kept, keep_typ
 class AtcOptions:
     """ATC's options the portable model applies around the plain conversion (convert/atc.py
     fills it from the command line). ``output_types``: {output tensor: dtype};
-    ``fp16_inputs``: input tensors that take float16; ``dynamic``: the card's
-    artifact["dynamic"] plus ``dims`` {input tensor: [dim indices that are -1]};
-    ``artifact``: extra card entries (artifact["atc"])."""
+    ``fp16_inputs``: input tensors that take float16; ``input_shapes``: {placeholder: dims}
+    from --input_shape (-1 where a dynamic gear chooses), which replace the graph's own;
+    ``dynamic``: the card's artifact["dynamic"]; ``artifact``: extra card entries
+    (artifact["atc"])."""
 
+    input_shapes: dict = dataclasses.field(default_factory=dict)
     output_types: dict = dataclasses.field(default_factory=dict)
     fp16_inputs: tuple = ()
     dynamic: dict | None = None
     artifact: dict = dataclasses.field(default_factory=dict)
-
-
-def _free_dims(graph_def, dims):
-    """A copy of ``graph_def`` whose placeholders have -1 at the dynamic dims (ATC's -1 in
-    --input_shape): tf2onnx then writes those dims symbolic."""
-    from common.tfcompat import tf
-
-    gd = tf.GraphDef()
-    gd.CopyFrom(graph_def)
-    ops = {k.split(":")[0]: v for k, v in dims.items()}
-    for n in gd.node:
-        if n.name in ops and "shape" in n.attr:
-            for i in ops[n.name]:
-                n.attr["shape"].shape.dim[i].size = -1
-    return gd
 
 
 def _rename_uses(model, old, new):
@@ -260,8 +247,11 @@ def convert(
     keep_names, keep_types = read_keep_dtype(keep_dtype)
     gd = load_graph_def(pb_path)
     _check_keep_names(gd, keep_names, keep_dtype, pb_path)
-    free = _free_dims(gd, opts.dynamic["dims"]) if opts.dynamic else gd
-    model = tf_to_onnx(free, sig, opset, where=pb_path)
+    if opts.input_shapes:  # ATC's --input_shape: -1 dims become symbolic in the ONNX model
+        from infer.modelsig import with_shapes
+
+        gd = with_shapes(gd, opts.input_shapes)
+    model = tf_to_onnx(gd, sig, opset, where=pb_path)
     model, kept = fp16.to_precision(model, precision_mode, keep_names, keep_types)
     err = parity.onnx_vs_frozen(_checked_session(model, output), gd, sig)
     model, sig = atc_passes(model, sig, opts)
@@ -274,7 +264,7 @@ def convert(
     art = _artifact(output, pb_path, opset, precision_mode, keep_dtype, kept, keep_types)
     art.update(opts.artifact)
     if opts.dynamic:
-        art["dynamic"] = {k: v for k, v in opts.dynamic.items() if k != "dims"}
+        art["dynamic"] = opts.dynamic
     check = {"onnx_vs_frozen_max_rel": err, "onnx_checker": True, "onnxruntime_loads": True}
     checks = {k: v for k, v in sig.checks.items() if k != "onnx"}
     out = dataclasses.replace(sig, precision_mode=precision_mode, artifact=art, checks=dict(checks, **check))

@@ -186,9 +186,10 @@ def _shapes_by_running_onnx(model, ins, outs):
     return [(n, d, list(np.shape(a)) or [1]) for (n, d, _), a in zip(outs, res)]
 
 
-def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_files=None, leaves=False):
+def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_files=None, leaves=False, override=False):
     """The Signature of a bare frozen .pb (see the module docstring). ``leaves``: with no
-    output nodes, the graph's last ops' outputs (ATC's default for --out_nodes)."""
+    output nodes, the graph's last ops' outputs (ATC's default for --out_nodes);
+    ``override``: --input_shape replaces the placeholders' own shapes (as ATC's does)."""
     if not output_nodes and not leaves:
         raise UserError(
             f"{model}: no signature beside it; give --signature MODEL.json, or "
@@ -197,6 +198,8 @@ def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_fi
     gd = load_graph_def(model, "frozen GraphDef")
     given = parse_input_shape(input_shape)
     dym = None if dym_batch is None else _positive_int(dym_batch, "--dymBatch")
+    if override:  # ATC's --input_shape replaces a placeholder's own shape
+        gd = with_shapes(gd, {n.split(":")[0]: [-1] * len(d) for n, d in given.items()})
     g = _import_pb(model, gd)
     placeholders = _pb_placeholders(model, g, given)
     outs = _pb_outputs(model, g, output_nodes or _leaf_tensors(model, g))
@@ -224,6 +227,20 @@ def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_fi
         source={"kind": "pb", "path": os.path.abspath(model)},
         artifact={"file": os.path.basename(model), "kind": "pb"},
     )
+
+
+def with_shapes(graph_def, shapes):
+    """A copy of ``graph_def`` whose placeholders {op name: dims} have those shapes (-1: free)."""
+    from common.tfcompat import tf
+
+    gd = tf.GraphDef()
+    gd.CopyFrom(graph_def)
+    for n in gd.node:
+        if n.op == "Placeholder" and n.name in shapes:
+            n.attr["shape"].shape.Clear()
+            for d in shapes[n.name]:
+                n.attr["shape"].shape.dim.add().size = int(d)
+    return gd
 
 
 def _import_pb(model, gd):
