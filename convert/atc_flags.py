@@ -120,8 +120,15 @@ def split(argv, wrapper_flags):
                 raise UserError(f"{base}: expects a value (--{name}=VALUE or --{name} VALUE)")
         flags.tokens += typed
         flags.values.pop(name, None)  # the last one counts, and its place is the last
-        flags.values[name] = value
+        flags.values[name] = _unquote(value)
     return own, flags
+
+
+def _unquote(value):
+    """A value quoted once more than the shell removes (``'--input_shape="x:1,2"'`` from a
+    script that builds its argv by hand): the quotes are not part of it."""
+    v = value.strip()
+    return v[1:-1] if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'" else v
 
 
 def _one_of(name, value, allowed):

@@ -40,9 +40,9 @@ def build_parser():
     p = ArgumentParser(
         description="Precision doctor: compare every layer of the frozen graph with the portable "
         "(fp16) model on one batch; name the first failing layer; write a keep_dtype cfg.",
-        epilog="example: python verify/compare_layers.py --pb m/realnvp.pb --onnx m/realnvp.fp16.onnx "
+        epilog="example: python verify/compare_layers.py --pb m/realnvp.pb --onnx m/realnvp.force_fp16.onnx "
         "--input bins/x,bins/u --keep-dtype-out keep.cfg --report doctor.json\n"
-        "then: python convert/to_onnx.py --model m/realnvp.pb --output m/realnvp.fp16.onnx "
+        "then: python convert/to_onnx.py --model m/realnvp.pb --output m/realnvp.force_fp16.onnx "
         "--precision_mode force_fp16 --keep_dtype keep.cfg --force",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
