@@ -1,16 +1,21 @@
-"""ATC wrapper: frozen .pb -> .om with arguments derived from the signature.
+"""ATC wrapper: a team's own ``atc`` command line, on any frozen .pb.
 
-Generic: ``bash convert/atc.sh --model m/mine.pb --output m/mine`` for any frozen model
-with a signature beside it (freeze writes it); the built-in models' scripts
-(atc_realnvp.sh, atc_rebar.sh) are presets that only add the demo's model path as the
-default --model.
+``bash convert/atc.sh --model=model.pb --framework=3 --output=model --soc_version=Ascend310
+--input_shape="images:1,224,224,3" --out_nodes="logits:0" --output_type=FP32`` takes the line
+as ATC takes it (convert/atc_flags.py: spellings, values, mutual exclusions). Where ``atc`` is
+on PATH the line is passed to it as typed, plus only what the road adds where the line leaves
+it out and the .pb's signature knows (--framework, --output, --soc_version, --input_shape,
+--out_nodes, --input_format); success is exit 0 AND "ATC run success" in its output AND
+exactly ``<output>.om`` written by this run. Where it is absent the portable ONNX model is
+built instead (convert/to_onnx.py), honouring the same flags, and its card records each
+flag's fate (artifact["atc"]); the console says one line per flag not applied.
 
-Where ``atc`` is on PATH it is called with an argv list (no shell); success is exit 0
-AND "ATC run success" in its output AND exactly ``<output>.om`` (ATC appends the suffix)
-written by this run. Where it is absent the portable ONNX model is built instead
-(convert/to_onnx.py, same precision mode), so the road continues on a host without CANN.
-Unknown ``--flag=value`` options are passed to atc unchanged. --input_format comes from
-the signature's input layouts (one value for all inputs, as ATC takes it).
+The signature: the card beside the .pb where the line leaves inputs and outputs to it; else
+derived from the graph and the flags (infer/modelsig.from_pb: --input_shape, --out_nodes,
+else the placeholders and the net's last ops, as ATC). --precision_mode defaults to ATC's
+documented force_fp16 (said in one line); the presets and the demo pass theirs. The portable
+model is named by its precision mode: ``X.onnx`` (force_fp32), ``X.force_fp16.onnx``,
+``X.allow_fp32_to_fp16.onnx``, ...
 
 Each artifact gets its own signature (freeze/signature.card_path): ``m/mine.om`` beside
 ``m/mine.pb`` gets ``m/mine.om.json``; the .pb's card is never rewritten.
@@ -166,6 +171,10 @@ def build_parser():
         "         bash convert/atc_realnvp.sh   (preset: the demo's model, force_fp32)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.epilog += "\n\nATC flags (atc --help has them all; without CANN the portable model does):\n" + "\n".join(
+        f"  --{name:26} {fate}: {note}" for name, (fate, note) in atc_flags.NOTES.items()
+    )
+    p.epilog += f"\n  {'any other ATC flag':28} recorded only: passed to atc on an Ascend host"
     p.add_argument("--default-model", dest="default_model", help=argparse.SUPPRESS)
     p.add_argument(
         "--dry-run", "--dry_run", action="store_true", dest="dry_run", help="print the exact atc command and do nothing"

@@ -202,7 +202,7 @@ def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_fi
         gd = with_shapes(gd, {n.split(":")[0]: [-1] * len(d) for n, d in given.items()})
     g = _import_pb(model, gd)
     placeholders = _pb_placeholders(model, g, given)
-    outs = _pb_outputs(model, g, output_nodes or _leaf_tensors(model, g))
+    outs = _pb_outputs(model, g, output_nodes or _leaf_tensors(model, g), leaves)
     ins = [
         _pb_input(model, op, given, dym, first_files[k] if first_files and k < len(first_files) else None)
         for k, op in enumerate(placeholders)
@@ -271,7 +271,7 @@ def _pb_placeholders(model, g, given):
     return placeholders
 
 
-def _pb_outputs(model, g, output_nodes):
+def _pb_outputs(model, g, output_nodes, leaves=False):
     """[(tensor name, dtype)] of --output_node_names ('a,b', 'a:0;b:1')."""
     names = [n.strip() for n in str(output_nodes).replace(";", ",").split(",") if n.strip()]
     outs = []
@@ -280,7 +280,8 @@ def _pb_outputs(model, g, output_nodes):
         try:
             t = g.get_tensor_by_name(tn)
         except (KeyError, ValueError):
-            raise UserError(f"--output_node_names: {model} has no tensor {tn!r}") from None
+            flag = "--out_nodes" if ";" in str(output_nodes) or leaves else "--output_node_names"
+            raise UserError(f"{flag}: {model} has no tensor {tn!r}") from None
         dtype = t.dtype.base_dtype.name
         if dtype not in DTYPES:
             raise UserError(f"{model}: output {tn!r} has dtype {dtype}, not one of {DTYPES}")
