@@ -36,7 +36,7 @@ from common.cli import ArgumentParser, add_force, add_verbosity
 from common.errors import UserError, cli, run
 from common.log import log
 from convert import atc_flags
-from freeze.signature import Signature, own_card
+from freeze.signature import BF16_MODES, Signature, own_card
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ECODE = re.compile(r"^(E[0-9A-Z]{5})\b.*$", re.M)
@@ -285,7 +285,9 @@ def _signature(model, flags, typed, static_shape, output):
         sig = modelsig.from_pb(model, static_shape, nodes, leaves=True, override=True)
         # the source the reference runs (freeze/sources.UserModel): this frozen graph, these tensors
         src = dict(sig.source, path_rel=os.path.relpath(model, os.path.dirname(os.path.abspath(output)) or "."))
-        src.update(input_shape=sig.atc_input_shape(), output_node_names=",".join(t.op for t in sig.outputs))
+        src.update(input_shape=sig.atc_input_shape())
+        if all(t.tensor.endswith(":0") for t in sig.outputs):  # UserModel fetches op:0 (else: reference --model)
+            src.update(output_node_names=",".join(t.op for t in sig.outputs))
         # ATC's default --input_format for TensorFlow is NHWC: a 4-D input is an NHWC image
         ins = tuple(dataclasses.replace(t, layout="NHWC") if len(t.shape) == 4 else t for t in sig.inputs)
         sig = dataclasses.replace(sig, source=src, inputs=ins)
@@ -426,7 +428,8 @@ def main(argv=None):
         )
     static_shape, dyn = _dynamic(flags)
     sig = _signature(model, flags, typed, static_shape, output)
-    record = atc_flags.record(flags_as_typed(flags, derived))
+    bf16 = {"precision_mode": (atc_flags.RECORDED, "bf16 is not emulated: the portable model computes in fp32")}
+    record = atc_flags.record(flags_as_typed(flags, derived), bf16 if mode in BF16_MODES else None)
     if atc is None:
         _portable(a, model, output, sig, flags, record, dyn, mode)
         return 0
