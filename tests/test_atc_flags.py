@@ -427,3 +427,33 @@ def test_with_cann_the_line_reaches_atc_unchanged(work, monkeypatch):
     c = card(work / "model.json")
     assert c["artifact"]["kind"] == "om" and c["precision_mode"] == "force_fp16"
     assert [o["tensor"] for o in c["outputs"]] == ["logits:0"]
+
+
+def test_several_named_inputs_and_dynamic_dims(work, tmp_path):
+    """--input_shape names several inputs (their order is the model's input order, msame's
+    --input order); --dynamic_dims fills the -1 dims in that order from each gear (needs ND)."""
+    import tiny_model as tiny
+
+    pb = tiny.write(str(tmp_path / "two"), "two", batch=2)
+    os.remove(str(tmp_path / "two" / "two.json"))  # a bare .pb
+    args = ["--model", pb, "--framework=3", "--soc_version=Ascend310", "--output=two", "--precision_mode=force_fp32"]
+    shape = "--input_shape=u:-1,4,4,3;x:-1,4,4,3"
+    assert atc.main(args + [shape, "--input_format=ND", "--dynamic_dims=1,1;2,2", "--out_nodes=bpd:0"]) == 0
+    c = card(work / "two.json")
+    assert [(i["name"], i["shape"], i["layout"]) for i in c["inputs"]] == [
+        ("u", [2, 4, 4, 3], "ND"),
+        ("x", [2, 4, 4, 3], "ND"),
+    ]
+    assert c["artifact"]["dynamic"]["gears"] == [[1, 1], [2, 2]] and [o["name"] for o in c["outputs"]] == ["bpd"]
+
+
+def test_output_type_absent_keeps_the_original_dtype(work):
+    """ATC's rule without --output_type: each output has its original last op's dtype, here
+    float32 even when the ops run in fp16."""
+    assert atc.main(base("--precision_mode=force_fp16", "--out_nodes=logits:0;probs:0")) == 0
+    c = card(work / "model.force_fp16.json")
+    assert [o["dtype"] for o in c["outputs"]] == ["float32", "float32"]
+    import onnx
+
+    m = onnx.load(str(work / "model.force_fp16.onnx"))
+    assert [o.type.tensor_type.elem_type for o in m.graph.output] == [onnx.TensorProto.FLOAT] * 2
