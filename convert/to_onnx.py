@@ -280,7 +280,7 @@ def build_parser():
         description="Convert a frozen TF .pb to a portable ONNX model (ATC stand-in), "
         "emulating ATC's --precision_mode.",
         epilog="example: python convert/to_onnx.py --model runs/demo/realnvp/model/realnvp.pb "
-        "--output runs/demo/realnvp/model/realnvp.fp16.onnx --precision_mode force_fp16",
+        "--output runs/demo/realnvp/model/realnvp.force_fp16.onnx --precision_mode force_fp16",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="frozen graph .pb (its signature .json beside it)")

@@ -1,7 +1,7 @@
 """The signature: one JSON file written by freeze, read by every later stage.
 
 It travels beside each model artifact with the same stem: ``realnvp.pb`` and
-``realnvp.json``; ``realnvp.fp16.onnx`` and ``realnvp.fp16.json``; ``realnvp.om`` and
+``realnvp.json``; ``realnvp.force_fp16.onnx`` and ``realnvp.force_fp16.json``; ``realnvp.om`` and
 ``realnvp.json``. convert derives ATC's --input_shape and --out_nodes from it; img2bin
 derives shapes and dtypes; the runner checks every input file against it; verify
 knows what each output means and which tolerances apply.
