@@ -429,7 +429,7 @@ def main(argv=None):
     static_shape, dyn = _dynamic(flags)
     sig = _signature(model, flags, typed, static_shape, output)
     bf16 = {"precision_mode": (atc_flags.RECORDED, "bf16 is not emulated: the portable model computes in fp32")}
-    record = atc_flags.record(flags_as_typed(flags, derived), bf16 if mode in BF16_MODES else None)
+    record = atc_flags.record(flags_as_typed(flags, derived), bf16 if mode in BF16_MODES else None, set(more.values))
     if atc is None:
         _portable(a, model, output, sig, flags, record, dyn, mode)
         return 0

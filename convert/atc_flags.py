@@ -337,12 +337,15 @@ NOTES = {
 }
 
 
-def record(flags, applied_notes=None):
-    """The card's ``artifact["atc"]``: the argv as typed and every flag's fate."""
+def record(flags, applied_notes=None, added=()):
+    """The card's ``artifact["atc"]``: the argv (as typed, then what the road ``added``) and
+    every flag's fate."""
     out = {}
     for name, value in flags.values.items():
         fate, note = NOTES.get(name, (RECORDED, "passed to atc on an Ascend host; no effect on the portable model"))
         if applied_notes and name in applied_notes:
             fate, note = applied_notes[name]
+        if name in added:
+            note = f"not in the line: added by the road (ATC needs it; the signature knows it); {note}"
         out[name] = {"value": value, "portable": fate, "note": note}
     return {"argv": list(flags.tokens), "flags": out}
