@@ -36,7 +36,7 @@ from common.cli import ArgumentParser, add_force, add_verbosity
 from common.errors import UserError, cli, run
 from common.log import log
 from convert import atc_flags
-from freeze.signature import BF16_MODES, Signature, own_card
+from freeze.signature import BF16_MODES, Signature, own_card, path_beside
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ECODE = re.compile(r"^(E[0-9A-Z]{5})\b.*$", re.M)
@@ -118,7 +118,7 @@ def run_atc(argv, output, timeout=None, model=None):
 
 def save_om_signature(sig, om, model, argv, precision_mode, record, dynamic=None):
     """The .om's own signature (card_path: never the .pb's card); returns its path."""
-    out = own_card(om, sig.path)
+    out = own_card(om, sig.path or path_beside(model))
     art = {
         "file": os.path.basename(om),
         "kind": "om",
@@ -270,14 +270,22 @@ def _dynamic(flags):
     return static, {"flag": flag, "input_shape": text, "gears": gears}
 
 
+def pb_card(model):
+    """The .pb's own signature (freeze's), None for a bare .pb: a card beside it that belongs
+    to another artifact (``model.json`` of ``model.onnx``) is not the .pb's."""
+    from freeze.signature import card_beside
+
+    card = card_beside(model)
+    sig = Signature.load(card) if card else None
+    return sig if sig is not None and sig.artifact.get("file") in (None, os.path.basename(model)) else None
+
+
 def _signature(model, flags, typed, static_shape, output):
     """The .pb's signature: its card where the line leaves inputs and outputs to it, else
     derived from the graph and the flags (infer/modelsig.py), the card's names kept."""
-    from freeze.signature import card_beside
     from infer import modelsig
 
-    card = card_beside(model)
-    base = Signature.load(card) if card else None
+    base = pb_card(model)
     if base is not None and not ({"input_shape", "out_nodes"} & typed):
         sig = base
     else:
@@ -376,7 +384,7 @@ def _portable(a, model, output, sig, flags, record, dyn, mode):
 
     onnx_path = portable_name(output, mode)
     keep = flags.get("keep_dtype")
-    if not a.force and up_to_date(model, onnx_path, mode, keep, sig.path, record["argv"]):
+    if not a.force and up_to_date(model, onnx_path, mode, keep, sig.path or path_beside(model), record["argv"]):
         log.info(
             f"atc not found on PATH (no CANN here); the portable model {onnx_path} is up to date "
             f"(newer than {model}, built from this command line); --force rebuilds it"
@@ -401,12 +409,7 @@ def main(argv=None):
     a = build_parser().parse_args(own)
     typed = set(flags.values)
     model = _model_of(a, flags)
-    from freeze.signature import card_beside
-
-    card = card_beside(model)
-    derived = _derive(
-        flags, model, Signature.load(card) if card and not ({"input_shape", "out_nodes"} & typed) else None
-    )
+    derived = _derive(flags, model, None if {"input_shape", "out_nodes"} & typed else pb_card(model))
     _, more = atc_flags.split(derived, {})
     flags.values.update(more.values)
     atc_flags.check(flags)
@@ -434,7 +437,7 @@ def main(argv=None):
         _portable(a, model, output, sig, flags, record, dyn, mode)
         return 0
     om = output + ".om"
-    fsio.refuse_overwrite([om, own_card(om, sig.path)], a.force)
+    fsio.refuse_overwrite([om, own_card(om, sig.path or path_beside(model))], a.force)
     log.info(shlex.join(argv))
     text, om = run_atc(argv, output, model=model)
     card = save_om_signature(sig, om, model, argv, mode, record, dyn)

@@ -19,7 +19,7 @@ from common import fsio
 from common.cli import ArgumentParser, add_force, add_output, add_verbosity
 from common.errors import UserError, cli, run
 from common.loaders import load_graph_def, ort_session
-from freeze.signature import PRECISION_MODES, find_beside, own_card
+from freeze.signature import PRECISION_MODES, find_beside, own_card, path_beside
 
 OPSETS = range(11, 16)  # what ATC's ONNX parser takes across CANN versions
 
@@ -242,7 +242,7 @@ def convert(
         raise UserError(f"--output must end in .onnx, got {output}")
     sig = sig or find_beside(pb_path)
     # the onnx's own card, never the pb's (m/realnvp.onnx beside m/realnvp.pb: m/realnvp.onnx.json)
-    sig_out = own_card(output, sig.path)
+    sig_out = own_card(output, sig.path or path_beside(pb_path))  # a bare .pb's card-to-be is not ours
     fsio.refuse_overwrite([output, sig_out], force)
     keep_names, keep_types = read_keep_dtype(keep_dtype)
     gd = load_graph_def(pb_path)

@@ -267,7 +267,7 @@ def test_out_nodes_order_and_output_type_per_node(work):
         "--precision_mode=force_fp32",
     )
     assert atc.main(args) == 0
-    c = card(work / "model.json")
+    c = card(work / "model.onnx.json")
     assert [(o["tensor"], o["dtype"]) for o in c["outputs"]] == [("probs:0", "float16"), ("logits:0", "float32")]
     (x,) = write_images(str(work / "in"), n=1)
     run = msame("model.onnx", "in", "out")
@@ -282,7 +282,7 @@ def test_output_type_fp16_and_input_fp16_nodes(work):
     .bin files (half the bytes); the reference (the frozen graph) casts them back."""
     args = base("--input_shape=images:1,8,8,3", "--output_type=FP16", "--input_fp16_nodes=images")
     assert atc.main(args + ["--precision_mode=force_fp32"]) == 0
-    c = card(work / "model.json")
+    c = card(work / "model.onnx.json")
     assert c["inputs"][0]["dtype"] == "float16" and {o["dtype"] for o in c["outputs"]} == {"float16"}
     import onnx
 
@@ -298,7 +298,9 @@ def test_output_type_fp16_and_input_fp16_nodes(work):
         np.testing.assert_allclose(np.fromfile(f, np.float16), want[o["tensor"]][0], rtol=2e-3, atol=2e-3)
     from verify import reference
 
-    assert reference.main(["--signature", "model.json", "--model", "model.pb", "--input", "in", "--output", "g"]) == 0
+    assert (
+        reference.main(["--signature", "model.onnx.json", "--model", "model.pb", "--input", "in", "--output", "g"]) == 0
+    )
     (g,) = glob.glob("g/*/img0_output_0.bin")
     assert os.path.getsize(g) == CLASSES * 2
 
@@ -308,7 +310,7 @@ def test_dynamic_batch_size(work):
     each gear runs and matches the frozen graph."""
     args = base('--input_shape="images:-1,8,8,3"', "--dynamic_batch_size=1,4", "--precision_mode=force_fp32")
     assert atc.main(args) == 0
-    c = card(work / "model.json")
+    c = card(work / "model.onnx.json")
     assert c["artifact"]["dynamic"] == {
         "flag": "dynamic_batch_size",
         "input_shape": '"images:-1,8,8,3"'.strip('"'),
@@ -337,7 +339,7 @@ def test_dynamic_image_size(work):
         "--precision_mode=force_fp32",
     )
     assert atc.main(args) == 0
-    c = card(work / "model.json")
+    c = card(work / "model.onnx.json")
     assert c["artifact"]["dynamic"]["gears"] == [[8, 8], [16, 16]] and c["inputs"][0]["shape"] == [1, 16, 16, 3]
     from common.loaders import ort_session
 
@@ -385,7 +387,7 @@ def test_recorded_flags_each_say_what_happened(work, capsys):
         "input_format": "NHWC",
     }
     assert atc.main(base(*[f"--{k}={v}" for k, v in given.items()], "--precision_mode=force_fp32")) == 0
-    flags = card(work / "model.json")["artifact"]["atc"]["flags"]
+    flags = card(work / "model.onnx.json")["artifact"]["atc"]["flags"]
     err = capsys.readouterr().err
     for k, v in given.items():
         assert flags[k]["value"] == v and flags[k]["note"]
@@ -400,14 +402,17 @@ def test_recorded_flags_each_say_what_happened(work, capsys):
 
 def test_input_format_recorded_in_the_card(work):
     assert atc.main(base("--input_format=NCHW", "--precision_mode=force_fp32")) == 0
-    assert card(work / "model.json")["inputs"][0]["layout"] == "NCHW"
+    assert card(work / "model.onnx.json")["inputs"][0]["layout"] == "NCHW"
 
 
 def test_precision_modes_name_their_files(work):
     """Issue 19: two precision modes of one --output never collide."""
-    for mode, name in (("allow_fp32_to_fp16", "model.allow_fp32_to_fp16.onnx"), ("force_fp32", "model.onnx")):
-        assert atc.main(base(f"--precision_mode={mode}")) == 0
-        assert card(str(work / name)[: -len(".onnx")] + ".json")["precision_mode"] == mode
+    for mode, name, card_name in (
+        ("allow_fp32_to_fp16", "model.allow_fp32_to_fp16.onnx", "model.allow_fp32_to_fp16.json"),
+        ("force_fp32", "model.onnx", "model.onnx.json"),  # model.json would pass for the bare .pb's card
+    ):
+        assert atc.main(base(f"--precision_mode={mode}")) == 0 and os.path.isfile(work / name)
+        assert card(work / card_name)["precision_mode"] == mode
     assert atc.main(base("-precision_mode", "force_fp16")) == 0
     assert os.path.exists(work / "model.force_fp16.onnx") and os.path.exists(work / "model.allow_fp32_to_fp16.onnx")
 
@@ -424,7 +429,7 @@ def test_with_cann_the_line_reaches_atc_unchanged(work, monkeypatch):
     typed = base("--input_shape", "images:1,8,8,3", "-out_nodes=logits:0", "--output-type=FP32", "--log=info")
     assert atc.main(typed) == 0
     assert json.loads((work / "argv.json").read_text()) == typed
-    c = card(work / "model.json")
+    c = card(work / "model.om.json")
     assert c["artifact"]["kind"] == "om" and c["precision_mode"] == "force_fp16"
     assert [o["tensor"] for o in c["outputs"]] == ["logits:0"]
 
@@ -439,7 +444,7 @@ def test_several_named_inputs_and_dynamic_dims(work, tmp_path):
     args = ["--model", pb, "--framework=3", "--soc_version=Ascend310", "--output=two", "--precision_mode=force_fp32"]
     shape = "--input_shape=u:-1,4,4,3;x:-1,4,4,3"
     assert atc.main(args + [shape, "--input_format=ND", "--dynamic_dims=1,1;2,2", "--out_nodes=bpd:0"]) == 0
-    c = card(work / "two.json")
+    c = card(work / "two.json")  # the .pb is elsewhere: its card-to-be is not in the way
     assert [(i["name"], i["shape"], i["layout"]) for i in c["inputs"]] == [
         ("u", [2, 4, 4, 3], "ND"),
         ("x", [2, 4, 4, 3], "ND"),
@@ -457,3 +462,15 @@ def test_output_type_absent_keeps_the_original_dtype(work):
 
     m = onnx.load(str(work / "model.force_fp16.onnx"))
     assert [o.type.tensor_type.elem_type for o in m.graph.output] == [onnx.TensorProto.FLOAT] * 2
+
+
+def test_a_card_of_another_artifact_is_not_the_pb_s(work):
+    """model.json beside a bare model.pb that belongs to model.onnx (an older run's) is not
+    the .pb's signature: its float16 input does not leak into the next conversion."""
+    assert atc.main(base("--input_fp16_nodes=images", "--precision_mode=force_fp32")) == 0
+    onnx_card = card(work / "model.onnx.json")
+    assert onnx_card["inputs"][0]["dtype"] == "float16" and not (work / "model.json").exists()
+    (work / "model.json").write_text(json.dumps(onnx_card))  # as an older road left it
+    assert atc.main(base("--precision_mode=allow_fp32_to_fp16")) == 0
+    c = card(work / "model.allow_fp32_to_fp16.json")
+    assert c["inputs"][0]["dtype"] == "float32" and [o["tensor"] for o in c["outputs"]] == ["probs:0"]
