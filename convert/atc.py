@@ -221,19 +221,16 @@ def _derive(flags, model, sig):
 
 
 def _dynamic(flags):
-    """(--input_shape with the largest gear in place of -1, the card's artifact["dynamic"] with
-    ``dims``), or (--input_shape, None) for a static model."""
+    """(--input_shape with the largest gear in place of -1, the card's artifact["dynamic"]),
+    or (--input_shape, None) for a static model."""
     text = flags.get("input_shape")
     flag = next((d for d in atc_flags.DYNAMIC if d in flags), None)
     if flag is None:
         return text, None
     from infer.modelsig import parse_input_shape
 
-    shapes = {}
-    for part in [p.strip() for p in text.split(";") if p.strip()]:
-        name, _, dims = part.rpartition(":")
-        shapes[name] = [d.strip() for d in dims.split(",")]
-    free = {n: [i for i, d in enumerate(ds) if d == "-1"] for n, ds in shapes.items()}
+    shapes = atc_flags.input_shape(text)
+    free = {n: [i for i, d in enumerate(ds) if d == -1] for n, ds in shapes.items()}
     free = {n: ix for n, ix in free.items() if ix}
     gears = atc_flags.gears(flag, flags.get(flag))
     n_free = sum(len(ix) for ix in free.values())
@@ -254,11 +251,11 @@ def _dynamic(flags):
         for n, ds in shapes.items():
             dims = []
             for d in ds:
-                if d == "-1":
+                if d == -1:
                     dims.append(gear[k % len(gear)] if flag != "dynamic_dims" else gear[k])
                     k += 1 if flag == "dynamic_dims" or flag == "dynamic_image_size" else 0
                 else:
-                    dims.append(int(d))
+                    dims.append(d)
             if flag == "dynamic_image_size":
                 k = 0  # every input takes the same height, width
             out[n] = dims
@@ -339,10 +336,8 @@ def _options(flags, sig, dyn, record):
         if t.dtype != "float32":
             raise UserError(f"--input_fp16_nodes: input {n!r} is {t.dtype}; only a float32 input can take float16")
         fp16.append(t.tensor)
-    shapes = {}
-    for part in [p.strip() for p in (flags.get("input_shape") or "").split(";") if p.strip()]:
-        name, _, dims = part.rpartition(":")
-        shapes[name.split(":")[0]] = [int(d) for d in dims.split(",") if d.strip()]
+    given = atc_flags.input_shape(flags.get("input_shape")) if "input_shape" in flags else {}
+    shapes = {n.split(":")[0]: d for n, d in given.items()}
     return to_onnx.AtcOptions(shapes, types, tuple(fp16), dyn, {"atc": record})
 
 

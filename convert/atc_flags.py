@@ -248,6 +248,10 @@ def check(flags):
         )
     if "insert_op_conf" in v and v.get("input_format", "NHWC") not in ("NCHW", "NHWC"):
         raise UserError(f"--input_format={v['input_format']} with --insert_op_conf: AIPP takes NCHW or NHWC (as atc)")
+    if "input_shape" in v:
+        dims = [d for ds in input_shape(v["input_shape"]).values() for d in ds]
+        if dyn and -1 not in dims:
+            raise UserError(f"--{dyn[0]}: --input_shape={v['input_shape']} has no -1 dim for the gears (as atc)")
     if "-1" in re.split(r"[,:;]", v.get("input_shape", "")) and not dyn:
         raise UserError(
             f"--input_shape={v['input_shape']}: -1 needs a dynamic flag (--dynamic_batch_size, "
@@ -255,6 +259,24 @@ def check(flags):
         )
     if "output_type" in v:
         output_types(v["output_type"], v.get("out_nodes"))
+
+
+def input_shape(value):
+    """``"a:1,2;b:3"`` -> {name: [dims]} (-1 kept); a malformed one is ATC's E10002, one line."""
+    out = {}
+    for part in [p.strip() for p in str(value).split(";") if p.strip()]:
+        name, sep, dims = part.rpartition(":")
+        ok = sep and name and all(re.fullmatch(r"-1|\d+", d.strip()) for d in dims.split(","))
+        if not ok:
+            raise UserError(
+                f"--input_shape={value}: expected input_name1:n1,c1,h1,w1;input_name2:n2,c2,h2,w2 (as atc), "
+                f"found {part!r}"
+                + (" (shape ranges n1~n2 are not taken here: use a dynamic flag)" if "~" in part else "")
+            )
+        out[name] = [int(d) for d in dims.split(",")]
+    if not out:
+        raise UserError(f"--input_shape={value}: expected input_name1:n1,c1,h1,w1;... (as atc), found nothing")
+    return out
 
 
 def out_nodes(value):
