@@ -287,7 +287,7 @@ def _signature(model, flags, typed, static_shape, output):
         sig = base
     else:
         nodes = ";".join(atc_flags.out_nodes(flags.get("out_nodes"))) if "out_nodes" in flags else None
-        sig = modelsig.from_pb(model, static_shape, nodes, leaves=True, override=True)
+        sig = modelsig.from_pb(model, static_shape, nodes, atc=True)
         # the source the reference runs (freeze/sources.UserModel): this frozen graph, these tensors
         src = dict(sig.source, path_rel=os.path.relpath(model, os.path.dirname(os.path.abspath(output)) or "."))
         src.update(input_shape=sig.atc_input_shape())

@@ -257,6 +257,8 @@ def check(flags):
             f"--input_shape={v['input_shape']}: -1 needs a dynamic flag (--dynamic_batch_size, "
             "--dynamic_image_size or --dynamic_dims), as atc"
         )
+    if "out_nodes" in v:
+        out_nodes(v["out_nodes"])
     if "output_type" in v:
         output_types(v["output_type"], v.get("out_nodes"))
 
@@ -290,6 +292,8 @@ def out_nodes(value):
         if sep and not idx.isdigit():
             raise UserError(f"--out_nodes={value}: {n!r} is not node or node:index")
         out.append(n if sep else n + ":0")
+    if len(set(out)) != len(out):
+        raise UserError(f"--out_nodes={value}: a node is given twice")
     return out
 
 

@@ -186,11 +186,11 @@ def _shapes_by_running_onnx(model, ins, outs):
     return [(n, d, list(np.shape(a)) or [1]) for (n, d, _), a in zip(outs, res)]
 
 
-def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_files=None, leaves=False, override=False):
-    """The Signature of a bare frozen .pb (see the module docstring). ``leaves``: with no
-    output nodes, the graph's last ops' outputs (ATC's default for --out_nodes);
-    ``override``: --input_shape replaces the placeholders' own shapes (as ATC's does)."""
-    if not output_nodes and not leaves:
+def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_files=None, atc=False):
+    """The Signature of a bare frozen .pb (see the module docstring). ``atc``: ATC's rules
+    (convert/atc.py): no output nodes means the graph's last ops' outputs, --input_shape
+    replaces the placeholders' own shapes, and a free dim needs --input_shape."""
+    if not output_nodes and not atc:
         raise UserError(
             f"{model}: no signature beside it; give --signature MODEL.json, or "
             "--output_node_names a,b (and --input_shape for placeholders without a static shape)"
@@ -198,13 +198,13 @@ def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_fi
     gd = load_graph_def(model, "frozen GraphDef")
     given = parse_input_shape(input_shape)
     dym = None if dym_batch is None else _positive_int(dym_batch, "--dymBatch")
-    if override:  # ATC's --input_shape replaces a placeholder's own shape
+    if atc:  # ATC's --input_shape replaces a placeholder's own shape
         gd = with_shapes(gd, {n.split(":")[0]: [-1] * len(d) for n, d in given.items()})
     g = _import_pb(model, gd)
     placeholders = _pb_placeholders(model, g, given)
-    outs = _pb_outputs(model, g, output_nodes or _leaf_tensors(model, g), leaves)
+    outs = _pb_outputs(model, g, output_nodes or _leaf_tensors(model, g), atc)
     ins = [
-        _pb_input(model, op, given, dym, first_files[k] if first_files and k < len(first_files) else None)
+        _pb_input(model, op, given, dym, first_files[k] if first_files and k < len(first_files) else None, atc)
         for k, op in enumerate(placeholders)
     ]
     res = _run_pb_on_zeros(model, g, ins, [o for o, _ in outs])
@@ -271,7 +271,7 @@ def _pb_placeholders(model, g, given):
     return placeholders
 
 
-def _pb_outputs(model, g, output_nodes, leaves=False):
+def _pb_outputs(model, g, output_nodes, atc=False):
     """[(tensor name, dtype)] of --output_node_names ('a,b', 'a:0;b:1')."""
     names = [n.strip() for n in str(output_nodes).replace(";", ",").split(",") if n.strip()]
     outs = []
@@ -280,7 +280,7 @@ def _pb_outputs(model, g, output_nodes, leaves=False):
         try:
             t = g.get_tensor_by_name(tn)
         except (KeyError, ValueError):
-            flag = "--out_nodes" if ";" in str(output_nodes) or leaves else "--output_node_names"
+            flag = "--out_nodes" if atc else "--output_node_names"
             raise UserError(f"{flag}: {model} has no tensor {tn!r}") from None
         dtype = t.dtype.base_dtype.name
         if dtype not in DTYPES:
@@ -299,7 +299,7 @@ def _leaf_tensors(model, g):
     return ";".join(leaves)
 
 
-def _pb_input(model, op, given, dym, first):
+def _pb_input(model, op, given, dym, first, atc=False):
     """A placeholder's Tensor: its static shape, else --input_shape's; a free batch from
     --dymBatch or the size of its first input file ``first``."""
     t = op.outputs[0]
@@ -314,6 +314,11 @@ def _pb_input(model, op, given, dym, first):
             )
     else:
         dims = [d if d is not None and d > 0 else None for d in t.shape.as_list()]
+    if atc and any(d is None for d in dims) and _lookup(given, op.name) is None:  # ATC takes no file sizes
+        shown = ",".join(str(d) if d else "N" for d in dims)
+        raise UserError(
+            f'{model}: placeholder {op.name!r} has dynamic dims {dims}; give --input_shape "{op.name}:{shown}"'
+        )
     shape = _resolve(model, op.name, dims, dtype, _lookup(given, op.name), dym, first)
     return Tensor(op.name, t.name, shape, dtype, where=model)
 
