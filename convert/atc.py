@@ -309,12 +309,34 @@ def _signature(model, flags, typed, static_shape, output):
                 outputs=tuple(map(keep, sig.outputs)),
                 path=base.path,
             )
+    if "input_shape" in typed:
+        _say_overrides(model, atc_flags.input_shape(flags.get("input_shape")))
     fmt = flags.get("input_format")
     if fmt and "input_format" in typed:  # ATC's one layout for all inputs, where the rank fits
         rank = {"NCHW": 4, "NHWC": 4, "NCDHW": 5, "NDHWC": 5}.get(fmt)
         ins = tuple(dataclasses.replace(t, layout=fmt) if rank in (None, len(t.shape)) else t for t in sig.inputs)
         sig = dataclasses.replace(sig, inputs=ins)
     return sig
+
+
+def _say_overrides(model, given):
+    """One line per input whose --input_shape changes a static dim of the graph's placeholder:
+    the portable model takes it (as the .om does), the frozen graph itself does not."""
+    from common.loaders import load_graph_def
+
+    own = {
+        n.name: [d.size for d in n.attr["shape"].shape.dim]
+        for n in load_graph_def(model).node
+        if n.op == "Placeholder" and not n.attr["shape"].shape.unknown_rank
+    }
+    for name, dims in given.items():
+        graph = own.get(name.split(":")[0])
+        if graph and (len(graph) != len(dims) or any(g > 0 and g != d for g, d in zip(graph, dims))):
+            log.warning(
+                f"--input_shape {name}:{','.join(map(str, dims))} changes the graph's own {graph}: the portable "
+                f"model takes it, as the .om would; the frozen graph does not (reference.py, the doctor): "
+                f"freeze it with that shape to compare"
+            )
 
 
 def _options(flags, sig, dyn, record):

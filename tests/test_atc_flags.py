@@ -258,6 +258,10 @@ def test_issue_line_verbatim_then_msame_reference_loss_check(work, repo_root):
         np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2)  # fp16 inside
     args = ["--signature", "model.force_fp16.json", "--offline", "out", "--reference", "gold", "--no-plot"]
     assert loss_check.main(args) == 0
+    from verify import compare_layers  # the precision doctor, on the bare .pb and its portable model
+
+    doctor = ["--pb", "model.pb", "--onnx", "model.force_fp16.onnx", "--input", "in", "--keep-dtype-out", "k.cfg"]
+    assert compare_layers.main(doctor) == 0 and os.path.isfile("k.cfg")
 
 
 def test_out_nodes_order_and_output_type_per_node(work):
@@ -477,3 +481,12 @@ def test_a_card_of_another_artifact_is_not_the_pb_s(work):
     assert atc.main(base("--precision_mode=allow_fp32_to_fp16")) == 0
     c = card(work / "model.allow_fp32_to_fp16.json")
     assert c["inputs"][0]["dtype"] == "float32" and [o["tensor"] for o in c["outputs"]] == ["probs:0"]
+
+
+def test_input_shape_over_a_static_placeholder_says_so(work, capsys):
+    """ATC's --input_shape may change a placeholder's static dims (the .om takes it); the
+    portable model does too, and one line says the frozen graph itself does not."""
+    assert atc.main(base("--input_shape=images:2,8,8,3", "--precision_mode=force_fp32")) == 0
+    err = capsys.readouterr().err
+    assert "--input_shape images:2,8,8,3 changes the graph's own [1, 8, 8, 3]" in err
+    assert card(work / "model.onnx.json")["inputs"][0]["shape"] == [2, 8, 8, 3]
