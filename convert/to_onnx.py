@@ -15,10 +15,12 @@ import dataclasses
 import logging
 import os
 
+import numpy as np
+
 from common import fsio
 from common.cli import ArgumentParser, add_force, add_output, add_verbosity
 from common.errors import UserError, cli, run
-from common.loaders import load_graph_def, ort_session
+from common.loaders import load_graph_def, ort_session, with_shapes
 from freeze.signature import PRECISION_MODES, find_beside, own_card, path_beside
 
 OPSETS = range(11, 16)  # what ATC's ONNX parser takes across CANN versions
@@ -173,23 +175,19 @@ def _rename_uses(model, old, new):
                 n.output[i] = new
 
 
-ONNX_TYPES = {"float32": 1, "float16": 10, "uint8": 2, "int8": 3, "int32": 6, "int64": 7, "uint32": 12, "bool": 9}
-
-
 def retype_output(model, name, dtype):
     """ATC's --output_type: graph output ``name`` becomes ``dtype`` through a Cast, keeping its name."""
     import onnx
 
     out = next(o for o in model.graph.output if o.name == name)
-    if out.type.tensor_type.elem_type == ONNX_TYPES[dtype]:
+    to = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    if out.type.tensor_type.elem_type == to:
         return model
     _rename_uses(model, name, name + "/before_output_type")
     model.graph.node.append(
-        onnx.helper.make_node(
-            "Cast", [name + "/before_output_type"], [name], to=ONNX_TYPES[dtype], name=name + "/output_type"
-        )
+        onnx.helper.make_node("Cast", [name + "/before_output_type"], [name], to=to, name=name + "/output_type")
     )
-    out.type.tensor_type.elem_type = ONNX_TYPES[dtype]
+    out.type.tensor_type.elem_type = to
     return model
 
 
@@ -248,8 +246,6 @@ def convert(
     gd = load_graph_def(pb_path)
     _check_keep_names(gd, keep_names, keep_dtype, pb_path)
     if opts.input_shapes:  # ATC's --input_shape: -1 dims become symbolic in the ONNX model
-        from infer.modelsig import with_shapes
-
         gd = with_shapes(gd, opts.input_shapes)
     model = tf_to_onnx(gd, sig, opset, where=pb_path)
     model, kept = fp16.to_precision(model, precision_mode, keep_names, keep_types)

@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from common.errors import UserError, first_line
-from common.loaders import load_graph_def, ort_session
+from common.loaders import load_graph_def, ort_session, with_shapes
 from freeze.signature import DTYPES, Signature, Tensor
 
 ONNX_DTYPES = {1: "float32", 10: "float16", 6: "int32", 7: "int64", 2: "uint8", 3: "int8", 12: "uint32", 9: "bool"}
@@ -227,20 +227,6 @@ def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_fi
         source={"kind": "pb", "path": os.path.abspath(model)},
         artifact={"file": os.path.basename(model), "kind": "pb"},
     )
-
-
-def with_shapes(graph_def, shapes):
-    """A copy of ``graph_def`` whose placeholders {op name: dims} have those shapes (-1: free)."""
-    from common.tfcompat import tf
-
-    gd = tf.GraphDef()
-    gd.CopyFrom(graph_def)
-    for n in gd.node:
-        if n.op == "Placeholder" and n.name in shapes:
-            n.attr["shape"].shape.Clear()
-            for d in shapes[n.name]:
-                n.attr["shape"].shape.dim.add().size = int(d)
-    return gd
 
 
 def _import_pb(model, gd):
