@@ -490,3 +490,19 @@ def test_input_shape_over_a_static_placeholder_says_so(work, capsys):
     err = capsys.readouterr().err
     assert "--input_shape images:2,8,8,3 changes the graph's own [1, 8, 8, 3]" in err
     assert card(work / "model.onnx.json")["inputs"][0]["shape"] == [2, 8, 8, 3]
+
+
+@pytest.mark.parametrize(
+    "name,values",
+    [
+        ("log", ["debug", "info", "warning", "error", "null"]),
+        ("input_format", ["NCHW", "NHWC", "ND", "NCDHW", "NDHWC"]),
+        ("soc_version", ["Ascend310", "Ascend310P3", "Ascend710", "Ascend910", "Ascend910A", "Ascend910B3"]),
+        ("op_select_implmode", ["high_precision", "high_performance"]),
+        ("op_debug_level", ["0", "4"]),
+        ("precision_mode_v2", ["fp16", "origin", "cube_fp16in_fp32out", "mixed_float16", "mixed_bfloat16"]),
+    ],
+)
+def test_values_atc_documents_are_accepted(name, values):
+    for v in values:
+        atc_flags.check(atc_flags.Flags(values={"framework": "3", "soc_version": "Ascend310", name: v}))
