@@ -118,6 +118,8 @@ def split(argv, wrapper_flags):
                 value = BARE[name]
             else:
                 raise UserError(f"{base}: expects a value (--{name}=VALUE or --{name} VALUE)")
+        if tok == "-o" or tok.startswith("-o="):  # atc does not know -o: it gets --output
+            typed = [f"--output={value}"]
         flags.tokens += typed
         flags.values.pop(name, None)  # the last one counts, and its place is the last
         flags.values[name] = _unquote(value)

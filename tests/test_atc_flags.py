@@ -126,7 +126,7 @@ def test_spellings_atc_accepts(argv):
 def test_bare_enable_small_channel_and_argv_as_typed():
     _, flags = atc_flags.split(["--enable_small_channel", "--log", "info", "-o", "m"], atc.WRAPPER)
     assert flags.values == {"enable_small_channel": "1", "log": "info", "output": "m"}
-    assert flags.tokens == ["--enable_small_channel", "--log", "info", "-o", "m"]
+    assert flags.tokens == ["--enable_small_channel", "--log", "info", "--output=m"]  # atc has no -o
 
 
 @pytest.mark.parametrize(
