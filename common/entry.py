@@ -13,7 +13,7 @@ TOOLS = {  # name -> (module, what it does)
     "freeze-graph": ("freeze.freeze_graph", "freeze any TF1 model (checkpoint, SavedModel, .pb)"),
     "freeze-realnvp": ("freeze.freeze_realnvp", "freeze a RealNVP checkpoint"),
     "freeze-rebar": ("freeze.freeze_rebar", "freeze an SBN checkpoint"),
-    "atc": ("convert.atc", "ATC with flags from the signature (portable ONNX where atc is absent)"),
+    "atc": ("convert.atc", "ATC with your atc command line (portable ONNX where atc is absent)"),
     "to-onnx": ("convert.to_onnx", "frozen .pb -> ONNX with ATC's precision modes emulated"),
     "img2bin": ("data_tools.img2bin", "images or a dataset -> .bin model inputs"),
     "export-images": ("data_tools.export_images", "a dataset split as PNG files + labels.txt"),

@@ -40,6 +40,20 @@ def import_graph_def(gd, pb_path: str = "the graph", graph=None):
     return g
 
 
+def with_shapes(graph_def, shapes):
+    """A copy of ``graph_def`` whose placeholders {op name: dims} have those shapes (-1: free)."""
+    from common.tfcompat import tf
+
+    gd = tf.GraphDef()
+    gd.CopyFrom(graph_def)
+    for n in gd.node:
+        if n.op == "Placeholder" and n.name in shapes:
+            n.attr["shape"].shape.Clear()
+            for d in shapes[n.name]:
+                n.attr["shape"].shape.dim.add().size = int(d)
+    return gd
+
+
 def ort_session_options(optimize: bool = True, threads: int | None = None):
     """ONNX Runtime options: all graph optimisations (or none, to keep every node observable),
     ``threads`` intra-op threads (default: every core), warnings off."""

@@ -1,16 +1,21 @@
-"""ATC wrapper: frozen .pb -> .om with arguments derived from the signature.
+"""ATC wrapper: a team's own ``atc`` command line, on any frozen .pb.
 
-Generic: ``bash convert/atc.sh --model m/mine.pb --output m/mine`` for any frozen model
-with a signature beside it (freeze writes it); the built-in models' scripts
-(atc_realnvp.sh, atc_rebar.sh) are presets that only add the demo's model path as the
-default --model.
+``bash convert/atc.sh --model=model.pb --framework=3 --output=model --soc_version=Ascend310
+--input_shape="images:1,224,224,3" --out_nodes="logits:0" --output_type=FP32`` takes the line
+as ATC takes it (convert/atc_flags.py: spellings, values, mutual exclusions). Where ``atc`` is
+on PATH the line is passed to it as typed, plus only what the road adds where the line leaves
+it out and the .pb's signature knows (--framework, --output, --soc_version, --input_shape,
+--out_nodes, --input_format); success is exit 0 AND "ATC run success" in its output AND
+exactly ``<output>.om`` written by this run. Where it is absent the portable ONNX model is
+built instead (convert/to_onnx.py), honouring the same flags, and its card records each
+flag's fate (artifact["atc"]); the console says one line per flag not applied.
 
-Where ``atc`` is on PATH it is called with an argv list (no shell); success is exit 0
-AND "ATC run success" in its output AND exactly ``<output>.om`` (ATC appends the suffix)
-written by this run. Where it is absent the portable ONNX model is built instead
-(convert/to_onnx.py, same precision mode), so the road continues on a host without CANN.
-Unknown ``--flag=value`` options are passed to atc unchanged. --input_format comes from
-the signature's input layouts (one value for all inputs, as ATC takes it).
+The signature: the card beside the .pb where the line leaves inputs and outputs to it; else
+derived from the graph and the flags (infer/modelsig.from_pb: --input_shape, --out_nodes,
+else the placeholders and the net's last ops, as ATC). --precision_mode defaults to ATC's
+documented force_fp16 (said in one line); the presets and the demo pass theirs. The portable
+model is named by its precision mode: ``X.onnx`` (force_fp32), ``X.force_fp16.onnx``,
+``X.allow_fp32_to_fp16.onnx``, ...
 
 Each artifact gets its own signature (freeze/signature.card_path): ``m/mine.om`` beside
 ``m/mine.pb`` gets ``m/mine.om.json``; the .pb's card is never rewritten.
@@ -18,22 +23,25 @@ Each artifact gets its own signature (freeze/signature.card_path): ``m/mine.om``
 
 import argparse
 import dataclasses
+import math
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 
 from common import fsio
-from common.cli import ArgumentParser, add_force, add_output, add_verbosity
+from common.cli import ArgumentParser, add_force, add_verbosity
 from common.errors import UserError, cli, run
 from common.log import log
-from freeze.signature import FP16_MODES, PRECISION_MODES, Signature, find_beside, own_card
+from convert import atc_flags
+from freeze.signature import BF16_MODES, Signature, own_card, path_beside
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ECODE = re.compile(r"^(E[0-9A-Z]{5})\b.*$", re.M)
 SUCCESS = "ATC run success"
-INPUT_FORMATS = ("NCHW", "NHWC", "ND", "NCDHW", "NDHWC")
+INPUT_FORMATS = atc_flags.INPUT_FORMATS
 
 
 def input_format(sig):
@@ -54,10 +62,10 @@ def input_format(sig):
     return layouts[0] if layouts else "ND"
 
 
-def up_to_date(model, onnx_path, precision_mode, keep_dtype=None, parent_card=None):
+def up_to_date(model, onnx_path, precision_mode, keep_dtype=None, parent_card=None, argv=None):
     """Make's rule for the portable fallback: the .onnx exists, is newer than the .pb, and its
     own signature (card_path, never the .pb's) records it, made from this .pb with this
-    precision mode (a keep_dtype file always rebuilds)."""
+    precision mode and command line (a keep_dtype file always rebuilds)."""
     if keep_dtype or not os.path.isfile(onnx_path) or os.path.getmtime(onnx_path) < os.path.getmtime(model):
         return False
     card = own_card(onnx_path, parent_card)
@@ -73,44 +81,8 @@ def up_to_date(model, onnx_path, precision_mode, keep_dtype=None, parent_card=No
         and art.get("kind") == "onnx"
         and art.get("source") in (None, os.path.basename(model))
         and s.precision_mode == precision_mode
+        and (argv is None or (art.get("atc") or {}).get("argv") == argv)
     )
-
-
-def build_argv(
-    sig,
-    model,
-    output,
-    soc_version="Ascend910",
-    precision_mode="force_fp32",
-    log="error",
-    keep_dtype=None,
-    dynamic_batch_size=None,
-    extra=(),
-    atc="atc",
-    fmt=None,
-):
-    """The exact atc argv for a model and its signature."""
-    shape = sig.atc_input_shape()
-    if dynamic_batch_size:  # the batch gear is chosen at run time: batch dim -1
-        shape = ";".join(f"{t.op}:{','.join(['-1'] + [str(d) for d in t.shape[1:]])}" for t in sig.inputs)
-    argv = [
-        atc,
-        f"--model={model}",
-        "--framework=3",
-        f"--output={output}",
-        f"--soc_version={soc_version}",
-        f"--input_shape={shape}",
-        f"--out_nodes={sig.atc_out_nodes()}",
-        f"--input_format={fmt or input_format(sig)}",
-        "--output_type=FP32",
-        f"--precision_mode={precision_mode}",
-        f"--log={log}",
-    ]
-    if keep_dtype:
-        argv.append(f"--keep_dtype={keep_dtype}")
-    if dynamic_batch_size:
-        argv.append(f"--dynamic_batch_size={dynamic_batch_size}")
-    return argv + list(extra)
 
 
 def _stamp(path):
@@ -121,7 +93,7 @@ def _stamp(path):
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def run_atc(argv, output, timeout=None):
+def run_atc(argv, output, timeout=None, model=None):
     """Run atc; returns (console text, ``<output>.om``). UserError (with the E-code line) on
     failure, or when the .om is missing or is the one that was there before the run."""
     om = output + ".om"
@@ -140,13 +112,13 @@ def run_atc(argv, output, timeout=None):
     else:
         why = f"atc failed (exit {r.returncode})"
     raise UserError(
-        f"{argv[1].split('=', 1)[1]}: {why}: {codes[0] if codes else (text.strip().splitlines() or ['no output'])[-1]}"
+        f"{model or output}: {why}: {codes[0] if codes else (text.strip().splitlines() or ['no output'])[-1]}"
     )
 
 
-def save_om_signature(sig, om, model, argv, precision_mode):
+def save_om_signature(sig, om, model, argv, precision_mode, record, dynamic=None):
     """The .om's own signature (card_path: never the .pb's card); returns its path."""
-    out = own_card(om, sig.path)
+    out = own_card(om, sig.path or path_beside(model))
     art = {
         "file": os.path.basename(om),
         "kind": "om",
@@ -154,7 +126,10 @@ def save_om_signature(sig, om, model, argv, precision_mode):
         "precision_mode": precision_mode,
         "bytes": os.path.getsize(om),
         "atc_argv": argv,
+        "atc": {"argv": record["argv"]},
     }
+    if dynamic:
+        art["dynamic"] = dynamic
     try:
         dataclasses.replace(sig, precision_mode=precision_mode, artifact=art).save(out)
     except OSError as e:
@@ -162,31 +137,45 @@ def save_om_signature(sig, om, model, argv, precision_mode):
     return out
 
 
+# the wrapper's own flags: {spelling: takes a value}; every other flag is ATC's
+WRAPPER = {
+    "--default-model": True,
+    "--dry-run": False,
+    "--dry_run": False,
+    "--force": False,
+    "-v": False,
+    "--verbose": False,
+    "-q": False,
+    "--quiet": False,
+    "-h": False,
+    "--help": False,
+}
+
+
 def build_parser():
     p = ArgumentParser(
         prog="atc.sh",
-        allow_abbrev=False,  # an atc flag passed through is never taken for a prefix of ours
-        description="Convert a frozen .pb with ATC (.om), or, where atc is absent, to the portable "
-        "ONNX model. atc flags not listed here are passed through unchanged.",
-        epilog="example: bash convert/atc.sh --model m/mine.pb --output m/mine --soc_version Ascend910 "
-        "--dry-run\n         bash convert/atc_realnvp.sh   (preset: the demo's model)",
+        allow_abbrev=False,
+        description="Convert a frozen .pb as ATC does: with CANN's atc on PATH, the command line is "
+        "passed to it unchanged (.om); without it, the portable ONNX model honours the same flags "
+        "(--input_shape, --out_nodes, --output_type, --precision_mode, --input_fp16_nodes, the "
+        "dynamic gears, ...) and its card records what it did with each. Spellings as atc: "
+        "--flag=value, --flag value, -flag, --flag-name. Without a signature beside the .pb, "
+        "--input_shape/--out_nodes (else the graph's placeholders and last ops) give it. "
+        "--precision_mode defaults to ATC's force_fp16; the portable model is named by its "
+        "mode: X.onnx (force_fp32), X.force_fp16.onnx, X.allow_fp32_to_fp16.onnx, ...",
+        epilog="example: bash convert/atc.sh --model=model.pb --framework=3 --output=model "
+        '--soc_version=Ascend310 --input_shape="images:1,32,32,3" --out_nodes="logits:0" '
+        "--output_type=FP32 --log=info\n"
+        "         bash convert/atc.sh --model m/mine.pb --output m/mine --precision_mode force_fp32 --dry-run\n"
+        "         bash convert/atc_realnvp.sh   (preset: the demo's model, force_fp32)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", help="frozen .pb, its signature beside it (a preset script gives a default)")
-    p.add_argument("--default-model", dest="default_model", help=argparse.SUPPRESS)
-    add_output(p, help="output path without suffix (default: beside the .pb, same stem)")
-    p.add_argument("--soc_version", default="Ascend910", help="Ascend chip, as in npu-smi info")
-    p.add_argument(
-        "--precision_mode",
-        default="force_fp32",
-        choices=PRECISION_MODES,
-        help="default force_fp32 (not ATC's force_fp16): an offline model must first "
-        "reproduce the checkpoint; choose an fp16 mode once it does",
+    p.epilog += "\n\nATC flags (atc --help has them all; without CANN the portable model does):\n" + "\n".join(
+        f"  --{name:26} {fate}: {note}" for name, (fate, note) in atc_flags.NOTES.items()
     )
-    p.add_argument("--input_format", choices=INPUT_FORMATS, help="default: from the signature's input layouts")
-    p.add_argument("--keep_dtype", help="cfg of op names kept at original precision")
-    p.add_argument("--dynamic_batch_size", help='batch gears, e.g. "1,8,16"')
-    p.add_argument("--log", default="error", choices=("debug", "info", "warning", "error", "null"))
+    p.epilog += f"\n  {'any other ATC flag':28} recorded only: passed to atc on an Ascend host"
+    p.add_argument("--default-model", dest="default_model", help=argparse.SUPPRESS)
     p.add_argument(
         "--dry-run", "--dry_run", action="store_true", dest="dry_run", help="print the exact atc command and do nothing"
     )
@@ -195,71 +184,287 @@ def build_parser():
     return p
 
 
-def _model_of(a):
+def _model_of(a, flags):
     """The .pb to convert: --model, else the preset's --default-model (a user error if absent)."""
-    if a.model:
-        model = a.model
-    elif a.default_model:
+    model = flags.get("model")
+    if not model:
+        if not a.default_model:
+            raise UserError("--model is required: the frozen .pb to convert (see --help)")
         model = os.path.relpath(os.path.join(ROOT, a.default_model))
-    else:
-        raise UserError("--model is required: the frozen .pb to convert (see --help)")
     if not os.path.isfile(model):
         raise UserError(
-            f"{model}: frozen graph not found" + (" (run `make demo` first, or pass --model)" if not a.model else "")
+            f"{model}: frozen graph not found"
+            + (" (run `make demo` first, or pass --model)" if not flags.get("model") else "")
         )
     return model
 
 
-def _portable(a, model, output, sig):
+def _derive(flags, model, sig):
+    """The flags the road adds where the line leaves them out (ATC needs them; the signature
+    knows them): [tokens]. A real ATC line gives them all and gets nothing added."""
+    v = flags.values
+    add = {}
+    if "model" not in v:
+        add["model"] = model
+    add["framework"] = "3"
+    add["output"] = os.path.splitext(model)[0]
+    add["soc_version"] = "Ascend910"
+    if sig is not None:
+        shape = sig.atc_input_shape()
+        if "dynamic_batch_size" in v:  # the batch gear is chosen at run time: batch dim -1
+            shape = ";".join(f"{t.op}:{','.join(['-1'] + [str(d) for d in t.shape[1:]])}" for t in sig.inputs)
+        add["input_shape"] = shape
+        add["out_nodes"] = sig.atc_out_nodes()
+        if "input_format" not in v:
+            add["input_format"] = input_format(sig)
+    return [f"--{k}={val}" for k, val in add.items() if k not in v]
+
+
+def _dynamic(flags):
+    """(--input_shape with the largest gear in place of -1, the card's artifact["dynamic"]),
+    or (--input_shape, None) for a static model."""
+    text = flags.get("input_shape")
+    flag = next((d for d in atc_flags.DYNAMIC if d in flags), None)
+    if flag is None:
+        return text, None
+    from infer.modelsig import parse_input_shape
+
+    shapes = atc_flags.input_shape(text)
+    free = {n: [i for i, d in enumerate(ds) if d == -1] for n, ds in shapes.items()}
+    free = {n: ix for n, ix in free.items() if ix}
+    gears = atc_flags.gears(flag, flags.get(flag))
+    n_free = sum(len(ix) for ix in free.values())
+    if not free:
+        raise UserError(f"--{flag}: --input_shape={text} has no -1 dim for the gears to fill (as atc)")
+    if flag == "dynamic_batch_size" and any(ix != [0] for ix in free.values()):
+        raise UserError(f"--dynamic_batch_size: -1 only in the batch (first) dim of --input_shape, found {text}")
+    if flag == "dynamic_image_size" and any(len(ix) != 2 for ix in free.values()):
+        raise UserError(f"--dynamic_image_size: each dynamic input has -1 for height and width, found {text}")
+    if flag == "dynamic_dims" and len(gears[0]) != n_free:
+        raise UserError(
+            f"--dynamic_dims: each gear gives {len(gears[0])} values, "
+            f"--input_shape={text} has {n_free} -1 dims (as atc)"
+        )
+
+    def fill(gear):
+        out, k = {}, 0
+        for n, ds in shapes.items():
+            dims = []
+            for d in ds:
+                if d == -1:
+                    dims.append(gear[k % len(gear)] if flag != "dynamic_dims" else gear[k])
+                    k += 1 if flag == "dynamic_dims" or flag == "dynamic_image_size" else 0
+                else:
+                    dims.append(d)
+            if flag == "dynamic_image_size":
+                k = 0  # every input takes the same height, width
+            out[n] = dims
+        return out
+
+    largest = max(gears, key=lambda g: sum(math.prod(d) for d in fill(g).values()))
+    static = ";".join(f"{n}:{','.join(map(str, d))}" for n, d in fill(largest).items())
+    parse_input_shape(static)  # a bad dim is refused here, in the user's terms
+    return static, {"flag": flag, "input_shape": text, "gears": gears}
+
+
+def pb_card(model):
+    """The .pb's own signature (freeze's), None for a bare .pb: a card beside it that belongs
+    to another artifact (``model.json`` of ``model.onnx``) is not the .pb's."""
+    from freeze.signature import card_beside
+
+    card = card_beside(model)
+    sig = Signature.load(card) if card else None
+    return sig if sig is not None and sig.artifact.get("file") in (None, os.path.basename(model)) else None
+
+
+def _signature(model, flags, typed, static_shape, output):
+    """The .pb's signature: its card where the line leaves inputs and outputs to it, else
+    derived from the graph and the flags (infer/modelsig.py), the card's names kept."""
+    from infer import modelsig
+
+    base = pb_card(model)
+    if base is not None and not ({"input_shape", "out_nodes"} & typed):
+        sig = base
+    else:
+        nodes = ";".join(atc_flags.out_nodes(flags.get("out_nodes"))) if "out_nodes" in flags else None
+        sig = modelsig.from_pb(model, static_shape, nodes, atc=True)
+        # the source the reference runs (freeze/sources.UserModel): this frozen graph, these tensors
+        src = dict(sig.source, path_rel=os.path.relpath(model, os.path.dirname(os.path.abspath(output)) or "."))
+        src.update(input_shape=sig.atc_input_shape())
+        if all(t.tensor.endswith(":0") for t in sig.outputs):  # UserModel fetches op:0 (else: reference --model)
+            src.update(output_node_names=",".join(t.op for t in sig.outputs))
+        # ATC's default --input_format for TensorFlow is NHWC: a 4-D input is an NHWC image
+        ins = tuple(dataclasses.replace(t, layout="NHWC") if len(t.shape) == 4 else t for t in sig.inputs)
+        sig = dataclasses.replace(sig, source=src, inputs=ins)
+        if base is not None:  # keep what freeze knew: names, layouts, meanings, the source
+            known = {t.tensor: t for t in base.inputs + base.outputs}
+
+            def keep(t):
+                return dataclasses.replace(known[t.tensor], shape=t.shape, dtype=t.dtype) if t.tensor in known else t
+
+            sig = dataclasses.replace(
+                base,
+                batch=sig.batch,
+                inputs=tuple(map(keep, sig.inputs)),
+                outputs=tuple(map(keep, sig.outputs)),
+                path=base.path,
+            )
+    if "input_shape" in typed:
+        _say_overrides(model, atc_flags.input_shape(flags.get("input_shape")))
+    fmt = flags.get("input_format")
+    if fmt and "input_format" in typed:  # ATC's one layout for all inputs, where the rank fits
+        rank = {"NCHW": 4, "NHWC": 4, "NCDHW": 5, "NDHWC": 5}.get(fmt)
+        ins = tuple(dataclasses.replace(t, layout=fmt) if rank in (None, len(t.shape)) else t for t in sig.inputs)
+        sig = dataclasses.replace(sig, inputs=ins)
+    return sig
+
+
+def _say_overrides(model, given):
+    """One line per input whose --input_shape changes a static dim of the graph's placeholder:
+    the portable model takes it (as the .om does), the frozen graph itself does not."""
+    from common.loaders import load_graph_def
+
+    own = {
+        n.name: [d.size for d in n.attr["shape"].shape.dim]
+        for n in load_graph_def(model).node
+        if n.op == "Placeholder" and not n.attr["shape"].shape.unknown_rank
+    }
+    for name, dims in given.items():
+        graph = own.get(name.split(":")[0])
+        if graph and (len(graph) != len(dims) or any(g > 0 and g != d for g, d in zip(graph, dims))):
+            log.warning(
+                f"--input_shape {name}:{','.join(map(str, dims))} changes the graph's own {graph}: the portable "
+                f"model takes it, as the .om would; the frozen graph does not (reference.py, the doctor): "
+                f"freeze it with that shape to compare"
+            )
+
+
+def _options(flags, sig, dyn, record):
+    """to_onnx.AtcOptions from the flags, checked against the signature."""
+    from convert import to_onnx
+
+    outs = [t.tensor for t in sig.outputs]
+    types = {}
+    if "output_type" in flags:
+        glob, per = atc_flags.output_types(flags.get("output_type"), flags.get("out_nodes"))
+        types = {t: glob for t in outs} if glob else per
+    fp16 = []
+    for n in [x.strip() for x in (flags.get("input_fp16_nodes") or "").split(";") if x.strip()]:
+        t = next((t for t in sig.inputs if n in (t.op, t.tensor, t.name)), None)
+        if t is None:
+            raise UserError(
+                f"--input_fp16_nodes: {n!r} is not an input of the model; inputs are {[t.op for t in sig.inputs]}"
+            )
+        if t.dtype != "float32":
+            raise UserError(f"--input_fp16_nodes: input {n!r} is {t.dtype}; only a float32 input can take float16")
+        fp16.append(t.tensor)
+    given = atc_flags.input_shape(flags.get("input_shape")) if "input_shape" in flags else {}
+    shapes = {n.split(":")[0]: d for n, d in given.items()}
+    return to_onnx.AtcOptions(shapes, types, tuple(fp16), dyn, {"atc": record})
+
+
+def portable_name(output, precision_mode):
+    """``X.onnx`` for force_fp32, else ``X.<mode>.onnx``: two modes never share a file."""
+    return output + ("" if precision_mode == "force_fp32" else "." + precision_mode) + ".onnx"
+
+
+def _say_fates(record):
+    """One line per flag the portable model did not apply (never silent)."""
+    for name, f in record["flags"].items():
+        if f["portable"] != atc_flags.APPLIED:
+            log.info(f"--{name}={f['value']}: {f['portable']} ({f['note']})")
+
+
+def check_report(path, model):
+    """ATC's --check_report: every op of the graph, converted or not (convert/preflight.py)."""
+    from common.loaders import load_graph_def
+    from convert import preflight
+
+    gd = load_graph_def(model)
+    bad = dict(preflight.unsupported_nodes(gd))
+    ops = [
+        {"op_name": n.name, "op_type": n.op, "result": "failed" if n.name in bad else "success",
+         "reason": "no tf2onnx conversion for this op type" if n.name in bad else ""}
+        for n in gd.node
+    ]  # fmt: skip
+    summary = {"op_total": len(ops), "op_success": len(ops) - len(bad), "op_failed": len(bad)}
+    try:
+        fsio.write_json(path, {"model": os.path.abspath(model), "summary": summary, "op": ops})
+    except OSError as e:
+        raise UserError(f"{path}: cannot write the check report ({e.strerror or e})") from None
+    return summary
+
+
+def _portable(a, model, output, sig, flags, record, dyn, mode):
     """No atc on PATH (no CANN here): build the portable ONNX model instead, unless up to date."""
     from convert import to_onnx
 
-    suffix = ".fp16.onnx" if a.precision_mode in FP16_MODES else ".onnx"
-    onnx_path = output + suffix
-    if not a.force and up_to_date(model, onnx_path, a.precision_mode, a.keep_dtype, sig.path):
+    onnx_path = portable_name(output, mode)
+    keep = flags.get("keep_dtype")
+    if not a.force and up_to_date(model, onnx_path, mode, keep, sig.path or path_beside(model), record["argv"]):
         log.info(
             f"atc not found on PATH (no CANN here); the portable model {onnx_path} is up to date "
-            f"(newer than {model}, built with {a.precision_mode}); --force rebuilds it"
+            f"(newer than {model}, built from this command line); --force rebuilds it"
         )
         return
     log.info(f"atc not found on PATH (no CANN here): building the portable model {onnx_path} instead")
-    s = to_onnx.convert(model, onnx_path, a.precision_mode, a.keep_dtype, force=a.force)
+    _say_fates(record)
+    if "check_report" in flags:
+        s = check_report(flags.get("check_report"), model)
+        log.info(
+            f"wrote the check report {flags.get('check_report')}: {s['op_success']} of {s['op_total']} ops convert"
+        )
+    opts = _options(flags, sig, dyn, record)
+    s = to_onnx.convert(model, onnx_path, mode, keep, force=a.force, sig=sig, options=opts)
     c = s.checks.get("onnx", s.checks)
-    print(
-        f"wrote {onnx_path} and {s.path} ({a.precision_mode}); max rel error vs frozen graph "
-        f"{c['onnx_vs_frozen_max_rel']:.3g}"
-    )
+    print(f"wrote {onnx_path} and {s.path} ({mode}); max rel error vs frozen graph {c['onnx_vs_frozen_max_rel']:.3g}")
 
 
 @cli
 def main(argv=None):
-    a, extra = build_parser().parse_known_args(argv)
-    bad = [e for e in extra if not e.startswith("-")]
-    if bad:
-        raise UserError(f"unexpected argument {bad[0]!r}; pass atc flags as --flag=value")
-    model = _model_of(a)
-    output = a.output or os.path.splitext(model)[0]
+    own, flags = atc_flags.split(list(sys.argv[1:] if argv is None else argv), WRAPPER)
+    a = build_parser().parse_args(own)
+    typed = set(flags.values)
+    model = _model_of(a, flags)
+    derived = _derive(flags, model, None if {"input_shape", "out_nodes"} & typed else pb_card(model))
+    _, more = atc_flags.split(derived, {})
+    flags.values.update(more.values)
+    atc_flags.check(flags)
+    # --insert_op_conf: the `aipp` branch parses the config here, so a bad one fails before any
+    # conversion (aipp_if.md):  aipp_ops = aipp.parse(flags.get("insert_op_conf"))
+    output = flags.get("output")
     if output.endswith(".om"):
         output = output[:-3]
-    sig = find_beside(model)
+    mode, given = atc_flags.precision_mode(flags)
     atc = shutil.which("atc")
-    argv = build_argv(
-        sig, model, output, a.soc_version, a.precision_mode, a.log, a.keep_dtype, a.dynamic_batch_size, extra,
-        atc or "atc", a.input_format,
-    )  # fmt: skip
+    argv = [atc or "atc"] + flags.tokens + derived
     if a.dry_run:
         print(shlex.join(argv))
         return 0
+    if not given:
+        log.info(
+            "--precision_mode not given: ATC's default force_fp16 (every op with an fp16 kernel runs in fp16); "
+            "pass --precision_mode=force_fp32 to keep fp32"
+        )
+    static_shape, dyn = _dynamic(flags)
+    sig = _signature(model, flags, typed, static_shape, output)
+    bf16 = {"precision_mode": (atc_flags.RECORDED, "bf16 is not emulated: the portable model computes in fp32")}
+    record = atc_flags.record(flags_as_typed(flags, derived), bf16 if mode in BF16_MODES else None, set(more.values))
     if atc is None:
-        _portable(a, model, output, sig)
+        _portable(a, model, output, sig, flags, record, dyn, mode)
         return 0
     om = output + ".om"
-    fsio.refuse_overwrite([om, own_card(om, sig.path)], a.force)
+    fsio.refuse_overwrite([om, own_card(om, sig.path or path_beside(model))], a.force)
     log.info(shlex.join(argv))
-    text, om = run_atc(argv, output)
-    card = save_om_signature(sig, om, model, argv, a.precision_mode)
+    text, om = run_atc(argv, output, model=model)
+    card = save_om_signature(sig, om, model, argv, mode, record, dyn)
     print(f"wrote {om} and {card}")
     return 0
+
+
+def flags_as_typed(flags, derived):
+    """The flags with the argv: what was typed, then what the road added."""
+    return atc_flags.Flags(flags.tokens + derived, flags.values)
 
 
 if __name__ == "__main__":

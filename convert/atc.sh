@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Frozen .pb -> .om with ATC (or the portable ONNX model where atc is absent), every flag
-# derived from the signature freeze wrote beside the .pb.
-# usage:   bash convert/atc.sh --model m/mine.pb --output m/mine [--soc_version Ascend910]
-#              [--precision_mode force_fp32|force_fp16|...] [--input_format NHWC] [--dry-run] [--force]
+# Frozen .pb -> .om with ATC (or the portable ONNX model where atc is absent): a real ATC
+# command line, verbatim, on any frozen .pb (flags the line leaves out come from the signature).
+# usage:   bash convert/atc.sh --model=model.pb --framework=3 --output=model --soc_version=Ascend310 \
+#              --input_shape="images:1,224,224,3" --out_nodes="logits:0" [any atc flag] [--dry-run] [--force]
 # Runs python -m convert.atc with the repo's Python ($PYTHON, else .venv/bin/python, else python3).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -15,11 +15,13 @@ import dataclasses
 import logging
 import os
 
+import numpy as np
+
 from common import fsio
 from common.cli import ArgumentParser, add_force, add_output, add_verbosity
 from common.errors import UserError, cli, run
-from common.loaders import load_graph_def, ort_session
-from freeze.signature import PRECISION_MODES, find_beside, own_card
+from common.loaders import load_graph_def, ort_session, with_shapes
+from freeze.signature import PRECISION_MODES, find_beside, own_card, path_beside
 
 OPSETS = range(11, 16)  # what ATC's ONNX parser takes across CANN versions
 
@@ -147,32 +149,118 @@ def _artifact(output, pb_path, opset, precision_mode, keep_dtype, kept, keep_typ
     return art
 
 
-def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset=13, force=False):
+@dataclasses.dataclass
+class AtcOptions:
+    """ATC's options the portable model applies around the plain conversion (convert/atc.py
+    fills it from the command line). ``output_types``: {output tensor: dtype};
+    ``fp16_inputs``: input tensors that take float16; ``input_shapes``: {placeholder: dims}
+    from --input_shape (-1 where a dynamic gear chooses), which replace the graph's own;
+    ``dynamic``: the card's artifact["dynamic"]; ``artifact``: extra card entries
+    (artifact["atc"])."""
+
+    input_shapes: dict = dataclasses.field(default_factory=dict)
+    output_types: dict = dataclasses.field(default_factory=dict)
+    fp16_inputs: tuple = ()
+    dynamic: dict | None = None
+    artifact: dict = dataclasses.field(default_factory=dict)
+
+
+def _rename_uses(model, old, new):
+    for n in model.graph.node:
+        for i, x in enumerate(n.input):
+            if x == old:
+                n.input[i] = new
+        for i, x in enumerate(n.output):
+            if x == old:
+                n.output[i] = new
+
+
+def retype_output(model, name, dtype):
+    """ATC's --output_type: graph output ``name`` becomes ``dtype`` through a Cast, keeping its name."""
+    import onnx
+
+    out = next(o for o in model.graph.output if o.name == name)
+    to = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    if out.type.tensor_type.elem_type == to:
+        return model
+    _rename_uses(model, name, name + "/before_output_type")
+    model.graph.node.append(
+        onnx.helper.make_node("Cast", [name + "/before_output_type"], [name], to=to, name=name + "/output_type")
+    )
+    out.type.tensor_type.elem_type = to
+    return model
+
+
+def fp16_input(model, name):
+    """ATC's --input_fp16_nodes: graph input ``name`` takes float16, cast to float32 for the graph."""
+    import onnx
+
+    inp = next(i for i in model.graph.input if i.name == name)
+    _rename_uses(model, name, name + "/fp32")
+    model.graph.node.insert(
+        0, onnx.helper.make_node("Cast", [name], [name + "/fp32"], to=onnx.TensorProto.FLOAT, name=name + "/fp16_input")
+    )
+    inp.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
+    return model
+
+
+def atc_passes(model, sig, opts):
+    """The ATC options that change the model's interface, on the checked model: output types,
+    float16 inputs (and, from the `aipp` branch, AIPP). Returns (model, signature)."""
+    for t in sig.outputs:
+        if t.tensor in opts.output_types:
+            model = retype_output(model, t.tensor, opts.output_types[t.tensor])
+    for t in sig.inputs:
+        if t.tensor in opts.fp16_inputs:
+            model = fp16_input(model, t.tensor)
+    outs = tuple(dataclasses.replace(t, dtype=opts.output_types.get(t.tensor, t.dtype)) for t in sig.outputs)
+    ins = tuple(dataclasses.replace(t, dtype="float16") if t.tensor in opts.fp16_inputs else t for t in sig.inputs)
+    # --insert_op_conf: the `aipp` branch applies static AIPP here (aipp_if.md):
+    #     model, sig, records = aipp.apply(model, aipp_ops, sig)
+    return model, dataclasses.replace(sig, inputs=ins, outputs=outs)
+
+
+def convert(
+    pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset=13, force=False, sig=None, options=None
+):
     """Write ``output`` (.onnx) and its own signature beside it (``own_card``: never the
-    .pb's card); returns the Signature written."""
+    .pb's card); returns the Signature written. ``sig``: the .pb's signature (default: the
+    card beside it); ``options``: ATC's options (AtcOptions).
+
+    Order: tf2onnx, the precision mode's passes, parity with the frozen graph (same inputs,
+    so before the interface changes), then the ATC options that change the interface
+    (atc_passes), then the file and its card."""
     import onnx
 
     from convert import fp16, parity
 
     pb_path, output = os.fspath(pb_path), os.fspath(output)
+    opts = options or AtcOptions()
     if not output.endswith(".onnx"):
         raise UserError(f"--output must end in .onnx, got {output}")
-    sig = find_beside(pb_path)
+    sig = sig or find_beside(pb_path)
     # the onnx's own card, never the pb's (m/realnvp.onnx beside m/realnvp.pb: m/realnvp.onnx.json)
-    sig_out = own_card(output, sig.path)
+    sig_out = own_card(output, sig.path or path_beside(pb_path))  # a bare .pb's card-to-be is not ours
     fsio.refuse_overwrite([output, sig_out], force)
     keep_names, keep_types = read_keep_dtype(keep_dtype)
     gd = load_graph_def(pb_path)
     _check_keep_names(gd, keep_names, keep_dtype, pb_path)
+    if opts.input_shapes:  # ATC's --input_shape: -1 dims become symbolic in the ONNX model
+        gd = with_shapes(gd, opts.input_shapes)
     model = tf_to_onnx(gd, sig, opset, where=pb_path)
     model, kept = fp16.to_precision(model, precision_mode, keep_names, keep_types)
     err = parity.onnx_vs_frozen(_checked_session(model, output), gd, sig)
+    model, sig = atc_passes(model, sig, opts)
+    _checked_session(model, output)
     try:
         with fsio.atomic_path(output) as tmp:
             onnx.save(model, tmp)
     except OSError as e:
         raise UserError(f"{output}: cannot write the model ({e.strerror or e})") from None
     art = _artifact(output, pb_path, opset, precision_mode, keep_dtype, kept, keep_types)
+    art.update(opts.artifact)
+    if opts.dynamic:
+        art["dynamic"] = opts.dynamic
     check = {"onnx_vs_frozen_max_rel": err, "onnx_checker": True, "onnxruntime_loads": True}
     checks = {k: v for k, v in sig.checks.items() if k != "onnx"}
     out = dataclasses.replace(sig, precision_mode=precision_mode, artifact=art, checks=dict(checks, **check))
@@ -188,7 +276,7 @@ def build_parser():
         description="Convert a frozen TF .pb to a portable ONNX model (ATC stand-in), "
         "emulating ATC's --precision_mode.",
         epilog="example: python convert/to_onnx.py --model runs/demo/realnvp/model/realnvp.pb "
-        "--output runs/demo/realnvp/model/realnvp.fp16.onnx --precision_mode force_fp16",
+        "--output runs/demo/realnvp/model/realnvp.force_fp16.onnx --precision_mode force_fp16",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="frozen graph .pb (its signature .json beside it)")

@@ -134,7 +134,8 @@ def dirs(out, name):
     }
 
 
-SUFFIX = {"fp32": "", "fp16": ".fp16"}  # model/<name><suffix>.onnx and .json, per offline model
+# model/<name><suffix>.onnx and .json, per offline model: atc.sh names a portable model by its mode
+SUFFIX = {"fp32": "", "fp16": ".allow_fp32_to_fp16"}
 
 
 @dataclass
@@ -146,7 +147,7 @@ class ModelRoad:
     train: tuple  # (stage, argv): writes the checkpoint to _train/<name>
     freeze: tuple  # (stage, argv): writes model/<name>.pb and its signature
     atc: str  # the convert script, run once per precision mode
-    modes: tuple  # (label in SUFFIX, stage, --precision_mode or None): one offline model each
+    modes: tuple  # (label in SUFFIX, stage, --precision_mode): one offline model each, its mode explicit
     inputs: list  # [(stage, argv, artifact)]: the steps that write the input bins
     input_dirs: tuple  # the input folders under inputs/ the runner reads
     check_flags: tuple = ()  # loss_check's flags beyond the road's own
@@ -159,8 +160,7 @@ def walk(road, m: ModelRoad, d: dict) -> None:
     road.step(m.name, m.train[0], m.train[1], d["train"])
     road.step(m.name, m.freeze[0], m.freeze[1], stem + ".pb")
     for label, stage, mode in m.modes:
-        mode_flags = ["--precision_mode", mode] if mode else []
-        convert = ["bash", m.atc, "--model", stem + ".pb", "--output", stem, *mode_flags]
+        convert = ["bash", m.atc, "--model", stem + ".pb", "--output", stem, "--precision_mode", mode]
         road.step(m.name, stage, convert, stem + SUFFIX[label] + ".onnx")
     for stage, argv, artifact in m.inputs:
         road.step(m.name, stage, argv, artifact)
@@ -295,7 +295,7 @@ def classifier(a, d) -> ModelRoad:
         freeze=("freeze (freeze_graph.py)", [PY, "freeze/freeze_graph.py", *flags(freeze)]),
         atc="convert/atc.sh",
         modes=(
-            ("fp32", "convert fp32 (atc.sh)", None),
+            ("fp32", "convert fp32 (atc.sh)", "force_fp32"),
             ("fp16", "convert fp16 (atc.sh allow_fp32_to_fp16)", "allow_fp32_to_fp16"),
         ),
         inputs=[

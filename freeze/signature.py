@@ -1,7 +1,7 @@
 """The signature: one JSON file written by freeze, read by every later stage.
 
 It travels beside each model artifact with the same stem: ``realnvp.pb`` and
-``realnvp.json``; ``realnvp.fp16.onnx`` and ``realnvp.fp16.json``; ``realnvp.om`` and
+``realnvp.json``; ``realnvp.force_fp16.onnx`` and ``realnvp.force_fp16.json``; ``realnvp.om`` and
 ``realnvp.json``. convert derives ATC's --input_shape and --out_nodes from it; img2bin
 derives shapes and dtypes; the runner checks every input file against it; verify
 knows what each output means and which tolerances apply.
@@ -50,8 +50,16 @@ from common.errors import UserError
 FORMAT = "ascend-road-signature/1"
 DTYPES = ("float32", "float16", "int32", "int64", "uint8", "int8", "uint32", "bool")
 FP32_MODES = ("force_fp32", "must_keep_origin_dtype")
-FP16_MODES = ("force_fp16", "allow_fp32_to_fp16", "allow_mix_precision")
-PRECISION_MODES = FP32_MODES + FP16_MODES
+FP16_MODES = (
+    "force_fp16",
+    "allow_fp32_to_fp16",
+    "allow_mix_precision",
+    "cube_fp16in_fp32out",
+    "allow_mix_precision_fp16",
+)
+# ATC's bf16 modes (Ascend910B): accepted; ONNX Runtime's CPU has no bf16, so the portable model computes fp32
+BF16_MODES = ("allow_mix_precision_bf16", "allow_fp32_to_bf16")
+PRECISION_MODES = FP32_MODES + FP16_MODES + BF16_MODES
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from common.errors import UserError, first_line
-from common.loaders import load_graph_def, ort_session
+from common.loaders import load_graph_def, ort_session, with_shapes
 from freeze.signature import DTYPES, Signature, Tensor
 
 ONNX_DTYPES = {1: "float32", 10: "float16", 6: "int32", 7: "int64", 2: "uint8", 3: "int8", 12: "uint32", 9: "bool"}
@@ -186,9 +186,11 @@ def _shapes_by_running_onnx(model, ins, outs):
     return [(n, d, list(np.shape(a)) or [1]) for (n, d, _), a in zip(outs, res)]
 
 
-def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_files=None):
-    """The Signature of a bare frozen .pb (see the module docstring)."""
-    if not output_nodes:
+def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_files=None, atc=False):
+    """The Signature of a bare frozen .pb (see the module docstring). ``atc``: ATC's rules
+    (convert/atc.py): no output nodes means the graph's last ops' outputs, --input_shape
+    replaces the placeholders' own shapes, and a free dim needs --input_shape."""
+    if not output_nodes and not atc:
         raise UserError(
             f"{model}: no signature beside it; give --signature MODEL.json, or "
             "--output_node_names a,b (and --input_shape for placeholders without a static shape)"
@@ -196,11 +198,13 @@ def from_pb(model, input_shape=None, output_nodes=None, dym_batch=None, first_fi
     gd = load_graph_def(model, "frozen GraphDef")
     given = parse_input_shape(input_shape)
     dym = None if dym_batch is None else _positive_int(dym_batch, "--dymBatch")
+    if atc:  # ATC's --input_shape replaces a placeholder's own shape
+        gd = with_shapes(gd, {n.split(":")[0]: [-1] * len(d) for n, d in given.items()})
     g = _import_pb(model, gd)
     placeholders = _pb_placeholders(model, g, given)
-    outs = _pb_outputs(model, g, output_nodes)
+    outs = _pb_outputs(model, g, output_nodes or _leaf_tensors(model, g), atc)
     ins = [
-        _pb_input(model, op, given, dym, first_files[k] if first_files and k < len(first_files) else None)
+        _pb_input(model, op, given, dym, first_files[k] if first_files and k < len(first_files) else None, atc)
         for k, op in enumerate(placeholders)
     ]
     res = _run_pb_on_zeros(model, g, ins, [o for o, _ in outs])
@@ -253,7 +257,7 @@ def _pb_placeholders(model, g, given):
     return placeholders
 
 
-def _pb_outputs(model, g, output_nodes):
+def _pb_outputs(model, g, output_nodes, atc=False):
     """[(tensor name, dtype)] of --output_node_names ('a,b', 'a:0;b:1')."""
     names = [n.strip() for n in str(output_nodes).replace(";", ",").split(",") if n.strip()]
     outs = []
@@ -262,7 +266,8 @@ def _pb_outputs(model, g, output_nodes):
         try:
             t = g.get_tensor_by_name(tn)
         except (KeyError, ValueError):
-            raise UserError(f"--output_node_names: {model} has no tensor {tn!r}") from None
+            flag = "--out_nodes" if atc else "--output_node_names"
+            raise UserError(f"{flag}: {model} has no tensor {tn!r}") from None
         dtype = t.dtype.base_dtype.name
         if dtype not in DTYPES:
             raise UserError(f"{model}: output {tn!r} has dtype {dtype}, not one of {DTYPES}")
@@ -270,7 +275,17 @@ def _pb_outputs(model, g, output_nodes):
     return outs
 
 
-def _pb_input(model, op, given, dym, first):
+def _leaf_tensors(model, g):
+    """'a:0;b:0': the outputs of the ops nothing consumes (the net's last layers)."""
+    consumed = {t.name for op in g.get_operations() for t in op.inputs}
+    skip = {"Placeholder", "Const", "NoOp", "Assert", "PlaceholderWithDefault"}
+    leaves = [t.name for op in g.get_operations() if op.type not in skip for t in op.outputs if t.name not in consumed]
+    if not leaves:
+        raise UserError(f"{model}: the graph has no output (every op's output is consumed); give --out_nodes")
+    return ";".join(leaves)
+
+
+def _pb_input(model, op, given, dym, first, atc=False):
     """A placeholder's Tensor: its static shape, else --input_shape's; a free batch from
     --dymBatch or the size of its first input file ``first``."""
     t = op.outputs[0]
@@ -285,6 +300,11 @@ def _pb_input(model, op, given, dym, first):
             )
     else:
         dims = [d if d is not None and d > 0 else None for d in t.shape.as_list()]
+    if atc and any(d is None for d in dims) and _lookup(given, op.name) is None:  # ATC takes no file sizes
+        shown = ",".join(str(d) if d else "N" for d in dims)
+        raise UserError(
+            f'{model}: placeholder {op.name!r} has dynamic dims {dims}; give --input_shape "{op.name}:{shown}"'
+        )
     shape = _resolve(model, op.name, dims, dtype, _lookup(given, op.name), dym, first)
     return Tensor(op.name, t.name, shape, dtype, where=model)
 

@@ -18,7 +18,8 @@ import json, os, sys
 open(os.environ["ATC_ARGV"], "w").write(json.dumps(sys.argv[1:]))
 print("ATC start working now, please wait for a moment.")
 mode = os.environ.get("ATC_MODE", "ok")
-out = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--output=")][0]
+args = sys.argv[1:]
+out = [a.split("=", 1)[1] if "=" in a else args[i + 1] for i, a in enumerate(args) if a.split("=")[0] == "--output"][-1]
 if mode == "fail":
     print("ATC run failed, Please check the detail log, Try 'atc --help' for more information")
     print("E10016: Opname [x] specified in [--input_shape] is not found in the model")
@@ -46,36 +47,37 @@ def env(tmp_path, monkeypatch):
 
 
 def test_exact_argv_and_success(env, capsys):
+    """The line as typed goes to atc unchanged; the road adds only what it leaves out and the
+    signature knows (ATC needs --framework, --output, --soc_version; the inputs and outputs),
+    never --precision_mode: atc's own default (force_fp16) holds."""
     pb, tmp = env
     out = str(tmp / "m" / "realnvp")
-    assert atc.main(["--model", pb, "--soc_version", "Ascend310P3", "--op_select_implmode=high_precision"]) == 0
+    typed = ["--model", pb, "--soc_version", "Ascend310P3", "--op_select_implmode=high_precision"]
+    assert atc.main(typed) == 0
     argv = json.loads((tmp / "argv.json").read_text())
-    assert argv == [
-        f"--model={pb}",
+    assert argv == typed + [
         "--framework=3",
         f"--output={out}",
-        "--soc_version=Ascend310P3",
         "--input_shape=x:2,4,4,3;u:2,4,4,3",
         "--out_nodes=z:0;logdet:0;bpd:0",
         "--input_format=NHWC",
-        "--output_type=FP32",
-        "--precision_mode=force_fp32",
-        "--log=error",
-        "--op_select_implmode=high_precision",
     ]
     pb_card = (tmp / "m" / "realnvp.json").read_bytes()
     sig = Signature.load(out + ".om.json")  # the om's own card; the pb's card is the pb's
     assert sig.artifact["file"] == "realnvp.om" and sig.artifact["atc_argv"][1:] == argv
     assert sig.artifact["source"] == "realnvp.pb" and sig.artifact["kind"] == "om"
     assert Signature.load(out + ".json").artifact == {"file": "realnvp.pb", "kind": "pb"}
+    assert Signature.load(out + ".om.json").precision_mode == "force_fp16"  # atc's default
     assert atc.main(["--model", pb]) == 2  # the .om exists now
     assert "realnvp.om: already exists" in capsys.readouterr().err
     assert (tmp / "m" / "realnvp.om").read_bytes() == b"om" and (tmp / "m" / "realnvp.json").read_bytes() == pb_card
 
 
-def test_fp16_om_gets_its_own_card_and_dynamic_batch(env):
+def test_fp16_om_gets_its_own_card_and_dynamic_batch(env, monkeypatch):
     pb, tmp = env
     out = str(tmp / "m" / "realnvp_fp16")
+    monkeypatch.chdir(tmp)
+    (tmp / "k.cfg").write_text("scale_exp\n")
     assert (
         atc.main(
             [
@@ -94,9 +96,15 @@ def test_fp16_om_gets_its_own_card_and_dynamic_batch(env):
         == 0
     )
     argv = json.loads((tmp / "argv.json").read_text())
-    assert "--input_shape=x:-1,4,4,3;u:-1,4,4,3" in argv and "--dynamic_batch_size=1,2" in argv
-    assert "--keep_dtype=k.cfg" in argv
-    assert Signature.load(out + ".json").precision_mode == "force_fp16"
+    assert "--input_shape=x:-1,4,4,3;u:-1,4,4,3" in argv and argv[argv.index("--dynamic_batch_size") + 1] == "1,2"
+    assert argv[argv.index("--keep_dtype") + 1] == "k.cfg"  # as typed
+    card = Signature.load(out + ".json")
+    assert card.precision_mode == "force_fp16"
+    assert card.artifact["dynamic"] == {
+        "flag": "dynamic_batch_size",
+        "input_shape": "x:-1,4,4,3;u:-1,4,4,3",
+        "gears": [[1], [2]],
+    }
     assert Signature.load(str(tmp / "m" / "realnvp.json")).precision_mode == "force_fp32"  # the pb's
 
 
@@ -141,7 +149,7 @@ def test_input_format_from_signature_layouts(env, capsys, layouts, want):
     else:
         assert rc == 2 and "--input_format" in err and "NCHW" in err and "NHWC" in err
         assert atc.main(["--model", pb, "--dry-run", "--input_format", "ND"]) == 0
-        assert "--input_format=ND" in capsys.readouterr().out
+        assert "--input_format ND" in capsys.readouterr().out  # as typed
 
 
 def test_bogus_precision_mode_is_one_line(env, capsys):
@@ -160,7 +168,7 @@ def test_failures(env, capsys, monkeypatch, mode, msg):
     assert atc.main(["--model", pb]) == 2
     last = capsys.readouterr().err.splitlines()[-1]  # the command is echoed first
     assert last.startswith("error: ") and msg in last
-    assert json.loads((tmp / "argv.json").read_text())[0] == f"--model={pb}"  # atc did run
+    assert json.loads((tmp / "argv.json").read_text())[:2] == ["--model", pb]  # atc did run
     assert not (tmp / "m" / "realnvp.om").exists() and not (tmp / "m" / "realnvp.om.json").exists()
     assert (tmp / "m" / "realnvp.json").read_bytes() == pb_card
 
@@ -170,7 +178,7 @@ def test_dry_run_prints_quoted_command(env, capsys):
     assert atc.main(["--model", pb, "--dry-run"]) == 0
     cmd = capsys.readouterr().out.strip()
     assert "'--input_shape=x:2,4,4,3;u:2,4,4,3'" in cmd
-    assert shlex.split(cmd)[1:3] == [f"--model={pb}", "--framework=3"]
+    assert shlex.split(cmd)[1:4] == ["--model", pb, "--framework=3"]
     assert not (tmp / "argv.json").exists()
 
 
@@ -179,8 +187,8 @@ def test_fallback_builds_portable_model_when_atc_absent(env, monkeypatch, capsys
     monkeypatch.setenv("PATH", str(tmp / "empty"))
     assert atc.main(["--model", pb, "--output", str(tmp / "m" / "realnvp"), "--precision_mode", "force_fp16"]) == 0
     assert "atc not found on PATH" in capsys.readouterr().err
-    assert Signature.load(str(tmp / "m" / "realnvp.fp16.json")).precision_mode == "force_fp16"
-    onnx_path = tmp / "m" / "realnvp.fp16.onnx"
+    assert Signature.load(str(tmp / "m" / "realnvp.force_fp16.json")).precision_mode == "force_fp16"
+    onnx_path = tmp / "m" / "realnvp.force_fp16.onnx"
     assert onnx_path.exists()
     # again: up to date (make's rule), nothing rewritten; once the .pb is newer: refused without --force
     before = onnx_path.stat().st_mtime_ns
@@ -189,10 +197,11 @@ def test_fallback_builds_portable_model_when_atc_absent(env, monkeypatch, capsys
     assert onnx_path.stat().st_mtime_ns == before
     pb_card = (tmp / "m" / "realnvp.json").read_bytes()
     # an fp32 portable model beside the pb gets its own card (the pb's is never rewritten)
-    assert atc.main(["--model", pb, "--output", str(tmp / "m" / "realnvp")]) == 0
+    fp32 = ["--model", pb, "--output", str(tmp / "m" / "realnvp"), "--precision_mode", "force_fp32"]
+    assert atc.main(fp32) == 0
     assert Signature.load(str(tmp / "m" / "realnvp.onnx.json")).artifact["source"] == "realnvp.pb"
     assert (tmp / "m" / "realnvp.json").read_bytes() == pb_card
-    assert atc.main(["--model", pb, "--output", str(tmp / "m" / "realnvp")]) == 0
+    assert atc.main(fp32) == 0
     assert "up to date" in capsys.readouterr().err
     os.utime(pb, (onnx_path.stat().st_mtime + 10,) * 2)
     assert atc.main(args) == 2 and "already exists" in capsys.readouterr().err
@@ -243,17 +252,18 @@ def test_shell_wrapper(env, repo_root, capsys):
 
 
 def test_om_and_onnx_of_one_stem_keep_their_own_cards(env, monkeypatch, capsys):
-    """m/realnvp.fp16.om and m/realnvp.fp16.onnx would share m/realnvp.fp16.json: the second
-    artifact gets <file>.json, and neither stage rewrites the other's card."""
+    """m/realnvp.force_fp16.om and m/realnvp.force_fp16.onnx would share m/realnvp.force_fp16.json:
+    the second artifact gets <file>.json, and neither stage rewrites the other's card."""
     pb, tmp = env
     m = tmp / "m"
-    assert atc.main(["--model", pb, "--output", str(m / "realnvp.fp16"), "--precision_mode", "force_fp16"]) == 0
-    om_card = (m / "realnvp.fp16.json").read_bytes()
+    om_args = ["--model", pb, "--output", str(m / "realnvp.force_fp16"), "--precision_mode", "force_fp16"]
+    assert atc.main(om_args) == 0
+    om_card = (m / "realnvp.force_fp16.json").read_bytes()
     monkeypatch.setenv("PATH", str(tmp / "empty"))  # no atc: the portable fp16 model, same stem
     args = ["--model", pb, "--output", str(m / "realnvp"), "--precision_mode", "force_fp16"]
     assert atc.main(args) == 0
-    card = Signature.load(str(m / "realnvp.fp16.onnx.json"))
-    assert card.artifact["file"] == "realnvp.fp16.onnx" and card.artifact["source"] == "realnvp.pb"
-    assert (m / "realnvp.fp16.json").read_bytes() == om_card
+    card = Signature.load(str(m / "realnvp.force_fp16.onnx.json"))
+    assert card.artifact["file"] == "realnvp.force_fp16.onnx" and card.artifact["source"] == "realnvp.pb"
+    assert (m / "realnvp.force_fp16.json").read_bytes() == om_card
     capsys.readouterr()
     assert atc.main(args) == 0 and "up to date" in capsys.readouterr().err  # its own card is read

@@ -12,7 +12,7 @@ import pytest
 
 from common import cli
 from common.log import log
-from convert import atc, to_onnx
+from convert import atc, atc_flags, to_onnx
 from data_tools import fetch_data, img2bin, staging
 from freeze import freeze_graph
 from infer import msame
@@ -42,7 +42,8 @@ def test_output_and_input_aliases_per_tool():
     _same(img2bin.parser, "output", ["-o", "--output"])
     _same(img2bin.parser, "input", ["-i", "--input"])
     _same(to_onnx.build_parser, "output", ["-o", "--output"], base=["--model", "m.pb"])
-    _same(atc.build_parser, "output", ["-o", "--output"])
+    for flags in (["-o", "v"], ["--output", "v"], ["--output=v"], ["-output=v"]):  # atc's --output, ATC's spellings
+        assert atc_flags.split(flags, atc.WRAPPER)[1].get("output") == "v"
     base = ["--output_node_names", "y", "--input_shape", "x:1"]
     _same(freeze_graph.build_parser, "output", ["-o", "--output"], base=base)
     _same(reference.build_parser, "output", ["-o", "--output"], base=["--signature", "s", "--input", "i"])
@@ -89,18 +90,22 @@ def test_old_flags_of_the_mirrored_tools_still_parse():
         "NHWC",
         "b",
     )
-    a, extra = atc.build_parser().parse_known_args(
+    own, flags = atc_flags.split(
         "--model m.pb --output m --soc_version Ascend310 --input_format NHWC --keep_dtype k.cfg "
-        "--dynamic_batch_size 1,8 --log info --out_nodes=y:0".split()
+        "--dynamic_batch_size 1,8 --log info --out_nodes=y:0 --dry-run".split(),
+        atc.WRAPPER,
     )
-    assert (a.output, a.soc_version, a.keep_dtype, a.dynamic_batch_size, a.log) == (
+    assert [
+        flags.get(k) for k in ("output", "soc_version", "keep_dtype", "dynamic_batch_size", "log", "out_nodes")
+    ] == [
         "m",
         "Ascend310",
         "k.cfg",
         "1,8",
         "info",
-    )
-    assert extra == ["--out_nodes=y:0"]  # passed through to atc unchanged
+        "y:0",
+    ]
+    assert own == ["--dry-run"] and flags.tokens[-1] == "--out_nodes=y:0"  # passed to atc as typed
 
 
 def test_usage_error_is_one_line(capsys):

@@ -74,9 +74,9 @@ def test_every_model_walks_the_same_stages(tmp_path, repo_root, monkeypatch, cap
     assert [os.path.relpath(r, out) for r in runs] == [
         f"{m}/model/{m}{suffix}.onnx"
         for m, suffixes in (
-            ("realnvp", ("", ".fp16", ".force_fp16", ".force_fp16_keep")),
-            ("rebar", ("", ".fp16")),
-            ("classifier", ("", ".fp16")),
+            ("realnvp", ("", ".allow_fp32_to_fp16", ".force_fp16", ".force_fp16_keep")),
+            ("rebar", ("", ".allow_fp32_to_fp16")),
+            ("classifier", ("", ".allow_fp32_to_fp16")),
         )
         for suffix in suffixes
     ]

@@ -15,7 +15,7 @@ from common.cli import ArgumentParser, add_force, add_input, add_verbosity
 from common.errors import UserError, cli, run
 from common.loaders import load_graph_def
 from data_tools import binfiles
-from freeze.signature import find_beside
+from freeze.signature import card_beside, find_beside
 from verify import metrics
 from verify.doctor.diagnose import diagnose
 from verify.doctor.search import iterate
@@ -40,9 +40,9 @@ def build_parser():
     p = ArgumentParser(
         description="Precision doctor: compare every layer of the frozen graph with the portable "
         "(fp16) model on one batch; name the first failing layer; write a keep_dtype cfg.",
-        epilog="example: python verify/compare_layers.py --pb m/realnvp.pb --onnx m/realnvp.fp16.onnx "
+        epilog="example: python verify/compare_layers.py --pb m/realnvp.pb --onnx m/realnvp.force_fp16.onnx "
         "--input bins/x,bins/u --keep-dtype-out keep.cfg --report doctor.json\n"
-        "then: python convert/to_onnx.py --model m/realnvp.pb --output m/realnvp.fp16.onnx "
+        "then: python convert/to_onnx.py --model m/realnvp.pb --output m/realnvp.force_fp16.onnx "
         "--precision_mode force_fp16 --keep_dtype keep.cfg --force",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -154,7 +154,8 @@ def main(argv=None) -> int:
     fsio.refuse_overwrite([p for p in (a.keep_dtype_out, a.report) if p], a.force)
     if not os.path.isfile(a.onnx):
         raise UserError(f"{a.onnx}: ONNX model not found")
-    sig = find_beside(a.pb)
+    # a bare .pb (a team's own, converted by atc.sh): the ONNX model's card names its tensors
+    sig = find_beside(a.pb) if card_beside(a.pb) else find_beside(a.onnx)
     feed = load_batch(sig, [s.strip() for s in a.input.split(",")], a.batch_file)
     if a.fp32_onnx and not os.path.isfile(a.fp32_onnx):
         raise UserError(f"{a.fp32_onnx}: fp32 ONNX model not found")

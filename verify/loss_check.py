@@ -438,7 +438,7 @@ def build_parser():
         "metrics and the model's metric (bits/dim, ELBO/IWAE). Exit 0 PASS, 1 FAIL, 2 bad input.",
         epilog="examples:\n  python verify/loss_check.py --signature m/realnvp.json --offline out/om "
         "--reference out/golden --report lc.json\n"
-        "  python verify/loss_check.py --signature m/realnvp.fp16.json --offline out/fp16 "
+        "  python verify/loss_check.py --signature m/realnvp.allow_fp32_to_fp16.json --offline out/fp16 "
         "--checkpoint-reference --inputs bins/x,bins/u",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

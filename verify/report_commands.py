@@ -109,7 +109,7 @@ def doctor(road: Road, d: dict) -> str:
         "--pb",
         rel(pb),
         "--onnx",
-        rel(_onnx(road, mode, plain=True) or "MODEL.fp16.onnx"),
+        rel(_onnx(road, mode, plain=True) or "MODEL.force_fp16.onnx"),
         *(["--fp32-onnx", rel(fp32)] if fp32 else []),
         "--input",
         ",".join(rel(i) for i in run_inputs(summ)) or "INPUT_DIRS",

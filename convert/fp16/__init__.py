@@ -7,7 +7,10 @@ om built with --output_type=FP32 and no --input_fp16_nodes):
     force_fp16                           every float op in fp16 (converter's default block list)
     allow_fp32_to_fp16                   only Cube (matrix) ops in fp16: CUBE_OPS; all else fp32
     allow_mix_precision                  fp16 except MIX_BLACK_LIST, the numerically fragile
-                                         ops ATC's built-in black list keeps in fp32
+    (= allow_mix_precision_fp16)         ops ATC's built-in black list keeps in fp32
+    cube_fp16in_fp32out                  as allow_fp32_to_fp16: Cube ops take fp16, the rest fp32
+    allow_mix_precision_bf16,            no conversion: ONNX Runtime's CPU has no bf16 kernels
+    allow_fp32_to_bf16
     keep_dtype (names, types)            ATC's cfg: a TF op name keeps that node fp32;
                                          an ONNX op type keeps every node of that type fp32
 
@@ -23,6 +26,9 @@ from common.errors import UserError
 from convert.fp16 import blocklists, casts, converter, graph_outputs, initializers
 from convert.fp16.context import Context
 from freeze.signature import FP16_MODES, PRECISION_MODES
+
+# ATC modes whose fp16 ops are those of another mode here
+SAME_AS = {"cube_fp16in_fp32out": "allow_fp32_to_fp16", "allow_mix_precision_fp16": "allow_mix_precision"}
 
 PASSES = [
     graph_outputs.split_consumed_outputs,  # first: its Identity nodes are blocked like the rest
@@ -50,7 +56,7 @@ def to_precision(
             f"flow subgraphs ({', '.join(flow[:3])}, from TF2 If/While); build the portable model with "
             "--precision_mode force_fp32 (ATC on an Ascend host applies the mode itself)"
         )
-    ctx = Context(precision_mode, list(keep_names), list(keep_types))
+    ctx = Context(SAME_AS.get(precision_mode, precision_mode), list(keep_names), list(keep_types))
     for pass_ in PASSES:
         model = pass_(model, ctx)
     return model, ctx.block_nodes

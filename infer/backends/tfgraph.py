@@ -6,6 +6,8 @@ from common.errors import UserError
 from common.loaders import import_graph_def, load_graph_def
 from infer.runner import Runner
 
+ATC_OUTPUT_TYPES = ("float32", "float16", "uint8", "int8", "int32")  # what --output_type makes of an output
+
 
 class FrozenGraphRunner(Runner):
     backend = "tf"
@@ -49,7 +51,11 @@ class FrozenGraphRunner(Runner):
     def _check(self, what, t, g):
         """The signature agrees with the graph: dtype and every static dimension."""
         dtype = g.dtype.base_dtype.name
-        if dtype != t.dtype:
+        if what == "input" and dtype == "float32" and t.dtype == "float16":
+            pass  # ATC's --input_fp16_nodes: float16 files, cast back for the graph (infer_impl)
+        elif what == "output" and dtype != t.dtype and t.dtype in ATC_OUTPUT_TYPES:
+            pass  # ATC's --output_type: the runner casts the graph's output to the card's dtype
+        elif dtype != t.dtype:
             raise UserError(
                 f"{self.model}: {what} {t.tensor!r} is {dtype} in the graph, the signature "
                 f"{self.signature.path or ''} says {t.dtype}"
@@ -68,7 +74,12 @@ class FrozenGraphRunner(Runner):
 
     def infer_impl(self, feed):
         try:
-            return self.fn(*[feed[t.name] for t in self.signature.inputs])
+            return self.fn(
+                *[
+                    feed[t.name].astype(g.dtype.as_numpy_dtype, copy=False)
+                    for t, g in zip(self.signature.inputs, self.ins)
+                ]
+            )
         except Exception as e:  # tf.errors.* (InvalidArgument, ...): one line, not a traceback
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserError(
