@@ -186,6 +186,7 @@ def build_parser():
     p.add_argument("--input_format", choices=INPUT_FORMATS, help="default: from the signature's input layouts")
     p.add_argument("--keep_dtype", help="cfg of op names kept at original precision")
     p.add_argument("--dynamic_batch_size", help='batch gears, e.g. "1,8,16"')
+    p.add_argument("--insert_op_conf", help="static AIPP config (aipp_op { ... }); portable: convert/aipp.py")
     p.add_argument("--log", default="error", choices=("debug", "info", "warning", "error", "null"))
     p.add_argument(
         "--dry-run", "--dry_run", action="store_true", dest="dry_run", help="print the exact atc command and do nothing"
@@ -216,14 +217,17 @@ def _portable(a, model, output, sig):
 
     suffix = ".fp16.onnx" if a.precision_mode in FP16_MODES else ".onnx"
     onnx_path = output + suffix
-    if not a.force and up_to_date(model, onnx_path, a.precision_mode, a.keep_dtype, sig.path):
+    fresh = not a.insert_op_conf and up_to_date(model, onnx_path, a.precision_mode, a.keep_dtype, sig.path)
+    if not a.force and fresh:  # an AIPP config (like a keep_dtype file) always rebuilds
         log.info(
             f"atc not found on PATH (no CANN here); the portable model {onnx_path} is up to date "
             f"(newer than {model}, built with {a.precision_mode}); --force rebuilds it"
         )
         return
     log.info(f"atc not found on PATH (no CANN here): building the portable model {onnx_path} instead")
-    s = to_onnx.convert(model, onnx_path, a.precision_mode, a.keep_dtype, force=a.force)
+    s = to_onnx.convert(
+        model, onnx_path, a.precision_mode, a.keep_dtype, force=a.force, insert_op_conf=a.insert_op_conf
+    )
     c = s.checks.get("onnx", s.checks)
     print(
         f"wrote {onnx_path} and {s.path} ({a.precision_mode}); max rel error vs frozen graph "
@@ -243,9 +247,10 @@ def main(argv=None):
         output = output[:-3]
     sig = find_beside(model)
     atc = shutil.which("atc")
+    aipp_flag = [f"--insert_op_conf={a.insert_op_conf}"] if a.insert_op_conf else []  # AIPP (aipp branch)
     argv = build_argv(
-        sig, model, output, a.soc_version, a.precision_mode, a.log, a.keep_dtype, a.dynamic_batch_size, extra,
-        atc or "atc", a.input_format,
+        sig, model, output, a.soc_version, a.precision_mode, a.log, a.keep_dtype, a.dynamic_batch_size,
+        [*extra, *aipp_flag], atc or "atc", a.input_format,
     )  # fmt: skip
     if a.dry_run:
         print(shlex.join(argv))

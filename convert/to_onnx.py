@@ -147,12 +147,15 @@ def _artifact(output, pb_path, opset, precision_mode, keep_dtype, kept, keep_typ
     return art
 
 
-def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset=13, force=False):
+def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset=13, force=False, insert_op_conf=None):
     """Write ``output`` (.onnx) and its own signature beside it (``own_card``: never the
-    .pb's card); returns the Signature written."""
+    .pb's card); returns the Signature written. ``insert_op_conf``: ATC's static AIPP
+    config, prepended after the parity check (convert/aipp.py)."""
     import onnx
 
-    from convert import fp16, parity
+    from convert import aipp, fp16, parity
+
+    aipp_ops = aipp.parse(insert_op_conf) if insert_op_conf else []  # AIPP: a bad config fails first
 
     pb_path, output = os.fspath(pb_path), os.fspath(output)
     if not output.endswith(".onnx"):
@@ -167,12 +170,17 @@ def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset
     model = tf_to_onnx(gd, sig, opset, where=pb_path)
     model, kept = fp16.to_precision(model, precision_mode, keep_names, keep_types)
     err = parity.onnx_vs_frozen(_checked_session(model, output), gd, sig)
+    if aipp_ops:  # AIPP after parity: the model now takes the .om's uint8 inputs
+        model, sig, aipp_records = aipp.apply(model, aipp_ops, sig)
+        _checked_session(model, output)
     try:
         with fsio.atomic_path(output) as tmp:
             onnx.save(model, tmp)
     except OSError as e:
         raise UserError(f"{output}: cannot write the model ({e.strerror or e})") from None
     art = _artifact(output, pb_path, opset, precision_mode, keep_dtype, kept, keep_types)
+    if aipp_ops:
+        art["aipp"] = aipp_records
     check = {"onnx_vs_frozen_max_rel": err, "onnx_checker": True, "onnxruntime_loads": True}
     checks = {k: v for k, v in sig.checks.items() if k != "onnx"}
     out = dataclasses.replace(sig, precision_mode=precision_mode, artifact=art, checks=dict(checks, **check))
@@ -201,6 +209,7 @@ def build_parser():
         "thousands of terms, which fp16 cannot hold to 1e-4 bpd)",
     )
     p.add_argument("--keep_dtype", help="ATC keep_dtype cfg: TF op names (or OpType::X) kept fp32")
+    p.add_argument("--insert_op_conf", help="ATC's static AIPP config (aipp_op { ... }): the model takes uint8 images")
     p.add_argument("--opset", type=int, default=13, help="ONNX opset, 11..15 (default 13)")
     add_force(p, help="replace an existing output")
     add_verbosity(p)
@@ -210,7 +219,7 @@ def build_parser():
 @cli
 def main(argv=None):
     a = build_parser().parse_args(argv)
-    sig = convert(a.model, a.output, a.precision_mode, a.keep_dtype, a.opset, a.force)
+    sig = convert(a.model, a.output, a.precision_mode, a.keep_dtype, a.opset, a.force, a.insert_op_conf)
     c = sig.checks.get("onnx", sig.checks)
     print(
         f"wrote {a.output} ({a.precision_mode}, opset {a.opset}); "

@@ -11,8 +11,11 @@ class FrozenGraphRunner(Runner):
     backend = "tf"
 
     def __init__(self, model, signature, device="cpu"):
+        from convert import aipp
+
         super().__init__(model, signature)
         self.device = device
+        self.graph_sig, self.pre = aipp.unwrap(signature)  # uint8 AIPP inputs: the graph's own before them
 
     def activate_impl(self):
         from common.tfcompat import session_config, tf
@@ -21,7 +24,7 @@ class FrozenGraphRunner(Runner):
         get = self.graph.get_tensor_by_name
         self.ins, self.outs = [], []
         for what, ts, into in (
-            ("input", self.signature.inputs, self.ins),
+            ("input", self.graph_sig.inputs, self.ins),
             ("output", self.signature.outputs, self.outs),
         ):
             for t in ts:
@@ -67,8 +70,9 @@ class FrozenGraphRunner(Runner):
             )
 
     def infer_impl(self, feed):
+        feed = self.pre(feed) if self.pre else feed
         try:
-            return self.fn(*[feed[t.name] for t in self.signature.inputs])
+            return self.fn(*[feed[t.name] for t in self.graph_sig.inputs])
         except Exception as e:  # tf.errors.* (InvalidArgument, ...): one line, not a traceback
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserError(
