@@ -18,7 +18,7 @@ import pytest
 from common import loaders
 from common.errors import UserError
 from convert import aipp, to_onnx
-from freeze.signature import Signature
+from freeze.signature import Signature, card_beside
 
 H, W = 4, 6  # the model's image input: [1, 4, 6, 3] NHWC, and a grey one [1, 4, 6, 1]
 JPEG = "matrix_r0c0: 256\nmatrix_r0c1: 0\nmatrix_r0c2: 359\nmatrix_r1c0: 256\nmatrix_r1c1: -88\n" + (
@@ -368,3 +368,29 @@ def test_road_with_aipp(tmp_path, repo_root, fmt):
     report = _sh(py, "verify/loss_check.py", "--signature", card, "--offline", out, "--reference", ref, "--inputs",
                  ins, cwd=repo_root)  # fmt: skip
     assert "PASS" in report
+
+
+def test_card_runner_on_the_pb_and_the_doctor(frozen, tmp_path, capsys):
+    """to_onnx --insert_op_conf writes the card the road reads: the frozen .pb run on the card's
+    uint8 inputs (the golden-output backends) equals the portable model; the precision doctor
+    refuses the AIPP model in one line."""
+    from infer.runner import open_runner
+    from verify import compare_layers
+
+    pb = frozen[0]
+    cfg = _cfg(tmp_path, "aipp_op {\n aipp_mode: static\n input_format: RGB888_U8\n mean_chn_1: 7\n}\n")
+    out = str(tmp_path / "m.onnx")
+    assert to_onnx.main(["--model", pb, "--output", out, "--insert_op_conf", cfg]) == 0
+    card = Signature.load(card_beside(out))
+    assert card.artifact["aipp"][0]["input_format"] == "RGB888_U8"
+    feed = {"images": np.random.RandomState(6).randint(0, 256, (1, H, W, 3)).astype(np.uint8), "gray": _gray()}
+    with open_runner(out, signature=card) as onnx_r, open_runner(pb, signature=card, backend="tf") as tf_r:
+        got, want = onnx_r.infer(feed), tf_r.infer(feed)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got[0][0, ..., 1], 2 * (feed["images"][0, ..., 1].astype(np.float32) - 7))
+    keep = str(tmp_path / "keep.cfg")
+    assert compare_layers.main(["--pb", pb, "--onnx", out, "--input", str(tmp_path), "--keep-dtype-out", keep]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {out}: built with static AIPP") and "\n" not in err
+    assert not os.path.exists(keep)
