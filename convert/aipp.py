@@ -410,8 +410,8 @@ def _permutation(op):
 def run_numpy(p, data):
     """uint8 data in the .om's layout -> the model input (float32, or the input's dtype)."""
     op = p.op
-    x = np.asarray(data).reshape(p.om_shape).astype(np.float64)
-    n, sh, sw = p.n, p.src_h, p.src_w
+    x = np.asarray(data).reshape([-1, *p.om_shape[1:]]).astype(np.float64)
+    n, sh, sw = x.shape[0], p.src_h, p.src_w  # any batch: a dynamic-batch gear too
     if op.input_format == "YUV420SP_U8":
         y = x[:, :sh, :]
         uv = x[:, sh:, :].reshape(n, sh // 2, sw // 2, 2)
@@ -488,13 +488,13 @@ def _onnx_pipeline(b, p, x, out, elem_type):
     """Nodes from the uint8 input ``x`` to ``out`` (the model's former input), as run_numpy."""
     from onnx import TensorProto
 
-    op, n, sh, sw = p.op, p.n, p.src_h, p.src_w
+    op, sh, sw = p.op, p.src_h, p.src_w  # the batch is left to the data (0 in Reshape, 1 in Expand)
     f = b.op("Cast", [x], to=TensorProto.FLOAT)
     if op.input_format == "YUV420SP_U8":
         y = b.op("Unsqueeze", [b.slice(f, 1, 0, sh), b.i64([3])])
-        uv = b.op("Reshape", [b.slice(f, 1, sh, sh * 3 // 2), b.i64([n, sh // 2, 1, sw // 2, 1, 2])])
-        uv = b.op("Expand", [uv, b.i64([n, sh // 2, 2, sw // 2, 2, 2])])
-        uv = b.op("Reshape", [uv, b.i64([n, sh, sw, 2])])
+        uv = b.op("Reshape", [b.slice(f, 1, sh, sh * 3 // 2), b.i64([0, sh // 2, 1, sw // 2, 1, 2])])
+        uv = b.op("Expand", [uv, b.i64([1, sh // 2, 2, sw // 2, 2, 2])])
+        uv = b.op("Reshape", [uv, b.i64([0, sh, sw, 2])])
         f = b.op("Concat", [y, uv], axis=3)
     elif op.input_format == "YUV400_U8":
         f = b.op("Unsqueeze", [f, b.i64([3])])
@@ -602,7 +602,9 @@ def apply(model, ops, sig):
                 raise UserError(f"{p.op.where}: input {t.name!r} is also a model output; AIPP cannot feed it")
         b = _Nodes(f"aipp{p.index}")
         _onnx_pipeline(b, p, t.tensor, inner, gi.type.tensor_type.elem_type)
-        new = onnx.helper.make_tensor_value_info(t.tensor, onnx.TensorProto.UINT8, p.om_shape)
+        dims = gi.type.tensor_type.shape.dim
+        batch = (dims[0].dim_param or dims[0].dim_value or p.n) if dims else p.n  # a dynamic batch stays so
+        new = onnx.helper.make_tensor_value_info(t.tensor, onnx.TensorProto.UINT8, [batch, *p.om_shape[1:]])
         gi.CopyFrom(new)
         nodes = b.nodes + list(graph.node)
         del graph.node[:]

@@ -62,8 +62,15 @@ def _freeze(tmp, batch=1, h=H, w=W, gray=True):
 
 @pytest.fixture(scope="module")
 def frozen(tmp_path_factory):
-    pb = _freeze(str(tmp_path_factory.mktemp("aipp")))
-    sig = Signature.load(pb[:-3] + ".json")
+    """The graph (already constant: no freezing to do) and a card written here, not by
+    freeze_graph.py (whose checks take seconds; the road test below uses it)."""
+    from freeze.signature import Tensor
+
+    pb = str(tmp_path_factory.mktemp("aipp") / "m.pb")
+    _write_graph(pb, 1, H, W, gray=True)
+    ins = [Tensor("images", "images:0", [1, H, W, 3], layout="NHWC"), Tensor("gray", "gray:0", [1, H, W, 1])]
+    outs = [Tensor(n, n + ":0", [1, H, W, c]) for n, c in (("a", 3), ("b", 1), ("conv", 2))]
+    sig = Signature("m", "forward", 1, ins, outs, source={"kind": "pb", "path": pb}).save(pb[:-3] + ".json")
     plain = to_onnx.tf_to_onnx(loaders.load_graph_def(pb), sig)
     return pb, sig, plain
 
@@ -276,6 +283,44 @@ def test_apply_refuses_what_does_not_fit_the_model(frozen, tmp_path, text, words
     with pytest.raises(UserError, match=re.escape(words)) as e:
         aipp.apply(frozen[2], aipp.parse(path), frozen[1])
     assert str(e.value).startswith(path + ":")
+
+
+def test_dynamic_batch_and_nchw(frozen, tmp_path):
+    """A batch dimension left open by the model stays open (a dynamic-batch gear runs any N); an
+    NCHW input gets AIPP's NHWC image transposed, the .om still taking packed NHWC bytes."""
+    from common.tfcompat import tf
+    from freeze.signature import Tensor
+
+    pb, sig, plain = frozen
+    model = onnx.ModelProto.FromString(plain.SerializeToString())
+    for v in [*model.graph.input, *model.graph.output]:
+        v.type.tensor_type.shape.dim[0].dim_param = "N"
+    text = "aipp_op {\n aipp_mode: static\n input_format: YUV420SP_U8\n csc_switch: true\n" + JPEG + "}\n"
+    model, card, _ = aipp.apply(model, aipp.parse(_cfg(tmp_path, text)), sig)
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
+    buf = np.random.RandomState(8).randint(0, 256, (3, H * 3 // 2, W)).astype(np.uint8)
+    sess = loaders.ort_session(model)
+    three = sess.run(["a:0"], {"images:0": buf, "gray:0": np.zeros([3, H, W, 1], np.float32)})[0]
+    one = sess.run(["a:0"], {"images:0": buf[1:2], "gray:0": _gray()})[0]
+    np.testing.assert_array_equal(three[1:2], one)
+    m = [[256, 0, 359], [256, -88, -183], [256, 454, 0]]
+    np.testing.assert_array_equal(three[2], 2 * _nv12_ref_rgb(buf[2, :H], buf[2, H:], m, [0, 128, 128]))
+
+    g = tf.Graph()
+    with g.as_default():
+        tf.identity(tf.placeholder(tf.float32, [1, 3, H, W], name="x") * 2.0, name="y")
+    nchw = Signature(
+        "n", "forward", 1, [Tensor("x", "x:0", [1, 3, H, W], layout="NCHW")], [Tensor("y", "y:0", [1, 3, H, W])]
+    )
+    model = to_onnx.tf_to_onnx(g.as_graph_def(), nchw)
+    text = "aipp_op {\n aipp_mode: static\n input_format: RGB888_U8\n mean_chn_2: 5\n}\n"
+    model, card, _ = aipp.apply(model, aipp.parse(_cfg(tmp_path, text, "nchw.cfg")), nchw)
+    assert card.input("x").shape == [1, H, W, 3]
+    rgb = np.random.RandomState(9).randint(0, 256, (1, H, W, 3)).astype(np.uint8)
+    y = loaders.ort_session(model).run(None, {"x:0": rgb})[0]
+    assert y.shape == (1, 3, H, W)
+    np.testing.assert_array_equal(y[0, 0], 2.0 * rgb[0, ..., 0])
+    np.testing.assert_array_equal(y[0, 2], 2.0 * (rgb[0, ..., 2].astype(np.float32) - 5))
 
 
 # --- the physical check: an image through NV12 + AIPP equals the image normalised directly -------
