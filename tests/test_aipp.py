@@ -439,3 +439,55 @@ def test_card_runner_on_the_pb_and_the_doctor(frozen, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {out}: built with static AIPP") and "\n" not in err
     assert not os.path.exists(keep)
+
+
+# --- img2bin: the formats such a config takes ---------------------------------------------------
+
+
+def _jfif(rgb):
+    """JPEG/JFIF full-range BT.601 YCbCr (ITU-T T.871), unrounded, per pixel."""
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    return y, 128 - 0.168736 * r - 0.331264 * g + 0.5 * b, 128 + 0.5 * r - 0.418688 * g - 0.081312 * b
+
+
+def test_img2bin_writes_each_aipp_format(tmp_path, repo_root):
+    import cv2
+
+    from data_tools.image_tool import convert_image
+
+    rgb = np.random.RandomState(10).randint(0, 256, (10, 12, 3)).astype(np.uint8)
+    path = str(tmp_path / "im.png")
+    cv2.imwrite(path, rgb[..., ::-1])
+    img = {f: convert_image(path, 12, 10, f) for f in ("RGB888_U8", "XRGB8888_U8", "YUV400_U8", "YUV420SP_U8")}
+    assert all(a.dtype == np.uint8 for a in img.values())
+    np.testing.assert_array_equal(img["RGB888_U8"], rgb)
+    np.testing.assert_array_equal(img["XRGB8888_U8"], np.concatenate([np.zeros((10, 12, 1), np.uint8), rgb], -1))
+    y, cb, cr = _jfif(rgb)
+    assert img["YUV400_U8"].shape == (10, 12) and np.abs(img["YUV400_U8"] - y).max() <= 0.5 + 1e-6
+    nv12 = img["YUV420SP_U8"]
+    assert nv12.shape == (15, 12) and np.array_equal(nv12[:10], img["YUV400_U8"])
+    for i in range(5):
+        for j in range(6):
+            blk = (slice(2 * i, 2 * i + 2), slice(2 * j, 2 * j + 2))
+            assert abs(nv12[10 + i, 2 * j] - cb[blk].mean()) <= 1.0  # U, then V, per 2x2 block
+            assert abs(nv12[10 + i, 2 * j + 1] - cr[blk].mean()) <= 1.0
+    nv21 = convert_image(path, 12, 10, "YVU420SP_U8")
+    np.testing.assert_array_equal(nv21[10:].reshape(5, 6, 2), nv12[10:].reshape(5, 6, 2)[..., ::-1])
+
+    py, out = sys.executable, str(tmp_path / "bins")
+    env = dict(os.environ, PYTHONPATH=repo_root)
+    r = subprocess.run(
+        [py, "data_tools/img2bin.py", "-i", path, "-f", "YUV420SP_U8", "-w", "12", "-h", "10", "-o", out],
+        cwd=repo_root, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0 and os.path.getsize(os.path.join(out, "im.bin")) == 12 * 10 * 3 // 2
+    for bad, words in (
+        (["-f", "RGB888_U8", "-w", "12", "-h", "10", "-t", "float32"], "uint8 data"),
+        (["-f", "YUV420SP_U8", "-w", "11", "-h", "10"], "even width and height"),
+        (["-f", "RGB888_U8", "-w", "12", "-h", "10", "-c", "[1,1,1]"], "-c: not used"),
+    ):
+        r = subprocess.run([py, "data_tools/img2bin.py", "-i", path, "-o", str(tmp_path / "b2"), *bad],
+                           cwd=repo_root, env=env, capture_output=True, text=True)  # fmt: skip
+        assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        assert not os.path.exists(tmp_path / "b2")
