@@ -265,6 +265,24 @@ def test_xrgb_ax_swap_and_several_blocks(frozen, tmp_path):
     assert card.input("gray").shape == [1, H, W] and card.input("images").shape == [1, H, W, 4]
 
 
+def test_bgr888_to_gray_feeds_a_one_channel_input(frozen, tmp_path):
+    """The CSC page's "BGR888_U8 to GRAY": swap to R,G,B, then row 0 of the matrix is the grey
+    channel a 1-channel input takes (rows 1 and 2 are zero)."""
+    rng = np.random.RandomState(11)
+    bgr = rng.randint(0, 256, (1, H, W, 3)).astype(np.uint8)
+    text = (
+        "aipp_op {\n aipp_mode: static\n related_input_rank: 1\n input_format: RGB888_U8\n csc_switch: true\n"
+        " rbuv_swap_switch: true\n matrix_r0c0: 76\n matrix_r0c1: 150\n matrix_r0c2: 30\n"
+        + "".join(f" matrix_r{r}c{c}: 0\n" for r in (1, 2) for c in range(3))
+        + " output_bias_0: 0\n output_bias_1: 0\n output_bias_2: 0\n}\n"
+    )
+    images = np.zeros([1, H, W, 3], np.float32)
+    outs, card, _ = _run(frozen, tmp_path, text, {"images": images, "gray": bgr})
+    b, g, r = (bgr[0, 1, 4, k].astype(np.int64) for k in range(3))
+    assert outs["b:0"][0, 1, 4, 0] == 2.0 * ((76 * r + 150 * g + 30 * b) >> 8)
+    assert card.input("gray").shape == [1, H, W, 3] and card.input("images").dtype == "float32"
+
+
 @pytest.mark.parametrize(
     "text, words",
     [
