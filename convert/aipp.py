@@ -581,39 +581,59 @@ def record(p, tensor):
     }
 
 
+def card(ops, sig):
+    """The signature of the model with AIPP in front: each AIPP input as the .om takes it (uint8,
+    ``Plan.om_shape``, NHWC) and ``artifact["aipp"]``, one record per op; (card, records, plans)."""
+    plans = _plans(ops, sig)
+    inputs, records = list(sig.inputs), []
+    for p in plans:
+        t = sig.inputs[p.index]
+        inputs[p.index] = dataclasses.replace(t, shape=p.om_shape, dtype="uint8", layout="NHWC", meaning=_meaning(p))
+        records.append(record(p, t))
+    art = dict(sig.artifact, aipp=records)
+    return dataclasses.replace(sig, inputs=tuple(inputs), artifact=art), records, plans
+
+
 def apply(model, ops, sig):
     """Prepend each aipp_op's pipeline to the ONNX model's input it names (related_input_rank);
     returns (model, card with those inputs as the .om takes them, one record per op)."""
     import onnx
 
-    plans = _plans(ops, sig)
+    out, records, plans = card(ops, sig)
     graph = model.graph
-    inputs, records = list(sig.inputs), []
     for p in plans:
         t = sig.inputs[p.index]
         gi = next((i for i in graph.input if i.name == t.tensor), None)
         if gi is None:
             raise UserError(f"{p.op.where}: the ONNX model has no input {t.tensor!r} (input {t.name!r})")
+        if any(o.name == t.tensor for o in graph.output):
+            raise UserError(f"{p.op.where}: input {t.name!r} is also a model output; AIPP cannot feed it")
         inner = f"{t.tensor}/aipp"
         for node in graph.node:
             node.input[:] = [inner if i == t.tensor else i for i in node.input]
-        for o in graph.output:
-            if o.name == t.tensor:
-                raise UserError(f"{p.op.where}: input {t.name!r} is also a model output; AIPP cannot feed it")
         b = _Nodes(f"aipp{p.index}")
         _onnx_pipeline(b, p, t.tensor, inner, gi.type.tensor_type.elem_type)
         dims = gi.type.tensor_type.shape.dim
         batch = (dims[0].dim_param or dims[0].dim_value or p.n) if dims else p.n  # a dynamic batch stays so
-        new = onnx.helper.make_tensor_value_info(t.tensor, onnx.TensorProto.UINT8, [batch, *p.om_shape[1:]])
-        gi.CopyFrom(new)
+        gi.CopyFrom(onnx.helper.make_tensor_value_info(t.tensor, onnx.TensorProto.UINT8, [batch, *p.om_shape[1:]]))
         nodes = b.nodes + list(graph.node)
         del graph.node[:]
         graph.node.extend(nodes)
         graph.initializer.extend(b.inits)
-        inputs[p.index] = dataclasses.replace(t, shape=p.om_shape, dtype="uint8", layout="NHWC", meaning=_meaning(p))
-        records.append(record(p, t))
-    art = dict(sig.artifact, aipp=records)
-    return model, dataclasses.replace(sig, inputs=tuple(inputs), artifact=art), records
+    return model, out, records
+
+
+def om_card(path, sig):
+    """The .om's card after a real ``atc --insert_op_conf``: the AIPP inputs as the .om takes
+    them, so img2bin and the runner prepare uint8 files. A config ATC took but this module cannot
+    emulate (dynamic AIPP) leaves the .pb's inputs, with one warning line."""
+    from common.log import log
+
+    try:
+        return card(parse(path), sig)[0]
+    except UserError as e:
+        log.warning(f"the .om's card keeps the .pb's inputs: {e}")
+        return sig
 
 
 def unwrap(sig):

@@ -262,6 +262,10 @@ def main(argv=None):
     fsio.refuse_overwrite([om, own_card(om, sig.path)], a.force)
     log.info(shlex.join(argv))
     text, om = run_atc(argv, output)
+    if a.insert_op_conf:  # AIPP (aipp branch): the .om takes uint8 images, its card says so
+        from convert import aipp
+
+        sig = aipp.om_card(a.insert_op_conf, sig)
     card = save_om_signature(sig, om, model, argv, a.precision_mode)
     print(f"wrote {om} and {card}")
     return 0

@@ -527,3 +527,39 @@ def test_img2bin_writes_each_aipp_format(tmp_path, repo_root):
                            cwd=repo_root, env=env, capture_output=True, text=True)  # fmt: skip
         assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1, r.stderr
         assert not os.path.exists(tmp_path / "b2")
+
+
+ATC_STANDIN = """#!{py}
+import json, os, sys
+open(os.environ["ATC_ARGV"], "w").write(json.dumps(sys.argv[1:]))
+out = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--output=")][0]
+open(out + ".om", "wb").write(b"om")
+print("ATC run success, welcome to the next use.")
+"""
+
+
+def test_real_atc_gets_the_config_and_the_om_card_takes_uint8(frozen, tmp_path, monkeypatch, capsys):
+    """With CANN (a stand-in atc on PATH) the flag goes to atc unchanged and the .om's card gives
+    the uint8 input the .om takes; a dynamic config (ATC's business) leaves the .pb's inputs."""
+    import json
+
+    from convert import atc
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "atc").write_text(ATC_STANDIN.format(py=sys.executable))
+    (bindir / "atc").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("ATC_ARGV", str(tmp_path / "argv.json"))
+    pb = frozen[0]
+    cfg = _cfg(tmp_path, "aipp_op {\n aipp_mode: static\n input_format: YUV420SP_U8\n csc_switch: true\n}\n")
+    out = str(tmp_path / "m_yuv")
+    assert atc.main(["--model", pb, "--output", out, "--insert_op_conf", cfg]) == 0
+    assert f"--insert_op_conf={cfg}" in json.loads((tmp_path / "argv.json").read_text())
+    t = Signature.load(card_beside(out + ".om")).input("images")
+    assert (t.dtype, t.shape) == ("uint8", [1, H * 3 // 2, W])
+    dyn = _cfg(tmp_path, "aipp_op {\n aipp_mode: dynamic\n max_src_image_size: 100\n}\n", "dyn.cfg")
+    out = str(tmp_path / "m_dyn")
+    assert atc.main(["--model", pb, "--output", out, "--insert_op_conf", dyn]) == 0
+    assert Signature.load(card_beside(out + ".om")).input("images").dtype == "float32"
+    assert "keeps the .pb's inputs" in capsys.readouterr().err
