@@ -161,6 +161,8 @@ def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset
     if not output.endswith(".onnx"):
         raise UserError(f"--output must end in .onnx, got {output}")
     sig = find_beside(pb_path)
+    if aipp_ops:
+        aipp.card(aipp_ops, sig)  # the config fits the model's inputs: checked before converting
     # the onnx's own card, never the pb's (m/realnvp.onnx beside m/realnvp.pb: m/realnvp.onnx.json)
     sig_out = own_card(output, sig.path)
     fsio.refuse_overwrite([output, sig_out], force)
