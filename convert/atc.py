@@ -35,7 +35,7 @@ from common import fsio
 from common.cli import ArgumentParser, add_force, add_verbosity
 from common.errors import UserError, cli, run
 from common.log import log
-from convert import atc_flags
+from convert import aipp, atc_flags
 from freeze.signature import BF16_MODES, Signature, own_card, path_beside
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -339,7 +339,7 @@ def _say_overrides(model, given):
             )
 
 
-def _options(flags, sig, dyn, record):
+def _options(flags, sig, dyn, record, aipp_ops=()):
     """to_onnx.AtcOptions from the flags, checked against the signature."""
     from convert import to_onnx
 
@@ -360,7 +360,15 @@ def _options(flags, sig, dyn, record):
         fp16.append(t.tensor)
     given = atc_flags.input_shape(flags.get("input_shape")) if "input_shape" in flags else {}
     shapes = {n.split(":")[0]: d for n, d in given.items()}
-    return to_onnx.AtcOptions(shapes, types, tuple(fp16), dyn, {"atc": record})
+    aipp_inputs = {
+        sig.inputs[op.related_input_rank].tensor for op in aipp_ops if op.related_input_rank < len(sig.inputs)
+    }
+    both = sorted(aipp_inputs & set(fp16))
+    if both:  # atc: E10034
+        raise UserError(
+            f"--input_fp16_nodes and --insert_op_conf both on input {both[0]!r}: AIPP inputs are uint8 (as atc)"
+        )
+    return to_onnx.AtcOptions(shapes, types, tuple(fp16), dyn, {"atc": record}, list(aipp_ops))
 
 
 def portable_name(output, precision_mode):
@@ -395,13 +403,15 @@ def check_report(path, model):
     return summary
 
 
-def _portable(a, model, output, sig, flags, record, dyn, mode):
+def _portable(a, model, output, sig, flags, record, dyn, mode, aipp_ops=()):
     """No atc on PATH (no CANN here): build the portable ONNX model instead, unless up to date."""
     from convert import to_onnx
 
     onnx_path = portable_name(output, mode)
     keep = flags.get("keep_dtype")
-    if not a.force and up_to_date(model, onnx_path, mode, keep, sig.path or path_beside(model), record["argv"]):
+    conf = flags.get("insert_op_conf")  # an AIPP config, like a keep_dtype file, always rebuilds
+    fresh = not conf and up_to_date(model, onnx_path, mode, keep, sig.path or path_beside(model), record["argv"])
+    if not a.force and fresh:
         log.info(
             f"atc not found on PATH (no CANN here); the portable model {onnx_path} is up to date "
             f"(newer than {model}, built from this command line); --force rebuilds it"
@@ -414,7 +424,7 @@ def _portable(a, model, output, sig, flags, record, dyn, mode):
         log.info(
             f"wrote the check report {flags.get('check_report')}: {s['op_success']} of {s['op_total']} ops convert"
         )
-    opts = _options(flags, sig, dyn, record)
+    opts = _options(flags, sig, dyn, record, aipp_ops)
     s = to_onnx.convert(model, onnx_path, mode, keep, force=a.force, sig=sig, options=opts)
     c = s.checks.get("onnx", s.checks)
     print(f"wrote {onnx_path} and {s.path} ({mode}); max rel error vs frozen graph {c['onnx_vs_frozen_max_rel']:.3g}")
@@ -430,8 +440,8 @@ def main(argv=None):
     _, more = atc_flags.split(derived, {})
     flags.values.update(more.values)
     atc_flags.check(flags)
-    # --insert_op_conf: the `aipp` branch parses the config here, so a bad one fails before any
-    # conversion (aipp_if.md):  aipp_ops = aipp.parse(flags.get("insert_op_conf"))
+    conf = flags.get("insert_op_conf")
+    aipp_ops = aipp.parse(conf) if conf else []  # a bad AIPP config fails before any conversion
     output = flags.get("output")
     if output.endswith(".om"):
         output = output[:-3]
@@ -451,12 +461,14 @@ def main(argv=None):
     bf16 = {"precision_mode": (atc_flags.RECORDED, "bf16 is not emulated: the portable model computes in fp32")}
     record = atc_flags.record(flags_as_typed(flags, derived), bf16 if mode in BF16_MODES else None, set(more.values))
     if atc is None:
-        _portable(a, model, output, sig, flags, record, dyn, mode)
+        _portable(a, model, output, sig, flags, record, dyn, mode, aipp_ops)
         return 0
     om = output + ".om"
     fsio.refuse_overwrite([om, own_card(om, sig.path or path_beside(model))], a.force)
     log.info(shlex.join(argv))
     text, om = run_atc(argv, output, model=model)
+    if flags.get("insert_op_conf"):  # AIPP: the .om takes uint8 images, its card says so
+        sig = aipp.om_card(flags.get("insert_op_conf"), sig)
     card = save_om_signature(sig, om, model, argv, mode, record, dyn)
     print(f"wrote {om} and {card}")
     return 0

@@ -348,7 +348,7 @@ NOTES = {
     "dynamic_dims": (APPLIED, "gears in the card, symbolic dims in the ONNX model"),
     "soc_version": (RECORDED, "the chip the .om is built for; the portable model runs anywhere"),
     "log": (RECORDED, "CANN's log level; here -v/-q choose what this tool prints"),
-    "insert_op_conf": (RECORDED, "static AIPP is not applied to the portable model yet"),
+    "insert_op_conf": (APPLIED, "static AIPP prepended (convert/aipp.py): the inputs take the .om's uint8 images"),
     "enable_small_channel": (RECORDED, "on the chip, a faster first conv for C<=4 inputs (with AIPP); same values"),
     "op_select_implmode": (
         RECORDED,

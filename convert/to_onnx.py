@@ -156,13 +156,14 @@ class AtcOptions:
     ``fp16_inputs``: input tensors that take float16; ``input_shapes``: {placeholder: dims}
     from --input_shape (-1 where a dynamic gear chooses), which replace the graph's own;
     ``dynamic``: the card's artifact["dynamic"]; ``artifact``: extra card entries
-    (artifact["atc"])."""
+    (artifact["atc"]); ``aipp_ops``: --insert_op_conf parsed by convert/aipp.py."""
 
     input_shapes: dict = dataclasses.field(default_factory=dict)
     output_types: dict = dataclasses.field(default_factory=dict)
     fp16_inputs: tuple = ()
     dynamic: dict | None = None
     artifact: dict = dataclasses.field(default_factory=dict)
+    aipp_ops: list = dataclasses.field(default_factory=list)
 
 
 def _rename_uses(model, old, new):
@@ -206,7 +207,7 @@ def fp16_input(model, name):
 
 def atc_passes(model, sig, opts):
     """The ATC options that change the model's interface, on the checked model: output types,
-    float16 inputs (and, from the `aipp` branch, AIPP). Returns (model, signature)."""
+    float16 inputs, static AIPP. Returns (model, signature, extra card entries)."""
     for t in sig.outputs:
         if t.tensor in opts.output_types:
             model = retype_output(model, t.tensor, opts.output_types[t.tensor])
@@ -215,9 +216,13 @@ def atc_passes(model, sig, opts):
             model = fp16_input(model, t.tensor)
     outs = tuple(dataclasses.replace(t, dtype=opts.output_types.get(t.tensor, t.dtype)) for t in sig.outputs)
     ins = tuple(dataclasses.replace(t, dtype="float16") if t.tensor in opts.fp16_inputs else t for t in sig.inputs)
-    # --insert_op_conf: the `aipp` branch applies static AIPP here (aipp_if.md):
-    #     model, sig, records = aipp.apply(model, aipp_ops, sig)
-    return model, dataclasses.replace(sig, inputs=ins, outputs=outs)
+    sig = dataclasses.replace(sig, inputs=ins, outputs=outs)
+    if not opts.aipp_ops:
+        return model, sig, {}
+    from convert import aipp
+
+    model, sig, records = aipp.apply(model, opts.aipp_ops, sig)  # the model now takes the .om's uint8 inputs
+    return model, sig, {"aipp": records}
 
 
 def convert(
@@ -232,13 +237,15 @@ def convert(
     (atc_passes), then the file and its card."""
     import onnx
 
-    from convert import fp16, parity
+    from convert import aipp, fp16, parity
 
     pb_path, output = os.fspath(pb_path), os.fspath(output)
     opts = options or AtcOptions()
     if not output.endswith(".onnx"):
         raise UserError(f"--output must end in .onnx, got {output}")
     sig = sig or find_beside(pb_path)
+    if opts.aipp_ops:
+        aipp.card(opts.aipp_ops, sig)  # the config fits the model's inputs: checked before converting
     # the onnx's own card, never the pb's (m/realnvp.onnx beside m/realnvp.pb: m/realnvp.onnx.json)
     sig_out = own_card(output, sig.path or path_beside(pb_path))  # a bare .pb's card-to-be is not ours
     fsio.refuse_overwrite([output, sig_out], force)
@@ -250,7 +257,7 @@ def convert(
     model = tf_to_onnx(gd, sig, opset, where=pb_path)
     model, kept = fp16.to_precision(model, precision_mode, keep_names, keep_types)
     err = parity.onnx_vs_frozen(_checked_session(model, output), gd, sig)
-    model, sig = atc_passes(model, sig, opts)
+    model, sig, more = atc_passes(model, sig, opts)
     _checked_session(model, output)
     try:
         with fsio.atomic_path(output) as tmp:
@@ -258,7 +265,7 @@ def convert(
     except OSError as e:
         raise UserError(f"{output}: cannot write the model ({e.strerror or e})") from None
     art = _artifact(output, pb_path, opset, precision_mode, keep_dtype, kept, keep_types)
-    art.update(opts.artifact)
+    art.update(opts.artifact, **more)
     if opts.dynamic:
         art["dynamic"] = opts.dynamic
     check = {"onnx_vs_frozen_max_rel": err, "onnx_checker": True, "onnxruntime_loads": True}
@@ -289,6 +296,7 @@ def build_parser():
         "thousands of terms, which fp16 cannot hold to 1e-4 bpd)",
     )
     p.add_argument("--keep_dtype", help="ATC keep_dtype cfg: TF op names (or OpType::X) kept fp32")
+    p.add_argument("--insert_op_conf", help="ATC's static AIPP config (aipp_op { ... }): the model takes uint8 images")
     p.add_argument("--opset", type=int, default=13, help="ONNX opset, 11..15 (default 13)")
     add_force(p, help="replace an existing output")
     add_verbosity(p)
@@ -298,7 +306,10 @@ def build_parser():
 @cli
 def main(argv=None):
     a = build_parser().parse_args(argv)
-    sig = convert(a.model, a.output, a.precision_mode, a.keep_dtype, a.opset, a.force)
+    from convert import aipp
+
+    opts = AtcOptions(aipp_ops=aipp.parse(a.insert_op_conf)) if a.insert_op_conf else None  # a bad config fails first
+    sig = convert(a.model, a.output, a.precision_mode, a.keep_dtype, a.opset, a.force, options=opts)
     c = sig.checks.get("onnx", sig.checks)
     print(
         f"wrote {a.output} ({a.precision_mode}, opset {a.opset}); "

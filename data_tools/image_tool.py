@@ -22,6 +22,9 @@ from data_tools.staging import committing, staging
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 DTYPES = ("float32", "uint8", "int32", "uint32")
+# what a static AIPP model (ATC --insert_op_conf) takes: uint8, packed, no mean/coef
+# (YVU420SP_U8 is the AIPP pages' name of NV21: input_format YUV420SP_U8 + rbuv_swap_switch)
+AIPP_FORMATS = ("YUV420SP_U8", "YVU420SP_U8", "RGB888_U8", "XRGB8888_U8", "YUV400_U8")
 
 
 def _cv2():
@@ -61,6 +64,28 @@ def nv12(bgr: np.ndarray) -> np.ndarray:
     return (np.concatenate([y, uv]) & 0xFF).astype(np.uint8)
 
 
+def aipp_bytes(bgr: np.ndarray, fmt: str) -> np.ndarray:
+    """A letterboxed BGR image as the uint8 data a static-AIPP model takes (convert/aipp.py):
+    YUV420SP_U8 [H*3/2, W] NV12 (YVU420SP_U8: NV21) in the full-range BT.601 (JPEG/JFIF)
+    YCbCr a JPEG decoder gives, chroma averaged over each 2x2 block; RGB888_U8 [H, W, 3];
+    XRGB8888_U8 [H, W, 4] bytes X,R,G,B with X = 0; YUV400_U8 [H, W] (the same Y)."""
+    cv2 = _cv2()
+    if fmt == "RGB888_U8":
+        return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    if fmt == "XRGB8888_U8":
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return np.concatenate([np.zeros(rgb.shape[:2] + (1,), np.uint8), rgb], -1)
+    ycrcb = cv2.cvtColor(bgr, cv2.COLOR_BGR2YCrCb)  # full range: Y = .299R + .587G + .114B, rounded
+    y = ycrcb[..., 0]
+    if fmt == "YUV400_U8":
+        return np.ascontiguousarray(y)
+    h, w = y.shape
+    c = ycrcb[..., 1:].astype(np.float64).reshape(h // 2, 2, w // 2, 2, 2).mean(axis=(1, 3))
+    c = np.clip(np.floor(c + 0.5), 0, 255).astype(np.uint8)  # Cr, Cb per 2x2 block
+    uv = c[..., ::-1] if fmt == "YUV420SP_U8" else c  # NV12: U(Cb), V(Cr); NV21: V, U
+    return np.concatenate([y, uv.reshape(h // 2, w)])
+
+
 def convert_image(
     path, w: int, h: int, fmt="BGR", layout="NCHW", dtype="float32", mean=(0, 0, 0), coef=(1, 1, 1)
 ) -> np.ndarray:
@@ -76,6 +101,8 @@ def convert_image(
             f"{'/'.join(e[1:] for e in IMAGE_EXT)} file)"
         )
     img = letterbox(img, w, h, path)
+    if fmt in AIPP_FORMATS:
+        return aipp_bytes(img, fmt)
     if fmt == "YUV":
         return nv12(img)
     if fmt == "RGB":

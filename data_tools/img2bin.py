@@ -48,7 +48,7 @@ from common.cli import ArgumentParser, add_data_dir, add_force, add_input, add_o
 from common.errors import UserError, cli, run  # noqa: E402
 from common.log import log  # noqa: E402
 from data_tools.dataset_bins import images_to_set, input_roles, model_spec, write_dataset  # noqa: E402
-from data_tools.image_tool import DTYPES, Preprocess, images_to_bins  # noqa: E402
+from data_tools.image_tool import AIPP_FORMATS, DTYPES, Preprocess, images_to_bins  # noqa: E402
 from data_tools.staging import interruptible  # noqa: E402
 
 EXAMPLE = """examples:
@@ -78,7 +78,13 @@ def parser():
     add_input(ap, "-i", help="folder of images, one image, or a .txt file")
     ap.add_argument("-w", "--width", type=int, help=f"output width, 1..{MAX_SIDE} (image mode, required)")
     ap.add_argument("-h", "--height", type=int, help=f"output height, 1..{MAX_SIDE} (image mode, required)")
-    ap.add_argument("-f", "--output_image_format", choices=["BGR", "RGB", "GRAY", "YUV"], help="default BGR")
+    ap.add_argument(
+        "-f",
+        "--output_image_format",
+        choices=["BGR", "RGB", "GRAY", "YUV", *AIPP_FORMATS],
+        help="default BGR; the *_U8 formats are what a static-AIPP model takes (ATC --insert_op_conf: "
+        "uint8, packed, no -m/-c; YVU420SP_U8 is NV21; with --signature of such a model, the default)",
+    )
     ap.add_argument("-a", "--output_format", choices=["NCHW", "NHWC"], help="default NCHW")
     ap.add_argument(
         "-t",
@@ -133,6 +139,8 @@ def _floats(s, flag, n, default):
 
 
 def _preprocess(a, dtype):
+    if a.output_image_format in AIPP_FORMATS:
+        return _aipp_preprocess(a, dtype)
     a.output_image_format = a.output_image_format or "BGR"
     a.output_format = a.output_format or "NCHW"
     missing = [f for f, v in (("-w", a.width), ("-h", a.height), ("-t", dtype)) if v is None]
@@ -152,6 +160,48 @@ def _preprocess(a, dtype):
                 raise UserError(f"{flag}: not used with -f YUV (NV12 is written as computed), found {s!r}")
     mean, coef = _floats(a.mean, "-m", n, 0), _floats(a.coefficient, "-c", n, 1)
     return Preprocess(a.width, a.height, a.output_image_format, a.output_format, dtype, mean, coef)
+
+
+def _aipp_preprocess(a, dtype):
+    """-f <AIPP input_format>: uint8 packed data at -w x -h (the config's src_image_size)."""
+    f = a.output_image_format
+    missing = [flag for flag, v in (("-w", a.width), ("-h", a.height)) if v is None]
+    if missing:
+        raise UserError(f"{a.input}: {', '.join(missing)} required (the AIPP config's src_image_size)")
+    for flag, v in (("-w", a.width), ("-h", a.height)):
+        if not 0 < v <= MAX_SIDE:
+            raise UserError(f"{a.input}: {flag} must be in 1..{MAX_SIDE}, found {v}")
+    if "420" in f and (a.width % 2 or a.height % 2):
+        raise UserError(f"{a.input}: -f {f} needs an even width and height, got {a.width}x{a.height}")
+    if dtype not in (None, "uint8"):
+        raise UserError(f"-t {dtype}: -f {f} is uint8 data (what AIPP takes)")
+    for flag, s in (("-m", a.mean), ("-c", a.coefficient), ("-a", a.output_format)):
+        if s is not None:
+            raise UserError(f"{flag}: not used with -f {f} (AIPP normalises on the device), found {s!r}")
+    return Preprocess(a.width, a.height, f, "NHWC", "uint8")
+
+
+def _aipp_defaults(a, sig, x):
+    """-f/-w/-h from the card of a static-AIPP model for input ``x`` (convert/aipp.py's record)."""
+    rec = next((r for r in (sig.artifact or {}).get("aipp") or [] if r.get("input") == x.name), None)
+    if rec is None:
+        return
+    v, (w, h) = rec["values"], rec["src_image_size"]
+    fmt = rec["input_format"]
+    if fmt == "YUV420SP_U8" and v.get("rbuv_swap_switch"):
+        fmt = "YVU420SP_U8"
+    elif fmt == "RGB888_U8" and v.get("rbuv_swap_switch"):
+        fmt = None  # packed B,G,R: -f BGR -a NHWC
+    elif fmt == "XRGB8888_U8" and (v.get("rbuv_swap_switch") or not v.get("ax_swap_switch")):
+        fmt = None  # img2bin writes X,R,G,B (ax_swap_switch true, rbuv_swap_switch false)
+    if a.output_image_format is None:
+        if fmt is None:
+            raise UserError(
+                f"{a.signature}: input {x.name!r} takes {x.meaning}; pass -f (e.g. -f BGR -a NHWC) and -w/-h"
+            )
+        a.output_image_format = fmt
+    a.width = a.width if a.width is not None else w
+    a.height = a.height if a.height is not None else h
 
 
 def _dataset_main(a):
@@ -213,6 +263,7 @@ def _model_image_main(a):
         raise UserError(f"{a.signature}: input {x.name!r} is {x.dtype}; img2bin writes {', '.join(DTYPES)}")
     if a.output_type is not None and a.output_type != x.dtype:
         raise UserError(f"-t {a.output_type}: input {x.name!r} of {a.signature} is {x.dtype} (leave -t out to use it)")
+    _aipp_defaults(a, sig, x)
     pre = _preprocess(a, x.dtype)
     m = images_to_set(a.input, a.output, sig, pre, x.name, a.seed, a.force)
     print(

@@ -15,7 +15,7 @@ from common.cli import ArgumentParser, add_force, add_input, add_verbosity
 from common.errors import UserError, cli, run
 from common.loaders import load_graph_def
 from data_tools import binfiles
-from freeze.signature import card_beside, find_beside
+from freeze.signature import Signature, card_beside, find_beside
 from verify import metrics
 from verify.doctor.diagnose import diagnose
 from verify.doctor.search import iterate
@@ -78,6 +78,19 @@ def build_parser():
     add_force(p)
     add_verbosity(p)
     return p
+
+
+def _refuse_aipp(onnx_path: str) -> None:
+    """A model with static AIPP takes uint8 images the frozen graph does not: the layers cannot
+    be fed the same batch (and --iterate rebuilds without the AIPP config)."""
+    card = card_beside(onnx_path)
+    recs = ((Signature.load(card).artifact or {}).get("aipp") or []) if card else []
+    if recs:
+        raise UserError(
+            f"{onnx_path}: built with static AIPP ({recs[0]['config']}): its inputs are uint8 "
+            f"{recs[0]['input_format']} images, the .pb's are float; run the doctor on the same model "
+            "converted without --insert_op_conf, with float .bin files (img2bin -t float32 -m/-c)"
+        )
 
 
 def _check_thresholds(a: argparse.Namespace) -> None:
@@ -154,6 +167,7 @@ def main(argv=None) -> int:
     fsio.refuse_overwrite([p for p in (a.keep_dtype_out, a.report) if p], a.force)
     if not os.path.isfile(a.onnx):
         raise UserError(f"{a.onnx}: ONNX model not found")
+    _refuse_aipp(a.onnx)
     # a bare .pb (a team's own, converted by atc.sh): the ONNX model's card names its tensors
     sig = find_beside(a.pb) if card_beside(a.pb) else find_beside(a.onnx)
     feed = load_batch(sig, [s.strip() for s in a.input.split(",")], a.batch_file)

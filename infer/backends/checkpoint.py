@@ -13,14 +13,17 @@ class CheckpointRunner(Runner):
     backend = "checkpoint"
 
     def __init__(self, model, signature, device="cpu"):
+        from convert import aipp
+
         super().__init__(model, signature)
         self.device = device
+        self.graph_sig, self.pre = aipp.unwrap(signature)  # uint8 AIPP inputs: the graph's own before them
 
     def activate_impl(self):
         from freeze.core import Restored, open_source
         from models import spec
 
-        sig = self.signature
+        sig = self.graph_sig
         builtin = spec.for_signature(sig) is not None
         if builtin and self.model and (os.path.exists(self.model) or os.path.exists(self.model + ".index")):
             self.restored = Restored(self.model, sig.batch, sig.graph, device=self.device, **sig.options)
@@ -31,7 +34,7 @@ class CheckpointRunner(Runner):
         self.restored.close()
 
     def infer_impl(self, feed):
-        return self.restored.run(feed)
+        return self.restored.run(self.pre(feed) if self.pre else feed)
 
 
 def make(model, signature, device="cpu"):

@@ -13,8 +13,11 @@ class FrozenGraphRunner(Runner):
     backend = "tf"
 
     def __init__(self, model, signature, device="cpu"):
+        from convert import aipp
+
         super().__init__(model, signature)
         self.device = device
+        self.graph_sig, self.pre = aipp.unwrap(signature)  # uint8 AIPP inputs: the graph's own before them
 
     def activate_impl(self):
         from common.tfcompat import session_config, tf
@@ -23,7 +26,7 @@ class FrozenGraphRunner(Runner):
         get = self.graph.get_tensor_by_name
         self.ins, self.outs = [], []
         for what, ts, into in (
-            ("input", self.signature.inputs, self.ins),
+            ("input", self.graph_sig.inputs, self.ins),
             ("output", self.signature.outputs, self.outs),
         ):
             for t in ts:
@@ -73,11 +76,12 @@ class FrozenGraphRunner(Runner):
             )
 
     def infer_impl(self, feed):
+        feed = self.pre(feed) if self.pre else feed
         try:
             return self.fn(
                 *[
                     feed[t.name].astype(g.dtype.as_numpy_dtype, copy=False)
-                    for t, g in zip(self.signature.inputs, self.ins)
+                    for t, g in zip(self.graph_sig.inputs, self.ins)
                 ]
             )
         except Exception as e:  # tf.errors.* (InvalidArgument, ...): one line, not a traceback
