@@ -440,13 +440,13 @@ def main(argv=None):
     _, more = atc_flags.split(derived, {})
     flags.values.update(more.values)
     atc_flags.check(flags)
-    conf = flags.get("insert_op_conf")
-    aipp_ops = aipp.parse(conf) if conf else []  # a bad AIPP config fails before any conversion
+    atc = shutil.which("atc")
+    conf = flags.get("insert_op_conf")  # portable: a bad AIPP config fails before any conversion
+    aipp_ops = aipp.parse(conf) if conf and atc is None else []  # with CANN, atc judges it (dynamic AIPP too)
     output = flags.get("output")
     if output.endswith(".om"):
         output = output[:-3]
     mode, given = atc_flags.precision_mode(flags)
-    atc = shutil.which("atc")
     argv = [atc or "atc"] + flags.tokens + derived
     if a.dry_run:
         print(shlex.join(argv))

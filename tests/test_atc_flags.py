@@ -401,7 +401,7 @@ def test_recorded_flags_each_say_what_happened(work, capsys):
         if flags[k]["portable"] != "applied":
             assert f"--{k}={v}: {flags[k]['portable']}" in err
     assert flags["input_format"]["portable"] == "applied"
-    assert flags["insert_op_conf"]["portable"] == "recorded only"
+    assert flags["insert_op_conf"]["portable"] == "applied"
     assert {flags[k]["portable"] for k in ("debug_dir", "op_debug_level", "fusion_switch_file")} == {
         "not applicable here"
     }
