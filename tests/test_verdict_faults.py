@@ -222,3 +222,20 @@ def test_labels_out_of_range_name_the_line(tmp_path, bad):
     with pytest.raises(UserError) as e:
         loss_check.check(sig, dirs[0], dirs[1], man, progress=False, top1="logits", labels=str(labels))
     assert f"{labels}:5" in str(e.value) and bad in str(e.value) and "[0, 10)" in str(e.value)
+
+
+# --- the report never says passed for what it could not read ------------------------------
+
+
+def test_report_names_a_truncated_loss_check_and_says_no_pass(model, tmp_path, capsys):
+    from verify import report
+
+    road = tmp_path / "road"
+    (road / "model").mkdir(parents=True)
+    Signature.load(model["json"]).save(road / "model" / "tiny.json")
+    (road / "loss_check_fp32.json").write_text('{"passed": true, "outputs": [{"name": "y", "cos')  # cut short
+    assert report.main(["--road", str(road), "-o", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "REPORT.md").read_text()
+    assert "loss_check_fp32.json" in md and "Unreadable" in md
+    assert "Every loss_check under the road passed" not in md and "loss_check not run" not in md
+    assert "loss_check_fp32.json" in capsys.readouterr().err
