@@ -69,6 +69,18 @@ def _silence_stdout():
         pass
 
 
+def _terminated(signum, frame):
+    """SIGTERM unwinds like an error (exit 128 + 15): every ``fsio`` temporary file is removed
+    on the way out, where the default action would kill the process and leave it."""
+    print("error: terminated (SIGTERM)", file=sys.stderr, flush=True)
+    raise SystemExit(128 + signum)
+
+
 def run(main):
-    """``if __name__ == '__main__': run(main)``"""
+    """``if __name__ == '__main__': run(main)``; a SIGTERM unwinds (tools that handle it
+    themselves, the trainers and img2bin, install their own handler inside ``main``)."""
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminated)
     sys.exit(main())

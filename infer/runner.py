@@ -252,8 +252,8 @@ def check_manifest(signature, inputs):
     folder holds which input (data_tools/binfiles.py), not by position alone."""
     from data_tools.binfiles import find_manifest
 
-    if not inputs:
-        return
+    if not inputs or len(inputs) != len(signature.inputs):
+        return  # plan() names a wrong count of --input items
     folders = [os.path.abspath(i if os.path.isdir(i) else os.path.dirname(i)) for i in inputs]
     names = [t.name for t in signature.inputs]
     for i, (item, folder) in enumerate(zip(inputs, folders)):

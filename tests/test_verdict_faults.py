@@ -239,3 +239,240 @@ def test_report_names_a_truncated_loss_check_and_says_no_pass(model, tmp_path, c
     assert "loss_check_fp32.json" in md and "Unreadable" in md
     assert "Every loss_check under the road passed" not in md and "loss_check not run" not in md
     assert "loss_check_fp32.json" in capsys.readouterr().err
+
+
+# --- the last tracebacks: one line, exit 2 -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bn_model(tmp_path_factory):
+    """A user's batch-norm classifier: is_training placeholder without default, Adam."""
+    import user_models
+
+    d = tmp_path_factory.mktemp("bn")
+    info = user_models.build("batch_norm", str(d / "train"))
+    return info, d
+
+
+def _freeze_graph(info, out, *extra, outputs=None, shape=None):
+    from freeze import freeze_graph
+
+    return freeze_graph.main(
+        info["source"]
+        + ["--output_node_names", outputs or info["outputs"], "--input_shape", shape or info["input_shape"]]
+        + ["--output", str(out), "--force", *extra]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "extra, outputs, want",
+    [
+        ((), None, ["'is_training'", "--input_defaults"]),  # the README's own road without its flag
+        (("--input_defaults", "is_training:true"), None, ["updates", "is_training"]),
+        (("--input_defaults", "is_training:false"), "logits,Adam", ["'Adam'", "training step"]),
+    ],
+)
+def test_freeze_graph_training_leftovers_are_one_line(bn_model, capsys, extra, outputs, want):
+    info, d = bn_model
+    assert _freeze_graph(info, d / "m" / "mine", *extra, outputs=outputs) == 2
+    line = _err(capsys)
+    assert all(w in line for w in want), line
+    assert not os.path.exists(d / "m" / "mine.pb")
+
+
+@pytest.mark.slow
+def test_freeze_graph_size_that_cannot_fit_is_refused(bn_model, capsys):
+    info, d = bn_model
+    rc = _freeze_graph(info, d / "m" / "big", "--input_defaults", "is_training:false", shape="images:100000000,8,8,3")
+    assert rc == 2
+    line = _err(capsys)
+    assert "images" in line and "100000000" in line and "memory" in line, line
+
+
+@pytest.fixture(scope="module")
+def realnvp_ckpt(fake_cifar, tmp_path_factory):
+    """One step of RealNVP on the fake CIFAR (32x32 images): a built-in model's checkpoint."""
+    from conftest import REALNVP_TRAIN_ARGS
+
+    from train import train_realnvp
+
+    d = str(tmp_path_factory.mktemp("rn") / "run")
+    assert (
+        train_realnvp.main(["--data_url", fake_cifar, *REALNVP_TRAIN_ARGS, "--train_url", d, "--max_steps", "1"]) == 0
+    )
+    return d
+
+
+@pytest.mark.slow
+def test_freeze_realnvp_batch_that_cannot_fit_is_refused(realnvp_ckpt, tmp_path, capsys):
+    from freeze import freeze_realnvp
+
+    assert freeze_realnvp.main(["--ckpt", realnvp_ckpt, "--batch", "1000000000", "--out", str(tmp_path)]) == 2
+    line = _err(capsys)
+    assert "1000000000" in line and "memory" in line and "TiB" in line, line
+
+
+@pytest.mark.slow
+def test_bit_flipped_checkpoint_is_diagnosed_as_corrupt(realnvp_ckpt, tmp_path, capsys):
+    from freeze import freeze_realnvp
+
+    run = tmp_path / "run"
+    shutil.copytree(realnvp_ckpt, run)
+    data = next(p for p in run.iterdir() if ".data-" in p.name)
+    b = np.frombuffer(data.read_bytes(), np.uint8).copy()
+    b[::997] ^= 0xFF  # bits flipped all over the file: every variable's shard is hit
+    data.write_bytes(b.tobytes())
+    assert freeze_realnvp.main(["--ckpt", str(run), "--out", str(tmp_path / "m")]) == 2
+    line = _err(capsys)
+    assert "corrupt" in line and "Checksum does not match" in line and "does not match the model" not in line
+
+
+@pytest.mark.slow
+def test_checkpoint_backend_on_another_models_checkpoint_is_one_line(realnvp_ckpt, model, tmp_path, capsys):
+    import tiny_model as tm
+
+    from verify import reference
+
+    tm.write(str(tmp_path), "small", batch=2)  # a RealNVP-shaped 4x4 model ...
+    sig = Signature.load(tmp_path / "small.json")
+    ckpt = dataclasses.replace(sig, checkpoint={"path": realnvp_ckpt, "step": 1})  # ... given a 32x32 checkpoint
+    ckpt.save(tmp_path / "small.json")
+    rng = np.random.RandomState(0)
+    for name in ("x", "u"):
+        (tmp_path / "in" / name).mkdir(parents=True)
+        rng.uniform(0, 1, sig.input(name).shape).astype(np.float32).tofile(tmp_path / "in" / name / "b.bin")
+    ins = f"{tmp_path}/in/x,{tmp_path}/in/u"
+    assert (
+        reference.main(["--signature", str(tmp_path / "small.json"), "--input", ins, "--output", str(tmp_path / "r")])
+        == 2
+    )
+    line = _err(capsys)
+    assert realnvp_ckpt in line and "[2, 4, 4, 3]" in line and "32, 32, 3]" in line, line
+
+
+def test_reference_with_an_input_given_twice_is_one_line(road, capsys):
+    from verify import reference
+
+    ins = f"{road['bins']}/x,{road['bins']}/u,{road['bins']}/x"
+    sig, pb = str(road["m"] / "tiny.json"), str(road["m"] / "tiny.pb")
+    assert reference.main(["--signature", sig, "--model", pb, "--input", ins, "--output", str(road["tmp"] / "r2")]) == 2
+    line = _err(capsys)
+    assert "2 inputs" in line and "3 item" in line, line
+
+
+@pytest.mark.parametrize("how", ["truncated", "another model"])
+def test_compare_layers_on_a_broken_or_foreign_onnx_is_one_line(road, tmp_path, capsys, how):
+    from verify import compare_layers
+
+    bad = tmp_path / "bad.onnx"
+    if how == "truncated":
+        data = (road["m"] / "tiny.onnx").read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    else:
+        import tf2onnx
+        import tiny_model as tm
+
+        from common.loaders import load_graph_def
+
+        pb = tm.write(str(tmp_path), "rn", batch=2)
+        proto, _ = tf2onnx.convert.from_graph_def(
+            load_graph_def(pb), input_names=["x:0", "u:0"], output_names=["z:0", "logdet:0", "bpd:0"], opset=13
+        )
+        bad.write_bytes(proto.SerializeToString())
+    rc = compare_layers.main(
+        [
+            "--pb",
+            str(road["m"] / "tiny.pb"),
+            "--onnx",
+            str(bad),
+            "--input",
+            road["ins"],
+            "--keep-dtype-out",
+            str(tmp_path / "k.cfg"),
+        ]
+    )
+    assert rc == 2
+    line = _err(capsys)
+    assert str(bad) in line, line
+    assert not (tmp_path / "k.cfg").exists()
+
+
+# --- smaller ---------------------------------------------------------------------------------
+
+
+def test_run_device_npu_for_onnx_is_refused(road, capsys):
+    rc = msame.main(
+        [
+            "--model",
+            str(road["m"] / "tiny.onnx"),
+            "--input",
+            road["ins"],
+            "--output",
+            str(road["tmp"] / "o"),
+            "--run-device",
+            "npu",
+        ]
+    )
+    assert rc == 2
+    line = _err(capsys)
+    assert "npu" in line and ".om" in line, line
+    assert not (road["tmp"] / "o").exists() or not os.listdir(road["tmp"] / "o")
+
+
+def test_garbage_lock_file_is_said_as_such(tmp_path, capsys):
+    from train.runguard import LOCK, FolderLock
+
+    (tmp_path / LOCK).write_bytes(b"\x00garbage{")
+    with FolderLock(str(tmp_path)):
+        assert json.loads((tmp_path / LOCK).read_text())["pid"] == os.getpid()
+    err = capsys.readouterr().err
+    assert "pid None" not in err and "no pid" in err and LOCK in err, err
+
+
+@pytest.mark.parametrize("flag", ["--abs-diff", "--max-diff"])
+@pytest.mark.parametrize("value", ["inf", "nan", "-1"])
+def test_compare_runs_refuses_non_finite_bounds(tmp_path, capsys, flag, value):
+    from verify import compare_runs
+
+    assert compare_runs.main([str(tmp_path), f"{flag}={value}"]) == 2
+    assert flag in _err(capsys)
+
+
+def test_train_realnvp_refuses_an_unknown_precision_mode(tmp_path, capsys):
+    from train import train_realnvp
+
+    rc = train_realnvp.main(
+        ["--data_url", str(tmp_path), "--train_url", str(tmp_path / "t"), "--precision_mode", "bogus"]
+    )
+    assert rc == 2
+    line = _err(capsys)
+    assert "bogus" in line and "force_fp16" in line, line
+    assert not (tmp_path / "t").exists()
+
+
+def test_sigterm_removes_the_temporary_file(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import time, sys\n"
+        "from common import fsio\n"
+        "from common.errors import cli, run\n"
+        "@cli\n"
+        "def main(argv=None):\n"
+        f"    with fsio.atomic_path({str(tmp_path / 'big.pb')!r}) as tmp:\n"
+        "        open(tmp, 'wb').write(b'x' * 1000)\n"
+        "        print('writing', flush=True)\n"
+        "        time.sleep(60)\n"
+        "run(main)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "writing"
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    time.sleep(0.1)
+    assert p.returncode == 128 + signal.SIGTERM, err
+    assert os.listdir(tmp_path) == [] and "terminated" in err
