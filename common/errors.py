@@ -76,11 +76,16 @@ def _terminated(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def run(main):
-    """``if __name__ == '__main__': run(main)``; a SIGTERM unwinds (tools that handle it
-    themselves, the trainers and img2bin, install their own handler inside ``main``)."""
+def unwind_on_sigterm():
+    """From here on a SIGTERM unwinds (tools that handle it themselves, the trainers and
+    img2bin, install their own handler inside ``main``)."""
     import signal
 
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _terminated)
+
+
+def run(main):
+    """``if __name__ == '__main__': run(main)``, SIGTERM unwinding."""
+    unwind_on_sigterm()
     sys.exit(main())

@@ -147,6 +147,33 @@ def _artifact(output, pb_path, opset, precision_mode, keep_dtype, kept, keep_typ
     return art
 
 
+def _check_card(gd, sig, pb_path):
+    """The card's tensors are the graph's (dtype, every static dimension): a contradicting
+    card would be copied into the .onnx's own card, or fail in ONNX Runtime with a traceback."""
+    import numpy as np
+
+    from common.loaders import import_graph_def
+
+    g = import_graph_def(gd, pb_path)
+    for what, ts in (("input", sig.inputs), ("output", sig.outputs)):
+        for t in ts:
+            try:
+                x = g.get_tensor_by_name(t.tensor)
+            except (KeyError, ValueError):
+                raise UserError(
+                    f"{pb_path}: the graph has no {what} tensor {t.tensor!r}, which {sig.path} names"
+                ) from None
+            dims = x.shape.as_list() if x.shape.rank is not None else None
+            same_size = dims and None not in dims and len(dims) != len(t.shape) and int(np.prod(dims)) == t.size
+            if x.dtype.base_dtype.name != t.dtype or (
+                dims is not None and not x.shape.is_compatible_with(t.shape) and not (what == "output" and same_size)
+            ):
+                raise UserError(
+                    f"{pb_path}: {what} {t.tensor!r} is {x.dtype.base_dtype.name} {dims} in the graph, "
+                    f"the signature {sig.path} says {t.dtype} {t.shape}"
+                )
+
+
 def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset=13, force=False):
     """Write ``output`` (.onnx) and its own signature beside it (``own_card``: never the
     .pb's card); returns the Signature written."""
@@ -163,6 +190,7 @@ def convert(pb_path, output, precision_mode="force_fp32", keep_dtype=None, opset
     fsio.refuse_overwrite([output, sig_out], force)
     keep_names, keep_types = read_keep_dtype(keep_dtype)
     gd = load_graph_def(pb_path)
+    _check_card(gd, sig, pb_path)
     _check_keep_names(gd, keep_names, keep_dtype, pb_path)
     model = tf_to_onnx(gd, sig, opset, where=pb_path)
     model, kept = fp16.to_precision(model, precision_mode, keep_names, keep_types)

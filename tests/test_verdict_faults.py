@@ -476,3 +476,24 @@ def test_sigterm_removes_the_temporary_file(tmp_path):
     time.sleep(0.1)
     assert p.returncode == 128 + signal.SIGTERM, err
     assert os.listdir(tmp_path) == [] and "terminated" in err
+
+
+@pytest.mark.parametrize("where", ["output", "batch"])
+def test_to_onnx_refuses_a_card_the_graph_contradicts(tmp_path, capsys, where):
+    import tiny_model as tm
+
+    from convert import to_onnx
+
+    pb = tm.write(str(tmp_path), "rn", batch=2)
+    sig = Signature.load(tmp_path / "rn.json")
+    if where == "output":  # z is [2, 4, 4, 3] in the graph
+        outs = [dataclasses.replace(sig.outputs[0], shape=[2, 4, 4, 6])] + list(sig.outputs[1:])
+        sig = dataclasses.replace(sig, outputs=outs)
+    else:
+        grow = lambda ts: [dataclasses.replace(t, shape=[4] + t.shape[1:]) for t in ts]  # noqa: E731
+        sig = dataclasses.replace(sig, batch=4, inputs=grow(sig.inputs), outputs=grow(sig.outputs))
+    sig.save(tmp_path / "rn.json")
+    assert to_onnx.main(["--model", pb, "--output", str(tmp_path / "rn.onnx")]) == 2
+    line = _err(capsys)
+    assert pb in line and "rn.json" in line and ("[2, 4, 4, 6]" in line or "[4, 4, 4, 3]" in line), line
+    assert not (tmp_path / "rn.onnx").exists() and not (tmp_path / "rn.onnx.json").exists()
