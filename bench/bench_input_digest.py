@@ -60,7 +60,6 @@ def _run(model, folder, out):
 
 def measure(data_dir, n_images=1000):
     from data_tools import binfiles, datasets
-    from infer import runner
 
     x = datasets.load_cifar10(data_dir, "test")[0][:n_images]
     x = (x.astype(np.float32) / 127.5 - 1).reshape(-1, 32, 32, 3)
@@ -74,8 +73,7 @@ def measure(data_dir, n_images=1000):
             files = sorted(os.path.join(folder, n) for n in os.listdir(folder))
             hash_s = _best(lambda files=files: [binfiles.content_digest(f) for f in files])
             model = _model(d, batch)
-            outs = iter(range(100))
-            run_s = _best(lambda m=model, f=folder, b=batch: _run(m, f, os.path.join(d, f"out{b}_{next(outs)}")))
+            run_s = _best(lambda m=model, f=folder, n=iter(range(9)): _run(m, f, os.path.join(f, "..", f"o{next(n)}")))
             mb = sum(os.path.getsize(f) for f in files) / 1e6
             out[f"batch{batch}"] = {
                 "files": len(files),
