@@ -222,10 +222,12 @@ def _validate(d, path):
         if f["stem"] in stems:
             bad(f"files[{k}]: stems must be unique", f["stem"])
         dg = f.get("sha256")
+        names = {i["name"] for i in inputs}
         if dg is not None and not (
-            isinstance(dg, dict) and all(isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) for v in dg.values())
+            isinstance(dg, dict)
+            and all(k in names and isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) for k, v in dg.items())
         ):
-            bad(f"files[{k}] ({f['stem']}): sha256 must map input names to hex sha256 digests", dg)
+            bad(f"files[{k}] ({f['stem']}): sha256 must map the input names {sorted(names)} to hex sha256 digests", dg)
         stems.add(f["stem"])
         first += f["n_real"]
     if first != n:

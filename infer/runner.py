@@ -456,17 +456,16 @@ def record_differences(run, want):
     if run is None:
         return ["it has no run record (made by msame or before records existed)"]
     diffs = []
-    rm, wm = run.get("model") or {}, want["model"]
+    rm, wm = _part(run, "model"), want["model"]
     if rm.get("sha256") != wm["sha256"]:
         a, b = os.path.basename(rm.get("path") or "?"), os.path.basename(wm["path"])
         if a == b:
             a = f"{rm.get('path')} (sha256 {str(rm.get('sha256'))[:12]})"
             b = f"{wm['path']} (sha256 {str(wm['sha256'])[:12]})"
         diffs.append(f"model digest differs: run was made by {a}, not {b}")
-    if (run.get("signature") or {}).get("sha256") != want["signature"]["sha256"]:
+    if _part(run, "signature").get("sha256") != want["signature"]["sha256"]:
         diffs.append(
-            f"signature digest differs: run used {(run.get('signature') or {}).get('path')}, "
-            f"not {want['signature']['path']}"
+            f"signature digest differs: run used {_part(run, 'signature').get('path')}, not {want['signature']['path']}"
         )
     for key in ("outfmt", "backend", "mode"):
         if run.get(key) != want[key]:
@@ -512,7 +511,7 @@ def describes(sig, run):
     this very card, or ran the file the card names (``artifact.file`` beside it, same
     digest), or ran a model whose own card was converted from that file in the same
     precision mode (``m/realnvp.onnx`` + ``realnvp.onnx.json`` judged by ``realnvp.json``)."""
-    rm, rs = run.get("model") or {}, run.get("signature") or {}
+    rm, rs = _part(run, "model"), _part(run, "signature")
     if rs.get("sha256") and rs.get("sha256") == _digest_or_none(sig.path):
         return None
     art = (sig.artifact or {}).get("file")
@@ -553,7 +552,7 @@ def hold_runs(offline, reference, sig):
     if ref is not None and ref.get("backend") not in REFERENCE_BACKENDS:
         raise UserError(
             f"{pr}: the reference outputs came from the {ref.get('backend')} backend "
-            f"({os.path.basename((ref.get('model') or {}).get('path') or '?')}), not the checkpoint: "
+            f"({os.path.basename(_part(ref, 'model').get('path') or '?')}), not the checkpoint: "
             "golden outputs come from verify/reference.py"
         )
     if off is not None:
@@ -564,8 +563,10 @@ def hold_runs(offline, reference, sig):
             raise UserError(f"{po}: {why}; give the signature of the model that made them")
     if off is None or ref is None:
         return off, ref
-    om, rm = off.get("model") or {}, ref.get("model") or {}
-    if om.get("sha256") == rm.get("sha256") or os.path.realpath(offline) == os.path.realpath(reference):
+    om, rm = _part(off, "model"), _part(ref, "model")
+    if os.path.realpath(offline) == os.path.realpath(reference):
+        raise UserError(f"{po}: --offline and --reference name the same run: a check against itself proves nothing")
+    if om.get("sha256") == rm.get("sha256"):
         raise UserError(
             f"{po} and {pr}: offline and reference outputs were both made by "
             f"{os.path.basename(om.get('path') or '?')}: a check against itself proves nothing"
@@ -580,6 +581,12 @@ def hold_runs(offline, reference, sig):
                 f"differs in {odd[0] if odd else 'its files'}"
             )
     return off, ref
+
+
+def _part(run, key):
+    """A record's sub-object, {} when absent or not an object (a hand-edited record)."""
+    v = run.get(key)
+    return v if isinstance(v, dict) else {}
 
 
 def record_reads(run, where):

@@ -157,7 +157,12 @@ def test_the_legitimate_road_passes(road):
 def test_reference_checked_against_itself_is_refused(road, capsys):
     assert _lc(road, "tiny.json", road["ref"], road["ref"]) == 2
     line = _err(capsys)
-    assert "run.json" in line and "offline" in line and "tiny.pb" in line, line
+    assert "run.json" in line and "same run" in line, line
+    copy = road["tmp"] / "ref_copy" / os.path.basename(road["ref"])
+    shutil.copytree(road["ref"], copy)  # the golden folder copied beside: another folder, same run
+    assert _lc(road, "tiny.json", copy, road["ref"]) == 2
+    line = _err(capsys)
+    assert "both made by tiny.pb" in line, line
 
 
 def test_offline_run_of_another_model_than_the_signature_is_refused(road, capsys):
