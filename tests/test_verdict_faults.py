@@ -502,3 +502,22 @@ def test_to_onnx_refuses_a_card_the_graph_contradicts(tmp_path, capsys, where):
     line = _err(capsys)
     assert pb in line and "rn.json" in line and ("[2, 4, 4, 6]" in line or "[4, 4, 4, 3]" in line), line
     assert not (tmp_path / "rn.onnx").exists() and not (tmp_path / "rn.onnx.json").exists()
+
+
+def test_img2bin_manifest_records_each_files_sha256(tmp_path, fake_cifar):
+    from test_img2bin import _sig
+
+    from data_tools import img2bin
+
+    sig = _sig(tmp_path / "m.json", 3, [32, 32, 3], [32, 32, 3])  # 8 test images: 3 files, 1 padding row
+    out = tmp_path / "bins"
+    assert (
+        img2bin.main(
+            ["--dataset", "cifar10", "--split", "test", "--signature", sig, "-o", str(out), "--data-dir", fake_cifar]
+        )
+        == 0
+    )
+    m = json.loads((out / "manifest.json").read_text())
+    assert len(m["files"]) == 3
+    for f in m["files"]:
+        assert f["sha256"] == {k: _sha(out / k / f"{f['stem']}.bin") for k in ("x", "u")}
