@@ -283,8 +283,14 @@ def _check_inference_only(gd, inputs, outputs):
     train = [o for o in outputs if o in nodes and (nodes[o].op == "NoOp" or _updates(nodes[o]))]
     if train:
         raise UserError(
-            f"--output_node_names: {train[0]!r} is a {nodes[train[0]].op} (a training step, not a tensor): "
+            f"--output_node_names: {train[0]!r} (op {nodes[train[0]].op}) is a training step, not a tensor: "
             "name the inference outputs only (e.g. logits,probs)"
+        )
+    unused = [n for n in inputs if n not in nodes]
+    if unused:
+        raise UserError(
+            f"--input_shape: input {unused[0]!r} is not on the way to the outputs {','.join(outputs)} "
+            "(nothing they compute reads it): name the model's outputs, or drop that input"
         )
     free = [n for n in gd.node if n.op == "Placeholder" and n.name not in inputs]
     if free:
