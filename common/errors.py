@@ -43,6 +43,9 @@ def cli(main):
             print(f"error: {e}", file=sys.stderr)
             return e.exit_code
         except KeyboardInterrupt:
+            from common.fsio import discard_temporaries
+
+            discard_temporaries()  # one created just before the interrupt, outside its try
             print("error: interrupted", file=sys.stderr)
             return 130
         except BrokenPipeError:  # `tool | head`: the reader left; say nothing more
@@ -72,6 +75,9 @@ def _silence_stdout():
 def _terminated(signum, frame):
     """SIGTERM unwinds like an error (exit 128 + 15): every ``fsio`` temporary file is removed
     on the way out, where the default action would kill the process and leave it."""
+    from common import fsio
+
+    fsio.discard_temporaries()
     print("error: terminated (SIGTERM)", file=sys.stderr, flush=True)
     raise SystemExit(128 + signum)
 
