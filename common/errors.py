@@ -21,9 +21,12 @@ def first_line(e):
     """The informative line of an exception's message, for a one-line error (TensorFlow's
     start with "Graph execution error:" and a node trace before the cause)."""
     text = getattr(e, "message", None) or str(e) or type(e).__name__
-    skip = ("Graph execution error", "Detected at node", "Node:", "[[")
+    skip = ("Graph execution error", "Detected at node", "Node:", "[[", "Original stack trace", 'File "')
     lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip() and not ln.strip().startswith(skip)]
-    return (lines or [type(e).__name__])[0][:300]
+    # TensorFlow puts the Python stack of the op's definition (indented) before its cause
+    cause = [ln.strip() for ln in str(text).strip().splitlines()[1:] if ln[:1] not in (" ", "\t", "")]
+    cause = [ln for ln in cause if not ln.startswith(skip)]
+    return ((cause if "Detected at node" in str(text) else lines) or lines or [type(e).__name__])[0][:300]
 
 
 def fail(msg):

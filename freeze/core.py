@@ -146,7 +146,7 @@ class Restored(LiveModel):
                 lost = [
                     ln.strip() for ln in str(e).splitlines() if "checksum" in ln.lower() or "data loss" in ln.lower()
                 ]
-                if lost or isinstance(e, tf.errors.DataLossError):  # TensorFlow's cause, not a model mismatch
+                if lost or isinstance(e, (tf.errors.DataLossError, tf.errors.OutOfRangeError)):  # not a model mismatch
                     raise UserError(
                         f"{self.ckpt}: checkpoint is corrupt or truncated ({(lost or [first])[0]})"
                     ) from None
