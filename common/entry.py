@@ -35,7 +35,7 @@ def usage():
     return "usage: ascend-road TOOL [ARGS]   (ascend-road TOOL --help)\n\ntools:\n" + "\n".join(lines)
 
 
-from common.errors import cli  # noqa: E402
+from common.errors import cli, unwind_on_sigterm  # noqa: E402
 
 
 @cli
@@ -54,6 +54,7 @@ def main(argv=None):
         print(f"error: {name}: not available in this installation ({e})", file=sys.stderr)
         return 2
     sys.argv = [f"ascend-road {name}"] + rest
+    unwind_on_sigterm()  # as run() does for `python stage/tool.py`
     rc = mod.main(rest)
     return 0 if rc is None else rc
 

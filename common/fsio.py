@@ -18,6 +18,7 @@ import os
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _counter = itertools.count()  # next() is atomic under the GIL: thread-safe names
+_live = set()  # temporary names that may exist now: what discard_temporaries() removes
 
 
 class UnwritableError(OSError):
@@ -44,9 +45,11 @@ def _create_temp_once(path):
     pid = os.getpid()
     for _ in range(1000):
         tmp = f"{path}.{pid}-{next(_counter)}.tmp"
+        _live.add(tmp)  # before it exists: a signal between the open and the caller's try is covered
         try:
             return os.open(tmp, _FLAGS, 0o666), tmp
         except FileExistsError:
+            _live.discard(tmp)
             continue  # stale leftover from an earlier process with the same pid
         except FileNotFoundError:
             d = os.path.dirname(os.path.abspath(path))
@@ -62,6 +65,16 @@ def _discard(fd, tmp):
             os.close(fd)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
+    _live.discard(tmp)
+
+
+def discard_temporaries():
+    """Remove every temporary file this process has open for writing: a SIGTERM or Ctrl-C
+    can land between a temporary's creation and the ``try`` that would remove it."""
+    for tmp in list(_live):
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        _live.discard(tmp)
 
 
 @contextlib.contextmanager
@@ -73,6 +86,7 @@ def atomic_path(path):
     try:
         yield tmp
         os.replace(tmp, path)
+        _live.discard(tmp)
     except BaseException:
         _discard(None, tmp)
         raise
@@ -102,6 +116,7 @@ def _atomic_write(path, data, nbytes):
         os.close(fd)
         fd = None
         os.replace(tmp, path)
+        _live.discard(tmp)
     except OSError as e:  # disk full, a target that is a folder: named, nothing left behind
         _discard(fd, tmp)
         raise UnwritableError(e.errno, e.strerror or str(e), path) from None

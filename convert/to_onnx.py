@@ -149,6 +149,33 @@ def _artifact(output, pb_path, opset, precision_mode, keep_dtype, kept, keep_typ
     return art
 
 
+def _check_card(gd, sig, pb_path):
+    """The card's tensors are the graph's (dtype, every static dimension): a contradicting
+    card would be copied into the .onnx's own card, or fail in ONNX Runtime with a traceback."""
+    import numpy as np
+
+    from common.loaders import import_graph_def
+
+    g = import_graph_def(gd, pb_path)
+    for what, ts in (("input", sig.inputs), ("output", sig.outputs)):
+        for t in ts:
+            try:
+                x = g.get_tensor_by_name(t.tensor)
+            except (KeyError, ValueError):
+                raise UserError(
+                    f"{pb_path}: the graph has no {what} tensor {t.tensor!r}, which {sig.path} names"
+                ) from None
+            dims = x.shape.as_list() if x.shape.rank is not None else None
+            same_size = dims and None not in dims and len(dims) != len(t.shape) and int(np.prod(dims)) == t.size
+            if x.dtype.base_dtype.name != t.dtype or (
+                dims is not None and not x.shape.is_compatible_with(t.shape) and not (what == "output" and same_size)
+            ):
+                raise UserError(
+                    f"{pb_path}: {what} {t.tensor!r} is {x.dtype.base_dtype.name} {dims} in the graph, "
+                    f"the signature {sig.path} says {t.dtype} {t.shape}"
+                )
+
+
 @dataclasses.dataclass
 class AtcOptions:
     """ATC's options the portable model applies around the plain conversion (convert/atc.py
@@ -254,6 +281,7 @@ def convert(
     _check_keep_names(gd, keep_names, keep_dtype, pb_path)
     if opts.input_shapes:  # ATC's --input_shape: -1 dims become symbolic in the ONNX model
         gd = with_shapes(gd, opts.input_shapes)
+    _check_card(gd, sig, pb_path)  # after --input_shape, which replaces the graph's own shapes
     model = tf_to_onnx(gd, sig, opset, where=pb_path)
     model, kept = fp16.to_precision(model, precision_mode, keep_names, keep_types)
     err = parity.onnx_vs_frozen(_checked_session(model, output), gd, sig)

@@ -21,13 +21,19 @@ manifest says which images are in which file and how many rows are padding:
      "image_input": "x", "noise_inputs": ["u"],
      "seed": 0, "n_images": 1017, "padding": "repeat_last", "noise": "...",
      "inputs": [{"name": "x", "dir": "x"}, {"name": "u", "dir": "u"}],
-     "files": [{"stem": "cifar10_test_00000", "first": 0, "n_real": 16, "n_pad": 0}, ...]}
+     "files": [{"stem": "cifar10_test_00000", "first": 0, "n_real": 16, "n_pad": 0,
+                "sha256": {"x": "<hex>", "u": "<hex>"}}, ...]}
+
+``sha256``: each file's content digest per input (``content_digest``), so a run record
+(infer/runner.py, which records the same digests of what it read) can be held against the
+set; manifests written before it have none, and are matched by file names only.
 
 Row r of the whole set (over the files in order, padding rows skipped) is image r: in
 image mode ``images[r]``, so labels kept beside the images (one per line, same order)
 line up with the rows.
 """
 
+import hashlib
 import os
 import re
 import stat
@@ -79,6 +85,23 @@ def read_bin(path: str | os.PathLike, tensor: Tensor) -> np.ndarray:
     return np.fromfile(path, dtype=tensor.np_dtype).reshape(tensor.shape)
 
 
+def content_digest(data) -> str:
+    """sha256 (hex) of an input file's bytes: ``data`` is the bytes (an array's buffer) or a
+    path. The one digest of input contents that the manifest and the run record both hold."""
+    if isinstance(data, (str, os.PathLike)):
+        h = hashlib.sha256()
+        try:
+            with open(data, "rb") as f:
+                while block := f.read(1 << 20):
+                    h.update(block)
+        except OSError as e:
+            raise UserError(f"{os.fspath(data)}: cannot read the input file ({e.strerror or e})") from None
+        return h.hexdigest()
+    if isinstance(data, np.ndarray):
+        data = memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
+    return hashlib.sha256(data).hexdigest()
+
+
 def input_dirs(sig: Signature) -> dict[str, str]:
     """{input name: folder name}: the name itself, or with characters other than letters,
     digits, ``_ . -`` replaced by ``_`` (TF names like ``input/images``), made unique."""
@@ -98,8 +121,12 @@ def batch_stem(prefix: str, index: int) -> str:
     return f"{prefix}_{index:05d}"
 
 
-def file_entry(stem: str, first: int, n_real: int, batch: int) -> dict:
-    return {"stem": stem, "first": int(first), "n_real": int(n_real), "n_pad": int(batch - n_real)}
+def file_entry(stem: str, first: int, n_real: int, batch: int, sha256: dict | None = None) -> dict:
+    """One ``files`` entry; ``sha256``: {input name: content_digest of its file}."""
+    e = {"stem": stem, "first": int(first), "n_real": int(n_real), "n_pad": int(batch - n_real)}
+    if sha256 is not None:
+        e["sha256"] = dict(sha256)
+    return e
 
 
 def new_manifest(
@@ -194,6 +221,13 @@ def _validate(d, path):
             bad(f"files[{k}] ({f['stem']}): first must be {first} (rows run on from the file before)", f["first"])
         if f["stem"] in stems:
             bad(f"files[{k}]: stems must be unique", f["stem"])
+        dg = f.get("sha256")
+        names = {i["name"] for i in inputs}
+        if dg is not None and not (
+            isinstance(dg, dict)
+            and all(k in names and isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) for k, v in dg.items())
+        ):
+            bad(f"files[{k}] ({f['stem']}): sha256 must map the input names {sorted(names)} to hex sha256 digests", dg)
         stems.add(f["stem"])
         first += f["n_real"]
     if first != n:
@@ -313,6 +347,34 @@ class Manifest:
                 f"{folder}: {extra[0]}.bin is not in the manifest {self.path} "
                 f"({len(extra)} such file(s)); is the manifest another set's?"
             )
+
+    def check_read(self, read: dict[str, dict[str, str]], where: str) -> None:
+        """UserError unless a run read exactly this set: ``read`` is {input name: {file name:
+        content_digest}} from a run record (``where``: that record). Every listed file, no
+        other; the contents the manifest records (else those of the files in its folders)."""
+        for e in self.inputs:
+            got = read.get(e["name"])
+            if got is None:
+                raise UserError(f"{where}: the run read no input {e['name']!r}, which {self.path} lists")
+            want = {f["stem"] + ".bin": (f.get("sha256") or {}).get(e["name"]) for f in self.files}
+            odd = sorted(set(want) ^ set(got))
+            if odd:
+                side = "not read by the run" if odd[0] in want else "not in the manifest"
+                raise UserError(
+                    f"{where}: input {e['name']!r}: the run read {len(got)} files, {self.path} lists "
+                    f"{len(want)}; {odd[0]} is {side} (is it another set's manifest?)"
+                )
+            folder = os.path.join(self.root, e["dir"])
+            for name in sorted(want):
+                digest = want[name]
+                source = self.path
+                if digest is None and os.path.isfile(os.path.join(folder, name)):
+                    digest, source = content_digest(os.path.join(folder, name)), os.path.join(folder, name)
+                if digest is not None and digest != got[name]:
+                    raise UserError(
+                        f"{where}: input {e['name']!r}: {name} the run read has other contents than "
+                        f"{source} records (sha256 {got[name][:12]} vs {digest[:12]})"
+                    )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Manifest":

@@ -73,7 +73,8 @@ def write_set(
             stem = binfiles.batch_stem(prefix, first // B)
             for name, a in arrays.items():
                 _write_raw(dirs[name] + stem + ".bin", a)
-            files.append(binfiles.file_entry(stem, first, k, B))
+            digests = {name: binfiles.content_digest(a) for name, a in arrays.items()}
+            files.append(binfiles.file_entry(stem, first, k, B, digests))
         manifest = binfiles.new_manifest(sig, files, n_images, **manifest_fields)
         staged_manifest = binfiles.write_manifest(tmp, manifest)
         # the old manifest goes first and the new one comes last: a folder never holds a

@@ -56,6 +56,31 @@ def _tensor_meta(io):
     return Tensor(t.op.name, t.name, shape, t.dtype.base_dtype.name, io.layout, io.meaning)
 
 
+def check_fits(tensors, where):
+    """Refuse static shapes whose inputs and outputs alone exceed this machine's memory
+    (``tensors``: [(name, shape, numpy dtype)]), before anything is allocated: a batch of
+    10^9 would otherwise end in numpy's or TensorFlow's out-of-memory traceback."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    sizes = [(n, s, int(np.prod(s, dtype=np.float64)) * np.dtype(d).itemsize) for n, s, d in tensors]
+    total = sum(b for _, _, b in sizes)
+    if total > memory:
+        n, s, b = max(sizes, key=lambda x: x[2])
+        raise UserError(
+            f"{where}: the inputs and outputs alone take {_size(total)} ({n} {s}: {_size(b)}), more than this "
+            f"machine's {_size(memory)} of memory; choose a smaller batch or shape"
+        )
+
+
+def _size(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+
+
 class LiveModel:
     """A model live in a session, what freeze and the checkpoint backend use: ``signature``,
     ``run(feed)``, ``example_feed(rng)``, ``frozen_graph_def()``; ``sess`` closed on exit."""
@@ -107,6 +132,10 @@ class Restored(LiveModel):
                 precision_mode="force_fp32",
                 source={"kind": "builtin"},
             )
+            check_fits(
+                [(t.name, t.shape, t.np_dtype) for t in self.signature.inputs + self.signature.outputs],
+                f"--batch {self.batch}" + "".join(f" --{k} {v}" for k, v in opts.items()),
+            )
             saver = tf.train.Saver(tf.global_variables())
             self.sess = tf.Session(graph=self.graph, config=session_config(device))
             try:
@@ -114,6 +143,13 @@ class Restored(LiveModel):
             except tf.errors.OpError as e:  # missing variables, wrong shapes, corrupt files
                 self.sess.close()
                 first = first_line(e)
+                lost = [
+                    ln.strip() for ln in str(e).splitlines() if "checksum" in ln.lower() or "data loss" in ln.lower()
+                ]
+                if lost or isinstance(e, (tf.errors.DataLossError, tf.errors.OutOfRangeError)):  # not a model mismatch
+                    raise UserError(
+                        f"{self.ckpt}: checkpoint is corrupt or truncated ({(lost or [first])[0]})"
+                    ) from None
                 raise UserError(
                     f"{self.ckpt}: checkpoint does not match the model rebuilt from {self.info['_path']} ({first})"
                 ) from None

@@ -22,7 +22,7 @@ from common.errors import UserError, first_line
 from common.loaders import load_graph_def
 from common.tfcompat import session_config, tf
 from freeze import fold, tf2flow
-from freeze.core import LiveModel
+from freeze.core import LiveModel, check_fits
 from freeze.signature import Signature, Tensor
 from models import spec as model_spec
 
@@ -99,10 +99,12 @@ class UserModel(LiveModel):
     def _signature(self, name, layouts):
         """Inputs and outputs as in the folded graph, with the static shapes fixed."""
         gd = self.inference_graph_def()
+        _check_inference_only(gd, [n for n, _ in self.shapes], self.output_names)
         g = tf.Graph()
         with g.as_default():
             tf.import_graph_def(gd, name="")
         ins = [_input_meta(g, n, layouts.get(n, _guess_layout(s))) for n, s in self.shapes]
+        check_fits([(t.name, t.shape, t.np_dtype) for t in ins], f"--input_shape {self.record()['input_shape']}")
         outs = [(n, g.get_tensor_by_name(n + ":0")) for n in self.output_names]
         if not all(t.shape.is_fully_defined() for _, t in outs):  # static inference cannot tell: run once
             values = model_spec.generic_feed(ins, np.random.RandomState(0))
@@ -265,6 +267,49 @@ class UserModel(LiveModel):
 
     def example_feed(self, rng):
         return model_spec.example_feed(self.signature, rng)
+
+
+UPDATE_OPS = ("Assign", "AssignAdd", "AssignSub", "AssignVariableOp", "ScatterUpdate")
+
+
+def _check_inference_only(gd, inputs, outputs):
+    """The folded graph must need no placeholder but the inputs and update no variable: an
+    ``is_training`` left without a value, or switched on, or a train op among the outputs
+    would otherwise fail deep in TensorFlow (float vs float_ref)."""
+    nodes = {n.name: n for n in gd.node}
+    train = [o for o in outputs if o in nodes and (nodes[o].op == "NoOp" or _updates(nodes[o]))]
+    if train:
+        raise UserError(
+            f"--output_node_names: {train[0]!r} (op {nodes[train[0]].op}) is a training step, not a tensor: "
+            "name the inference outputs only (e.g. logits,probs)"
+        )
+    unused = [n for n in inputs if n not in nodes]
+    if unused:
+        raise UserError(
+            f"--input_shape: input {unused[0]!r} is not on the way to the outputs {','.join(outputs)} "
+            "(nothing they compute reads it): name the model's outputs, or drop that input"
+        )
+    free = [n for n in gd.node if n.op == "Placeholder" and n.name not in inputs]
+    if free:
+        n = free[0]
+        dtype = tf.as_dtype(n.attr["dtype"].type).name
+        value = "false" if dtype == "bool" else "0"
+        raise UserError(
+            f"placeholder {n.name!r} ({dtype}) is still needed by the outputs {','.join(outputs)} but is neither "
+            f'an --input_shape input nor has a default: give its inference value, --input_defaults "{n.name}:{value}"'
+        )
+    upd = [n for n in gd.node if _updates(n)]
+    if upd:
+        n = upd[0]
+        raise UserError(
+            f"node {n.name!r} ({n.op}) updates a variable on the way to the outputs {','.join(outputs)}: name "
+            "inference outputs only (not a train op such as Adam), with is_training false "
+            '(--input_defaults "is_training:false")'
+        )
+
+
+def _updates(node):
+    return node.op in UPDATE_OPS or node.op.startswith(("Apply", "ResourceApply"))
 
 
 def _guess_layout(shape):

@@ -272,8 +272,8 @@ def check_manifest(signature, inputs):
     folder holds which input (data_tools/binfiles.py), not by position alone."""
     from data_tools.binfiles import find_manifest
 
-    if not inputs:
-        return
+    if not inputs or len(inputs) != len(signature.inputs):
+        return  # plan() names a wrong count of --input items
     folders = [os.path.abspath(i if os.path.isdir(i) else os.path.dirname(i)) for i in inputs]
     names = [t.name for t in signature.inputs]
     for i, (item, folder) in enumerate(zip(inputs, folders)):
@@ -429,12 +429,22 @@ def _signature_digest(sig):
 
 
 def make_record(runner, inputs, mode, items, fmt):
-    """The identity part of a run record: model, signature, inputs, outfmt, backend."""
+    """The identity part of a run record: model, signature, inputs, outfmt, backend.
+
+    Each input's ``files_sha256`` holds every file's content digest (data_tools/binfiles.py,
+    the digest its manifest records too): --resume and loss_check prove by it that a run read
+    the same bytes, not only the same names. They are made before the run, so that the
+    record of a run killed half-way already proves what its kept outputs came from; the cost
+    is sha256's CPU time (bench/bench_input_digest.py: 0.05-0.07 s for 1000 CIFAR images as
+    float32, 12 MB, on this loaded 2-core machine; hashing inside the read loop would cost the
+    same CPU and leave a killed run's record without digests)."""
+    from data_tools.binfiles import content_digest
+
     sig = runner.signature
     ins = []
     for k, t in enumerate(sig.inputs):
         if mode == "zero":
-            ins.append({"name": t.name, "path": None, "files": 0, "listing_sha256": None})
+            ins.append({"name": t.name, "path": None, "files": 0, "listing_sha256": None, "files_sha256": {}})
             continue
         files = [f[k] for _, f in items]
         ins.append(
@@ -443,6 +453,7 @@ def make_record(runner, inputs, mode, items, fmt):
                 "path": os.path.abspath(inputs[k]),
                 "files": len(files),
                 "listing_sha256": layout.listing_digest((os.path.basename(f), t.nbytes) for f in files),
+                "files_sha256": {os.path.basename(f): content_digest(f) for f in files},
             }
         )  # plan() checked every size
     return {
@@ -465,17 +476,16 @@ def record_differences(run, want):
     if run is None:
         return ["it has no run record (made by msame or before records existed)"]
     diffs = []
-    rm, wm = run.get("model") or {}, want["model"]
+    rm, wm = _part(run, "model"), want["model"]
     if rm.get("sha256") != wm["sha256"]:
         a, b = os.path.basename(rm.get("path") or "?"), os.path.basename(wm["path"])
         if a == b:
             a = f"{rm.get('path')} (sha256 {str(rm.get('sha256'))[:12]})"
             b = f"{wm['path']} (sha256 {str(wm['sha256'])[:12]})"
         diffs.append(f"model digest differs: run was made by {a}, not {b}")
-    if (run.get("signature") or {}).get("sha256") != want["signature"]["sha256"]:
+    if _part(run, "signature").get("sha256") != want["signature"]["sha256"]:
         diffs.append(
-            f"signature digest differs: run used {(run.get('signature') or {}).get('path')}, "
-            f"not {want['signature']['path']}"
+            f"signature digest differs: run used {_part(run, 'signature').get('path')}, not {want['signature']['path']}"
         )
     for key in ("outfmt", "backend", "mode"):
         if run.get(key) != want[key]:
@@ -488,9 +498,125 @@ def record_differences(run, want):
                 f"input {w['name']!r} differs: run read {r.get('path')} ({r.get('files')} files), "
                 f"not {w['path']} ({w['files']} files)"
             )
+        elif r.get("files_sha256") != w["files_sha256"]:
+            diffs.append(_content_difference(r, w))
     if len(ri) != len(want["inputs"]):
         diffs.append(f"run had {len(ri)} inputs, not {len(want['inputs'])}")
     return diffs
+
+
+def _content_difference(r, w):
+    """The first input file whose contents differ between a run's record ``r`` and ``w``."""
+    had = r.get("files_sha256")
+    if not isinstance(had, dict):
+        return f"input {w['name']!r}: the run's record holds no content digests (made before they existed)"
+    name = next(n for n in w["files_sha256"] if had.get(n) != w["files_sha256"][n])
+    return (
+        f"input {w['name']!r} differs: {os.path.join(w['path'], name)} has other contents than the "
+        f"{name} the run read from {r.get('path')} (sha256 {w['files_sha256'][name][:12]}, "
+        f"not {str(had.get(name))[:12]})"
+    )
+
+
+REFERENCE_BACKENDS = ("checkpoint", "tf")  # verify/reference.py: the checkpoint, or with --model the .pb
+
+
+def _digest_or_none(path):
+    return layout.file_digest(path) if path and os.path.isfile(path) else None
+
+
+def describes(sig, run):
+    """None when the run record ``run`` says its outputs came from the model the signature
+    ``sig`` describes, else why not (one line). The model is described when the run used
+    this very card, or ran the file the card names (``artifact.file`` beside it, same
+    digest), or ran a model whose own card was converted from that file in the same
+    precision mode (``m/realnvp.onnx`` + ``realnvp.onnx.json`` judged by ``realnvp.json``)."""
+    rm, rs = _part(run, "model"), _part(run, "signature")
+    if rs.get("sha256") and rs.get("sha256") == _digest_or_none(sig.path):
+        return None
+    art = (sig.artifact or {}).get("file")
+    named = os.path.join(os.path.dirname(os.path.abspath(sig.path or "")), art) if art else None
+    if rm.get("sha256") and rm.get("sha256") == _digest_or_none(named):
+        return None
+    card = rs.get("path")
+    if card and rs.get("sha256") == _digest_or_none(card):
+        try:
+            own = Signature.load(card)
+        except UserError:
+            own = None
+        if (
+            own is not None
+            and os.path.dirname(os.path.abspath(card)) == os.path.dirname(named or "")
+            and (own.artifact or {}).get("source") == art
+            and own.precision_mode == sig.precision_mode
+            and (own.artifact or {}).get("file") == os.path.basename(rm.get("path") or "")
+        ):
+            return None
+    return (
+        f"the outputs came from {os.path.basename(rm.get('path') or '?')} (signature {card}), not "
+        f"{art or 'the model'} that {sig.path} describes ({sig.precision_mode})"
+    )
+
+
+def hold_runs(offline, reference, sig):
+    """Hold the run records of an offline and a reference run folder against each other and
+    the signature (loss_check): the offline outputs came from the model the signature
+    describes, the reference from the reference backends, both read the same input bytes.
+    Returns (offline record, reference record) (None where a folder has none: msame's own
+    runs); a mismatch is a UserError naming the record and the difference."""
+    recs = []
+    for d in (offline, reference):
+        recs.append(layout.read_record(d))
+    off, ref = recs
+    po, pr = layout.record_path(offline), layout.record_path(reference)
+    if ref is not None and ref.get("backend") not in REFERENCE_BACKENDS:
+        raise UserError(
+            f"{pr}: the reference outputs came from the {ref.get('backend')} backend "
+            f"({os.path.basename(_part(ref, 'model').get('path') or '?')}), not the checkpoint: "
+            "golden outputs come from verify/reference.py"
+        )
+    if off is not None:
+        if off.get("backend") == "checkpoint":
+            raise UserError(f"{po}: the offline outputs came from the checkpoint backend: they are golden outputs")
+        why = describes(sig, off)
+        if why:
+            raise UserError(f"{po}: {why}; give the signature of the model that made them")
+    if off is None or ref is None:
+        return off, ref
+    om, rm = _part(off, "model"), _part(ref, "model")
+    if os.path.realpath(offline) == os.path.realpath(reference):
+        raise UserError(f"{po}: --offline and --reference name the same run: a check against itself proves nothing")
+    if om.get("sha256") == rm.get("sha256"):
+        raise UserError(
+            f"{po} and {pr}: offline and reference outputs were both made by "
+            f"{os.path.basename(om.get('path') or '?')}: a check against itself proves nothing"
+        )
+    oi, ri = record_reads(off, po), record_reads(ref, pr)
+    for name, files in oi.items():
+        other = ri.get(name)
+        if other != files:
+            odd = sorted(n for n in set(files) | set(other or {}) if (other or {}).get(n) != files.get(n))
+            raise UserError(
+                f"{po} and {pr}: the offline and reference runs read other inputs: input {name!r} "
+                f"differs in {odd[0] if odd else 'its files'}"
+            )
+    return off, ref
+
+
+def _part(run, key):
+    """A record's sub-object, {} when absent or not an object (a hand-edited record)."""
+    v = run.get(key)
+    return v if isinstance(v, dict) else {}
+
+
+def record_reads(run, where):
+    """{input name: {file name: content digest}} a run read, from its record."""
+    out = {}
+    for i in run.get("inputs") or []:
+        if not isinstance(i, dict) or not isinstance(i.get("files_sha256"), dict):
+            raise UserError(f"{where}: holds no content digests of its inputs (made before they existed); run it again")
+        out[i.get("name")] = i["files_sha256"]
+    return out
 
 
 def resume_dir(output, want):

@@ -75,7 +75,10 @@ class FolderLock:
                         f"{self.path}: another trainer (pid {pid}) is using this folder; "
                         "wait for it or stop it, or choose another output folder"
                     ) from None
-                log.warning(f"{self.path}: stale lock of pid {pid} (not running); taken over")
+                if isinstance(pid, int):
+                    log.warning(f"{self.path}: stale lock of pid {pid} (not running); taken over")
+                else:
+                    log.warning(f"{self.path}: lock file holds no pid (not a lock this tool wrote); taken over")
                 try:
                     os.unlink(self.path)
                 except FileNotFoundError:

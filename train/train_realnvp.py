@@ -35,6 +35,7 @@ from common.errors import UserError, cli, run
 from common.log import log
 from common.tfcompat import device_names, tf
 from data_tools import datasets
+from freeze.signature import PRECISION_MODES
 from models import realnvp
 from models.realnvp_spec import pixels_to_input as prepro  # uint8 pixels -> x in [-1, 1]
 from train import distributed, runguard, runinfo, worker
@@ -103,7 +104,12 @@ def parser():
     a("--test_images", type=int, default=0, help="test images evaluated (0: the whole test set)")
     a("--eval_every", type=int, default=0, help="steps between extra test-bpd records (0: per epoch and at the end)")
     add_device(ap)
-    a("--precision_mode", default="allow_fp32_to_fp16", help="NPU precision mode (--device npu)")
+    a(
+        "--precision_mode",
+        default="allow_fp32_to_fp16",
+        choices=PRECISION_MODES,
+        help="NPU precision mode (--device npu)",
+    )
     a(
         "--deterministic",
         action="store_true",

@@ -160,6 +160,15 @@ def _print_search(r: dict, rounds: int) -> None:
         )
 
 
+def _check_model(path, sig):
+    """The runner's checks of an .onnx against the signature (loads; inputs and outputs by
+    name, dtype and shape): a truncated file or another model's is one line naming it."""
+    from infer.backends import onnxrt
+
+    with onnxrt.make(path, sig):
+        pass
+
+
 @cli
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
@@ -173,6 +182,9 @@ def main(argv=None) -> int:
     feed = load_batch(sig, [s.strip() for s in a.input.split(",")], a.batch_file)
     if a.fp32_onnx and not os.path.isfile(a.fp32_onnx):
         raise UserError(f"{a.fp32_onnx}: fp32 ONNX model not found")
+    _check_model(a.onnx, sig)
+    if a.fp32_onnx:
+        _check_model(a.fp32_onnx, sig)
     if a.iterate < 0:
         raise UserError(f"--iterate must be >= 0, got {a.iterate}")
     judge = dict(cosine_min=a.cosine_min, red_max=a.red_max, fp32_onnx=a.fp32_onnx, match_red=a.match_red)

@@ -226,8 +226,8 @@ def build_parser():
 def main(argv=None):
     a = build_parser().parse_args(argv)
     for lim, flag in ((a.max_diff, "--max-diff"), (a.abs_diff, "--abs-diff")):
-        if lim is not None and not lim >= 0:
-            raise UserError(f"{flag} must be >= 0, got {lim}")
+        if lim is not None and not 0 <= lim < float("inf"):
+            raise UserError(f"{flag} must be >= 0 and finite, got {lim}")
     fsio.refuse_overwrite([p for p in (a.png, a.json) if p], a.force, other="--png/--json")
     runs = [Run(*parse_run_arg(t)) for t in a.runs]
     labels = [r.label for r in runs]

@@ -120,8 +120,9 @@ def _scale_atol(tol, outputs, ref, stems, rows):
         tol[t.name]["atol"] = factor * scale
 
 
-def read_labels(path, manifest):
-    """One integer label per real image, in manifest order (``first`` index of each file)."""
+def read_labels(path, manifest, classes=None):
+    """One integer label per real image, in manifest order (``first`` index of each file),
+    each in [0, classes)."""
     if manifest is None:
         raise UserError(
             f"--labels {path}: needs the inputs' manifest (--inputs or --manifest) to know which image is in which file"
@@ -135,6 +136,10 @@ def read_labels(path, manifest):
         raise UserError(f"{path}: expected one integer label per line ({e})") from None
     if labels.size != manifest.n_images:
         raise UserError(f"{path}: {labels.size} labels, the manifest {manifest.path} has {manifest.n_images} images")
+    bad = np.flatnonzero((labels < 0) | (labels >= classes)) if classes else []
+    if len(bad):  # one-based labels, or another dataset's: the accuracy would be silently wrong
+        k = int(bad[0])
+        raise UserError(f"{path}:{k + 1}: label {labels[k]} is not a class of the model: expected [0, {classes})")
     return labels
 
 
@@ -184,10 +189,12 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
     file, for accuracy offline and reference."""
     if labels is not None and top1 is None:
         raise UserError("--labels needs --top1 OUTPUT (the output holding class scores)")
-    cls = _Top1(sig, top1, read_labels(labels, manifest) if labels else None, manifest) if top1 else None
+    classes = sig.output(top1).shape[-1] if top1 else None
+    cls = _Top1(sig, top1, read_labels(labels, manifest, classes) if labels else None, manifest) if top1 else None
     spec = model_spec.for_signature(sig)
     off, ref = layout.collect_outputs(offline), layout.collect_outputs(reference)
     off_dir, ref_dir = layout.select_run(offline), layout.select_run(reference)
+    records = hold_records(sig, off_dir, ref_dir, manifest)
     tol = tolerances(sig, atol, rtol, spec)
     stems, problems = _pair_files(sig, off, ref, off_dir, ref_dir)
     rows = _row_counts(stems, manifest, sig.batch)
@@ -212,6 +219,7 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
         "offline": off_dir,
         "reference": ref_dir,
         "manifest": manifest.path if manifest is not None else None,
+        "records": records,
         "files_compared": len(stems),
         "n_images": n_images,
         "outputs": outputs,
@@ -222,6 +230,30 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
         "n_failed_files": len(acc.bad_files),
         "_per_image": {s: {k: np.concatenate(v) for k, v in d.items()} for s, d in acc.per_image.items()},
     }
+
+
+def hold_records(sig, off_dir, ref_dir, manifest):
+    """The run records of both folders held against the signature, each other and the
+    manifest (infer/runner.py and data_tools/binfiles.py own those checks); what they
+    proved, for the report. A folder without a record (msame's own run) is said, not proved."""
+    from infer.runner import hold_runs, record_reads
+
+    off, ref = hold_runs(off_dir, ref_dir, sig)
+    if manifest is not None:
+        for d, rec in ((off_dir, off), (ref_dir, ref)):
+            if rec is not None:
+                manifest.check_read(record_reads(rec, layout.record_path(d)), layout.record_path(d))
+    for side, d, rec in (("offline", off_dir, off), ("reference", ref_dir, ref)):
+        if rec is None:
+            log.warning(f"note: {d} has no run record (run.json): what made the {side} outputs is not checked")
+
+    def said(rec):
+        if rec is None:
+            return None
+        m = rec.get("model") or {}
+        return {"model": m.get("path"), "model_sha256": m.get("sha256"), "backend": rec.get("backend")}
+
+    return {"offline": said(off), "reference": said(ref), "inputs_same_bytes": off is not None and ref is not None}
 
 
 def _pair_files(sig, off, ref, off_dir, ref_dir):

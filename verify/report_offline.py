@@ -73,7 +73,14 @@ def offline_section(road: Road) -> Blocks:
         "whose metric is NaN/Inf (per-output NaN/Inf elements where the model declares "
         "no metric). 'not run': no loss_check report for this artifact under the road.",
     )
-    if not lcs:
+    bad = road.found["unreadable"]
+    if bad:  # a truncated report proves nothing: never "not run", never "passed"
+        b.p(
+            "Unreadable under this road, so not judged here: "
+            + "; ".join(f"{rel(u['_path'])} ({u['error']})" for u in bad)
+            + ". No verdict is given for what they hold."
+        )
+    elif not lcs:
         b.p("loss_check not run: no loss_check report under this road.")
     for lc in lcs:
         b += lc_detail(road, lc)
@@ -268,7 +275,11 @@ def doctor_section(road: Road) -> Blocks:
                 f"loss_check failed for {', '.join(failed)}: run verify/compare_layers.py on a batch it "
                 "names to find the layers to keep in fp32."
                 if failed
-                else "Every loss_check under the road passed."
+                else (
+                    f"{len(road.found['unreadable'])} file(s) under the road unreadable: no verdict drawn."
+                    if road.found["unreadable"]
+                    else "Every loss_check under the road passed."
+                )
             )
         )
     for d in docs:

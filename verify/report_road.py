@@ -9,6 +9,7 @@ import os
 
 from common import fsio
 from common.errors import UserError
+from common.log import log
 from data_tools import binfiles
 from infer import ais_layout
 
@@ -36,7 +37,7 @@ def kind_of(d: object) -> str | None:
 
 def collect(path: str) -> dict:
     """{kind: [report dict with its "_path"]} of every stage report under a folder, in path order."""
-    found = {k: [] for k in KINDS}
+    found = {k: [] for k in KINDS + ("unreadable",)}
     for d, subs, files in os.walk(path):
         subs[:] = sorted(s for s in subs if s not in SKIP_DIRS)
         for f in sorted(files):
@@ -45,8 +46,10 @@ def collect(path: str) -> dict:
             p = os.path.join(d, f)
             try:
                 data = fsio.read_json(p, "")
-            except UserError:
-                continue  # not JSON: not a stage's report
+            except UserError as e:  # truncated, or not JSON: named, and no verdict drawn from it
+                found["unreadable"].append({"_path": p, "error": str(e)})
+                log.warning(f"{p}: unreadable, left out of the report ({e})")
+                continue
             k = kind_of(data)
             if k == "summary" and "NPU_compute_time" in data:  # ais_bench's, read by its layout's owner
                 data = ais_layout.as_run_summary(data, p)

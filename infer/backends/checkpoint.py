@@ -6,6 +6,7 @@ records (freeze/sources.py), with the recorded defaults fed."""
 
 import os
 
+from common.errors import UserError
 from infer.runner import Runner
 
 
@@ -29,6 +30,22 @@ class CheckpointRunner(Runner):
             self.restored = Restored(self.model, sig.batch, sig.graph, device=self.device, **sig.options)
         else:
             self.restored = open_source(sig, device=self.device)
+        self._check_same_model()
+
+    def _check_same_model(self):
+        """The checkpoint's model has the signature's inputs and outputs (a signature pointing at
+        another model's checkpoint would otherwise fail at the first feed with a traceback)."""
+        sig, got = self.signature, self.restored.signature
+        for what, want, have in (("inputs", sig.inputs, got.inputs), ("outputs", sig.outputs, got.outputs)):
+            a = [(t.name, t.shape, t.dtype) for t in want]
+            b = [(t.name, t.shape, t.dtype) for t in have]
+            if a != b:
+                self.restored.close()
+                ckpt = getattr(self.restored, "ckpt", None) or self.model
+                raise UserError(
+                    f"{ckpt}: this checkpoint's model has {what} {b}, the signature {sig.path} describes {a}; "
+                    "is it another model's checkpoint?"
+                )
 
     def deactivate_impl(self):
         self.restored.close()

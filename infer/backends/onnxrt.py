@@ -96,5 +96,10 @@ class OnnxRunner(Runner):
 
 
 def make(model, signature, device="cpu"):
+    if device == "npu":  # ONNX Runtime has no Ascend provider here: never run on the CPU in its place
+        raise UserError(
+            f"{model}: --run-device npu: ONNX Runtime runs on cpu or gpu; on an Ascend NPU run the .om "
+            "(convert/atc.sh, then msame --model MODEL.om)"
+        )
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "gpu" else None
     return OnnxRunner(model, signature, providers)
