@@ -184,7 +184,7 @@ NETS = {  # name: (trainer, its kwargs)
     "slim_inception_v1": (user_models.train_slim, {"kind": "inception"}),
     "keras_sequential_ckpt": (user_models.train_keras, {"kind": "sequential"}),
     "keras_sequential_saved_model": (user_models.train_keras, {"kind": "sequential", "save": "saved_model"}),
-    "keras_mobilenet_v2": (user_models.train_keras, {"kind": "mobilenet_v2"}),
+    "keras_mobilenet": (user_models.train_keras, {"kind": "mobilenet"}),
 }
 
 

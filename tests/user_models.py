@@ -228,10 +228,8 @@ def export_slim_inference(train_folder, folder, kind="resnet"):
 
 def _keras_model(kind):
     K = tf.keras
-    if kind == "mobilenet_v2":
-        return K.applications.MobileNetV2(
-            input_shape=(NET_HW, NET_HW, C), alpha=0.35, weights=None, classes=NET_CLASSES
-        )
+    if kind == "mobilenet":  # v1 at its smallest (v2: twice the batch norms, twice the freeze time)
+        return K.applications.MobileNet(input_shape=(NET_HW, NET_HW, C), alpha=0.25, weights=None, classes=NET_CLASSES)
     return K.Sequential(
         [
             K.layers.Conv2D(8, 3, padding="same", input_shape=(NET_HW, NET_HW, C), name="conv"),
