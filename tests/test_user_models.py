@@ -213,7 +213,7 @@ def _freeze_net(info, out, extra=()):
     return freeze_graph.main(argv + ["--output", out, *extra])
 
 
-def _readme_road(tmp_path, info, images):
+def _readme_road(tmp_path, info, images, capsys):
     """freeze_graph -> atc (force_fp32, allow_fp32_to_fp16) -> img2bin --signature -> msame ->
     reference -> loss_check --top1 --labels, as the README writes them; the loss_check reports."""
     from convert import atc
@@ -222,11 +222,15 @@ def _readme_road(tmp_path, info, images):
     m = str(tmp_path / "m" / "net")
     assert _freeze_net(info, m) == 0
     sig = Signature.load(m + ".json")
+    n_defaults = len(sig.checks["folding"]["defaults_folded"])
+    assert f"folded: {n_defaults} placeholder default(s)" in capsys.readouterr().out
     top1 = sig.outputs[0].name
     norm = ["-m", "[127.5,127.5,127.5]", "-c", "[0.00784313725490196,0.00784313725490196,0.00784313725490196]"]
     bins = str(tmp_path / "bins")
     img = ["-i", images, "-w", "32", "-h", "32", "-f", "RGB", "-a", "NHWC", "-t", "float32", *norm]
+    capsys.readouterr()
     assert img2bin.main(img + ["--signature", m + ".json", "-o", bins, "-q"]) == 0
+    assert "img2bin" not in capsys.readouterr().err  # -q: no progress bar
     feed = os.path.join(bins, sig.inputs[0].name)
     ref = str(tmp_path / "ref")
     assert reference.main(["--signature", m + ".json", "--input", feed, "--output", ref, "-q"]) == 0
@@ -236,7 +240,10 @@ def _readme_road(tmp_path, info, images):
         assert atc.main(["--model", m + ".pb", "--output", m, "--precision_mode", mode]) == 0
         (onnx,) = set(glob.glob(str(tmp_path / "m" / "*.onnx"))) - before  # the portable model it wrote
         out = str(tmp_path / f"out_{mode}")
+        capsys.readouterr()
         assert msame.main(["--model", onnx, "--input", feed, "--output", out, "-q"]) == 0
+        said = capsys.readouterr()
+        assert "[INFO]" not in said.out and "infer" not in said.err, said  # -q: no chatter, no bar
         rep = str(tmp_path / f"lc_{mode}.json")
         lc = ["--signature", onnx[: -len(".onnx")] + ".json" if mode != "force_fp32" else m + ".json"]
         lc += ["--offline", out, "--reference", ref, "--inputs", feed, "--top1", top1]
@@ -249,7 +256,7 @@ def _readme_road(tmp_path, info, images):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(NETS))
 def test_slim_and_keras_nets_reach_loss_check_pass(name, user_nets, cifar_images, tmp_path, capsys):
-    sig, reports = _readme_road(tmp_path, user_nets[name], cifar_images)
+    sig, reports = _readme_road(tmp_path, user_nets[name], cifar_images, capsys)
     assert sig.checks["batch_independent"] is True and not sig.checks.get("batch_coupling_allowed")
     fp32, fp16 = reports["force_fp32"], reports["allow_fp32_to_fp16"]
     assert fp32["passed"] and fp32["classification"]["top1_agreement"] == 1.0 and fp32["n_images"] == 10
@@ -312,3 +319,43 @@ def test_saved_model_output_key_unknown_lists_the_keys(user_nets, tmp_path, caps
     assert _freeze_net(info, str(tmp_path / "m" / "x")) == 2
     err = capsys.readouterr().err.strip()
     assert "no node 'probz'" in err and "probs -> probs/Softmax" in err and err.count("\n") == 0
+
+
+def _outputs(folder, arrays):
+    from infer import layout
+
+    run = layout.new_run_dir(folder)
+    for i, a in enumerate(arrays):
+        layout.write_output(os.path.join(run, layout.output_name(f"b{i}", 0)), a)
+    return folder
+
+
+def test_an_output_equal_for_every_image_is_said_to_prove_nothing(tmp_path, capsys):
+    """A degenerate model (the same scores whatever the image) agrees with itself in every
+    precision mode: loss_check passes, and says the PASS proves nothing."""
+    from freeze.signature import Tensor
+
+    sig = Signature(
+        "deg",
+        "forward",
+        2,
+        [Tensor("images", "images:0", [2, 4], "float32", "ND")],
+        [Tensor("probs", "probs:0", [2, 1, 1, 3], "float32", "ND")],  # slim's [N, 1, 1, classes]
+        precision_mode="force_fp32",
+    ).save(tmp_path / "deg.json")
+    same = np.tile(np.array([0.2, 0.7, 0.1], np.float32).reshape(1, 1, 1, 3), (2, 1, 1, 1))
+    ref = _outputs(str(tmp_path / "ref"), [same, same])
+    off = _outputs(str(tmp_path / "out"), [same, same + 1e-7])
+    argv = ["--signature", sig.path, "--offline", off, "--reference", ref, "--top1", "probs", "--no-plot"]
+    assert loss_check.main(argv + ["--report", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING | output(s) probs are the same for every one of the 4 images" in out
+    assert "predicts class 1 for every image" in out
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["classification"]["top1_agreement"] == 1.0 and len(rep["warnings"]) == 2
+    varied = same.copy()
+    varied[1, 0, 0] = [0.6, 0.3, 0.1]  # one image differs: no warning
+    ref2, off2 = _outputs(str(tmp_path / "ref2"), [same, varied]), _outputs(str(tmp_path / "out2"), [same, varied])
+    argv = ["--signature", sig.path, "--offline", off2, "--reference", ref2, "--top1", "probs", "--no-plot"]
+    assert loss_check.main(argv + ["--report", str(tmp_path / "r2.json")]) == 0
+    assert json.loads((tmp_path / "r2.json").read_text())["warnings"] == []
