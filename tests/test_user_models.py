@@ -290,8 +290,13 @@ def test_training_mode_graphs_are_refused_by_name(tmp_path, capsys):
     assert sig.checks["batch_coupling_allowed"] and sig.checks["batch_independent"] is False
     assert "BATCH-COUPLED" in capsys.readouterr().err
     bins = _bins_net(str(tmp_path / "bins" / "images"))
-    assert reference.main(["--signature", out + ".json", "--input", bins, "--output", str(tmp_path / "ref")]) == 0
+    ref = str(tmp_path / "ref")
+    assert reference.main(["--signature", out + ".json", "--input", bins, "--output", ref]) == 0
     assert "BATCH-COUPLED" in capsys.readouterr().err
+    lc = ["--signature", out + ".json", "--offline", ref, "--reference", ref, "--no-plot", "--no-progress"]
+    assert loss_check.main(lc + ["--report", str(tmp_path / "lc.json")]) == 0
+    said = capsys.readouterr()
+    assert "BATCH-COUPLED" in said.err and "WARNING | " in said.out and "BATCH-COUPLED" in said.out
 
     fixed = user_models.export_slim_inference(str(tmp_path / "rb"), str(tmp_path / "rb_inf"), "resnet")
     assert _freeze_net(fixed, str(tmp_path / "m" / "fixed")) == 0

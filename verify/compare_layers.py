@@ -49,8 +49,9 @@ def _report_stems(path):
     """The input stems of the files a loss_check report failed, in its order."""
     from infer import layout
 
+    rep = fsio.read_json(path, "no such file (expected loss_check's --report JSON)")
     try:
-        failed = [f["file"] for f in fsio.read_json(path, "pass loss_check's --report file")["failed_files"]]
+        failed = [f["file"] for f in rep["failed_files"]]
     except (KeyError, TypeError):
         raise UserError(f"{path}: not a loss_check report (expected 'failed_files')") from None
     stems = []
