@@ -4,9 +4,8 @@ install still works."""
 
 import os
 
-import tomllib
-
 import pytest
+import tomllib
 from setuptools import find_packages
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
