@@ -364,3 +364,22 @@ def test_an_output_equal_for_every_image_is_said_to_prove_nothing(tmp_path, caps
     argv = ["--signature", sig.path, "--offline", off2, "--reference", ref2, "--top1", "probs", "--no-plot"]
     assert loss_check.main(argv + ["--report", str(tmp_path / "r2.json")]) == 0
     assert json.loads((tmp_path / "r2.json").read_text())["warnings"] == []
+
+
+def test_batch_statistics_ops_are_the_batch_axis_reductions_and_training_batch_norms():
+    from common.tfcompat import tf
+    from freeze import core
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.placeholder(tf.float32, [4, 8, 8, 3], name="x")
+        mean, var = tf.nn.moments(x, [0, 1, 2], name="bn_moments")  # an unfused batch norm's statistics
+        per_image = tf.reduce_mean(x, [1, 2], name="per_image")  # not over the batch
+        y, _, _ = tf.nn.fused_batch_norm(x, tf.ones([3]), tf.zeros([3]), is_training=True, name="bn_train")
+        z = tf.nn.fused_batch_norm(x, tf.ones([3]), tf.zeros([3]), tf.zeros([3]), tf.ones([3]), is_training=False)[0]
+        tf.identity(y + z + mean + var + tf.reshape(per_image, [4, 1, 1, 3]), name="out")
+    found = core.batch_statistics_ops(g.as_graph_def())
+    assert any(f.startswith("bn_moments/mean (Mean over axes [0, 1, 2])") for f in found)
+    assert "bn_train (FusedBatchNormV3, is_training=True)" in found
+    assert not any(f.startswith("per_image") or "is_training=False" in f for f in found)
+    assert sum("FusedBatchNorm" in f for f in found) == 1  # the inference-mode one is not listed
