@@ -246,6 +246,7 @@ class UserModel(LiveModel):
         gd, self.n_switches = fold.fold_switches(gd)
         gd, self.dropout_folded = fold.fold_dropout(gd)
         gd = fold.prune(gd, self.output_names)
+        self._check_unfed(gd)
         v2 = [n for n in gd.node if n.op in ("If", "StatelessIf", "While", "StatelessWhile")]
         if v2:
             raise UserError(
@@ -260,6 +261,21 @@ class UserModel(LiveModel):
             raise UserError(f"freezing the variables failed: {first_line(e)}") from None
         self._fixed = fold.prune(gd, self.output_names)
         return self._fixed
+
+    def _check_unfed(self, gd):
+        """A placeholder the outputs need that is neither an input nor folded: an offline model
+        cannot run it (a plain tf.placeholder is_training left as it was trained)."""
+        inputs = {n for n, _ in self.shapes}
+        left = [n for n in gd.node if n.op == "Placeholder" and n.name not in inputs]
+        if left:
+            n = left[0]
+            dtype = fold._dtype(n).name
+            example = f"{n.name}:false" if dtype == "bool" else f"{n.name}:0"
+            raise UserError(
+                f"placeholder {n.name!r} ({dtype}) is needed by the outputs but is neither an input "
+                f"(--input_shape) nor folded: pass --input_defaults \"{example}\" (its inference value), "
+                f"or list it in --input_shape if the offline model should take it"
+            )
 
     def frozen_graph_def(self):
         return self.inference_graph_def()

@@ -383,3 +383,14 @@ def test_batch_statistics_ops_are_the_batch_axis_reductions_and_training_batch_n
     assert "bn_train (FusedBatchNormV3, is_training=True)" in found
     assert not any(f.startswith("per_image") or "is_training=False" in f for f in found)
     assert sum("FusedBatchNorm" in f for f in found) == 1  # the inference-mode one is not listed
+
+
+def test_a_plain_is_training_placeholder_left_unfolded_is_named(tmp_path, capsys):
+    """A plain tf.placeholder(bool) is_training without --input_defaults: one line saying how
+    to fold it (it was a traceback: the training branch's Assign cannot be frozen)."""
+    info = user_models.build("batch_norm", str(tmp_path / "train"))
+    argv = info["source"] + ["--output_node_names", "logits", "--input_shape", info["input_shape"]]
+    assert freeze_graph.main(argv + ["--output", str(tmp_path / "m" / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'is_training' (bool)" in err and '--input_defaults "is_training:false"' in err
+    assert not (tmp_path / "m" / "x.pb").exists()
