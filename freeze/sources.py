@@ -273,7 +273,7 @@ class UserModel(LiveModel):
             example = f"{n.name}:false" if dtype == "bool" else f"{n.name}:0"
             raise UserError(
                 f"placeholder {n.name!r} ({dtype}) is needed by the outputs but is neither an input "
-                f"(--input_shape) nor folded: pass --input_defaults \"{example}\" (its inference value), "
+                f'(--input_shape) nor folded: pass --input_defaults "{example}" (its inference value), '
                 f"or list it in --input_shape if the offline model should take it"
             )
 
