@@ -31,7 +31,7 @@ import numpy as np
 from common import fsio
 from common.cli import ArgumentParser, add_force, add_input, add_verbosity
 from common.errors import UserError, cli, run
-from common.log import log
+from common.log import log, quiet
 from data_tools.binfiles import Manifest, find_manifest
 from freeze.signature import Signature
 from infer import layout
@@ -421,13 +421,14 @@ class _Totals:
 
 
 def table(report):
+    w = max([12] + [len(o["name"]) + 2 for o in report["outputs"]])  # whole names, columns aligned
     lines = [
-        f"{'output':<12}{'cosine':>12}{'max_abs':>11}{'max_rel':>11}{'RED':>11}{'RMSE':>11}"
+        f"{'output':<{w}}{'cosine':>12}{'max_abs':>11}{'max_rel':>11}{'RED':>11}{'RMSE':>11}"
         f"{'NaN/Inf':>9}{'elem_fail':>10}  result"
     ]
     for o in report["outputs"]:
         lines.append(
-            f"{o['name']:<12}{o['cosine']:>12.8f}{o['max_abs']:>11.3g}{o['max_rel']:>11.3g}"
+            f"{o['name']:<{w}}{o['cosine']:>12.8f}{o['max_abs']:>11.3g}{o['max_rel']:>11.3g}"
             f"{o['red']:>11.3g}{o['rmse']:>11.3g}{o['nan'] + o['inf']:>9d}"
             f"{o['elementwise_fail']:>10d}  {'FAILED ' + o['why'] if not o['passed'] else 'PASSED'}"
             + (f" ({o['why']})" if o["passed"] and o.get("draw_flip_files") else "")
@@ -564,7 +565,7 @@ def main(argv=None):
         if not inputs:
             raise UserError("--checkpoint-reference needs --inputs DIR[,DIR2] (the files msame ran on)")
         ref_out = a.reference or (tmp := tempfile.TemporaryDirectory(prefix="golden_")).name
-        reference = make_reference(sig, inputs, ref_out, progress=not a.no_progress)
+        reference = make_reference(sig, inputs, ref_out, progress=not (a.no_progress or quiet()))
     elif a.reference:
         reference = a.reference
     else:
@@ -577,7 +578,7 @@ def main(argv=None):
             manifest,
             a.atol,
             a.rtol,
-            progress=not a.no_progress,
+            progress=not (a.no_progress or quiet()),
             top1=a.top1,
             labels=a.labels,
         )

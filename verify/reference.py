@@ -10,7 +10,7 @@ import argparse
 
 from common.cli import ArgumentParser, add_device, add_input, add_output, add_verbosity
 from common.errors import UserError, cli, run
-from common.log import log
+from common.log import log, quiet
 from freeze.signature import Signature
 
 
@@ -64,6 +64,7 @@ def main(argv=None):
         [s.strip() for s in a.input.split(",")],
         a.output,
         "TXT" if a.outfmt == "TXT" else "BIN",
+        progress=not quiet(),
         device=a.device,
         model=a.model,
     )
