@@ -156,16 +156,17 @@ def check_static(graph_def, signature):
             tf.import_graph_def(graph_def, name="")
         t = g.get_operation_by_name(n.name).outputs[0]
         more = f" (and {len(random) - 1} more)" if len(random) > 1 else ""
-        inputs = {t.op for t in signature.inputs}
-        switches = sorted(p.name for p in graph_def.node if p.op == "Placeholder" and p.name not in inputs)
-        if not switches and "dropout" in n.name.lower():  # nothing folds it: built in training mode
+        # dropout still drawing after folding (an unfolded switch placeholder is refused earlier,
+        # sources.UserModel._check_unfed): built in training mode, nothing to feed or fold
+        if "dropout" in n.name.lower():
             raise UserError(
                 f"random op {n.name!r} ({n.op}) is on the inference path{more} and no placeholder switches "
                 "it off: the graph was built in training mode (dropout with is_training=True as a Python "
                 "bool, or Keras training=True). Export the inference graph: build the network again in a "
                 "new tf.Graph with is_training=False (Keras: tf.keras.backend.set_learning_phase(0) first), "
                 "restore the trained checkpoint into it with tf.train.Saver().restore, save it with "
-                "tf.train.Saver().save, and freeze that checkpoint"
+                "tf.train.Saver().save, and freeze that checkpoint (a rate or keep_prob placeholder "
+                "folds with --input_defaults, e.g. drop_rate:0)"
             )
         raise UserError(
             f"random op {n.name!r} ({n.op}) is on the inference path{more}: an offline model must be "
@@ -228,7 +229,7 @@ def batch_statistics_ops(graph_def):
 
 
 def describe_ops(ops):
-    """["a (X, ...)", "b (X, ...)"] -> "2 nodes, first a (X, ...)" (or "none found")."""
+    """["a (X, ...)", "b (X, ...)"] -> "2 node(s), first a (X, ...)" (or "none found ...")."""
     if not ops:
         return "none found (look for reductions over the batch axis)"
     return f"{len(ops)} node(s), first {ops[0]}"
