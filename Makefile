@@ -8,8 +8,9 @@ export DATA_DIR
 
 # Re-install whenever pyproject.toml or this file changes.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
-# pyproject's [tool.ascend-road] no-deps (tf-keras: with its deps it would bring a second TensorFlow)
-NODEPS = $(shell $(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["tool"]["ascend-road"]["no-deps"])')
+# pyproject's [tool.ascend-road] no-deps (tf-keras: with its deps it would bring a second TensorFlow),
+# read by the shell when the line runs (the venv's python does not exist when make expands a recipe)
+NODEPS := $$($(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["tool"]["ascend-road"]["no-deps"])')
 
 .PHONY: setup test test-fast lint demo bench clean
 
