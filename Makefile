@@ -6,15 +6,19 @@ DATA_DIR ?= data
 OUT ?= runs/demo
 export DATA_DIR
 
-# Re-install whenever pyproject.toml changes.
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# Re-install whenever pyproject.toml or this file changes.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
+# pyproject's [tool.ascend-road] no-deps (tf-keras: with its deps it would bring a second TensorFlow),
+# read by the shell when the line runs (the venv's python does not exist when make expands a recipe)
+NODEPS := $$($(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["tool"]["ascend-road"]["no-deps"])')
 
 .PHONY: setup test test-fast lint demo bench bench-smoke clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade "pip>=23" "setuptools>=64"
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps $(NODEPS)
 	rm -f $(VENV)/.installed-*
 	touch $@
 

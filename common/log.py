@@ -38,4 +38,9 @@ def setup(level: int = logging.INFO) -> logging.Logger:
     return log
 
 
+def quiet() -> bool:
+    """-q given: no progress bars and no chatter (only warnings, errors and results)."""
+    return log.getEffectiveLevel() > logging.INFO
+
+
 setup()  # at import, so code called outside a tool's main (tests, notebooks) prints as a tool does

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 from common import fsio  # noqa: E402
 from common.cli import add_data_dir, add_force, add_output, tool_parser  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
+from common.log import quiet  # noqa: E402
 from data_tools import datasets  # noqa: E402
 from data_tools.staging import committing, interruptible, staging  # noqa: E402
 
@@ -86,7 +87,7 @@ def main(argv=None):
         images = images[: a.limit]
         labels = labels[: a.limit] if labels is not None else None
     with interruptible():
-        names = export(images, labels, a.dataset, a.split, a.output, a.force)
+        names = export(images, labels, a.dataset, a.split, a.output, a.force, progress=not quiet())
     print(
         f"[info] {len(names)} images -> {os.path.abspath(a.output)}"
         + (

@@ -46,7 +46,7 @@ if __package__ in (None, ""):  # `python stage/tool.py` without the package inst
 
 from common.cli import ArgumentParser, add_data_dir, add_force, add_input, add_output, add_verbosity  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
-from common.log import log  # noqa: E402
+from common.log import log, quiet  # noqa: E402
 from data_tools.dataset_bins import images_to_set, input_roles, model_spec, write_dataset  # noqa: E402
 from data_tools.image_tool import AIPP_FORMATS, DTYPES, Preprocess, images_to_bins  # noqa: E402
 from data_tools.staging import interruptible  # noqa: E402
@@ -244,7 +244,7 @@ def _dataset_main(a):
     images = datasets.load(a.dataset, a.split, a.data_dir)
     if a.limit is not None:
         images = images[: a.limit]
-    m = write_dataset(images, sig, a.output, a.dataset, a.split, a.seed, a.force)
+    m = write_dataset(images, sig, a.output, a.dataset, a.split, a.seed, a.force, progress=not quiet())
     print(
         f"[info] {m['n_images']} images in {len(m['files'])} files of batch {sig.batch} "
         f"({m['files'][-1]['n_pad']} padding rows) -> {os.path.abspath(a.output)}"
@@ -265,7 +265,7 @@ def _model_image_main(a):
         raise UserError(f"-t {a.output_type}: input {x.name!r} of {a.signature} is {x.dtype} (leave -t out to use it)")
     _aipp_defaults(a, sig, x)
     pre = _preprocess(a, x.dtype)
-    m = images_to_set(a.input, a.output, sig, pre, x.name, a.seed, a.force)
+    m = images_to_set(a.input, a.output, sig, pre, x.name, a.seed, a.force, progress=not quiet())
     print(
         f"[info] {m['n_images']} images in {len(m['files'])} files of batch {sig.batch} "
         f"({m['files'][-1]['n_pad']} padding rows) -> {os.path.abspath(a.output)}"
@@ -294,7 +294,17 @@ def main(argv=None):
             raise UserError("--input_name needs --signature MODEL.json")
         pre = _preprocess(a, a.output_type)
         outs = images_to_bins(
-            a.input, a.output, pre.w, pre.h, pre.fmt, pre.layout, pre.dtype, pre.mean, pre.coef, force=a.force
+            a.input,
+            a.output,
+            pre.w,
+            pre.h,
+            pre.fmt,
+            pre.layout,
+            pre.dtype,
+            pre.mean,
+            pre.coef,
+            force=a.force,
+            progress=not quiet(),
         )
         print(f"[info] bin file generated successfully. ({len(outs)} file(s) in {a.output})")
         return 0

@@ -201,6 +201,18 @@ def check_static(graph_def, signature):
             tf.import_graph_def(graph_def, name="")
         t = g.get_operation_by_name(n.name).outputs[0]
         more = f" (and {len(random) - 1} more)" if len(random) > 1 else ""
+        # dropout still drawing after folding (an unfolded switch placeholder is refused earlier,
+        # sources.UserModel._check_unfed): built in training mode, nothing to feed or fold
+        if "dropout" in n.name.lower():
+            raise UserError(
+                f"random op {n.name!r} ({n.op}) is on the inference path{more} and no placeholder switches "
+                "it off: the graph was built in training mode (dropout with is_training=True as a Python "
+                "bool, or Keras training=True). Export the inference graph: build the network again in a "
+                "new tf.Graph with is_training=False (Keras: tf.keras.backend.set_learning_phase(0) first), "
+                "restore the trained checkpoint into it with tf.train.Saver().restore, save it with "
+                "tf.train.Saver().save, and freeze that checkpoint (a rate or keep_prob placeholder "
+                "folds with --input_defaults, e.g. drop_rate:0)"
+            )
         raise UserError(
             f"random op {n.name!r} ({n.op}) is on the inference path{more}: an offline model must be "
             f"deterministic. Replace it with an input, e.g. tf.placeholder({t.dtype.base_dtype.name}, "
@@ -241,10 +253,49 @@ def max_difference(got, ref, signature):
     return worst, int_diff
 
 
+BATCH_NORM_OPS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
+MEAN_OPS = ("Mean", "Sum")
+
+
+def batch_statistics_ops(graph_def):
+    """The nodes that compute statistics over the batch axis: batch norm in training mode
+    (FusedBatchNorm* with is_training=True) and Mean/Sum reductions over axis 0 (tf.nn.moments,
+    an unfused batch norm). ["name (op)", ...]."""
+    consts = {n.name: n for n in graph_def.node if n.op == "Const"}
+    found = []
+    for n in graph_def.node:
+        if n.op in BATCH_NORM_OPS and n.attr["is_training"].b:
+            found.append(f"{n.name} ({n.op}, is_training=True)")
+        elif n.op in MEAN_OPS and len(n.input) > 1 and n.input[1].split(":")[0] in consts:
+            axes = tf.make_ndarray(consts[n.input[1].split(":")[0]].attr["value"].tensor).reshape(-1)
+            if 0 in axes.tolist():
+                found.append(f"{n.name} ({n.op} over axes {axes.tolist()})")
+    return found
+
+
+def describe_ops(ops):
+    """["a (X, ...)", "b (X, ...)"] -> "2 node(s), first a (X, ...)" (or "none found ...")."""
+    if not ops:
+        return "none found (look for reductions over the batch axis)"
+    return f"{len(ops)} node(s), first {ops[0]}"
+
+
+def batch_coupling_error(graph_def, worst):
+    """One line: how far row 0 moved, the batch-statistics ops that explain it, and the fix."""
+    named = f"; batch statistics in the graph: {describe_ops(batch_statistics_ops(graph_def))}"
+    return (
+        f"frozen graph is batch-coupled: row 0's outputs moved by {worst:.3g} (relative) when its batch-mates "
+        f"changed{named}. Batch norm still normalises by the batch's own statistics (built with "
+        "is_training=True): rebuild the inference graph with is_training=False and save again, or make "
+        "is_training a tf.placeholder_with_default(False, []) and pass --input_defaults is_training:false "
+        "(--allow_batch_coupling freezes it anyway, recorded in the signature)"
+    )
+
+
 def check_batch_independent(graph_def, signature, feed, other_feed, tol=1e-5, required=True):
     """Row 0's outputs do not change when every other row of the batch changes. Needs the
     batch as the first dimension of every input and output; ``required``: raise when it fails,
-    else only report (a user model)."""
+    else only report (``--allow_batch_coupling``)."""
     if signature.batch < 2:
         return {"batch_independent": "not checked (batch 1)"}
     if any(not t.shape or t.shape[0] != signature.batch for t in signature.inputs + signature.outputs):
@@ -259,11 +310,12 @@ def check_batch_independent(graph_def, signature, feed, other_feed, tol=1e-5, re
     worst, ints = max_difference([y[:1] for y in b], [x[:1] for x in a], signature)
     ok = worst <= tol and not ints
     if not ok and required:
-        raise UserError(
-            f"frozen graph is batch-coupled: row 0's outputs moved by {worst:.3g} "
-            "(relative) when its batch-mates changed"
-        )
-    return {"batch_independent": bool(ok), "batch_coupling_max_rel": worst}
+        raise UserError(batch_coupling_error(graph_def, worst))
+    out = {"batch_independent": bool(ok), "batch_coupling_max_rel": worst}
+    if not ok:
+        out["batch_coupling_allowed"] = True
+        out["batch_statistics_ops"] = batch_statistics_ops(graph_def)
+    return out
 
 
 def check_fresh_process(pb_path, signature):

@@ -16,7 +16,8 @@ bool outputs (an argmax) keep their dtype.
 What freeze checks: no variables; no random op (an error names it and the input that
 would replace it); every op converts with tf2onnx (the nodes that do not are listed);
 the frozen graph equals the checkpoint on example inputs; it loads in a fresh process;
-batch independence is measured and recorded.
+outputs do not depend on the other images of the batch (a graph whose batch norm still uses
+the batch's statistics is refused, naming those ops, unless --allow_batch_coupling).
 """
 
 import argparse
@@ -29,6 +30,7 @@ if __package__ in (None, ""):  # `python stage/tool.py` without the package inst
 from common import fsio  # noqa: E402
 from common.cli import add_device, add_force, add_output, tool_parser  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
+from common.log import log  # noqa: E402
 
 EXAMPLE = """examples:
   python freeze/freeze_graph.py --input_checkpoint runs/mine/model.ckpt-300 \\
@@ -64,6 +66,12 @@ def build_parser():
     add_output(p, required=True, help="output path without suffix: writes OUTPUT.pb + OUTPUT.json")
     p.add_argument("--name", help="model name recorded in the signature (default: OUTPUT's file name)")
     p.add_argument("--opset", type=int, default=13, help="ONNX opset of the converter preflight (default 13)")
+    p.add_argument(
+        "--allow_batch_coupling",
+        action="store_true",
+        help="freeze a graph whose outputs depend on the other images of the batch (batch norm in training "
+        "mode) instead of refusing it; recorded in the signature, and reference/loss_check warn",
+    )
     add_device(p, choices=("cpu", "gpu"), help="device used for the checks")
     add_force(p, help="overwrite OUTPUT.pb / OUTPUT.json")
     return p
@@ -123,7 +131,7 @@ def main(argv=None):
     fsio.refuse_overwrite([out + ext for ext in (".pb", ".json")], a.force)
     source = source_of(argparse.Namespace(**{**vars(a), "output": out}))
     with UserModel(source, shapes, outputs, defaults, device=a.device, name=a.name or stem) as m:
-        sig = core.freeze(m, out_dir, stem, batch_independent=False, opset=a.opset, force=a.force)
+        sig = core.freeze(m, out_dir, stem, batch_independent=not a.allow_batch_coupling, opset=a.opset, force=a.force)
     c = sig.checks
     print(f"wrote {out}.pb ({sig.artifact['bytes']} bytes, {c['op_count']} ops) and {out}.json")
     print(f"inputs:  {sig.atc_input_shape()}")
@@ -136,6 +144,11 @@ def main(argv=None):
         f"checkpoint max rel err {c['frozen_vs_checkpoint_max_rel']:.2e}; batch independent: "
         f"{c.get('batch_independent')}"
     )
+    if c.get("batch_coupling_allowed"):
+        log.warning(
+            f"warning: {out}.pb is BATCH-COUPLED (--allow_batch_coupling): an image's outputs depend on "
+            f"the other images of its batch; batch statistics: {core.describe_ops(c['batch_statistics_ops'])}"
+        )
     return 0
 
 

@@ -204,6 +204,17 @@ class Signature:
     def is_fp16(self) -> bool:
         return self.precision_mode in FP16_MODES
 
+    @property
+    def batch_coupling_warning(self) -> str | None:
+        """The loud line verify prints for a graph frozen with --allow_batch_coupling, else None."""
+        if not self.checks.get("batch_coupling_allowed"):
+            return None
+        return (
+            f"WARNING: {self.path or self.model}: frozen with --allow_batch_coupling: BATCH-COUPLED, each image's "
+            "outputs depend on the other images of its batch (batch norm with is_training=True); the goldens "
+            "come from the same graph, so a PASS here does not mean the inference-mode model"
+        )
+
     # --- ATC -----------------------------------------------------------------
     def atc_input_shape(self) -> str:
         return ";".join(f"{t.op}:{','.join(map(str, t.shape))}" for t in self.inputs)

@@ -64,10 +64,10 @@ def resolve_checkpoint(path):
     return ckpt, step
 
 
-def _input_meta(graph, name, layout):
+def _input_meta(graph, name, layout, key=None):
     t = graph.get_tensor_by_name(name + ":0")
     shape = t.shape.as_list()
-    return Tensor(name.replace("/", "_"), t.name, shape, t.dtype.base_dtype.name, layout)
+    return Tensor((key or name).replace("/", "_"), t.name, shape, t.dtype.base_dtype.name, layout)
 
 
 class UserModel(LiveModel):
@@ -90,6 +90,7 @@ class UserModel(LiveModel):
         try:
             with self.graph.as_default():
                 self._load()
+            self._resolve_signature_keys()
             self._check_names()
             self.signature = self._signature(name, layouts or {})
         except BaseException:
@@ -103,7 +104,7 @@ class UserModel(LiveModel):
         g = tf.Graph()
         with g.as_default():
             tf.import_graph_def(gd, name="")
-        ins = [_input_meta(g, n, layouts.get(n, _guess_layout(s))) for n, s in self.shapes]
+        ins = [_input_meta(g, n, layouts.get(n, _guess_layout(s)), self.keys.get(n)) for n, s in self.shapes]
         check_fits([(t.name, t.shape, t.np_dtype) for t in ins], f"--input_shape {self.record()['input_shape']}")
         outs = [(n, g.get_tensor_by_name(n + ":0")) for n in self.output_names]
         if not all(t.shape.is_fully_defined() for _, t in outs):  # static inference cannot tell: run once
@@ -124,7 +125,7 @@ class UserModel(LiveModel):
             ins[0].shape[0] if ins[0].shape else 1,
             ins,
             [
-                Tensor(n.replace("/", "_"), t.name, s, t.dtype.base_dtype.name, layouts.get(n, "ND"))
+                Tensor(self.keys.get(n, n).replace("/", "_"), t.name, s, t.dtype.base_dtype.name, layouts.get(n, "ND"))
                 for (n, t), s in zip(outs, shapes)
             ],
             precision_mode="force_fp32",
@@ -164,6 +165,26 @@ class UserModel(LiveModel):
             what = self.source.get("checkpoint") or self.source.get("dir") or self.source.get("path")
             raise UserError(f"{what}: not a readable {kind} ({type(e).__name__}: {first_line(e)})") from None
 
+    def _resolve_signature_keys(self):
+        """A SavedModel's signature keys (``probs``) name their tensors (``probs/Softmax:0``);
+        the signature keeps the key as the tensor's name, the graph uses the op."""
+        self.keys = {}  # op name -> the name the user gave
+        defs = getattr(self, "signature_def", None) or {}
+        by_key = {}
+        for sd in defs.values():
+            for k, info in list(sd.inputs.items()) + list(sd.outputs.items()):
+                by_key.setdefault(k, fold.op_name(info.name))
+        ops = {op.name for op in self.graph.get_operations()}
+
+        def resolve(n):
+            op = by_key[n] if n not in ops and n in by_key else n
+            self.keys[op] = n
+            return op
+
+        self.output_names = [resolve(n) for n in self.output_names]
+        self.shapes = [(resolve(n), s) for n, s in self.shapes]
+        self.signature_keys = ", ".join(f"{k} -> {v}" for k, v in sorted(by_key.items()))
+
     def _check_names(self):
         ops = {op.name: op for op in self.graph.get_operations()}
         for n in self.output_names:
@@ -172,6 +193,7 @@ class UserModel(LiveModel):
                 raise UserError(
                     f"--output_node_names: the graph has no node {n!r}"
                     + (f" (similar: {', '.join(close)})" if close else "")
+                    + (f"; the SavedModel's signature keys: {self.signature_keys}" if self.signature_keys else "")
                 )
         for n, _ in self.shapes:
             if n not in ops:
@@ -184,8 +206,8 @@ class UserModel(LiveModel):
         """What the signature records of the source (enough to rebuild this object)."""
         r = dict(self.source)
         r.update(
-            input_shape=";".join(f"{n}:{','.join(map(str, s))}" for n, s in self.shapes),
-            output_node_names=",".join(self.output_names),
+            input_shape=";".join(f"{self.keys.get(n, n)}:{','.join(map(str, s))}" for n, s in self.shapes),
+            output_node_names=",".join(self.keys.get(n, n) for n in self.output_names),
             input_defaults=dict(self.defaults),
         )
         return r
@@ -219,6 +241,7 @@ class UserModel(LiveModel):
             return self._fixed
         gd = self.graph.as_graph_def()
         gd = fold.set_inputs(gd, self.shapes)
+        self._on_path = {n.name for n in fold.prune(gd, self.output_names).node}  # before folding cuts it
         gd, self.folded = fold.fold_defaults(
             gd, {k: str(v).lower() for k, v in self.defaults.items()}, [n for n, _ in self.shapes]
         )
@@ -227,6 +250,7 @@ class UserModel(LiveModel):
         gd, self.n_switches = fold.fold_switches(gd)
         gd, self.dropout_folded = fold.fold_dropout(gd)
         gd = fold.prune(gd, self.output_names)
+        self._check_unfed(gd)
         tf2flow.refuse_updates(gd)
         try:
             gd = tf.graph_util.convert_variables_to_constants(self.sess, gd, self.output_names)
@@ -236,14 +260,29 @@ class UserModel(LiveModel):
         self._fixed = tf2flow.strip_library(fold.prune(gd, self.output_names))
         return self._fixed
 
+    def _check_unfed(self, gd):
+        """A placeholder the outputs need that is neither an input nor folded: an offline model
+        cannot run it (a plain tf.placeholder is_training left as it was trained)."""
+        inputs = {n for n, _ in self.shapes}
+        left = [n for n in gd.node if n.op == "Placeholder" and n.name not in inputs]
+        if left:
+            n = left[0]
+            dtype = fold._dtype(n).name
+            example = f"{n.name}:false" if dtype == "bool" else f"{n.name}:0"
+            raise UserError(
+                f"placeholder {n.name!r} ({dtype}) is needed by the outputs but is neither an input "
+                f'(--input_shape) nor folded: pass --input_defaults "{example}" (its inference value), '
+                f"or list it in --input_shape if the offline model should take it"
+            )
+
     def frozen_graph_def(self):
         return self.inference_graph_def()
 
     def folding(self):
         """What the folding did, for the signature's checks."""
-        gd = self.inference_graph_def()
-        kept = {n.name for n in gd.node}
-        folded = {k: v for k, v in self.folded.items() if k in kept or k in self.defaults}
+        self.inference_graph_def()
+        # a default counts where it reached the outputs (Keras' learning phase, folded away)
+        folded = {k: v for k, v in self.folded.items() if k in self._on_path or k in self.defaults}
         return {
             "defaults_folded": folded,
             "tf_cond_folded": self.n_switches,

@@ -42,6 +42,7 @@ if __package__ in (None, ""):  # `python stage/tool.py` without the package inst
 from common import fsio  # noqa: E402
 from common.cli import ArgumentParser, add_device, add_input, add_output, add_verbosity  # noqa: E402
 from common.errors import UserError, cli, run  # noqa: E402
+from common.log import quiet  # noqa: E402
 
 EXAMPLE = """example:
   python infer/msame.py --model out/realnvp.onnx --input bins/x,bins/u --output out/msame --outfmt TXT
@@ -174,15 +175,17 @@ def _main(a):
 
     loop, inputs = _check_args(a)
     runner = _open_runner(a, inputs)
-    print("[INFO] acl init success")
-    print(f"[INFO] open device {a.device} success")
-    print("[INFO] create context success")
-    print("[INFO] create stream success")
-    print("[INFO] get run mode success")
+    # msame's [INFO] chatter and the progress bar, unless -q (its [WARN]/[ERROR] and results stay)
+    say = print if not quiet() else _print_unless_info
+    say("[INFO] acl init success")
+    say(f"[INFO] open device {a.device} success")
+    say("[INFO] create context success")
+    say("[INFO] create stream success")
+    say("[INFO] get run mode success")
     with runner:
-        print(f"[INFO] load model {a.model} success")
-        print("[INFO] create model description success")
-        print("[INFO] get input dynamic gear count success")
+        say(f"[INFO] load model {a.model} success")
+        say("[INFO] create model description success")
+        say("[INFO] get input dynamic gear count success")
         if a.debug == "true":
             describe(runner.signature)
         run_inputs(
@@ -192,18 +195,23 @@ def _main(a):
             fmt=a.outfmt,
             resume=a.resume,
             loop=loop,
-            progress=True,
-            log=lambda s: print(s, flush=False),
+            progress=not quiet(),
+            log=lambda s: say(s, flush=False),
             output_size=a.outputSize,
         )
         if not inputs or is_file_mode(inputs):
-            print("[INFO] destroy model input success")
-    print(f"[INFO] unload model success, model Id is {runner.model_id}")
-    print(f"[INFO] pid: {os.getpid()} Execute sample success")
-    print("[INFO] end to destroy stream")
-    print("[INFO] end to destroy context")
-    print(f"[INFO] end to reset device is {a.device}")
-    print("[INFO] end to finalize acl")
+            say("[INFO] destroy model input success")
+    say(f"[INFO] unload model success, model Id is {runner.model_id}")
+    say(f"[INFO] pid: {os.getpid()} Execute sample success")
+    say("[INFO] end to destroy stream")
+    say("[INFO] end to destroy context")
+    say(f"[INFO] end to reset device is {a.device}")
+    say("[INFO] end to finalize acl")
+
+
+def _print_unless_info(line="", **kw):
+    if not str(line).startswith("[INFO]"):
+        print(line, **kw)
 
 
 def _check_args(a):

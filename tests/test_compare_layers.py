@@ -187,3 +187,73 @@ def test_iterate_needs_an_fp16_model(tmp_path):
         )
         == 2
     )
+
+
+def _two_branch_model(out_dir, batch=2):
+    """y = concat(square(300 x0), square(300 x1)) / 1e5: x0 near 1 overflows fp16 (90000 >
+    65504) in the first branch only, x1 near 1 in the second only."""
+    from common.tfcompat import tf
+    from freeze.signature import Tensor
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.placeholder(tf.float32, [batch, 2], name="x")
+        a = tf.square(x[:, :1] * 300.0, name="sq_a")
+        b = tf.square(x[:, 1:] * 300.0, name="sq_b")
+        tf.identity(tf.concat([a, b], 1) * 1e-5, "y")
+    pb = os.path.join(out_dir, "two.pb")
+    with open(pb, "wb") as f:
+        f.write(g.as_graph_def().SerializeToString())
+    Signature(
+        "two",
+        "forward",
+        batch,
+        [Tensor("x", "x:0", [batch, 2], "float32", "ND")],
+        [Tensor("y", "y:0", [batch, 2], "float32", "ND")],
+        precision_mode="force_fp32",
+        artifact={"file": "two.pb", "kind": "pb"},
+    ).save(os.path.join(out_dir, "two.json"))
+    return pb
+
+
+def test_doctor_fixes_every_failing_batch_of_a_loss_check_report(tmp_path, capsys):
+    """Batch b0 overflows in one branch, b1 in the other, b2 in none: a keep list found on
+    b0 alone leaves b1 failing; from the loss_check report's failing files the doctor iterates
+    until both pass and re-checks all three before writing the list."""
+    pb = _two_branch_model(str(tmp_path))
+    sig = Signature.load(str(tmp_path / "two.json"))
+    f16 = str(tmp_path / "two.fp16.onnx")
+    to_onnx.convert(pb, f16, "force_fp16")
+    batches = {"b0": [[1.0, 0.1], [0.9, 0.2]], "b1": [[0.1, 1.0], [0.2, 0.9]], "b2": [[0.1, 0.1], [0.2, 0.2]]}
+    os.makedirs(tmp_path / "bins" / "x")
+    for stem, v in batches.items():
+        binfiles.write_bin(tmp_path / "bins" / "x" / f"{stem}.bin", np.array(v, np.float32), sig.inputs[0])
+    base = ["--pb", pb, "--onnx", f16, "--input", str(tmp_path / "bins" / "x")]
+
+    def failing(keep):  # the batches with a failing layer, the model rebuilt with the keep list
+        out = str(tmp_path / f"{keep.stem}.fp16.onnx")
+        to_onnx.convert(pb, out, "force_fp16", str(keep))
+        gd = loaders.load_graph_def(pb)
+        return sorted(
+            s for s, v in batches.items() if diagnose(gd, sig, out, {"x": np.array(v, np.float32)})["first_failing"]
+        )
+
+    one = tmp_path / "one.cfg"
+    assert compare_layers.main(base + ["--keep-dtype-out", str(one), "--iterate", "4"]) == 0
+    assert failing(one) == ["b1"]  # the first batch's list leaves the other branch failing
+
+    report = tmp_path / "lc.json"  # the failing files as loss_check lists them
+    out_files = [f"out/2026_1/{s}_output_0.bin" for s in ("b1", "b0")]
+    report.write_text(json.dumps({"failed_files": [{"file": f, "output": "y", "why": "inf"} for f in out_files]}))
+    capsys.readouterr()
+    every = tmp_path / "every.cfg"
+    rep_path = str(tmp_path / "every.json")
+    argv = base + ["--keep-dtype-out", str(every), "--iterate", "4", "--from-report", str(report), "--report", rep_path]
+    assert compare_layers.main(argv) == 0
+    rep = json.loads(open(rep_path).read())
+    assert rep["converged"] and rep["batches_checked"] == 3
+    assert {r["batch"] for r in rep["rounds"] if r["first_failing"]} == {"b0", "b1"}
+    assert failing(every) == []
+    assert "nothing fails on 3 batch(es)" in capsys.readouterr().out
+    assert compare_layers.main(base + ["--keep-dtype-out", str(tmp_path / "k2.cfg"), "--batch-file", "b9"]) == 2
+    assert "b9" in capsys.readouterr().err

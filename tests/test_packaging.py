@@ -4,6 +4,7 @@ install still works."""
 
 import os
 
+import pytest
 import tomllib
 from setuptools import find_packages
 
@@ -26,3 +27,22 @@ def test_every_package_in_the_tree_is_in_the_wheel():
             in_tree.add(os.path.relpath(d, ROOT).replace(os.sep, "."))
     assert {"infer.backends", "verify.doctor", "common"} <= in_tree
     assert in_tree == shipped, f"left out of the wheel: {sorted(in_tree - shipped)}"
+
+
+def test_user_model_frameworks_come_without_a_second_tensorflow():
+    """tf-keras is installed --no-deps (its wheel requires `tensorflow`, which pip would put
+    beside tensorflow-cpu): pinned to TensorFlow's version, in no requirement list pip resolves,
+    and no `tensorflow` distribution in the environment. tf-slim comes with the test extra."""
+    from importlib import metadata
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)
+    nodeps = project["tool"]["ascend-road"]["no-deps"]
+    tf_pin = next(d for d in project["project"]["dependencies"] if d.startswith("tensorflow-cpu=="))
+    assert nodeps == ["tf-keras==" + tf_pin.split("==")[1]]
+    resolved = project["project"]["dependencies"] + sum(project["project"]["optional-dependencies"].values(), [])
+    assert not any(r.startswith("tf-keras") for r in resolved)
+    assert "ascend-road[user-models]" in project["project"]["optional-dependencies"]["test"]
+    assert metadata.version("tf-keras") == nodeps[0].split("==")[1]
+    with pytest.raises(metadata.PackageNotFoundError):  # only tensorflow-cpu
+        metadata.distribution("tensorflow")

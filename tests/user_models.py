@@ -7,8 +7,12 @@ fit it ({"source": [...], "input_shape": ..., "outputs": ..., "defaults": ...}).
 
 import os
 
+# isort: off
+import common.userframeworks  # noqa: F401  (tf-slim and tf.keras on TF 2.21: first, as in a user's script)
 import numpy as np
 import tensorflow.compat.v1 as tf
+
+# isort: on
 
 tf.disable_v2_behavior()  # TF1 graphs, as the users' scripts (and TF 1.15 on Ascend) build them
 
@@ -137,4 +141,127 @@ def build(pitfall, folder):
         "input_shape": f"images:4,{H},{W},{C}",
         "outputs": ",".join(outputs),
         "defaults": ";".join(f"{k}:{v}" for k, v in defaults.items()),
+    }
+
+
+# --- nets teams bring: TF-Slim and tf.keras, trained the way their scripts do -------------
+# Each ``train_*`` is a user's training script in small (32x32 inputs, a few blocks, 2 steps
+# of random CIFAR-sized data) and returns the README's freeze flags for it. They need the
+# `user-models` extra and ``import common.userframeworks`` first (README "TF-Slim and Keras
+# models"), exactly as a user's script does.
+
+NET_HW, NET_CLASSES = 32, 10
+
+
+def _user_data(n=8, seed=0):
+    rng = np.random.RandomState(seed)
+    return rng.uniform(-1, 1, (n, NET_HW, NET_HW, C)).astype(np.float32), rng.randint(0, NET_CLASSES, n)
+
+
+def _slim_net(kind, images, is_training):
+    """slim resnet_v1 (2 bottleneck blocks) or the first inception_v1 blocks with a dropout head;
+    returns (logits, predictions) as slim's end_points give them ([N, 1, 1, classes])."""
+    import tf_slim as slim
+    from tf_slim.nets import inception_v1, resnet_v1
+
+    if kind == "resnet":
+        blocks = [
+            resnet_v1.resnet_v1_block("block1", base_depth=4, num_units=1, stride=2),
+            resnet_v1.resnet_v1_block("block2", base_depth=8, num_units=1, stride=1),
+        ]
+        with slim.arg_scope(resnet_v1.resnet_arg_scope()):
+            logits, ends = resnet_v1.resnet_v1(
+                images, blocks, num_classes=NET_CLASSES, is_training=is_training, scope="resnet_v1_small"
+            )
+        return logits, ends["predictions"]
+    with slim.arg_scope(inception_v1.inception_v1_arg_scope()):
+        with slim.arg_scope([slim.batch_norm, slim.dropout], is_training=is_training):
+            net, _ = inception_v1.inception_v1_base(images, final_endpoint="Mixed_3b", scope="InceptionV1")
+            net = tf.reduce_mean(net, [1, 2], keepdims=True, name="global_pool")
+            net = slim.dropout(net, 0.8, scope="Dropout_0b")
+            logits = slim.conv2d(net, NET_CLASSES, [1, 1], activation_fn=None, normalizer_fn=None, scope="Logits")
+    return logits, slim.softmax(logits, scope="Predictions")
+
+
+def train_slim(folder, kind="resnet", is_training="placeholder"):
+    """A slim training script: ``is_training`` a placeholder_with_default(False) fed True while
+    training, or the Python bool True (the graph the Saver's .meta then holds is training mode)."""
+    g = tf.Graph()
+    with g.as_default():
+        tf.set_random_seed(0)
+        images = tf.placeholder(tf.float32, [None, NET_HW, NET_HW, C], name="images")
+        labels = tf.placeholder(tf.int64, [None], name="labels")
+        switch = tf.placeholder_with_default(False, [], name="is_training") if is_training == "placeholder" else True
+        logits, predictions = _slim_net(kind, images, switch)
+        loss = tf.losses.sparse_softmax_cross_entropy(labels, tf.squeeze(logits, [1, 2]))
+        step = tf.train.get_or_create_global_step()
+        with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):  # moving averages
+            train = tf.train.AdamOptimizer(1e-3).minimize(loss, global_step=step)
+        with tf.Session() as s:
+            s.run(tf.global_variables_initializer())
+            for i in range(2):
+                x, y = _user_data(seed=i)
+                feed = {images: x, labels: y}
+                if is_training == "placeholder":
+                    feed[switch] = True
+                s.run(train, feed)
+            tf.train.Saver().save(s, os.path.join(folder, "model.ckpt"), global_step=step)
+    return {
+        "source": ["--input_checkpoint", folder],
+        "outputs": predictions.op.name,
+        "defaults": "is_training:false" if is_training == "placeholder" else "",
+    }
+
+
+def export_slim_inference(train_folder, folder, kind="resnet"):
+    """The README's fix for a Python-bool training graph: rebuild with is_training=False,
+    restore the trained variables, save again."""
+    g = tf.Graph()
+    with g.as_default():
+        images = tf.placeholder(tf.float32, [None, NET_HW, NET_HW, C], name="images")
+        _, predictions = _slim_net(kind, images, False)
+        with tf.Session() as s:
+            tf.train.Saver().restore(s, tf.train.latest_checkpoint(train_folder))
+            tf.train.Saver().save(s, os.path.join(folder, "model.ckpt"))
+    return {"source": ["--input_checkpoint", folder], "outputs": predictions.op.name, "defaults": ""}
+
+
+def _keras_model(kind):
+    K = tf.keras
+    if kind == "mobilenet":  # v1 at its smallest (v2: twice the batch norms, twice the freeze time)
+        return K.applications.MobileNet(input_shape=(NET_HW, NET_HW, C), alpha=0.25, weights=None, classes=NET_CLASSES)
+    return K.Sequential(
+        [
+            K.layers.Conv2D(8, 3, padding="same", input_shape=(NET_HW, NET_HW, C), name="conv"),
+            K.layers.BatchNormalization(name="bn"),
+            K.layers.ReLU(name="relu"),
+            K.layers.MaxPooling2D(4, name="pool"),
+            K.layers.Flatten(name="flat"),
+            K.layers.Dropout(0.3, name="drop"),
+            K.layers.Dense(NET_CLASSES, activation="softmax", name="probs"),
+        ]
+    )
+
+
+def train_keras(folder, kind="sequential", save="checkpoint"):
+    """A tf.keras (Keras 2, graph mode) script: compile, fit, then a tf.train.Saver checkpoint of
+    Keras' session, or a SavedModel whose signature names the output ``probs``."""
+    g = tf.Graph()
+    with g.as_default():
+        tf.set_random_seed(0)
+        model = _keras_model(kind)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        x, y = _user_data(16)
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        s = tf.keras.backend.get_session()
+        if save == "saved_model":
+            d = os.path.join(folder, "export")
+            tf.saved_model.simple_save(s, d, inputs={"images": model.input}, outputs={"probs": model.output})
+            return {"source": ["--input_saved_model_dir", d], "outputs": "probs", "input": "images", "defaults": ""}
+        tf.train.Saver().save(s, os.path.join(folder, "model.ckpt"))
+    return {
+        "source": ["--input_checkpoint", folder],
+        "outputs": model.output.op.name,
+        "input": model.input.op.name,
+        "defaults": "",
     }

@@ -1,5 +1,8 @@
-"""The precision doctor's command line: one batch, every layer of the frozen graph (fp32)
-against the portable model (e.g. fp16), the first failing layer, a --keep_dtype file.
+"""The precision doctor's command line: every layer of the frozen graph (fp32) against the
+portable model (e.g. fp16) on one batch or several (--batch-file a,b / all, or the failing
+files of a loss_check report), the first failing layer, a --keep_dtype file. With --iterate
+the keep list grows until every given batch passes, and is written only after all of them
+are re-checked with it.
 
 What it does and why is in verify/doctor/ (capture, match, diagnose, search); this file
 reads the flags and the batch, prints the table and writes the keep list and the report.
@@ -17,8 +20,7 @@ from common.loaders import load_graph_def
 from data_tools import binfiles
 from freeze.signature import Signature, card_beside, find_beside
 from verify import metrics
-from verify.doctor.diagnose import diagnose
-from verify.doctor.search import iterate
+from verify.doctor.search import diagnose_set, iterate
 
 
 def load_batch(sig, inputs, stem=None):
@@ -29,11 +31,56 @@ def load_batch(sig, inputs, stem=None):
             f"{[t.name for t in sig.inputs]}"
         )
     if stem is None:
-        files = sorted(f for f in os.listdir(inputs[0]) if f.endswith(".bin")) if os.path.isdir(inputs[0]) else []
-        if not files:
-            raise UserError(f"{inputs[0]}: no .bin input files")
-        stem = files[0][:-4]
+        stem = _stems(inputs[0])[0]
+    path = os.path.join(inputs[0], stem + ".bin")
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such input file (batch {stem!r})")
     return {t.name: binfiles.read_bin(os.path.join(d, stem + ".bin"), t) for d, t in zip(inputs, sig.inputs)}
+
+
+def _stems(folder):
+    files = sorted(f for f in os.listdir(folder) if f.endswith(".bin")) if os.path.isdir(folder) else []
+    if not files:
+        raise UserError(f"{folder}: no .bin input files")
+    return [f[:-4] for f in files]
+
+
+def _report_stems(path):
+    """The input stems of the files a loss_check report failed, in its order."""
+    from infer import layout
+
+    rep = fsio.read_json(path, "no such file (expected loss_check's --report JSON)")
+    try:
+        failed = [f["file"] for f in rep["failed_files"]]
+    except (KeyError, TypeError):
+        raise UserError(f"{path}: not a loss_check report (expected 'failed_files')") from None
+    stems = []
+    for f in failed:  # OUT/<T>/<stem>_output_<i>.bin
+        m = layout.OUTPUT_RE.match(os.path.basename(f))
+        stem = m.group("stem") if m else layout.stem_of(f)
+        if stem not in stems:
+            stems.append(stem)
+    if not stems:
+        raise UserError(f"{path}: the loss_check report lists no failing file: nothing to fix")
+    return stems
+
+
+def load_batches(sig, inputs, batch_file=None, report=None):
+    """{stem: feed}: the batches the doctor must make pass, failing ones first. ``batch_file``:
+    None (the first file), "all", or stems comma separated; ``report``: a loss_check report,
+    whose failing files come first, then every other file of the inputs (the whole set is
+    re-checked before a keep list is written)."""
+    load_batch(sig, inputs)  # the folders fit the model (one line if not) before any listing
+    if report:
+        failing = _report_stems(report)
+        stems = failing + [s for s in _stems(inputs[0]) if s not in failing]
+    elif batch_file == "all":
+        stems = _stems(inputs[0])
+    elif batch_file:
+        stems = list(dict.fromkeys(s.strip().removesuffix(".bin") for s in batch_file.split(",") if s.strip()))
+    else:
+        stems = _stems(inputs[0])[:1]
+    return {stem: load_batch(sig, inputs, stem) for stem in stems}
 
 
 def build_parser():
@@ -60,7 +107,17 @@ def build_parser():
         default=1e-4,
         help="a name match counts if the fp32 ONNX tensor is within this RED of TF's (1e-4)",
     )
-    p.add_argument("--batch-file", help="input file stem to use (default: the first file)")
+    p.add_argument(
+        "--batch-file",
+        help="input file stem(s) to examine, comma separated, or 'all' (default: the first file); "
+        "with --iterate the keep list must make every one of them pass",
+    )
+    p.add_argument(
+        "--from-report",
+        metavar="LOSS_CHECK_JSON",
+        help="the loss_check report of the examined model: its failing files are examined first, "
+        "then every input file is re-checked",
+    )
     p.add_argument("--keep-dtype-out", required=True, help="keep_dtype cfg to write")
     p.add_argument("--report", help="JSON report to write")
     p.add_argument("--cosine-min", type=float, default=metrics.COSINE_MIN)
@@ -127,10 +184,13 @@ def _iteration_start(a: argparse.Namespace) -> tuple[str, list]:
 
 
 def _print_layers(r: dict) -> None:
-    print(f"{'layer':<40}{'onnx op':<14}{'cosine':>12}{'RED':>10}{'max_abs':>11}  result")
+    w = max([len("layer")] + [len(l["op"]) for l in r["layers"]]) + 2  # whole names: tails read alike
+    if r.get("batches_checked", 1) > 1:
+        print(f"batch {r['batch']} ({'the first failing' if r['first_failing'] else 'all'} of {r['batches_checked']}):")
+    print(f"{'layer':<{w}}{'onnx op':<14}{'cosine':>12}{'RED':>10}{'max_abs':>11}  result")
     for l in r["layers"]:
         print(
-            f"{l['op'][-39:]:<40}{l['onnx_op']:<14}{l['cosine']:>12.6f}{l['red']:>10.3g}"
+            f"{l['op']:<{w}}{l['onnx_op']:<14}{l['cosine']:>12.6f}{l['red']:>10.3g}"
             f"{l['max_abs']:>11.3g}  {'ok' if l['passed'] else 'FAILED ' + l['why']}"
         )
     print(
@@ -150,7 +210,10 @@ def _print_layers(r: dict) -> None:
 def _print_search(r: dict, rounds: int) -> None:
     n = len(r["rounds"]) - 1
     if r["converged"]:
-        print(f"converged after {n} rebuild(s): nothing fails on this batch with {len(r['keep_dtype'])} ops kept fp32")
+        print(
+            f"converged after {n} rebuild(s): nothing fails on {r.get('batches_checked', 1)} batch(es) "
+            f"with {len(r['keep_dtype'])} ops kept fp32"
+        )
     elif n < rounds:
         print(f"stuck after {n} rebuild(s): nothing new to keep, {r['first_failing']} still fails")
     else:
@@ -179,7 +242,9 @@ def main(argv=None) -> int:
     _refuse_aipp(a.onnx)
     # a bare .pb (a team's own, converted by atc.sh): the ONNX model's card names its tensors
     sig = find_beside(a.pb) if card_beside(a.pb) else find_beside(a.onnx)
-    feed = load_batch(sig, [s.strip() for s in a.input.split(",")], a.batch_file)
+    if a.from_report and a.batch_file:
+        raise UserError("--from-report and --batch-file: give one (the report names the failing batches)")
+    feeds = load_batches(sig, [s.strip() for s in a.input.split(",")], a.batch_file, a.from_report)
     if a.fp32_onnx and not os.path.isfile(a.fp32_onnx):
         raise UserError(f"{a.fp32_onnx}: fp32 ONNX model not found")
     _check_model(a.onnx, sig)
@@ -190,9 +255,9 @@ def main(argv=None) -> int:
     judge = dict(cosine_min=a.cosine_min, red_max=a.red_max, fp32_onnx=a.fp32_onnx, match_red=a.match_red)
     if a.iterate:
         mode, prior = _iteration_start(a)
-        r = iterate(load_graph_def(a.pb), sig, a.onnx, feed, a.iterate, mode, prior, **judge)
+        r = iterate(load_graph_def(a.pb), sig, a.onnx, feeds, a.iterate, mode, prior, **judge)
     else:
-        r = diagnose(load_graph_def(a.pb), sig, a.onnx, feed, **judge)
+        r = diagnose_set(load_graph_def(a.pb), sig, a.onnx, feeds, **judge)
     _print_layers(r)
     if a.iterate:
         _print_search(r, a.iterate)

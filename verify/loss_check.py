@@ -31,7 +31,7 @@ import numpy as np
 from common import fsio
 from common.cli import ArgumentParser, add_force, add_input, add_verbosity
 from common.errors import UserError, cli, run
-from common.log import log
+from common.log import log, quiet
 from data_tools.binfiles import Manifest, find_manifest
 from freeze.signature import Signature
 from infer import layout
@@ -148,15 +148,18 @@ class _Top1:
 
     def __init__(self, sig, name, labels, manifest):
         self.t = sig.output(name)
-        if len(self.t.shape) != 2 or self.t.shape[0] != sig.batch:
-            raise UserError(f"--top1 {name}: expected a [batch, classes] output, found {self.t.shape}")
+        # [batch, 1, 1, classes] (slim's predictions) is [batch, classes]: singleton dims squeezed
+        if len(self.t.shape) < 2 or self.t.shape[0] != sig.batch or sum(d != 1 for d in self.t.shape[1:]) > 1:
+            raise UserError(
+                f"--top1 {name}: expected a [batch, classes] output (singleton dims allowed), found {self.t.shape}"
+            )
         self.labels = labels
         self.first = {f["stem"]: int(f["first"]) for f in manifest.files} if labels is not None else {}
         self.off, self.ref, self.lab = [], [], []
 
     def add(self, stem, got, want):
-        self.off.append(np.argmax(got[self.t.name], axis=-1))
-        self.ref.append(np.argmax(want[self.t.name], axis=-1))
+        for side, a in ((self.off, got[self.t.name]), (self.ref, want[self.t.name])):
+            side.append(np.argmax(np.reshape(a, (len(a), -1)), axis=-1))
         if self.labels is not None:
             k = len(self.off[-1])
             if stem not in self.first:
@@ -174,6 +177,8 @@ class _Top1:
             "judged": not fp16,
             "passed": fp16 or agree == 1.0,
         }
+        if r.size > 1 and np.all(r == r[0]):
+            res["same_class_for_every_image"] = int(r[0])
         if self.labels is not None:
             lab = np.concatenate(self.lab)
             res.update(offline_accuracy=float(np.mean(o == lab)), reference_accuracy=float(np.mean(r == lab)))
@@ -200,7 +205,8 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
     rows = _row_counts(stems, manifest, sig.batch)
     _scale_atol(tol, sig.outputs, ref, stems, rows)
     acc = _Totals(sig, tol, spec, off)
-    n_images = _compare_files(sig, off, ref, stems, rows, acc, cls, problems["wrong_size"], progress)
+    spread = _Spread()
+    n_images = _compare_files(sig, off, ref, stems, rows, acc, cls, problems["wrong_size"], progress, spread)
     outputs = acc.output_results()
     model = acc.model_results()
     classification = cls.result(sig.is_fp16) if cls is not None else None
@@ -228,6 +234,7 @@ def check(sig, offline, reference, manifest=None, atol=None, rtol=None, progress
         "classification": classification,
         "failed_files": acc.bad_files[:50],
         "n_failed_files": len(acc.bad_files),
+        "warnings": _warnings(sig, spread, classification),
         "_per_image": {s: {k: np.concatenate(v) for k, v in d.items()} for s, d in acc.per_image.items()},
     }
 
@@ -286,7 +293,7 @@ def _pair_files(sig, off, ref, off_dir, ref_dir):
     return stems, problems
 
 
-def _compare_files(sig, off, ref, stems, rows, acc, cls, wrong_size, progress):
+def _compare_files(sig, off, ref, stems, rows, acc, cls, wrong_size, progress, spread=None):
     """Reading: each stem's real rows, offline and reference, compared GROUP files at a time;
     an offline file of the wrong size is listed in ``wrong_size``. Returns the images compared."""
     from tqdm import tqdm
@@ -306,6 +313,8 @@ def _compare_files(sig, off, ref, stems, rows, acc, cls, wrong_size, progress):
         n_images += k
         if cls is not None:
             cls.add(stem, got, want)
+        if spread is not None:
+            spread.add(want)
         group.append((stem, got, want))
         if len(group) == GROUP:
             acc.add(group)
@@ -313,6 +322,54 @@ def _compare_files(sig, off, ref, stems, rows, acc, cls, wrong_size, progress):
     if group:
         acc.add(group)
     return n_images
+
+
+class _Spread:
+    """How much each reference output varies across images (elementwise max - min over rows)."""
+
+    def __init__(self):
+        self.lo, self.hi, self.n = {}, {}, 0
+
+    def add(self, want):
+        for name, a in want.items():
+            a = np.asarray(a, np.float64)
+            if not len(a):
+                continue
+            lo, hi = a.min(axis=0), a.max(axis=0)
+            self.lo[name] = np.minimum(self.lo.get(name, lo), lo)
+            self.hi[name] = np.maximum(self.hi.get(name, hi), hi)
+        self.n += len(next(iter(want.values()), []))
+
+    def constant(self, rel=1e-5):
+        """Outputs whose every element is the same for every image (within float32 noise)."""
+        if self.n < 2:
+            return []
+        out = []
+        for name, lo in self.lo.items():
+            hi = self.hi[name]
+            scale = max(float(np.max(np.abs(np.concatenate([lo.ravel(), hi.ravel()])))), 1e-12)
+            if float(np.max(hi - lo)) <= rel * scale:
+                out.append(name)
+        return out
+
+
+def _warnings(sig, spread, classification):
+    """What makes a PASS prove less than it says: a batch-coupled graph, outputs that do not
+    depend on the image (a degenerate model agrees with itself in every precision mode)."""
+    out = [sig.batch_coupling_warning] if sig.batch_coupling_warning else []
+    const = spread.constant()
+    if const:
+        out.append(
+            f"output(s) {', '.join(const)} are the same for every one of the {spread.n} images in the reference: "
+            "the model ignores its input (degenerate, e.g. batch norm moving statistics not yet trained), so a "
+            "PASS here proves nothing about the conversion"
+        )
+    if classification and "same_class_for_every_image" in classification:
+        out.append(
+            f"top-1: the reference predicts class {classification['same_class_for_every_image']} for every "
+            f"image: agreement on a constant prediction proves little"
+        )
+    return out
 
 
 class _Totals:
@@ -396,13 +453,14 @@ class _Totals:
 
 
 def table(report):
+    w = max([12] + [len(o["name"]) + 2 for o in report["outputs"]])  # whole names, columns aligned
     lines = [
-        f"{'output':<12}{'cosine':>12}{'max_abs':>11}{'max_rel':>11}{'RED':>11}{'RMSE':>11}"
+        f"{'output':<{w}}{'cosine':>12}{'max_abs':>11}{'max_rel':>11}{'RED':>11}{'RMSE':>11}"
         f"{'NaN/Inf':>9}{'elem_fail':>10}  result"
     ]
     for o in report["outputs"]:
         lines.append(
-            f"{o['name']:<12}{o['cosine']:>12.8f}{o['max_abs']:>11.3g}{o['max_rel']:>11.3g}"
+            f"{o['name']:<{w}}{o['cosine']:>12.8f}{o['max_abs']:>11.3g}{o['max_rel']:>11.3g}"
             f"{o['red']:>11.3g}{o['rmse']:>11.3g}{o['nan'] + o['inf']:>9d}"
             f"{o['elementwise_fail']:>10d}  {'FAILED ' + o['why'] if not o['passed'] else 'PASSED'}"
             + (f" ({o['why']})" if o["passed"] and o.get("draw_flip_files") else "")
@@ -432,6 +490,7 @@ def table(report):
             lines.append(f"FAILED | {kind.replace('_', ' ')} file: {p}")
     for f in report["failed_files"][:10]:
         lines.append(f"FAILED | {f['file']} ({f['output']}): {f['why']}")
+    lines += [f"WARNING | {w}" for w in report.get("warnings", [])]
     lines.append(
         f"{'PASSED' if report['passed'] else 'FAILED'} | {report['files_compared']} files, "
         f"{report['n_images']} images | {report['precision_mode']}"
@@ -518,6 +577,8 @@ def build_parser():
 def main(argv=None):
     a = build_parser().parse_args(argv)
     sig = Signature.load(a.signature)
+    if sig.batch_coupling_warning:
+        log.warning(sig.batch_coupling_warning)
     inputs = [s.strip() for s in a.inputs.split(",")] if a.inputs else []
     manifest = Manifest.load(a.manifest) if a.manifest else (find_manifest(inputs[0]) if inputs else None)
     if manifest is None:
@@ -536,7 +597,7 @@ def main(argv=None):
         if not inputs:
             raise UserError("--checkpoint-reference needs --inputs DIR[,DIR2] (the files msame ran on)")
         ref_out = a.reference or (tmp := tempfile.TemporaryDirectory(prefix="golden_")).name
-        reference = make_reference(sig, inputs, ref_out, progress=not a.no_progress)
+        reference = make_reference(sig, inputs, ref_out, progress=not (a.no_progress or quiet()))
     elif a.reference:
         reference = a.reference
     else:
@@ -549,7 +610,7 @@ def main(argv=None):
             manifest,
             a.atol,
             a.rtol,
-            progress=not a.no_progress,
+            progress=not (a.no_progress or quiet()),
             top1=a.top1,
             labels=a.labels,
         )

@@ -10,6 +10,7 @@ import argparse
 
 from common.cli import ArgumentParser, add_device, add_input, add_output, add_verbosity
 from common.errors import UserError, cli, run
+from common.log import log, quiet
 from freeze.signature import Signature
 
 
@@ -21,6 +22,8 @@ def make_reference(sig, inputs, output, fmt="BIN", progress=True, device="cpu", 
 
     if isinstance(sig, str):
         sig = Signature.load(sig)
+    if sig.batch_coupling_warning:
+        log.warning(sig.batch_coupling_warning)
     if model is not None:
         runner = open_runner(model, signature=sig, device=device)
     else:
@@ -61,6 +64,7 @@ def main(argv=None):
         [s.strip() for s in a.input.split(",")],
         a.output,
         "TXT" if a.outfmt == "TXT" else "BIN",
+        progress=not quiet(),
         device=a.device,
         model=a.model,
     )

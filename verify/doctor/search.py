@@ -1,8 +1,12 @@
-"""The keep-list search: diagnose, keep, rebuild, diagnose the same batch again; then prune.
+"""The keep-list search: diagnose, keep, rebuild, diagnose again; then prune.
 
 One diagnosis names the error sources, but a source kept fp32 can still fail when its
 inputs were already rounded (log(1 - p) with p rounded to 1.0 in fp16). Each round keeps
 the new names and, for a failing op already kept, the nearest producers of its inputs.
+With several batches, every diagnosis runs them in turn (the last failing one first) and
+stops at the first that fails: a round fixes that batch, the next re-checks them all, so
+the search ends only when every batch passes (a list that fixed one batch can leave
+another failing), and pruning keeps only what every batch allows.
 """
 
 from __future__ import annotations
@@ -74,12 +78,15 @@ SINGLE_PRUNE = 40  # keep lists up to this long are also pruned name by name (on
 
 
 class Search:
-    """What every round shares: the graph and its batch, the fp32 model the converter
-    starts from (``fp32``), the one names are validated on (``check``), the thresholds."""
+    """What every round shares: the graph and its batches (``feeds``: {stem: feed}), the fp32
+    model the converter starts from (``fp32``), the one names are validated on (``check``),
+    the thresholds. The batch metric is reported on the first batch."""
 
-    def __init__(self, graph_def, sig, feed, fp32, check, precision_mode, judge: dict, log=print):
+    def __init__(self, graph_def, sig, feeds, fp32, check, precision_mode, judge: dict, log=print):
         from freeze.core import run_graph_def
 
+        self.feeds = dict(feeds)
+        feed = next(iter(self.feeds.values()))
         self.graph_def, self.sig, self.feed, self.fp32, self.check = graph_def, sig, feed, fp32, check
         self.precision_mode, self.judge, self.log = precision_mode, judge, log
         self.nodes = {n.name: n for n in graph_def.node}
@@ -94,7 +101,15 @@ class Search:
         return self._resolves[name]
 
     def diagnose(self, model) -> dict:
-        return diagnose(self.graph_def, self.sig, model, self.feed, fp32_onnx=self.check, **self.judge)
+        """The diagnosis of the first batch that fails (``batch``: its stem), else of the last
+        one; a failing batch is tried first next time."""
+        for stem in list(self.feeds):
+            r = diagnose(self.graph_def, self.sig, model, self.feeds[stem], fp32_onnx=self.check, **self.judge)
+            r["batch"], r["batches_checked"] = stem, len(self.feeds)
+            if r["first_failing"] is not None:
+                self.feeds = {stem: self.feeds.pop(stem), **self.feeds}
+                return r
+        return r
 
     def rebuild(self, keep: list):
         """The model convert/to_onnx.py --keep_dtype builds with ``keep`` kept fp32."""
@@ -128,6 +143,7 @@ class Search:
             history.append(
                 {
                     "round": k,
+                    "batch": r["batch"],
                     "keep": len(keep),
                     "first_failing": first,
                     "first_failing_why": r["first_failing_why"],
@@ -181,11 +197,24 @@ class Search:
         return r, keep, pruned
 
 
+def diagnose_set(graph_def, sig, onnx_path, feeds: dict, fp32_onnx=None, **judge) -> dict:
+    """One diagnosis over several batches ({stem: feed}): the first that fails, else the last."""
+    m = load_model(onnx_path)
+    fp32 = fp32_model(graph_def, sig, opset_of(m)) if fp32_onnx is None else load_model(fp32_onnx)
+    for stem, feed in feeds.items():
+        r = diagnose(graph_def, sig, m, feed, fp32_onnx=fp32, **judge)
+        r["batch"], r["batches_checked"] = stem, len(feeds)
+        if r["first_failing"] is not None:
+            break
+    return r
+
+
 def _round_text(row: dict, adding: list | None) -> str:
     """One round's log line; ``adding``: the names the next round keeps (None: no next round)."""
     first = row["first_failing"]
     msg = (
         f"round {row['round']}: keep {row['keep']} ops; first failing layer: {first or 'none'}"
+        + (f" (batch {row['batch']})" if first else "")
         + (f" ({row['first_failing_why']})" if first else "")
         + f"; {row['failing_layers']} failing layers"
     )
@@ -200,7 +229,7 @@ def iterate(
     graph_def,
     sig,
     onnx_path,
-    feed: dict,
+    feeds: dict,
     rounds: int,
     precision_mode: str,
     keep=(),
@@ -212,7 +241,8 @@ def iterate(
     prune: bool = True,
     log=print,
 ) -> dict:
-    """Diagnose, keep, rebuild, diagnose the same batch again, up to ``rounds`` rebuilds.
+    """Diagnose, keep, rebuild, diagnose every batch again, up to ``rounds`` rebuilds.
+    ``feeds``: {stem: feed}, the batches that must all pass (the failing ones first).
 
     Each round keeps the doctor's new names (error sources, range casualties) and, for each
     failing root (or first failing layer) that is already kept fp32, the nearest producers
@@ -226,7 +256,7 @@ def iterate(
     fp32 = fp32_model(graph_def, sig, opset_of(m) if opset is None else opset)  # what the converter starts from
     check = fp32 if fp32_onnx is None else load_model(fp32_onnx)
     judge = dict(cosine_min=cosine_min, red_max=red_max, match_red=match_red)
-    search = Search(graph_def, sig, feed, fp32, check, precision_mode, judge, log)
+    search = Search(graph_def, sig, feeds, fp32, check, precision_mode, judge, log)
     r, keep, history = search.run(m, rounds, list(keep))
     pruned = []
     if r["first_failing"] is None and prune:
