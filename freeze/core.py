@@ -202,7 +202,7 @@ def check_static(graph_def, signature):
         t = g.get_operation_by_name(n.name).outputs[0]
         more = f" (and {len(random) - 1} more)" if len(random) > 1 else ""
         # dropout still drawing after folding (an unfolded switch placeholder is refused earlier,
-        # sources.UserModel._check_unfed): built in training mode, nothing to feed or fold
+        # sources._check_inference_only): built in training mode, nothing to feed or fold
         if "dropout" in n.name.lower():
             raise UserError(
                 f"random op {n.name!r} ({n.op}) is on the inference path{more} and no placeholder switches "

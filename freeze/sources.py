@@ -100,7 +100,6 @@ class UserModel(LiveModel):
     def _signature(self, name, layouts):
         """Inputs and outputs as in the folded graph, with the static shapes fixed."""
         gd = self.inference_graph_def()
-        _check_inference_only(gd, [n for n, _ in self.shapes], self.output_names)
         g = tf.Graph()
         with g.as_default():
             tf.import_graph_def(gd, name="")
@@ -250,7 +249,9 @@ class UserModel(LiveModel):
         gd, self.n_switches = fold.fold_switches(gd)
         gd, self.dropout_folded = fold.fold_dropout(gd)
         gd = fold.prune(gd, self.output_names)
-        self._check_unfed(gd)
+        # before the variables become constants: a train op, an unfed is_training or a variable
+        # update would otherwise fail there with TensorFlow's float_ref error
+        _check_inference_only(gd, [n for n, _ in self.shapes], self.output_names)
         tf2flow.refuse_updates(gd)
         try:
             gd = tf.graph_util.convert_variables_to_constants(self.sess, gd, self.output_names)
@@ -259,21 +260,6 @@ class UserModel(LiveModel):
         gd = tf2flow.drop_unused_outputs(fold.prune(gd, self.output_names), self.output_names)
         self._fixed = tf2flow.strip_library(fold.prune(gd, self.output_names))
         return self._fixed
-
-    def _check_unfed(self, gd):
-        """A placeholder the outputs need that is neither an input nor folded: an offline model
-        cannot run it (a plain tf.placeholder is_training left as it was trained)."""
-        inputs = {n for n, _ in self.shapes}
-        left = [n for n in gd.node if n.op == "Placeholder" and n.name not in inputs]
-        if left:
-            n = left[0]
-            dtype = fold._dtype(n).name
-            example = f"{n.name}:false" if dtype == "bool" else f"{n.name}:0"
-            raise UserError(
-                f"placeholder {n.name!r} ({dtype}) is needed by the outputs but is neither an input "
-                f'(--input_shape) nor folded: pass --input_defaults "{example}" (its inference value), '
-                f"or list it in --input_shape if the offline model should take it"
-            )
 
     def frozen_graph_def(self):
         return self.inference_graph_def()

@@ -198,6 +198,14 @@ def test_layout_readers_take_ais_folders(model, tmp_path, capsys):
     for stem in ms:
         for i, t in enumerate(sig.outputs):
             np.testing.assert_array_equal(layout.read_output(ais[stem][i], t), layout.read_output(ms[stem][i], t))
+    from verify import reference  # the golden outputs: the frozen graph, as loss_check requires
+
+    assert (
+        reference.main(
+            ["--signature", model["json"], "--model", model["pb"], "--input", ins, "--output", str(tmp_path / "ref")]
+        )
+        == 0
+    )
     rc = loss_check.main(
         [
             "--signature",
@@ -205,7 +213,7 @@ def test_layout_readers_take_ais_folders(model, tmp_path, capsys):
             "--offline",
             str(tmp_path / "aistxt"),
             "--reference",
-            str(tmp_path / "ms"),
+            str(tmp_path / "ref"),
             "--report",
             str(tmp_path / "lc.json"),
         ]

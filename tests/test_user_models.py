@@ -293,7 +293,10 @@ def test_training_mode_graphs_are_refused_by_name(tmp_path, capsys):
     ref = str(tmp_path / "ref")
     assert reference.main(["--signature", out + ".json", "--input", bins, "--output", ref]) == 0
     assert "BATCH-COUPLED" in capsys.readouterr().err
-    lc = ["--signature", out + ".json", "--offline", ref, "--reference", ref, "--no-plot", "--no-progress"]
+    off = str(tmp_path / "off")  # the frozen graph itself as the offline model
+    assert msame.main(["--model", out + ".pb", "--input", bins, "--output", off, "-q"]) in (0, None)
+    capsys.readouterr()
+    lc = ["--signature", out + ".json", "--offline", off, "--reference", ref, "--no-plot", "--no-progress"]
     assert loss_check.main(lc + ["--report", str(tmp_path / "lc.json")]) == 0
     said = capsys.readouterr()
     assert "BATCH-COUPLED" in said.err and "WARNING | " in said.out and "BATCH-COUPLED" in said.out

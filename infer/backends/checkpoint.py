@@ -34,16 +34,21 @@ class CheckpointRunner(Runner):
 
     def _check_same_model(self):
         """The checkpoint's model has the signature's inputs and outputs (a signature pointing at
-        another model's checkpoint would otherwise fail at the first feed with a traceback)."""
-        sig, got = self.signature, self.restored.signature
+        another model's checkpoint would otherwise fail at the first feed with a traceback). The
+        graph's own inputs, before AIPP; dtypes that ATC's --input_fp16_nodes / --output_type
+        changed are cast by the runner, so only the graph's own dtypes count."""
+        sig, got = self.graph_sig, self.restored.signature
         for what, want, have in (("inputs", sig.inputs, got.inputs), ("outputs", sig.outputs, got.outputs)):
-            a = [(t.name, t.shape, t.dtype) for t in want]
             b = [(t.name, t.shape, t.dtype) for t in have]
+            a = [(t.name, t.shape, _as_graph_sees(what, t, g)) for t, g in zip(want, have)] + [
+                (t.name, t.shape, t.dtype) for t in want[len(have) :]
+            ]
             if a != b:
                 self.restored.close()
                 ckpt = getattr(self.restored, "ckpt", None) or self.model
                 raise UserError(
-                    f"{ckpt}: this checkpoint's model has {what} {b}, the signature {sig.path} describes {a}; "
+                    f"{ckpt}: this checkpoint's model has {what} {b}, the signature {self.signature.path} describes "
+                    f"{[(t.name, t.shape, t.dtype) for t in want]}; "
                     "is it another model's checkpoint?"
                 )
 
@@ -52,6 +57,14 @@ class CheckpointRunner(Runner):
 
     def infer_impl(self, feed):
         return self.restored.run(self.pre(feed) if self.pre else feed)
+
+
+def _as_graph_sees(what, t, g):
+    """The card's dtype as the graph has it: ATC's float16 input files (--input_fp16_nodes) and
+    output types (--output_type) are casts the runner makes, not another model."""
+    if (what == "inputs" and t.dtype == "float16" and g.dtype == "float32") or what == "outputs":
+        return g.dtype
+    return t.dtype
 
 
 def make(model, signature, device="cpu"):
