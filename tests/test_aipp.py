@@ -459,12 +459,10 @@ def test_road_with_aipp(tmp_path, repo_root, fmt):
     assert "PASS" in report
 
 
-def test_card_runner_on_the_pb_and_the_doctor(frozen, tmp_path, capsys):
+def test_card_runner_on_the_pb(frozen, tmp_path):
     """to_onnx --insert_op_conf writes the card the road reads: the frozen .pb run on the card's
-    uint8 inputs (the golden-output backends) equals the portable model; the precision doctor
-    refuses the AIPP model in one line."""
+    uint8 inputs (the golden-output backends) equals the portable model."""
     from infer.runner import open_runner
-    from verify import compare_layers
 
     pb = frozen[0]
     cfg = _cfg(tmp_path, "aipp_op {\n aipp_mode: static\n input_format: RGB888_U8\n mean_chn_1: 7\n}\n")
@@ -478,11 +476,47 @@ def test_card_runner_on_the_pb_and_the_doctor(frozen, tmp_path, capsys):
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(got[0][0, ..., 1], 2 * (feed["images"][0, ..., 1].astype(np.float32) - 7))
+
+
+def test_doctor_on_an_fp16_aipp_model_from_uint8_bins(frozen, tmp_path, capsys):
+    """The precision doctor takes the AIPP model and the uint8 NV12 files msame runs it on:
+    the AIPP front is stripped (the stripped model on the numpy-AIPP'd feed gives the AIPP
+    model's outputs on the uint8 feed), the graph's layers are matched and judged."""
+    from common.loaders import ort_session
+    from convert.parity import run_onnx
+    from data_tools import binfiles
+    from verify import compare_layers
+
+    pb = frozen[0]
+    cfg = _cfg(tmp_path, "aipp_op {\n aipp_mode: static\n input_format: YUV420SP_U8\n csc_switch: true\n"
+               " matrix_r0c0: 256\n matrix_r0c2: 359\n matrix_r1c0: 256\n matrix_r1c1: -88\n matrix_r1c2: -183\n"
+               " matrix_r2c0: 256\n matrix_r2c1: 454\n input_bias_1: 128\n input_bias_2: 128\n"
+               " var_reci_chn_0: 0.0039\n var_reci_chn_1: 0.0039\n var_reci_chn_2: 0.0039\n}\n")  # fmt: skip
+    out = str(tmp_path / "m.force_fp16.onnx")
+    assert (
+        to_onnx.main(["--model", pb, "--output", out, "--insert_op_conf", cfg, "--precision_mode", "force_fp16"]) == 0
+    )
+    card = Signature.load(card_beside(out))
+    rng = np.random.RandomState(8)
+    feed = {t.name: rng.randint(0, 256, t.shape).astype(t.np_dtype) if t.dtype == "uint8" else _gray(rng)
+            for t in card.inputs}  # fmt: skip
+    assert feed["images"].dtype == np.uint8 and feed["images"].shape[1] == H * 3 // 2  # NV12 rows
+    for t in card.inputs:
+        binfiles.write_bin(str(tmp_path / "bins" / t.name / "x_0.bin"), feed[t.name], t)
+    stripped, inner, pre = compare_layers._strip_aipp(out, card)
+    assert not any(n.name.startswith("aipp0/") for n in stripped.graph.node)
+    got = run_onnx(ort_session(stripped), inner, pre(feed))
+    want = run_onnx(ort_session(onnx.load(out)), card, feed)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-3)
     keep = str(tmp_path / "keep.cfg")
-    assert compare_layers.main(["--pb", pb, "--onnx", out, "--input", str(tmp_path), "--keep-dtype-out", keep]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: {out}: built with static AIPP") and "\n" not in err
-    assert not os.path.exists(keep)
+    ins = ",".join(str(tmp_path / "bins" / t.name) for t in card.inputs)
+    capsys.readouterr()
+    assert compare_layers.main(["--pb", pb, "--onnx", out, "--input", ins, "--keep-dtype-out", keep]) == 0
+    text = capsys.readouterr().out
+    matched = int(text.split("matched ")[1].split()[0])
+    assert matched >= 3 and "every matched layer within thresholds" in text
+    assert open(keep).read() == ""
 
 
 # --- img2bin: the formats such a config takes ---------------------------------------------------

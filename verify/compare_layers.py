@@ -18,7 +18,7 @@ from common.cli import ArgumentParser, add_force, add_input, add_verbosity
 from common.errors import UserError, cli, run
 from common.loaders import load_graph_def
 from data_tools import binfiles
-from freeze.signature import Signature, card_beside, find_beside
+from freeze.signature import card_beside, find_beside
 from verify import metrics
 from verify.doctor.search import diagnose_set, iterate
 
@@ -137,17 +137,34 @@ def build_parser():
     return p
 
 
-def _refuse_aipp(onnx_path: str) -> None:
-    """A model with static AIPP takes uint8 images the frozen graph does not: the layers cannot
-    be fed the same batch (and --iterate rebuilds without the AIPP config)."""
-    card = card_beside(onnx_path)
-    recs = ((Signature.load(card).artifact or {}).get("aipp") or []) if card else []
-    if recs:
-        raise UserError(
-            f"{onnx_path}: built with static AIPP ({recs[0]['config']}): its inputs are uint8 "
-            f"{recs[0]['input_format']} images, the .pb's are float; run the doctor on the same model "
-            "converted without --insert_op_conf, with float .bin files (img2bin -t float32 -m/-c)"
-        )
+def _strip_aipp(onnx_path: str, card):
+    """The AIPP model without its AIPP front, taking the float tensors the graph takes: the
+    AIPP nodes have no TF counterpart, and the keep list names graph ops only (it applies to
+    atc.sh --insert_op_conf ... --keep_dtype as well). The uint8 batches go through the same
+    numpy AIPP (aipp.unwrap) for both sides. Returns (model, graph signature, feed -> feed)."""
+    import onnx
+
+    from convert import aipp
+
+    inner, pre = aipp.unwrap(card)
+    m = onnx.load(onnx_path)
+    g = m.graph
+    fronts = tuple(f"aipp{r['related_input_rank']}/" for r in card.artifact["aipp"])
+    drop = [n for n in g.node if n.name.startswith(fronts)]
+    gone = {o for n in drop for o in n.output} | {i for n in drop for i in n.input}
+    for n in drop:
+        g.node.remove(n)
+    for t in [t for t in g.initializer if t.name.startswith(fronts)]:
+        g.initializer.remove(t)
+    for t in inner.inputs:
+        if t.tensor + "/aipp" not in gone:
+            continue
+        for n in g.node:
+            n.input[:] = [t.tensor if i == t.tensor + "/aipp" else i for i in n.input]
+        gi = next(i for i in g.input if i.name == t.tensor)
+        elem = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(t.np_dtype))
+        gi.CopyFrom(onnx.helper.make_tensor_value_info(t.tensor, elem, list(t.shape)))
+    return m, inner, pre
 
 
 def _check_thresholds(a: argparse.Namespace) -> None:
@@ -239,15 +256,23 @@ def main(argv=None) -> int:
     fsio.refuse_overwrite([p for p in (a.keep_dtype_out, a.report) if p], a.force)
     if not os.path.isfile(a.onnx):
         raise UserError(f"{a.onnx}: ONNX model not found")
-    _refuse_aipp(a.onnx)
+    card16 = find_beside(a.onnx) if card_beside(a.onnx) else None
     # a bare .pb (a team's own, converted by atc.sh): the ONNX model's card names its tensors
     sig = find_beside(a.pb) if card_beside(a.pb) else find_beside(a.onnx)
+    aipped = card16 is not None and (card16.artifact or {}).get("aipp")
+    if aipped:
+        sig = card16  # the .om's uint8 inputs: the files img2bin wrote for it
     if a.from_report and a.batch_file:
         raise UserError("--from-report and --batch-file: give one (the report names the failing batches)")
     feeds = load_batches(sig, [s.strip() for s in a.input.split(",")], a.batch_file, a.from_report)
     if a.fp32_onnx and not os.path.isfile(a.fp32_onnx):
         raise UserError(f"{a.fp32_onnx}: fp32 ONNX model not found")
     _check_model(a.onnx, sig)
+    model = a.onnx
+    if aipped:
+        model, sig, pre = _strip_aipp(a.onnx, card16)
+        feeds = {stem: pre(f) for stem, f in feeds.items()}
+        print(f"{a.onnx}: static AIPP applied to the uint8 inputs in numpy; the layers after it are compared")
     if a.fp32_onnx:
         _check_model(a.fp32_onnx, sig)
     if a.iterate < 0:
@@ -255,9 +280,9 @@ def main(argv=None) -> int:
     judge = dict(cosine_min=a.cosine_min, red_max=a.red_max, fp32_onnx=a.fp32_onnx, match_red=a.match_red)
     if a.iterate:
         mode, prior = _iteration_start(a)
-        r = iterate(load_graph_def(a.pb), sig, a.onnx, feeds, a.iterate, mode, prior, **judge)
+        r = iterate(load_graph_def(a.pb), sig, model, feeds, a.iterate, mode, prior, **judge)
     else:
-        r = diagnose_set(load_graph_def(a.pb), sig, a.onnx, feeds, **judge)
+        r = diagnose_set(load_graph_def(a.pb), sig, model, feeds, **judge)
     _print_layers(r)
     if a.iterate:
         _print_search(r, a.iterate)
