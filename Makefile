@@ -37,7 +37,7 @@ lint: setup
 demo: setup
 	$(BIN)/python demo/road.py --data-dir $(DATA_DIR) --out $(OUT)
 
-# Every figure of the README's performance table, on an idle machine (an estimated 40-45 min here).
+# Every figure of the README's performance table, on an idle machine (37 min here, 2026-12-03).
 bench: setup
 	$(BIN)/python bench/run.py --data-dir $(DATA_DIR) --results bench/results
 	$(BIN)/python bench/table.py --results bench/results
